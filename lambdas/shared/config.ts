@@ -1,0 +1,54 @@
+import { z } from 'zod';
+
+/**
+ * Target configuration: which ECS services Autopatch protects and how. Shared by the construct
+ * (validated at synth time) and the triage Lambda (which receives it as JSON in AUTOPATCH_CONFIG).
+ */
+
+const rebuildSchema = z.discriminatedUnion('mode', [
+  z.strictObject({ mode: z.literal('patch-os') }),
+  z.strictObject({
+    mode: z.literal('source'),
+    sourceLocation: z.string().min(1),
+    dockerfile: z.string().min(1).optional(),
+  }),
+  z.strictObject({ mode: z.literal('project'), projectName: z.string().min(1) }),
+]);
+
+export const targetSchema = z.strictObject({
+  /** Cluster name or ARN. */
+  cluster: z.string().min(1),
+  /** Service name. */
+  service: z.string().min(1),
+  /** ECR repositories whose images this target runs (for IAM scoping and reporting); optional. */
+  repositories: z.array(z.string().min(1)).default([]),
+  /** Extra CloudWatch alarms to watch during the bake (the service's own deployment alarms are always watched). */
+  alarmNames: z.array(z.string().min(1)).default([]),
+  /** How to rebuild an image of this service for language-package findings. OS findings always use patch-os. */
+  rebuild: rebuildSchema.default({ mode: 'patch-os' }),
+  bakeTimeMinutes: z.number().int().min(0).max(1440).default(60),
+  /** Service tags, used by policy rules that match on tags. */
+  tags: z.record(z.string(), z.string()).default({}),
+});
+export type TargetConfig = z.infer<typeof targetSchema>;
+export type TargetConfigInput = z.input<typeof targetSchema>;
+
+export const workflowDefaultsSchema = z.strictObject({
+  bakeTimeMinutes: z.number().int().min(0).max(1440).default(60),
+  deploymentTimeoutSeconds: z.number().int().min(300).max(86_400).default(7_200),
+  rescanTimeoutSeconds: z.number().int().min(60).max(86_400).default(3_600),
+  approvalTimeoutSeconds: z.number().int().min(60).max(31_536_000).default(86_400),
+});
+export type WorkflowDefaults = z.infer<typeof workflowDefaultsSchema>;
+
+export const discoverByTagSchema = z.strictObject({ key: z.string().min(1), value: z.string().min(1) });
+
+/** What the triage Lambda needs at run time, besides its clients. The policy is validated separately. */
+export const triageRuntimeConfigSchema = z.strictObject({
+  policy: z.unknown(),
+  targets: z.array(targetSchema).default([]),
+  discoverByTag: discoverByTagSchema.optional(),
+  defaults: workflowDefaultsSchema.default(workflowDefaultsSchema.parse({})),
+  dryRun: z.boolean().default(false),
+});
+export type TriageRuntimeConfig = z.infer<typeof triageRuntimeConfigSchema>;

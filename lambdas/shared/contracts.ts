@@ -1,0 +1,113 @@
+/**
+ * The contracts between Autopatch's parts: what triage hands the remediation workflow, what the
+ * workflow's tasks return, and how the ledger is keyed. Change these deliberately: the state
+ * machine definition (statemachines/remediation.asl.json) reads these fields by JSONPath.
+ */
+
+export const SEVERITIES = ['CRITICAL', 'HIGH', 'MEDIUM', 'LOW', 'INFORMATIONAL', 'UNTRIAGED'] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+/** Rank for "worst of": lower is worse. */
+export const severityRank = (s: Severity): number => SEVERITIES.indexOf(s);
+
+/** What policy decided for one finding. `reject` is only ever produced for input that did not parse. */
+export type Action = 'remediate' | 'approve' | 'notify' | 'ignore';
+
+/** How an image is rebuilt. */
+export type RebuildMode =
+  /** An OS-package patch layer on top of the running image (no source needed). */
+  | { readonly mode: 'patch-os' }
+  /** Rebuild from source with the base image pulled fresh, via the construct's source project. */
+  | { readonly mode: 'source'; readonly sourceLocation: string; readonly dockerfile?: string }
+  /** Start the target's own existing CodeBuild project with overrides. */
+  | { readonly mode: 'project'; readonly projectName: string };
+
+/** An ECS service, identified the way the ECS APIs identify it. */
+export interface ServiceRef {
+  readonly clusterArn: string;
+  readonly serviceName: string;
+  /** "<clusterName>/<serviceName>": the ledger key and the name people read. */
+  readonly key: string;
+}
+
+/** One image a remediation patches: one digest, possibly used by several containers of the task. */
+export interface AffectedImage {
+  /** ECR repository name, e.g. "payments/api". */
+  readonly repository: string;
+  /** Registry (account id) that holds the repository. */
+  readonly registry: string;
+  /** "<registry>.dkr.ecr.<region>.amazonaws.com/<repository>" */
+  readonly repositoryUri: string;
+  readonly imageDigest: string;
+  readonly imageTags: readonly string[];
+  /** Container names in the service's task definition that run this image. */
+  readonly containers: readonly string[];
+  readonly platform?: string;
+  readonly architecture?: string;
+  /** Inspector package managers of the findings, e.g. ["OS"] or ["OS", "NPM"]. */
+  readonly packageManagers: readonly string[];
+  /** Sorted, unique CVE / vulnerability ids that triggered the remediation for this image. */
+  readonly cves: readonly string[];
+  /** Worst severity among those findings. */
+  readonly severity: Severity;
+  readonly findingArns: readonly string[];
+  readonly rebuild: RebuildMode;
+}
+
+/** Per-service settings the workflow needs (from the construct's target configuration). */
+export interface TargetSettings {
+  /** CloudWatch alarms Autopatch watches during the bake, in addition to the service's own deployment alarms. */
+  readonly alarmNames: readonly string[];
+  readonly bakeTimeMinutes: number;
+  /** Upper bound for the whole deployment + bake watch before the workflow gives up. */
+  readonly deploymentTimeoutSeconds: number;
+  /** How long to wait for Inspector to scan the rebuilt image. */
+  readonly rescanTimeoutSeconds: number;
+  readonly approvalTimeoutSeconds: number;
+}
+
+/** The execution input that triage starts the remediation workflow with. */
+export interface RemediationRequest {
+  readonly remediationId: string;
+  readonly executionName: string;
+  readonly service: ServiceRef;
+  readonly images: readonly AffectedImage[];
+  readonly decision: {
+    readonly action: 'remediate' | 'approve';
+    readonly reason: string;
+    /** ISO-8601 start of the next maintenance window, when the workflow must wait for it. */
+    readonly notBefore?: string;
+  };
+  readonly target: TargetSettings;
+  readonly findingsCount: number;
+  /** ISO-8601 time the first finding of this remediation was observed by triage. */
+  readonly requestedAt: string;
+}
+
+/** Terminal outcomes of a remediation. Each has a runbook entry in docs/runbook.md. */
+export const OUTCOMES = [
+  'Patched',
+  'Superseded',
+  'Rejected',
+  'ApprovalExpired',
+  'BuildFailed',
+  'PatchIneffective',
+  'RescanTimedOut',
+  'RolledBack',
+  'Failed',
+] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+/** Ledger (DynamoDB) key layout. One table, partition key `pk`, sort key `sk`, TTL attribute `expiresAt`. */
+export const LEDGER = {
+  /** The per-service lock / in-flight remediation item. */
+  serviceKey: (serviceKey: string) => ({ pk: `SERVICE#${serviceKey}`, sk: 'LOCK' }),
+  /** One history record per finished remediation. */
+  remediationKey: (serviceKey: string, remediationId: string) => ({
+    pk: `SERVICE#${serviceKey}`,
+    sk: `REMEDIATION#${remediationId}`,
+  }),
+  /** Duplicate-delivery marker: EventBridge delivers at least once. */
+  findingKey: (findingArn: string, updatedAt: string) => ({ pk: `FINDING#${findingArn}`, sk: updatedAt }),
+  ttlAttribute: 'expiresAt',
+} as const;
