@@ -1,0 +1,75 @@
+import { createHash } from 'node:crypto';
+import { type AffectedImage, type RemediationRequest, type Severity, severityRank } from './contracts';
+
+const NAME_MAX = 80;
+const ALLOWED = /[^A-Za-z0-9_-]+/g;
+
+const worst = (a: Severity, b: Severity): Severity => (severityRank(a) <= severityRank(b) ? a : b);
+const union = (a: readonly string[], b: readonly string[]): string[] => [...new Set([...a, ...b])].sort();
+
+/** Merge two views of the same image digest (findings are folded into one entry per digest). */
+export const mergeImage = (a: AffectedImage, b: AffectedImage): AffectedImage => ({
+  ...a,
+  imageTags: union(a.imageTags, b.imageTags),
+  containers: union(a.containers, b.containers),
+  packageManagers: union(a.packageManagers, b.packageManagers),
+  cves: union(a.cves, b.cves),
+  severity: worst(a.severity, b.severity),
+  findingArns: union(a.findingArns, b.findingArns),
+  // Source rebuilds fix OS packages too, so once any finding asks for one, the image gets it.
+  rebuild: a.rebuild.mode !== 'patch-os' ? a.rebuild : b.rebuild,
+});
+
+/** Union of image lists, one entry per digest, in a stable order. */
+export const mergeImages = (...lists: ReadonlyArray<readonly AffectedImage[]>): AffectedImage[] => {
+  const byDigest = new Map<string, AffectedImage>();
+  for (const list of lists) {
+    for (const image of list) {
+      const seen = byDigest.get(image.imageDigest);
+      byDigest.set(image.imageDigest, seen ? mergeImage(seen, image) : image);
+    }
+  }
+  return [...byDigest.values()].sort((x, y) => x.imageDigest.localeCompare(y.imageDigest));
+};
+
+const compactTime = (at: Date): string => at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z'); // 20240904T165538Z
+
+/**
+ * Deterministic, readable execution name: `<service>-<cve-or-count>-<short-digest>-<time>`.
+ * The same service, images, CVEs and time always give the same name, so a retried StartExecution
+ * cannot start a second execution (Step Functions rejects a reused name for 90 days).
+ * At most 80 characters, only letters, digits, '-' and '_'.
+ */
+export const executionName = (serviceName: string, images: readonly AffectedImage[], at: Date): string => {
+  const cves = union(
+    [],
+    images.flatMap((i) => i.cves),
+  );
+  const what = cves.length === 1 ? (cves[0] as string) : `${cves.length}cves`;
+  const digests = images.map((i) => i.imageDigest).sort();
+  const first = (digests[0] ?? '').replace(/^sha256:/, '').slice(0, 8) || 'nodigest';
+  // A short hash of everything that identifies the remediation keeps names unique when the readable
+  // parts collide (two CVE sets with the same count, several images).
+  const fingerprint = createHash('sha256')
+    .update(JSON.stringify({ serviceName, cves, digests }))
+    .digest('hex')
+    .slice(0, 6);
+  const tail = `-${what.replace(ALLOWED, '_')}-${first}${digests.length > 1 ? `x${digests.length}` : ''}-${fingerprint}-${compactTime(at)}`;
+  const service = serviceName.replace(ALLOWED, '_').slice(0, Math.max(1, NAME_MAX - tail.length));
+  return `${service}${tail}`.slice(0, NAME_MAX);
+};
+
+/** A short, stable id for one remediation (also the ledger history key). */
+export const remediationId = (serviceKey: string, name: string): string =>
+  createHash('sha256').update(`${serviceKey}\n${name}`).digest('hex').slice(0, 16);
+
+/** Fold a later request for the same service into an earlier one (the earlier keeps its identity). */
+export const mergeRequests = (base: RemediationRequest, later: RemediationRequest): RemediationRequest => ({
+  ...base,
+  images: mergeImages(base.images, later.images),
+  findingsCount: base.findingsCount + later.findingsCount,
+  // Approval is the stricter action and wins; the earliest window wins.
+  decision:
+    base.decision.action === 'approve' || later.decision.action !== 'approve' ? base.decision : later.decision,
+  requestedAt: base.requestedAt < later.requestedAt ? base.requestedAt : later.requestedAt,
+});
