@@ -32,7 +32,11 @@ export const mergeImages = (...lists: ReadonlyArray<readonly AffectedImage[]>): 
   return [...byDigest.values()].sort((x, y) => x.imageDigest.localeCompare(y.imageDigest));
 };
 
-const compactTime = (at: Date): string => at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z'); // 20240904T165538Z
+const compactTime = (at: Date): string =>
+  at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z'); // 20240904T165538Z
 
 /**
  * Deterministic, readable execution name: `<service>-<cve-or-count>-<short-digest>-<time>`.
@@ -70,6 +74,9 @@ export const mergeRequests = (base: RemediationRequest, later: RemediationReques
   findingsCount: base.findingsCount + later.findingsCount,
   // Approval is the stricter action and wins; the earliest window wins.
   decision:
-    base.decision.action === 'approve' || later.decision.action !== 'approve' ? base.decision : later.decision,
-  requestedAt: base.requestedAt < later.requestedAt ? base.requestedAt : later.requestedAt,
+    base.decision.action === 'approve' || later.decision.action !== 'approve'
+      ? base.decision
+      : later.decision,
+  // ISO-8601 timestamps sort as strings.
+  requestedAt: [base.requestedAt, later.requestedAt].sort()[0] ?? base.requestedAt,
 });

@@ -1,0 +1,122 @@
+import type { TargetConfig, WorkflowDefaults } from '../shared/config';
+import type { AffectedImage, RebuildMode, RemediationRequest, Severity } from '../shared/contracts';
+import { executionName, mergeImages, remediationId } from '../shared/remediation';
+import type { ServiceUse } from './inventory';
+import type { Finding } from './schema';
+
+/** One finding that policy wants acted on, for one service that runs its image. */
+export interface Contribution {
+  readonly finding: Finding;
+  readonly use: ServiceUse;
+  readonly action: 'remediate' | 'approve';
+  readonly reason: string;
+  readonly notBefore?: string;
+  readonly rebuild: RebuildMode;
+  /** Batch item ids (SQS message ids) that carried this finding: they fail together with the service. */
+  readonly itemIds: readonly string[];
+}
+
+/** Everything triage decided for one service in one batch. */
+export interface ServicePlan {
+  readonly request: RemediationRequest;
+  readonly itemIds: readonly string[];
+}
+
+const imageOf = (c: Contribution): AffectedImage => {
+  const image = c.finding.image;
+  if (!image) throw new Error(`finding ${c.finding.findingArn} has no image`); // filtered out earlier
+  return {
+    repository: image.repository,
+    registry: image.registry,
+    repositoryUri: image.repositoryUri,
+    imageDigest: image.imageDigest,
+    imageTags: [...image.imageTags],
+    containers: [...c.use.containers].sort(),
+    ...(image.platform === undefined ? {} : { platform: image.platform }),
+    ...(image.architecture === undefined ? {} : { architecture: image.architecture }),
+    packageManagers: [...c.finding.packageManagers].sort(),
+    cves: [c.finding.vulnerabilityId],
+    severity: c.finding.severity as Severity,
+    findingArns: [c.finding.findingArn],
+    rebuild: c.rebuild,
+  };
+};
+
+const targetFor = (targets: readonly TargetConfig[], use: ServiceUse): TargetConfig | undefined =>
+  targets.find(
+    (t) =>
+      t.service === use.service.serviceName &&
+      (t.cluster === use.service.clusterArn || use.service.clusterArn.endsWith(`/${t.cluster}`)),
+  );
+
+/**
+ * Fold a batch's contributions into one remediation per service: a service whose task runs several
+ * affected images (an app image and a shared sidecar, say) gets one request carrying all of them,
+ * so that it is rebuilt, deployed and baked once.
+ */
+export const aggregate = (
+  contributions: readonly Contribution[],
+  opts: {
+    readonly targets: readonly TargetConfig[];
+    readonly defaults: WorkflowDefaults;
+    readonly now: Date;
+  },
+): ServicePlan[] => {
+  const byService = new Map<string, Contribution[]>();
+  for (const c of contributions) {
+    const list = byService.get(c.use.service.key);
+    if (list) list.push(c);
+    else byService.set(c.use.service.key, [c]);
+  }
+  const plans: ServicePlan[] = [];
+  for (const [key, list] of [...byService.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    const first = list[0] as Contribution;
+    const images = mergeImages(list.map(imageOf));
+    const approve = list.filter((c) => c.action === 'approve');
+    // A service waits for a window only when every contribution asks to: one CRITICAL with a known
+    // exploit (which policy exempts from windows) pulls the whole remediation forward.
+    const windows = list.map((c) => c.notBefore);
+    const notBefore = windows.every((w) => w !== undefined) ? windows.sort()[0] : undefined;
+    const lead = approve[0] ?? first;
+    const reason =
+      list.length === 1
+        ? lead.reason
+        : `${list.length} findings: ${lead.reason}${approve.length > 0 ? ' (approval required)' : ''}`;
+    const target = targetFor(opts.targets, first.use);
+    const bakeTimeMinutes = target?.bakeTimeMinutes ?? opts.defaults.bakeTimeMinutes;
+    const name = executionName(first.use.service.serviceName, images, opts.now);
+    const firstObserved = list
+      .map((c) => c.finding.firstObservedAt ?? c.finding.updatedAt)
+      .sort()[0] as string;
+    plans.push({
+      request: {
+        remediationId: remediationId(key, name),
+        executionName: name,
+        service: first.use.service,
+        images,
+        decision: {
+          action: approve.length > 0 ? 'approve' : 'remediate',
+          reason,
+          ...(notBefore === undefined ? {} : { notBefore }),
+        },
+        target: {
+          alarmNames: [...(target?.alarmNames ?? [])],
+          bakeTimeMinutes,
+          // The watch must outlast the bake itself, with room for the blue/green shift.
+          deploymentTimeoutSeconds: Math.max(
+            opts.defaults.deploymentTimeoutSeconds,
+            bakeTimeMinutes * 60 + 1_800,
+          ),
+          rescanTimeoutSeconds: opts.defaults.rescanTimeoutSeconds,
+          approvalTimeoutSeconds: opts.defaults.approvalTimeoutSeconds,
+        },
+        findingsCount: new Set(list.map((c) => c.finding.findingArn)).size,
+        requestedAt: firstObserved,
+      },
+      itemIds: [...new Set(list.flatMap((c) => c.itemIds))],
+    });
+  }
+  return plans;
+};
+
+export { targetFor };

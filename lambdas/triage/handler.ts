@@ -1,0 +1,169 @@
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ECSClient } from '@aws-sdk/client-ecs';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { type TriageRuntimeConfig, triageRuntimeConfigSchema } from '../shared/config';
+import { ConfigurationError, TransientError } from '../shared/errors';
+import { Ledger } from '../shared/ledger';
+import { InventoryResolver } from './inventory';
+import { type Policy, parsePolicy } from './policy';
+import { executePlan, planBatch } from './triage';
+
+export interface TriageEnvironment {
+  readonly config: TriageRuntimeConfig;
+  readonly policy: Policy;
+  readonly tableName: string;
+  readonly stateMachineArn: string;
+}
+
+/** Read and validate the Lambda's environment once, at cold start: a bad config fails loudly, early. */
+export const loadEnvironment = (env: NodeJS.ProcessEnv): TriageEnvironment => {
+  const missing = ['AUTOPATCH_CONFIG', 'LEDGER_TABLE', 'STATE_MACHINE_ARN'].filter((k) => !env[k]);
+  if (missing.length > 0)
+    throw new ConfigurationError(`missing environment variables: ${missing.join(', ')}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(env.AUTOPATCH_CONFIG as string);
+  } catch (error) {
+    throw new ConfigurationError('AUTOPATCH_CONFIG is not JSON', { cause: error });
+  }
+  const parsed = triageRuntimeConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ConfigurationError(`AUTOPATCH_CONFIG is invalid: ${issues.join('; ')}`);
+  }
+  return {
+    config: parsed.data,
+    policy: parsePolicy(parsed.data.policy),
+    tableName: env.LEDGER_TABLE as string,
+    stateMachineArn: env.STATE_MACHINE_ARN as string,
+  };
+};
+
+export interface TriageClients {
+  readonly ecs: ECSClient;
+  readonly sfn: SFNClient;
+  readonly dynamodb: DynamoDBClient;
+}
+
+/**
+ * Build the SQS batch handler around injected clients and configuration, so that tests and the
+ * simulation run exactly this code against mocks or a model of the account.
+ */
+export const createHandler = (
+  env: TriageEnvironment,
+  clients: TriageClients,
+  tools: { logger: Logger; metrics: Metrics; now?: () => Date },
+) => {
+  const { config } = env;
+  const now = tools.now ?? (() => new Date());
+  const ledger = new Ledger({ client: clients.dynamodb, tableName: env.tableName, now });
+  // Kept across warm invocations: the inventory cache is what keeps a burst from multiplying ECS calls.
+  const resolver = new InventoryResolver({
+    ecs: clients.ecs,
+    targets: config.targets,
+    ...(config.discoverByTag ? { discoverByTag: config.discoverByTag } : {}),
+    now,
+  });
+  const { logger, metrics } = tools;
+
+  return async (event: SQSEvent, context?: Context): Promise<SQSBatchResponse> => {
+    const plan = await planBatch(
+      event.Records.map((r) => ({ id: r.messageId, event: r.body })),
+      { policy: env.policy, resolver, targets: config.targets, defaults: config.defaults, now, ledger },
+    );
+
+    const byAction = new Map<string, number>();
+    for (const f of plan.findings) {
+      byAction.set(f.action, (byAction.get(f.action) ?? 0) + 1);
+      if (f.action === 'reject') {
+        // A poison record: logged with its reason and counted, never retried, never blocks the batch.
+        logger.warn('Rejected a malformed event', { messageId: f.id, reason: f.reason });
+      } else {
+        logger.info('Decision', {
+          messageId: f.id,
+          findingArn: f.findingArn,
+          action: f.action,
+          reason: f.reason,
+          services: f.services,
+        });
+      }
+    }
+    for (const [action, count] of byAction) {
+      const m = metrics.singleMetric();
+      m.addDimension('Action', action);
+      m.addMetric('Findings', MetricUnit.Count, count);
+    }
+    metrics.addMetric('PoisonEvents', MetricUnit.Count, byAction.get('reject') ?? 0);
+
+    let failed = new Set(plan.failedIds);
+    if (config.dryRun) {
+      for (const r of plan.remediations) {
+        logger.info('Dry run: would start a remediation', {
+          executionName: r.request.executionName,
+          request: r.request,
+        });
+      }
+      metrics.addMetric('RemediationsPlanned', MetricUnit.Count, plan.remediations.length);
+    } else {
+      const outcome = await executePlan(plan, {
+        ledger,
+        sfn: clients.sfn,
+        stateMachineArn: env.stateMachineArn,
+      });
+      failed = new Set(outcome.failedIds);
+      for (const r of outcome.results) {
+        if (r.kind === 'failed')
+          logger.error('Could not start a remediation; its messages will be retried', {
+            service: r.service,
+            error: r.error,
+          });
+        else logger.info(`Remediation ${r.kind}`, { ...r });
+      }
+      if (outcome.markSeenError)
+        logger.warn('Could not mark findings as seen', { error: outcome.markSeenError });
+      metrics.addMetric(
+        'RemediationsStarted',
+        MetricUnit.Count,
+        outcome.results.filter((r) => r.kind === 'started' || r.kind === 'resumed').length,
+      );
+      metrics.addMetric(
+        'RemediationsQueued',
+        MetricUnit.Count,
+        outcome.results.filter((r) => r.kind === 'queued').length,
+      );
+    }
+    metrics.publishStoredMetrics();
+
+    return processPartialResponse(
+      event,
+      async (record: { messageId: string }) => {
+        if (failed.has(record.messageId)) {
+          throw new TransientError(
+            `message ${record.messageId} is retried: its service could not be settled`,
+          );
+        }
+      },
+      new BatchProcessor(EventType.SQS),
+      { ...(context ? { context } : {}), throwOnFullBatchFailure: false },
+    );
+  };
+};
+
+// Module scope: created once per execution environment, reused across warm invocations.
+const logger = new Logger({ serviceName: 'autopatch-triage' });
+const metrics = new Metrics({ namespace: 'Autopatch', serviceName: 'autopatch-triage' });
+let cached: ((event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>) | undefined;
+
+export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
+  cached ??= createHandler(
+    loadEnvironment(process.env),
+    { ecs: new ECSClient({}), sfn: new SFNClient({}), dynamodb: new DynamoDBClient({}) },
+    { logger, metrics },
+  );
+  logger.addContext(context);
+  return cached(event, context);
+};

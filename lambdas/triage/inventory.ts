@@ -1,0 +1,516 @@
+import {
+  DescribeServicesCommand,
+  DescribeTaskDefinitionCommand,
+  DescribeTasksCommand,
+  type ECSClient,
+  ListClustersCommand,
+  ListServicesCommand,
+  ListTasksCommand,
+  type Service,
+} from '@aws-sdk/client-ecs';
+import { z } from 'zod';
+import type { TargetConfig } from '../shared/config';
+import type { ServiceRef } from '../shared/contracts';
+import { AutopatchError, ConfigurationError, isTransient, TransientError } from '../shared/errors';
+
+/**
+ * Which ECS services run an image: the inventory triage resolves every actionable finding against.
+ *
+ * The whole inventory of eligible services is read once and indexed by image reference, so a burst of
+ * findings costs the same ECS calls as a single one: every lookup after the first is a map access.
+ */
+
+/** The image of a finding, as the schema parses it. */
+export interface ImageRef {
+  readonly registry: string;
+  readonly repository: string;
+  /** "<registry>.dkr.ecr.<region>.amazonaws.com/<repository>" */
+  readonly repositoryUri: string;
+  readonly imageDigest: string;
+  readonly imageTags: readonly string[];
+}
+
+/** One ECS service that runs the image. */
+export interface ServiceUse {
+  readonly service: ServiceRef;
+  /** Sorted names of the containers that run the image. */
+  containers: string[];
+  /** The service's current task definition. */
+  readonly taskDefinitionArn: string;
+  /** The service's tags, with the target configuration's `tags` on top. */
+  tags: Record<string, string>;
+}
+
+/** The parts of a target the inventory needs (a full TargetConfig fits). */
+export type InventoryTarget = Pick<TargetConfig, 'cluster' | 'service'> & {
+  readonly tags?: Readonly<Record<string, string>>;
+};
+
+export interface InventoryResolverOptions {
+  readonly ecs: ECSClient;
+  /** Services carrying this tag are eligible, in every cluster of the account and region. */
+  readonly discoverByTag?: { readonly key: string; readonly value: string };
+  /** Services named explicitly (cluster name or ARN + service name) are eligible, tagged or not. */
+  readonly targets?: readonly InventoryTarget[];
+  /** @default () => new Date() */
+  readonly now?: () => Date;
+  /**
+   * How long a built inventory is used before the next lookup rebuilds it (a warm Lambda outlives
+   * many batches; deployments change what services run).
+   * @default 300_000 (5 minutes)
+   */
+  readonly cacheTtlMs?: number;
+  /**
+   * ECS calls in flight at once while building: high enough to build quickly, low enough to stay
+   * under the ECS Describe* rate limits.
+   * @default 5
+   */
+  readonly concurrency?: number;
+}
+
+const containerSchema = z.object({
+  name: z.string().min(1),
+  /** "<registry>/<repository>[:tag|@sha256:…]" as in the task definition. */
+  image: z.string().min(1),
+  /** The digest the running task reports, when known. */
+  imageDigest: z.string().min(1).optional(),
+});
+
+const snapshotSchema = z.object({
+  services: z.array(
+    z.object({
+      clusterArn: z.string().min(1),
+      serviceName: z.string().min(1),
+      taskDefinitionArn: z.string().min(1),
+      tags: z.record(z.string(), z.string()).default({}),
+      containers: z.array(containerSchema),
+    }),
+  ),
+});
+
+/** The `npm run triage -- --inventory <file>` format: what an account runs, written down. */
+export type InventorySnapshot = z.input<typeof snapshotSchema>;
+
+/** Snapshot mode: every service of the snapshot is eligible and no API is called. */
+export interface InventorySnapshotOptions {
+  /** Validated here; an invalid snapshot throws a ConfigurationError naming the field. */
+  readonly snapshot: unknown;
+}
+
+/** What the index is built from, whichever the source (ECS APIs or a snapshot). */
+interface ServiceRecord {
+  readonly service: ServiceRef;
+  readonly taskDefinitionArn: string;
+  readonly tags: Readonly<Record<string, string>>;
+  /** Image references as the task definition writes them. */
+  readonly containers: ReadonlyArray<{ readonly name: string; readonly image: string }>;
+  /** What running tasks report they actually pulled. */
+  readonly running: ReadonlyArray<{
+    readonly name: string;
+    readonly image: string;
+    readonly imageDigest: string;
+  }>;
+}
+
+const DEFAULT_TTL_MS = 5 * 60_000;
+const DESCRIBE_SERVICES_MAX = 10;
+const DESCRIBE_TASKS_MAX = 100;
+const PAGE_SIZE = 100;
+
+const clusterNameOf = (clusterArnOrName: string): string =>
+  clusterArnOrName.slice(clusterArnOrName.lastIndexOf('/') + 1);
+
+const sameCluster = (a: string, b: string): boolean => a === b || clusterNameOf(a) === clusterNameOf(b);
+
+const serviceRef = (clusterArn: string, serviceName: string): ServiceRef => ({
+  clusterArn,
+  serviceName,
+  key: `${clusterNameOf(clusterArn)}/${serviceName}`,
+});
+
+/**
+ * Split an image reference into repository, tag and digest. The tag is what follows the last ':'
+ * after the last '/', so a registry port ("host:5000/repo") is not mistaken for a tag. A reference
+ * with neither tag nor digest means ":latest", as for `docker pull`.
+ */
+export const parseImageReference = (
+  reference: string,
+): { repository: string; tag?: string; digest?: string } => {
+  let rest = reference.trim();
+  let digest: string | undefined;
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    digest = rest.slice(at + 1).toLowerCase();
+    rest = rest.slice(0, at);
+  }
+  let tag: string | undefined;
+  const colon = rest.lastIndexOf(':');
+  if (colon > rest.lastIndexOf('/')) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+  }
+  if (!digest && !tag) tag = 'latest';
+  return { repository: rest.toLowerCase(), ...(tag ? { tag } : {}), ...(digest ? { digest } : {}) };
+};
+
+const digestKey = (repository: string, digest: string): string => `${repository}@${digest.toLowerCase()}`;
+const tagKey = (repository: string, tag: string): string => `${repository}:${tag}`;
+
+const chunk = <T>(items: readonly T[], size: number): T[][] => {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+};
+
+const unique = <T>(items: Iterable<T>): T[] => [...new Set(items)];
+
+/** Caps the ECS calls in flight; a freed slot goes straight to the next waiter, so the cap holds. */
+class Limiter {
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly max: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active < this.max) this.active++;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+}
+
+/** Image reference → (service → containers): the only structure a lookup touches. */
+class InventoryIndex {
+  private readonly byReference = new Map<string, Map<ServiceRecord, Set<string>>>();
+
+  constructor(records: readonly ServiceRecord[]) {
+    const add = (key: string, record: ServiceRecord, container: string): void => {
+      const services = this.byReference.get(key) ?? new Map<ServiceRecord, Set<string>>();
+      this.byReference.set(key, services);
+      const containers = services.get(record) ?? new Set<string>();
+      services.set(record, containers);
+      containers.add(container);
+    };
+    for (const record of records) {
+      for (const c of record.containers) {
+        const ref = parseImageReference(c.image);
+        // A digest pins the image whatever the tag says: ECS pulls by digest.
+        if (ref.digest) add(digestKey(ref.repository, ref.digest), record, c.name);
+        else if (ref.tag) add(tagKey(ref.repository, ref.tag), record, c.name);
+      }
+      for (const c of record.running) {
+        add(digestKey(parseImageReference(c.image).repository, c.imageDigest), record, c.name);
+      }
+    }
+  }
+
+  lookup(image: ImageRef): ServiceUse[] {
+    const repository = image.repositoryUri.trim().toLowerCase();
+    const keys = [
+      digestKey(repository, image.imageDigest),
+      ...image.imageTags.map((t) => tagKey(repository, t)),
+    ];
+    const found = new Map<ServiceRecord, Set<string>>();
+    for (const key of keys) {
+      for (const [record, containers] of this.byReference.get(key) ?? []) {
+        const into = found.get(record) ?? new Set<string>();
+        for (const c of containers) into.add(c);
+        found.set(record, into);
+      }
+    }
+    // Fresh objects: callers may keep or change them without touching the cached inventory.
+    return [...found.entries()]
+      .map(([record, containers]) => ({
+        service: { ...record.service },
+        containers: [...containers].sort(),
+        taskDefinitionArn: record.taskDefinitionArn,
+        tags: { ...record.tags },
+      }))
+      .sort((a, b) => a.service.key.localeCompare(b.service.key));
+  }
+}
+
+const parseSnapshot = (snapshot: unknown): ServiceRecord[] => {
+  const parsed = snapshotSchema.safeParse(snapshot);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ConfigurationError(`invalid inventory snapshot: ${issues.join('; ')}`);
+  }
+  return parsed.data.services.map((s) => ({
+    service: serviceRef(s.clusterArn, s.serviceName),
+    taskDefinitionArn: s.taskDefinitionArn,
+    tags: s.tags,
+    containers: s.containers.map((c) => ({ name: c.name, image: c.image })),
+    // A snapshot's imageDigest stands for what the running task reports.
+    running: s.containers.flatMap((c) =>
+      c.imageDigest ? [{ name: c.name, image: c.image, imageDigest: c.imageDigest }] : [],
+    ),
+  }));
+};
+
+export class InventoryResolver {
+  private readonly ecs: ECSClient | undefined;
+  private readonly discoverByTag: { readonly key: string; readonly value: string } | undefined;
+  private readonly targets: readonly InventoryTarget[];
+  private readonly now: () => Date;
+  private readonly ttlMs: number;
+  private readonly limiter: Limiter;
+  /** Task definition revisions are immutable: described once for the resolver's life, across rebuilds. */
+  private readonly taskDefinitions = new Map<string, Promise<Array<{ name: string; image: string }>>>();
+  private cached: { readonly builtAt: number; readonly index: Promise<InventoryIndex> } | undefined;
+  private calls = 0;
+
+  constructor(options: InventoryResolverOptions | InventorySnapshotOptions) {
+    if ('snapshot' in options) {
+      this.ecs = undefined;
+      this.discoverByTag = undefined;
+      this.targets = [];
+      this.now = () => new Date();
+      this.ttlMs = Number.POSITIVE_INFINITY;
+      this.limiter = new Limiter(1);
+      this.cached = {
+        builtAt: 0,
+        index: Promise.resolve(new InventoryIndex(parseSnapshot(options.snapshot))),
+      };
+      return;
+    }
+    this.ecs = options.ecs;
+    this.discoverByTag = options.discoverByTag;
+    this.targets = options.targets ?? [];
+    this.now = options.now ?? (() => new Date());
+    this.ttlMs = options.cacheTtlMs ?? DEFAULT_TTL_MS;
+    this.limiter = new Limiter(Math.max(1, options.concurrency ?? 5));
+  }
+
+  /** A resolver over a written-down inventory (local runs): same matching, no API calls. */
+  static fromSnapshot(snapshot: unknown): InventoryResolver {
+    return new InventoryResolver({ snapshot });
+  }
+
+  /** ECS API calls made so far (each page and batch counts one; SDK-internal retries do not). */
+  get apiCalls(): number {
+    return this.calls;
+  }
+
+  /**
+   * The eligible services that run the image: a container pins `<repositoryUri>@<digest>`, or names
+   * `<repositoryUri>:<tag>` with a tag the finding lists, or a running task reports the digest for the
+   * repository. Sorted by service key. Throws TransientError when ECS throttles or fails (retry the
+   * finding); a failed build is not cached.
+   */
+  async servicesForImage(image: ImageRef): Promise<ServiceUse[]> {
+    return (await this.inventory()).lookup(image);
+  }
+
+  private inventory(): Promise<InventoryIndex> {
+    const now = this.now().getTime();
+    if (this.cached && now - this.cached.builtAt < this.ttlMs) return this.cached.index;
+    // Memoise the promise, not the result: callers arriving while it builds share the one build.
+    const index = this.build();
+    const entry = { builtAt: now, index };
+    this.cached = entry;
+    index.catch(() => {
+      if (this.cached === entry) this.cached = undefined;
+    });
+    return index;
+  }
+
+  private async build(): Promise<InventoryIndex> {
+    const clusters = await this.clusters();
+    const records = await Promise.all(clusters.map((cluster) => this.clusterServices(cluster)));
+    return new InventoryIndex(records.flat());
+  }
+
+  private async clusters(): Promise<string[]> {
+    // Targets may name one cluster both by name and by ARN: read each cluster once.
+    const targeted: string[] = [];
+    for (const { cluster } of this.targets) {
+      const i = targeted.findIndex((c) => sameCluster(c, cluster));
+      if (i < 0) targeted.push(cluster);
+      else if (cluster.startsWith('arn:')) targeted[i] = cluster;
+    }
+    if (!this.discoverByTag) return targeted;
+    const arns = await this.paginate(
+      'ListClusters',
+      (nextToken) => this.client().send(new ListClustersCommand({ maxResults: PAGE_SIZE, nextToken })),
+      (out) => out.clusterArns,
+    );
+    // A target may name a cluster the listing does not show (a typo): DescribeServices says so.
+    return [...arns, ...targeted.filter((c) => !arns.some((arn) => sameCluster(arn, c)))];
+  }
+
+  private async clusterServices(cluster: string): Promise<ServiceRecord[]> {
+    const targets = this.targets.filter((t) => sameCluster(t.cluster, cluster));
+    // Without tag discovery the targets name every service that matters: no need to list the cluster.
+    const names = this.discoverByTag
+      ? await this.paginate(
+          'ListServices',
+          (nextToken) =>
+            this.client().send(new ListServicesCommand({ cluster, maxResults: PAGE_SIZE, nextToken })),
+          (out) => out.serviceArns,
+        )
+      : unique(targets.map((t) => t.service));
+    const described = (
+      await Promise.all(
+        chunk(names, DESCRIBE_SERVICES_MAX).map((services) =>
+          this.call('DescribeServices', () =>
+            this.client().send(new DescribeServicesCommand({ cluster, services, include: ['TAGS'] })),
+          ),
+        ),
+      )
+    ).flatMap((out) => out.services ?? []);
+    const active = described.filter(
+      (s) => s.status === 'ACTIVE' && s.serviceName && s.clusterArn && s.taskDefinition,
+    );
+    const eligible = active.flatMap((service) => {
+      const tags = Object.fromEntries((service.tags ?? []).map((t) => [t.key ?? '', t.value ?? '']));
+      const target = targets.find((t) => t.service === service.serviceName);
+      const tagged =
+        this.discoverByTag !== undefined && tags[this.discoverByTag.key] === this.discoverByTag.value;
+      return target || tagged ? [{ service, tags: { ...tags, ...(target?.tags ?? {}) } }] : [];
+    });
+    if (eligible.length === 0) return [];
+
+    const withContainers = await Promise.all(
+      eligible.map(async (e) => ({
+        ...e,
+        containers: await this.taskDefinition(e.service.taskDefinition as string),
+      })),
+    );
+    const running = await this.runningContainers(cluster, withContainers, active);
+    return withContainers.map(({ service, tags, containers }) => ({
+      service: serviceRef(service.clusterArn as string, service.serviceName as string),
+      taskDefinitionArn: service.taskDefinition as string,
+      tags,
+      containers,
+      running: running.get(service.serviceName as string) ?? [],
+    }));
+  }
+
+  private taskDefinition(arn: string): Promise<Array<{ name: string; image: string }>> {
+    let described = this.taskDefinitions.get(arn);
+    if (!described) {
+      described = this.call('DescribeTaskDefinition', () =>
+        this.client().send(new DescribeTaskDefinitionCommand({ taskDefinition: arn })),
+      ).then((out) =>
+        (out.taskDefinition?.containerDefinitions ?? []).flatMap((c) =>
+          c.name && c.image ? [{ name: c.name, image: c.image }] : [],
+        ),
+      );
+      this.taskDefinitions.set(arn, described);
+      described.catch(() => this.taskDefinitions.delete(arn));
+    }
+    return described;
+  }
+
+  /**
+   * Digests that running tasks report, by service name. Only asked for services where it can add a
+   * match: a container referenced by tag (the tag may have moved since the task pulled it) or a
+   * deployment still running another revision. Tasks are listed per service, or per cluster when
+   * that takes fewer calls (estimated from the running counts DescribeServices returned).
+   */
+  private async runningContainers(
+    cluster: string,
+    services: ReadonlyArray<{ service: Service; containers: ReadonlyArray<{ image: string }> }>,
+    allActive: readonly Service[],
+  ): Promise<Map<string, Array<{ name: string; image: string; imageDigest: string }>>> {
+    const tasksOf = (s: Service): number => (s.runningCount ?? 0) + (s.pendingCount ?? 0);
+    const needed = services
+      .filter(
+        ({ service, containers }) =>
+          tasksOf(service) > 0 &&
+          (containers.some((c) => !parseImageReference(c.image).digest) ||
+            (service.deployments ?? []).some(
+              (d) => d.taskDefinition && d.taskDefinition !== service.taskDefinition,
+            )),
+      )
+      .map(({ service }) => service);
+    const result = new Map<string, Array<{ name: string; image: string; imageDigest: string }>>();
+    if (needed.length === 0) return result;
+
+    const pages = (tasks: number): number => Math.max(1, Math.ceil(tasks / PAGE_SIZE));
+    const neededTasks = needed.reduce((n, s) => n + tasksOf(s), 0);
+    const perService = needed.reduce((n, s) => n + pages(tasksOf(s)), 0) + pages(neededTasks);
+    // Only with tag discovery were all the cluster's services described, so only then is the count known.
+    const clusterTasks = allActive.reduce((n, s) => n + tasksOf(s), 0);
+    const perCluster = this.discoverByTag ? 2 * pages(clusterTasks) : Number.POSITIVE_INFINITY;
+
+    const list = (serviceName?: string) =>
+      this.paginate(
+        'ListTasks',
+        (nextToken) =>
+          this.client().send(
+            new ListTasksCommand({
+              cluster,
+              desiredStatus: 'RUNNING',
+              maxResults: PAGE_SIZE,
+              nextToken,
+              serviceName,
+            }),
+          ),
+        (out) => out.taskArns,
+      );
+    const taskArns =
+      perCluster < perService
+        ? await list()
+        : (await Promise.all(needed.map((s) => list(s.serviceName)))).flat();
+
+    const wanted = new Set(needed.map((s) => `service:${s.serviceName}`));
+    const described = await Promise.all(
+      chunk(unique(taskArns), DESCRIBE_TASKS_MAX).map((tasks) =>
+        this.call('DescribeTasks', () => this.client().send(new DescribeTasksCommand({ cluster, tasks }))),
+      ),
+    );
+    for (const task of described.flatMap((out) => out.tasks ?? [])) {
+      // Service tasks carry the group "service:<serviceName>".
+      if (!task.group || !wanted.has(task.group)) continue;
+      const serviceName = task.group.slice('service:'.length);
+      const list = result.get(serviceName) ?? [];
+      for (const c of task.containers ?? []) {
+        if (c.name && c.image && c.imageDigest)
+          list.push({ name: c.name, image: c.image, imageDigest: c.imageDigest });
+      }
+      result.set(serviceName, list);
+    }
+    return result;
+  }
+
+  private async paginate<Out extends { nextToken?: string | undefined }>(
+    what: string,
+    page: (nextToken: string | undefined) => Promise<Out>,
+    items: (out: Out) => string[] | undefined,
+  ): Promise<string[]> {
+    const all: string[] = [];
+    let nextToken: string | undefined;
+    do {
+      const out = await this.call(what, () => page(nextToken));
+      all.push(...(items(out) ?? []));
+      nextToken = out.nextToken;
+    } while (nextToken);
+    return all;
+  }
+
+  /** Every ECS call goes through here: counted, rate-capped, and its error classified. */
+  private async call<T>(what: string, send: () => Promise<T>): Promise<T> {
+    this.calls++;
+    try {
+      return await this.limiter.run(send);
+    } catch (error) {
+      const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      const message = `inventory: ECS ${what} failed: ${detail}`;
+      throw isTransient(error)
+        ? new TransientError(message, { cause: error })
+        : new AutopatchError(message, { cause: error });
+    }
+  }
+
+  private client(): ECSClient {
+    if (!this.ecs) throw new AutopatchError('inventory: a snapshot resolver has no ECS client'); // unreachable
+    return this.ecs;
+  }
+}

@@ -1,0 +1,30 @@
+/** Policy-as-code: the document (what people write), the engine (evaluate) and maintenance windows. */
+export {
+  DEFAULT_POLICY,
+  DEFAULT_POLICY_PARSED,
+  exceptionSchema,
+  expiryInstant,
+  FIX_MATCH_VALUES,
+  maintenanceWindowSchema,
+  matchSchema,
+  PACKAGE_MANAGERS,
+  type Policy,
+  type PolicyDocument,
+  type PolicyException,
+  type PolicyMatch,
+  type PolicyRule,
+  parsePolicy,
+  policyJsonSchema,
+  policySchema,
+  ruleSchema,
+} from './document';
+export { type Decision, type EvaluationContext, type ExpiredException, evaluate } from './evaluate';
+export { compileGlobs, globSource, REPOSITORY_PATTERN } from './glob';
+export {
+  type MaintenanceWindow,
+  nextWindow,
+  WEEKDAYS,
+  type Weekday,
+  type WindowOccurrence,
+  type WindowState,
+} from './windows';

@@ -1,0 +1,132 @@
+import type { AffectedImage, RemediationRequest } from '../../lambdas/shared/contracts';
+import { executionName, mergeImages, mergeRequests, remediationId } from '../../lambdas/shared/remediation';
+
+const image = (over: Partial<AffectedImage> = {}): AffectedImage => ({
+  repository: 'payments/api',
+  registry: '123456789012',
+  repositoryUri: '123456789012.dkr.ecr.eu-central-1.amazonaws.com/payments/api',
+  imageDigest: `sha256:${'a'.repeat(64)}`,
+  imageTags: ['v1'],
+  containers: ['app'],
+  packageManagers: ['OS'],
+  cves: ['CVE-2024-6119'],
+  severity: 'HIGH',
+  findingArns: ['arn:aws:inspector2:eu-central-1:123456789012:finding/1'],
+  rebuild: { mode: 'patch-os' },
+  ...over,
+});
+
+const at = new Date('2024-09-04T16:55:38.411Z');
+const FORBIDDEN = /[\s<>{}[\]?*"#%\\^|~`$&,;:/]/;
+
+describe('executionName', () => {
+  it('reads as service, CVE, short digest, time', () => {
+    // Act
+    const name = executionName('checkout', [image()], at);
+    // Assess
+    expect(name).toMatch(/^checkout-CVE-2024-6119-aaaaaaaa-[0-9a-f]{6}-20240904T165538Z$/);
+  });
+
+  it('counts CVEs when there are several and marks several images', () => {
+    const name = executionName(
+      'checkout',
+      [image(), image({ imageDigest: `sha256:${'b'.repeat(64)}`, cves: ['CVE-2024-1', 'CVE-2024-2'] })],
+      at,
+    );
+    expect(name).toMatch(/^checkout-3cves-aaaaaaaax2-[0-9a-f]{6}-20240904T165538Z$/);
+  });
+
+  it.each([
+    ['a very long service name', 'x'.repeat(200)],
+    ['forbidden characters', 'svc with spaces/and:colons#1'],
+    ['unicode', 'späti-dienst'],
+  ])('stays within 80 allowed characters for %s', (_label, service) => {
+    const name = executionName(service, [image()], at);
+    expect(name.length).toBeLessThanOrEqual(80);
+    expect(name).not.toMatch(FORBIDDEN);
+    expect(name).toMatch(/^[A-Za-z0-9_-]+$/);
+  });
+
+  it('is deterministic and differs when the CVE set differs with the same count', () => {
+    const a = executionName('svc', [image({ cves: ['CVE-1', 'CVE-2'] })], at);
+    const b = executionName('svc', [image({ cves: ['CVE-1', 'CVE-2'] })], at);
+    const c = executionName('svc', [image({ cves: ['CVE-1', 'CVE-3'] })], at);
+    expect(a).toBe(b);
+    expect(c).not.toBe(a);
+  });
+
+  it('gives a stable remediation id per service and name', () => {
+    expect(remediationId('prod/svc', 'n')).toBe(remediationId('prod/svc', 'n'));
+    expect(remediationId('prod/svc', 'n')).not.toBe(remediationId('prod/other', 'n'));
+  });
+});
+
+describe('mergeImages', () => {
+  it('folds entries of one digest, keeping the worst severity and the union of CVEs and containers', () => {
+    const merged = mergeImages(
+      [image({ cves: ['CVE-B'], severity: 'HIGH', containers: ['app'] })],
+      [image({ cves: ['CVE-A'], severity: 'CRITICAL', containers: ['worker'] })],
+    );
+    expect(merged).toHaveLength(1);
+    expect(merged[0]).toMatchObject({
+      cves: ['CVE-A', 'CVE-B'],
+      severity: 'CRITICAL',
+      containers: ['app', 'worker'],
+    });
+  });
+
+  it('keeps a source rebuild once any finding asks for one', () => {
+    const merged = mergeImages(
+      [image()],
+      [image({ rebuild: { mode: 'source', sourceLocation: 'https://git.example.com/app.git' } })],
+    );
+    expect(merged[0]?.rebuild.mode).toBe('source');
+  });
+
+  it('keeps distinct digests apart, in a stable order', () => {
+    const b = image({ imageDigest: `sha256:${'b'.repeat(64)}` });
+    const a = image();
+    expect(mergeImages([b, a]).map((i) => i.imageDigest)).toEqual([a.imageDigest, b.imageDigest]);
+  });
+});
+
+describe('mergeRequests', () => {
+  const request = (over: Partial<RemediationRequest> = {}): RemediationRequest => ({
+    remediationId: 'r1',
+    executionName: 'svc-1',
+    service: {
+      clusterArn: 'arn:aws:ecs:eu-central-1:123456789012:cluster/prod',
+      serviceName: 'svc',
+      key: 'prod/svc',
+    },
+    images: [image()],
+    decision: { action: 'remediate', reason: 'r' },
+    target: {
+      alarmNames: [],
+      bakeTimeMinutes: 60,
+      deploymentTimeoutSeconds: 7200,
+      rescanTimeoutSeconds: 3600,
+      approvalTimeoutSeconds: 86400,
+    },
+    findingsCount: 1,
+    requestedAt: '2024-09-04T17:00:00.000Z',
+    ...over,
+  });
+
+  it('keeps the earlier identity, adds findings and lets approval win', () => {
+    const merged = mergeRequests(
+      request(),
+      request({
+        remediationId: 'r2',
+        images: [image({ cves: ['CVE-2'] })],
+        decision: { action: 'approve', reason: 'needs approval' },
+        requestedAt: '2024-09-04T16:00:00.000Z',
+      }),
+    );
+    expect(merged.remediationId).toBe('r1');
+    expect(merged.findingsCount).toBe(2);
+    expect(merged.decision.action).toBe('approve');
+    expect(merged.images[0]?.cves).toEqual(['CVE-2', 'CVE-2024-6119']);
+    expect(merged.requestedAt).toBe('2024-09-04T16:00:00.000Z');
+  });
+});
