@@ -1,11 +1,25 @@
-// PLACEHOLDER (replaced by the workflow issue): the props contract between the Autopatch construct
-// and the remediation workflow. The state machine below is a stand-in so the stack can reference it.
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { ArnFormat, type CfnElement, Duration, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { TargetConfig, WorkflowDefaults } from '../lambdas/shared/config';
+import { ConfigurationError } from '../lambdas/shared/errors';
+import { ABANDONING_STATUSES } from '../lambdas/workflow/execution-ended';
+import { OUTCOME_EVENT } from '../lambdas/workflow/finish';
+import { patchOsBuildSpec } from '../statemachines/buildspecs/patch-os';
+import { sourceBuildSpec } from '../statemachines/buildspecs/source';
 
 export interface RemediationWorkflowProps {
   /** The ledger table (shared with triage): locks, history, task tokens. */
@@ -19,18 +33,628 @@ export interface RemediationWorkflowProps {
   /** Tag that marks services Autopatch may deploy (used in IAM conditions). */
   readonly serviceTag: { readonly key: string; readonly value: string };
   readonly defaults: WorkflowDefaults;
+  /**
+   * The state machine's name. Fixed (not generated) so the finish Lambda may start the next queued
+   * execution of the same state machine without a circular reference between the two.
+   * @default `<stackName>-Remediation`
+   */
+  readonly stateMachineName?: string;
+  /** @default logs.RetentionDays.ONE_YEAR */
+  readonly logRetention?: logs.RetentionDays;
 }
 
+/** The rescan poll of "Verify the patched image by rescan" (its first Retry): 20 s × 1.5ⁿ, at most 300 s apart. */
+export const RESCAN_POLL = { intervalSeconds: 20, backoffRate: 1.5, maxDelaySeconds: 300 } as const;
+
+/** Seconds the poll has waited after `attempts` retries. */
+export const rescanPollWindowSeconds = (attempts: number): number => {
+  let total = 0;
+  for (let n = 0; n < attempts; n++) {
+    total += Math.min(
+      RESCAN_POLL.intervalSeconds * RESCAN_POLL.backoffRate ** n,
+      RESCAN_POLL.maxDelaySeconds,
+    );
+  }
+  return Math.floor(total);
+};
+
+/**
+ * MaxAttempts of the rescan poll for a rescan timeout: enough retries to cover it, plus three. The
+ * verify Lambda itself ends the poll at target.rescanTimeoutSeconds after the push (RescanTimedOutError);
+ * running out of retries is only the backstop. 1 hour → 20 attempts (the value in the definition file).
+ */
+export const rescanPollAttempts = (timeoutSeconds: number): number => {
+  let attempts = 0;
+  while (rescanPollWindowSeconds(attempts) < timeoutSeconds) attempts++;
+  return attempts + 3;
+};
+
+const ROOT = path.join(__dirname, '..');
+const DEFINITION_FILE = path.join(ROOT, 'statemachines', 'remediation.asl.json');
+
+/** The Lambdas of the workflow, by role. Each entry is lambdas/workflow/handlers/<file>.ts. */
+const FUNCTIONS = {
+  acquireLock: { file: 'acquire-lock', timeout: 30, description: 'Autopatch: acquire the service lock' },
+  planBuilds: { file: 'plan-builds', timeout: 30, description: 'Autopatch: plan the image builds' },
+  requestApproval: { file: 'request-approval', timeout: 30, description: 'Autopatch: request approval' },
+  verifyRescan: { file: 'verify-rescan', timeout: 120, description: 'Autopatch: verify the patch by rescan' },
+  registerTaskDefinition: {
+    file: 'register-task-definition',
+    timeout: 60,
+    description: 'Autopatch: register the patched task definition',
+  },
+  watchDeployment: {
+    file: 'watch-deployment',
+    timeout: 60,
+    description: 'Autopatch: start watching a deployment',
+  },
+  restore: {
+    file: 'restore',
+    timeout: 60,
+    description: 'Autopatch: put a service back on its last good revision',
+  },
+  finish: { file: 'finish', timeout: 90, description: 'Autopatch: record the outcome and release the lock' },
+  deploymentEvents: {
+    file: 'deployment-events',
+    timeout: 60,
+    description: 'Autopatch: resume watching executions on ECS deployment and alarm events',
+  },
+} as const;
+type FunctionRole = keyof typeof FUNCTIONS;
+
+/**
+ * The remediation workflow: the Step Functions state machine (statemachines/remediation.asl.json),
+ * the Lambdas its Tasks call, the CodeBuild projects that rebuild images, and the EventBridge rules
+ * that resume a watching execution when its deployment or alarms change.
+ */
 export class RemediationWorkflow extends Construct {
   public readonly stateMachine: sfn.StateMachine;
+  /** The state machine's fixed name (see props.stateMachineName). */
+  public readonly stateMachineName: string;
+  public readonly stateMachineLogGroup: logs.LogGroup;
+  public readonly functions: Readonly<Record<FunctionRole, nodejs.NodejsFunction>>;
+  public readonly functionLogGroups: Readonly<Record<FunctionRole, logs.LogGroup>>;
+  public readonly acquireLockFunction: nodejs.NodejsFunction;
+  public readonly planBuildsFunction: nodejs.NodejsFunction;
+  public readonly requestApprovalFunction: nodejs.NodejsFunction;
+  public readonly verifyRescanFunction: nodejs.NodejsFunction;
+  public readonly registerTaskDefinitionFunction: nodejs.NodejsFunction;
+  public readonly watchDeploymentFunction: nodejs.NodejsFunction;
+  public readonly restoreFunction: nodejs.NodejsFunction;
+  public readonly finishFunction: nodejs.NodejsFunction;
+  public readonly deploymentEventsFunction: nodejs.NodejsFunction;
+  /** OS patch layer builds, per CPU architecture. */
+  public readonly patchOsProjects: { readonly x86: codebuild.Project; readonly arm: codebuild.Project };
+  /** Rebuilds from source, per CPU architecture. */
+  public readonly sourceProjects: { readonly x86: codebuild.Project; readonly arm: codebuild.Project };
+  public readonly buildLogGroup: logs.LogGroup;
+  public readonly deploymentStateRule: events.Rule;
+  public readonly alarmStateRule: events.Rule;
+  /** The state machine's own executions that ended ABORTED, TIMED_OUT or FAILED: release their lock. */
+  public readonly executionEndedRule: events.Rule;
+  /** Events the deployment-events Lambda could not handle after EventBridge's retries. */
+  public readonly eventsDeadLetterQueue: sqs.Queue;
 
-  constructor(scope: Construct, id: string, _props: RemediationWorkflowProps) {
+  constructor(scope: Construct, id: string, props: RemediationWorkflowProps) {
     super(scope, id);
-    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
-      definitionBody: sfn.DefinitionBody.fromChainable(
-        new sfn.Pass(this, 'Not implemented yet', { comment: 'Placeholder until the workflow lands.' }),
+    const stack = Stack.of(this);
+    this.stateMachineName = props.stateMachineName ?? `${stack.stackName}-Remediation`.slice(0, 80);
+    validate(props, this.stateMachineName);
+    const retention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
+    const key = props.encryptionKey;
+    const arn = (
+      service: string,
+      resource: string,
+      resourceName?: string,
+      arnFormat = ArnFormat.SLASH_RESOURCE_NAME,
+    ) =>
+      stack.formatArn({
+        service,
+        resource,
+        ...(resourceName !== undefined ? { resourceName } : {}),
+        arnFormat,
+      });
+    const stateMachineArn = arn(
+      'states',
+      'stateMachine',
+      this.stateMachineName,
+      ArnFormat.COLON_RESOURCE_NAME,
+    );
+
+    // CloudWatch Logs encrypts with the shared key; it may only use it for this account's log groups.
+    key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
+        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+        resources: ['*'],
+        conditions: {
+          ArnLike: {
+            'kms:EncryptionContext:aws:logs:arn': arn(
+              'logs',
+              'log-group',
+              '*',
+              ArnFormat.COLON_RESOURCE_NAME,
+            ),
+          },
+        },
+      }),
+    );
+    const logGroup = (logId: string) => new logs.LogGroup(this, logId, { encryptionKey: key, retention });
+
+    // ---------------------------------------------------------------- Lambdas
+    const functionLogGroups = {} as Record<FunctionRole, logs.LogGroup>;
+    const functions = {} as Record<FunctionRole, nodejs.NodejsFunction>;
+    for (const [role, spec] of Object.entries(FUNCTIONS) as [
+      FunctionRole,
+      (typeof FUNCTIONS)[FunctionRole],
+    ][]) {
+      const name = pascal(role);
+      const lg = logGroup(`${name}Logs`);
+      // Own role without the AWS managed basic-execution policy: it may write to its own log group only.
+      const fnRole = new iam.Role(this, `${name}Role`, {
+        assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      });
+      lg.grantWrite(fnRole);
+      functionLogGroups[role] = lg;
+      functions[role] = new nodejs.NodejsFunction(this, `${name}Function`, {
+        entry: path.join(ROOT, 'lambdas', 'workflow', 'handlers', `${spec.file}.ts`),
+        handler: 'handler',
+        projectRoot: ROOT,
+        depsLockFilePath: path.join(ROOT, 'package-lock.json'),
+        runtime: lambda.Runtime.NODEJS_22_X,
+        architecture: lambda.Architecture.ARM_64,
+        memorySize: 256,
+        timeout: Duration.seconds(spec.timeout),
+        description: spec.description,
+        role: fnRole,
+        logGroup: lg,
+        loggingFormat: lambda.LoggingFormat.JSON,
+        tracing: lambda.Tracing.ACTIVE,
+        environment: {
+          LEDGER_TABLE: props.ledger.tableName,
+          TOPIC_ARN: props.topic.topicArn,
+          POWERTOOLS_SERVICE_NAME: 'autopatch-workflow',
+          NODE_OPTIONS: '--enable-source-maps',
+        },
+        // The SDK is bundled (not taken from the runtime): the ECS service-deployment APIs need the
+        // pinned client versions, and TOOLCHAIN.md measured no load-time cost.
+        bundling: { minify: true, sourceMap: true, target: 'node22', externalModules: [] },
+      });
+    }
+    this.functions = functions;
+    this.functionLogGroups = functionLogGroups;
+    this.acquireLockFunction = functions.acquireLock;
+    this.planBuildsFunction = functions.planBuilds;
+    this.requestApprovalFunction = functions.requestApproval;
+    this.verifyRescanFunction = functions.verifyRescan;
+    this.registerTaskDefinitionFunction = functions.registerTaskDefinition;
+    this.watchDeploymentFunction = functions.watchDeployment;
+    this.restoreFunction = functions.restore;
+    this.finishFunction = functions.finish;
+    this.deploymentEventsFunction = functions.deploymentEvents;
+
+    // ---------------------------------------------------------------- CodeBuild
+    this.buildLogGroup = logGroup('BuildLogs');
+    const project = (projectId: string, buildSpec: object, arm: boolean, what: string) =>
+      new codebuild.Project(this, projectId, {
+        description: `Autopatch: ${what} (${arm ? 'arm64' : 'x86_64'})`,
+        buildSpec: codebuild.BuildSpec.fromObjectToYaml(buildSpec as Record<string, unknown>),
+        environment: {
+          buildImage: arm
+            ? codebuild.LinuxArmBuildImage.AMAZON_LINUX_2_STANDARD_3_0
+            : codebuild.LinuxBuildImage.STANDARD_7_0,
+          computeType: arm ? codebuild.ComputeType.LARGE : codebuild.ComputeType.MEDIUM,
+          // docker build needs the Docker daemon, which needs privileged mode.
+          privileged: true,
+        },
+        encryptionKey: key,
+        timeout: Duration.minutes(60),
+        queuedTimeout: Duration.hours(2),
+        logging: { cloudWatch: { logGroup: this.buildLogGroup } },
+      });
+    this.patchOsProjects = {
+      x86: project('PatchOsX86Project', patchOsBuildSpec, false, 'OS patch layer'),
+      arm: project('PatchOsArmProject', patchOsBuildSpec, true, 'OS patch layer'),
+    };
+    this.sourceProjects = {
+      x86: project('SourceX86Project', sourceBuildSpec, false, 'rebuild from source'),
+      arm: project('SourceArmProject', sourceBuildSpec, true, 'rebuild from source'),
+    };
+    const ownProjects = [
+      this.patchOsProjects.x86,
+      this.patchOsProjects.arm,
+      this.sourceProjects.x86,
+      this.sourceProjects.arm,
+    ];
+    const repositories = arn('ecr', 'repository', '*');
+    for (const p of ownProjects) {
+      // Images live in any repository of the account (services are also discovered by tag).
+      p.addToRolePolicy(
+        new iam.PolicyStatement({ actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }),
+      );
+      p.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: [
+            'ecr:BatchCheckLayerAvailability',
+            'ecr:BatchGetImage',
+            'ecr:GetDownloadUrlForLayer',
+            'ecr:InitiateLayerUpload',
+            'ecr:UploadLayerPart',
+            'ecr:CompleteLayerUpload',
+            'ecr:PutImage',
+          ],
+          resources: [repositories],
+        }),
+      );
+    }
+    const sources = props.targets.flatMap((t) =>
+      t.rebuild.mode === 'source' ? [t.rebuild.sourceLocation] : [],
+    );
+    const buckets = [...new Set(sources.flatMap((s) => /^s3:\/\/([^/]+)\//.exec(s)?.[1] ?? []))];
+    const codecommit = [
+      ...new Set(
+        sources.flatMap((s) => /^https:\/\/git-codecommit\.[^/]+\/v1\/repos\/([^/#]+)/.exec(s)?.[1] ?? []),
       ),
-      stateMachineType: sfn.StateMachineType.STANDARD,
+    ];
+    for (const p of [this.sourceProjects.x86, this.sourceProjects.arm]) {
+      if (buckets.length > 0) {
+        p.addToRolePolicy(
+          new iam.PolicyStatement({
+            actions: ['s3:GetObject'],
+            resources: buckets.map((b) => `arn:${stack.partition}:s3:::${b}/*`),
+          }),
+        );
+      }
+      if (codecommit.length > 0) {
+        p.addToRolePolicy(
+          new iam.PolicyStatement({
+            actions: ['codecommit:GitPull'],
+            resources: codecommit.map((r) => arn('codecommit', r, undefined, ArnFormat.NO_RESOURCE_NAME)),
+          }),
+        );
+      }
+    }
+    const targetProjects = [
+      ...new Set(props.targets.flatMap((t) => (t.rebuild.mode === 'project' ? [t.rebuild.projectName] : []))),
+    ].map((name) => arn('codebuild', 'project', name));
+
+    functions.planBuilds.addEnvironment('PATCH_OS_PROJECT_X86', this.patchOsProjects.x86.projectName);
+    functions.planBuilds.addEnvironment('PATCH_OS_PROJECT_ARM', this.patchOsProjects.arm.projectName);
+    functions.planBuilds.addEnvironment('SOURCE_PROJECT_X86', this.sourceProjects.x86.projectName);
+    functions.planBuilds.addEnvironment('SOURCE_PROJECT_ARM', this.sourceProjects.arm.projectName);
+
+    // ---------------------------------------------------------------- Lambda permissions
+    const services = arn('ecs', 'service', '*');
+    const serviceDeployments = arn('ecs', 'service-deployment', '*');
+    const taggedService = {
+      StringEquals: { [`aws:ResourceTag/${props.serviceTag.key}`]: props.serviceTag.value },
+    };
+    const describeEcs = new iam.PolicyStatement({
+      actions: ['ecs:DescribeServices', 'ecs:DescribeServiceDeployments'],
+      resources: [services, serviceDeployments],
     });
+    const describeAlarms = new iam.PolicyStatement({
+      actions: ['cloudwatch:DescribeAlarms'],
+      resources: ['*'],
+    });
+    const taskResponse = new iam.PolicyStatement({
+      actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
+      resources: [stateMachineArn],
+    });
+    const deploy = new iam.PolicyStatement({
+      actions: ['ecs:UpdateService'],
+      resources: [services],
+      conditions: taggedService,
+    });
+    const stopDeployment = new iam.PolicyStatement({
+      actions: ['ecs:StopServiceDeployment'],
+      resources: [serviceDeployments],
+      conditions: taggedService,
+    });
+
+    props.ledger.grantReadWriteData(functions.acquireLock);
+
+    props.ledger.grantReadWriteData(functions.requestApproval);
+    props.topic.grantPublish(functions.requestApproval);
+    key.grant(functions.requestApproval, 'kms:GenerateDataKey', 'kms:Decrypt');
+
+    functions.verifyRescan.addToRolePolicy(
+      // Inspector has no resource-level permissions for these reads.
+      new iam.PolicyStatement({
+        actions: ['inspector2:ListCoverage', 'inspector2:ListFindings'],
+        resources: ['*'],
+      }),
+    );
+    functions.verifyRescan.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['ecr:DescribeImages'], resources: [repositories] }),
+    );
+
+    functions.registerTaskDefinition.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [services] }),
+    );
+    functions.registerTaskDefinition.addToRolePolicy(
+      // Task definitions have no resource-level permissions for Describe/Register.
+      new iam.PolicyStatement({
+        actions: ['ecs:DescribeTaskDefinition', 'ecs:RegisterTaskDefinition'],
+        resources: ['*'],
+      }),
+    );
+    functions.registerTaskDefinition.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['ecs:TagResource'],
+        resources: [arn('ecs', 'task-definition', '*')],
+        conditions: { StringEquals: { 'ecs:CreateAction': 'RegisterTaskDefinition' } },
+      }),
+    );
+    functions.registerTaskDefinition.addToRolePolicy(
+      // The new revision keeps the running one's task and execution roles; they may only go to ECS tasks.
+      new iam.PolicyStatement({
+        actions: ['iam:PassRole'],
+        resources: [stack.formatArn({ service: 'iam', region: '', resource: 'role', resourceName: '*' })],
+        conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+      }),
+    );
+
+    for (const watcher of [functions.watchDeployment, functions.deploymentEvents]) {
+      props.ledger.grantReadWriteData(watcher);
+      watcher.addToRolePolicy(describeEcs);
+      watcher.addToRolePolicy(describeAlarms);
+      watcher.addToRolePolicy(taskResponse);
+    }
+
+    functions.restore.addToRolePolicy(describeEcs);
+    functions.restore.addToRolePolicy(deploy);
+    functions.restore.addToRolePolicy(stopDeployment);
+
+    props.ledger.grantReadWriteData(functions.finish);
+    props.topic.grantPublish(functions.finish);
+    key.grant(functions.finish, 'kms:GenerateDataKey', 'kms:Decrypt');
+    functions.finish.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['ssm:PutParameter'],
+        resources: [arn('ssm', 'parameter', 'autopatch/*')],
+      }),
+    );
+    functions.finish.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['events:PutEvents'],
+        resources: [arn('events', 'event-bus', 'default')],
+        conditions: { StringEquals: { 'events:source': OUTCOME_EVENT.source } },
+      }),
+    );
+    functions.finish.addToRolePolicy(
+      // By name, not by reference: the state machine refers to this function already.
+      new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachineArn] }),
+    );
+
+    // ---------------------------------------------------------------- State machine
+    this.stateMachineLogGroup = new logs.LogGroup(this, 'StateMachineLogs', {
+      // Step Functions requires the /aws/vendedlogs/ prefix for large resource policies.
+      logGroupName: `/aws/vendedlogs/states/${this.stateMachineName}`,
+      encryptionKey: key,
+      retention,
+    });
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      stateMachineName: this.stateMachineName,
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      // Inline (fromString, not fromFile): fromFile uploads the file as an S3 asset and the template then
+      // holds only its S3 location; inline, `cdk diff` shows definition changes and tests read the exact
+      // definition that deploys. The file stays the source of truth (see renderDefinition).
+      definitionBody: sfn.DefinitionBody.fromString(renderDefinition(props.defaults.rescanTimeoutSeconds)),
+      definitionSubstitutions: {
+        AcquireLockFunctionArn: functions.acquireLock.functionArn,
+        RequestApprovalFunctionArn: functions.requestApproval.functionArn,
+        PlanBuildsFunctionArn: functions.planBuilds.functionArn,
+        VerifyRescanFunctionArn: functions.verifyRescan.functionArn,
+        RegisterTaskDefinitionFunctionArn: functions.registerTaskDefinition.functionArn,
+        WatchDeploymentFunctionArn: functions.watchDeployment.functionArn,
+        RollbackFunctionArn: functions.restore.functionArn,
+        FinishFunctionArn: functions.finish.functionArn,
+      },
+      logs: { destination: this.stateMachineLogGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
+      tracingEnabled: true,
+    });
+    for (const role of [
+      'acquireLock',
+      'requestApproval',
+      'planBuilds',
+      'verifyRescan',
+      'registerTaskDefinition',
+      'watchDeployment',
+      'restore',
+      'finish',
+    ] as const) {
+      functions[role].grantInvoke(this.stateMachine);
+    }
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['codebuild:StartBuild', 'codebuild:StopBuild', 'codebuild:BatchGetBuilds'],
+        resources: [...ownProjects.map((p) => p.projectArn), ...targetProjects],
+      }),
+    );
+    this.stateMachine.addToRolePolicy(
+      // The .sync integration follows builds with this managed rule.
+      new iam.PolicyStatement({
+        actions: ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'],
+        resources: [arn('events', 'rule', 'StepFunctionsGetEventForCodeBuildStartBuildRule')],
+      }),
+    );
+    this.stateMachine.addToRolePolicy(deploy);
+    this.stateMachine.addToRolePolicy(stopDeployment);
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['ecs:DescribeServiceDeployments'],
+        resources: [serviceDeployments],
+      }),
+    );
+
+    // ---------------------------------------------------------------- Deployment and alarm events
+    this.eventsDeadLetterQueue = new sqs.Queue(this, 'EventsDeadLetterQueue', {
+      encryption: sqs.QueueEncryption.KMS,
+      encryptionMasterKey: key,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    const eventsTarget = () =>
+      new targets.LambdaFunction(functions.deploymentEvents, {
+        deadLetterQueue: this.eventsDeadLetterQueue,
+        maxEventAge: Duration.hours(1),
+        retryAttempts: 8,
+      });
+    this.deploymentStateRule = new events.Rule(this, 'DeploymentStateRule', {
+      description: 'Autopatch: ECS deployment state changes resume the watching remediation',
+      eventPattern: {
+        source: ['aws.ecs'],
+        detailType: ['ECS Deployment State Change'],
+        detail: { eventName: events.Match.anythingBut('SERVICE_DEPLOYMENT_IN_PROGRESS') },
+      },
+      targets: [eventsTarget()],
+    });
+    this.alarmStateRule = new events.Rule(this, 'AlarmStateRule', {
+      description: 'Autopatch: an alarm going to ALARM resumes the remediation watching it (rollback)',
+      eventPattern: {
+        source: ['aws.cloudwatch'],
+        detailType: ['CloudWatch Alarm State Change'],
+        detail: { state: { value: ['ALARM'] } },
+      },
+      targets: [eventsTarget()],
+    });
+
+    this.executionEndedRule = new events.Rule(this, 'ExecutionEndedRule', {
+      description:
+        'Autopatch: a remediation stopped by hand, timed out or failed outside its catch path releases its service lock',
+      eventPattern: {
+        source: ['aws.states'],
+        detailType: ['Step Functions Execution Status Change'],
+        detail: { status: [...ABANDONING_STATUSES], stateMachineArn: [stateMachineArn] },
+      },
+      targets: [eventsTarget()],
+    });
+    functions.deploymentEvents.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachineArn] }),
+    );
+
+    this.acknowledge(buckets);
+  }
+
+  /** cdk-nag findings that are the design, each with its reason. */
+  private acknowledge(buckets: readonly string[]): void {
+    const stack = Stack.of(this);
+    // cdk-nag names a finding after the rendered resource: literal region/account when the stack has
+    // them, <AWS::Region>/<AWS::AccountId> otherwise, and <LogicalId.Attr> for references.
+    const region = Token.isUnresolved(stack.region) ? '<AWS::Region>' : stack.region;
+    const account = Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
+    const arn = (service: string, rest: string, inRegion = true) =>
+      `arn:<AWS::Partition>:${service}:${inRegion ? region : ''}:${account}:${rest}`;
+    const logicalId = (c: Construct) => stack.getLogicalId(c.node.defaultChild as CfnElement);
+    const resources = (ids: string[], reason: string) =>
+      ids.map((id) => ({ id: `AwsSolutions-IAM5[Resource::${id}]`, reason }));
+    const v = Validations.of(this);
+    v.acknowledge(
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'Only actions without resource-level permissions: ecr:GetAuthorizationToken, inspector2 List*, ' +
+          'ecs:DescribeTaskDefinition/RegisterTaskDefinition, cloudwatch:DescribeAlarms, X-Ray and Step Functions log delivery.',
+      },
+      ...resources(
+        [arn('ecs', 'service/*')],
+        'Services are also discovered by tag at run time; UpdateService is conditioned on the Autopatch service tag.',
+      ),
+      ...resources(
+        [arn('ecs', 'service-deployment/*')],
+        'Service deployment ids are created by ECS at run time; StopServiceDeployment is conditioned on the service tag.',
+      ),
+      ...resources(
+        [arn('ecs', 'task-definition/*')],
+        'New task definition revisions are created at run time; TagResource only as part of RegisterTaskDefinition.',
+      ),
+      ...resources(
+        [arn('ecr', 'repository/*')],
+        'Vulnerable images can be in any repository of the account (services are discovered by tag).',
+      ),
+      ...resources(
+        [arn('iam', 'role/*', false)],
+        "iam:PassRole of the running task definition's own task/execution roles, unknown at synth; only to ecs-tasks.amazonaws.com.",
+      ),
+      ...resources(
+        [arn('ssm', 'parameter/autopatch/*')],
+        'One drift parameter per patched container, named at run time under /autopatch/.',
+      ),
+      ...resources(
+        buckets.map((b) => `arn:<AWS::Partition>:s3:::${b}/*`),
+        "Source archives of the targets' 'source' rebuilds (objects named by the target's sourceLocation).",
+      ),
+      ...resources(
+        Object.values(this.functions).map((fn) => `<${logicalId(fn)}.Arn>:*`),
+        'grantInvoke covers the function versions and aliases (CDK default).',
+      ),
+      ...resources(
+        [...Object.values(this.patchOsProjects), ...Object.values(this.sourceProjects)].flatMap((p) => [
+          arn('logs', `log-group:/aws/codebuild/<${logicalId(p)}>:*`),
+          arn('codebuild', `report-group/<${logicalId(p)}>-*`),
+        ]),
+        "CodeBuild's default project policy (its own log streams and report groups); builds log to the KMS-encrypted group.",
+      ),
+      {
+        id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
+        reason: 'Grants CDK generates for the shared key (table, topic, CodeBuild, queue).',
+      },
+      {
+        id: 'AwsSolutions-IAM5[Action::kms:ReEncrypt*]',
+        reason: 'Grants CDK generates for the shared key (table, CodeBuild, queue).',
+      },
+      {
+        id: 'AwsSolutions-CB3',
+        reason: 'docker build needs the Docker daemon, which CodeBuild runs only in privileged mode.',
+      },
+      {
+        id: 'AwsSolutions-SQS3',
+        reason: 'This queue is itself the dead-letter queue of the deployment-events rules.',
+      },
+      {
+        id: 'AwsSolutions-L1',
+        reason: 'Node.js 22 is the runtime the project is tested against (README); upgrade deliberately.',
+      },
+    );
   }
 }
+
+const pascal = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
+
+/**
+ * The definition file as deployed: unchanged, except the rescan poll's MaxAttempts, sized from the
+ * configured default rescan timeout (a Retry cannot read it from the input).
+ */
+const renderDefinition = (rescanTimeoutSeconds: number): string => {
+  type Retrier = { ErrorEquals: string[]; MaxAttempts?: number };
+  type States = Record<string, { Retry?: Retrier[]; ItemProcessor?: { States: States } }>;
+  const definition = JSON.parse(readFileSync(DEFINITION_FILE, 'utf8')) as { States: States };
+  const poll = definition.States['Rebuild and verify each image']?.ItemProcessor?.States[
+    'Verify the patched image by rescan'
+  ]?.Retry?.find((r) => r.ErrorEquals.includes('RescanPendingError'));
+  if (!poll)
+    throw new ConfigurationError(`${DEFINITION_FILE}: the rescan poll Retry (RescanPendingError) is missing`);
+  poll.MaxAttempts = rescanPollAttempts(rescanTimeoutSeconds);
+  return JSON.stringify(definition, null, 2);
+};
+
+/** All prop problems at once, each naming its field. */
+const validate = (props: RemediationWorkflowProps, stateMachineName: string): void => {
+  const problems: string[] = [];
+  if (!Token.isUnresolved(stateMachineName) && !/^[A-Za-z0-9_-]{1,80}$/.test(stateMachineName)) {
+    problems.push(`stateMachineName "${stateMachineName}" must be 1-80 letters, digits, '-' or '_'`);
+  }
+  if (!props.serviceTag.key || !props.serviceTag.value) problems.push('serviceTag needs a key and a value');
+  for (const t of props.targets) {
+    if (
+      t.rebuild.mode === 'source' &&
+      !/^(s3:\/\/|https:\/\/|git@|ssh:\/\/)/.test(t.rebuild.sourceLocation)
+    ) {
+      problems.push(
+        `targets[${t.cluster}/${t.service}].rebuild.sourceLocation "${t.rebuild.sourceLocation}" must be s3://… or a git URL`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new ConfigurationError(`RemediationWorkflow: ${problems.join('; ')}`);
+};

@@ -1,0 +1,401 @@
+import { Annotations, ArnFormat, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as events from 'aws-cdk-lib/aws-events';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import type { z } from 'zod';
+import {
+  discoverByTagSchema,
+  type TargetConfig,
+  type TargetConfigInput,
+  type TriageRuntimeConfig,
+  targetSchema,
+  type WorkflowDefaults,
+  workflowDefaultsSchema,
+} from '../lambdas/shared/config';
+import { LEDGER } from '../lambdas/shared/contracts';
+import { ConfigurationError } from '../lambdas/shared/errors';
+import { DEFAULT_POLICY, parsePolicy } from '../lambdas/triage/policy';
+import { Intake } from './intake';
+import { Notifications } from './notifications';
+import {
+  TRIAGE_BATCHING_WINDOW,
+  TRIAGE_TIMEOUT,
+  TriageFunction,
+  triageEnvironmentProblem,
+} from './triage-function';
+import { containsToken, parseTokenAware } from './validation';
+import { RemediationWorkflow } from './workflow';
+
+/** The input form of the workflow defaults: every field optional, defaults applied by the schema. */
+export type WorkflowDefaultsInput = z.input<typeof workflowDefaultsSchema>;
+
+/** The tag that marks ECS services Autopatch protects without listing them as targets. */
+export interface ServiceTag {
+  readonly key: string;
+  readonly value: string;
+}
+
+export interface AutopatchNotifications {
+  /**
+   * Email addresses subscribed to the notification topic. Each address receives a confirmation
+   * email from SNS and gets nothing until it confirms.
+   * @default - no subscriptions
+   */
+  readonly emails?: readonly string[];
+  /**
+   * An existing topic to notify instead of creating one. Its encryption and access policy are the
+   * owner's; `emails` are subscribed to it.
+   * @default - a new topic encrypted with `encryptionKey` that only accepts TLS
+   */
+  readonly topic?: sns.ITopic;
+}
+
+export interface AutopatchProps {
+  /**
+   * The policy document (policy-as-code): which findings are remediated, need approval, are only
+   * notified or ignored. Validated at synth; an invalid policy fails with the bad field's path.
+   * @default - DEFAULT_POLICY: remediate CRITICAL and HIGH findings that have a fix, notify for the rest
+   */
+  readonly policy?: unknown;
+  /**
+   * ECS services to protect explicitly, with per-service settings (alarms watched during the bake,
+   * bake time, how to rebuild the image).
+   * @default - none: only services found by `discoverByTag` are protected
+   */
+  readonly targets?: readonly TargetConfigInput[];
+  /**
+   * Services carrying this tag are protected too, with the workflow defaults.
+   * @default { key: 'autopatch:enabled', value: 'true' }
+   */
+  readonly discoverByTag?: ServiceTag;
+  /**
+   * Where approval requests and outcomes are sent.
+   * @default - a new encrypted topic with no subscriptions
+   */
+  readonly notifications?: AutopatchNotifications;
+  /**
+   * Decide and report, start nothing: triage logs each decision and the remediations it would start,
+   * and is not allowed to start executions.
+   * @default false
+   */
+  readonly dryRun?: boolean;
+  /**
+   * Defaults for services that have no target entry (bake time, deployment, rescan and approval
+   * timeouts).
+   * @default - the schema defaults: 60 min bake, 2 h deployment, 1 h rescan, 24 h approval
+   */
+  readonly workflowDefaults?: WorkflowDefaultsInput;
+  /**
+   * Encrypts Autopatch's data: queues, ledger, topic and logs. When you pass a key imported with
+   * `fromKeyArn`, its key policy cannot be changed here: allow EventBridge and CloudWatch Logs
+   * yourself (see the synth warnings).
+   * @default - a new customer-managed key with automatic rotation
+   */
+  readonly encryptionKey?: kms.IKey;
+  /**
+   * How long the logs of triage and of the workflow (executions, functions, builds) are kept.
+   * @default logs.RetentionDays.ONE_YEAR
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * Most triage invocations that run at once (reserved concurrency, also the SQS event source's
+   * maximum concurrency), so a burst of findings cannot stampede the ECS and Step Functions APIs.
+   * Between 2 and 1000.
+   * @default 5
+   */
+  readonly triageConcurrency?: number;
+  /**
+   * What happens to the ledger (locks and remediation history) when the stack is deleted.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly ledgerRemovalPolicy?: RemovalPolicy;
+}
+
+/** Tag looked for when `discoverByTag` is not given. */
+export const DEFAULT_SERVICE_TAG: ServiceTag = { key: 'autopatch:enabled', value: 'true' };
+const DEFAULT_TRIAGE_CONCURRENCY = 5;
+const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+
+/** Props after validation, with every default applied. */
+interface ResolvedProps {
+  readonly policy: unknown;
+  readonly targets: TargetConfig[];
+  readonly discoverByTag: ServiceTag;
+  readonly defaults: WorkflowDefaults;
+  readonly dryRun: boolean;
+  readonly emails: readonly string[];
+  readonly logRetention: logs.RetentionDays;
+  readonly triageConcurrency: number;
+}
+
+/**
+ * Autopatch: remediates vulnerable container images that Amazon Inspector reports for ECS services.
+ *
+ * Inspector findings (EventBridge) are buffered in an encrypted SQS queue; the triage Lambda decides
+ * by policy and starts one remediation workflow (Step Functions) per affected service; outcomes go
+ * to an SNS topic. The smallest deployment is `new Autopatch(this, 'Autopatch')`.
+ */
+export class Autopatch extends Construct {
+  /** Encrypts the queues, the ledger, the topic (when created here) and the logs. */
+  public readonly encryptionKey: kms.IKey;
+  /** Intake queue of Inspector findings, consumed by triage. */
+  public readonly queue: sqs.Queue;
+  /** Findings triage failed on five times, and events EventBridge could not deliver. */
+  public readonly deadLetterQueue: sqs.Queue;
+  /** The EventBridge rule that sends Inspector findings to the intake queue. */
+  public readonly rule: events.Rule;
+  public readonly triageFunction: nodejs.NodejsFunction;
+  public readonly triageLogGroup: logs.LogGroup;
+  /** Locks (one remediation in flight per service), remediation history, duplicate-delivery markers. */
+  public readonly ledger: dynamodb.Table;
+  /** Approval requests and outcomes. */
+  public readonly topic: sns.ITopic;
+  public readonly workflow: RemediationWorkflow;
+  /** The remediation state machine (`workflow.stateMachine`). */
+  public readonly stateMachine: sfn.StateMachine;
+
+  constructor(scope: Construct, id: string, props: AutopatchProps = {}) {
+    super(scope, id);
+    const resolved = this.validate(props);
+
+    this.encryptionKey =
+      props.encryptionKey ??
+      new kms.Key(this, 'Key', {
+        description: 'Autopatch: encrypts the intake queues, ledger, notifications and logs.',
+        enableKeyRotation: true,
+      });
+    this.allowLogsToUseKey();
+
+    const intake = new Intake(this, 'Intake', {
+      encryptionKey: this.encryptionKey,
+      // Lambda's guidance for SQS event sources: at least six times the function timeout, plus the
+      // batching window, so a message is not redelivered while a retried batch still holds it.
+      visibilityTimeout: Duration.seconds(
+        6 * TRIAGE_TIMEOUT.toSeconds() + TRIAGE_BATCHING_WINDOW.toSeconds(),
+      ),
+    });
+    this.queue = intake.queue;
+    this.deadLetterQueue = intake.deadLetterQueue;
+    this.rule = intake.rule;
+
+    this.ledger = new dynamodb.Table(this, 'Ledger', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
+      encryptionKey: this.encryptionKey,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      timeToLiveAttribute: LEDGER.ttlAttribute,
+      removalPolicy: props.ledgerRemovalPolicy ?? RemovalPolicy.RETAIN,
+    });
+
+    this.topic = new Notifications(this, 'Notifications', {
+      encryptionKey: this.encryptionKey,
+      emails: resolved.emails,
+      ...(props.notifications?.topic ? { topic: props.notifications.topic } : {}),
+    }).topic;
+
+    this.workflow = new RemediationWorkflow(this, 'Workflow', {
+      ledger: this.ledger,
+      topic: this.topic,
+      encryptionKey: this.encryptionKey,
+      targets: resolved.targets,
+      serviceTag: resolved.discoverByTag,
+      defaults: resolved.defaults,
+      logRetention: resolved.logRetention,
+    });
+    this.stateMachine = this.workflow.stateMachine;
+
+    const triage = new TriageFunction(this, 'Triage', {
+      queue: this.queue,
+      ledger: this.ledger,
+      stateMachine: this.stateMachine,
+      encryptionKey: this.encryptionKey,
+      config: runtimeConfig(resolved),
+      logRetention: resolved.logRetention,
+      reservedConcurrency: resolved.triageConcurrency,
+    });
+    this.triageFunction = triage.function;
+    this.triageLogGroup = triage.logGroup;
+  }
+
+  /**
+   * Check every prop before creating anything and report every problem at once, each naming its
+   * field, so a bad configuration takes one synth to fix rather than one per mistake.
+   */
+  private validate(props: AutopatchProps): ResolvedProps {
+    const errors: string[] = [];
+
+    let policy = props.policy ?? DEFAULT_POLICY;
+    if (containsToken(policy)) {
+      Annotations.of(this).addWarningV2(
+        'autopatch:policy-tokens',
+        'The policy holds deploy-time values (tokens), so it is validated when triage starts, not at synth.',
+      );
+    } else {
+      try {
+        // Validate, and hand triage, exactly what it will receive: the policy after a trip through JSON.
+        policy = JSON.parse(JSON.stringify(policy));
+        parsePolicy(policy);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        // parsePolicy names each bad field ("policy.rules[0].action: ..."), joined by "; ": one line each.
+        for (const problem of message.replace(/^invalid policy:\s*/i, '').split(/; (?=policy\b)/)) {
+          errors.push(problem.startsWith('policy') ? problem : `policy: ${problem}`);
+        }
+      }
+    }
+
+    const targets: TargetConfig[] = [];
+    if (props.targets !== undefined && !Array.isArray(props.targets)) {
+      errors.push('targets: must be a list of targets');
+    } else {
+      const seen = new Map<string, number>();
+      (props.targets ?? []).forEach((input, index) => {
+        const parsed = parseTokenAware(targetSchema, input, `targets[${index}]`);
+        if (parsed.errors) {
+          errors.push(...parsed.errors);
+          return;
+        }
+        targets.push(parsed.value);
+        const { cluster, service } = parsed.value;
+        if (Token.isUnresolved(cluster) || Token.isUnresolved(service)) return;
+        const key = `${cluster.replace(/^arn:.*:cluster\//, '')}/${service}`;
+        const first = seen.get(key);
+        if (first === undefined) seen.set(key, index);
+        else errors.push(`targets[${index}]: ${key} is already targets[${first}]`);
+      });
+    }
+
+    const tag = parseTokenAware(
+      discoverByTagSchema,
+      props.discoverByTag ?? DEFAULT_SERVICE_TAG,
+      'discoverByTag',
+    );
+    if (tag.errors) errors.push(...tag.errors);
+
+    const defaults = parseTokenAware(
+      workflowDefaultsSchema,
+      props.workflowDefaults ?? {},
+      'workflowDefaults',
+    );
+    if (defaults.errors) errors.push(...defaults.errors);
+
+    const emails = props.notifications?.emails ?? [];
+    if (!Array.isArray(emails)) {
+      errors.push('notifications.emails: must be a list of email addresses');
+    } else {
+      emails.forEach((email: unknown, index) => {
+        if (Token.isUnresolved(email)) return;
+        if (typeof email !== 'string' || !EMAIL.test(email)) {
+          errors.push(`notifications.emails[${index}]: ${JSON.stringify(email)} is not an email address`);
+        }
+      });
+    }
+
+    if (props.dryRun !== undefined && typeof props.dryRun !== 'boolean') {
+      errors.push(`dryRun: must be true or false, got ${JSON.stringify(props.dryRun)}`);
+    }
+
+    const logRetention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
+    // A numeric enum also maps names back to numbers: only the numbers are retention periods.
+    if (
+      !Object.values(logs.RetentionDays).some((days) => typeof days === 'number' && days === logRetention)
+    ) {
+      errors.push(
+        `logRetention: ${JSON.stringify(logRetention)} is not one of CloudWatch Logs' retention periods`,
+      );
+    }
+
+    const triageConcurrency = props.triageConcurrency ?? DEFAULT_TRIAGE_CONCURRENCY;
+    if (
+      !Token.isUnresolved(triageConcurrency) &&
+      !(Number.isInteger(triageConcurrency) && triageConcurrency >= 2 && triageConcurrency <= 1000)
+    ) {
+      // 2 is the SQS event source's lowest maximum concurrency.
+      errors.push(
+        `triageConcurrency: must be an integer from 2 to 1000, got ${JSON.stringify(triageConcurrency)}`,
+      );
+    }
+
+    if (errors.length === 0 && tag.value && defaults.value) {
+      const resolved: ResolvedProps = {
+        policy,
+        targets,
+        discoverByTag: tag.value,
+        defaults: defaults.value,
+        dryRun: props.dryRun ?? false,
+        emails,
+        logRetention,
+        triageConcurrency,
+      };
+      const tooBig = triageEnvironmentProblem(runtimeConfig(resolved));
+      if (!tooBig) return resolved;
+      errors.push(`policy, targets: ${tooBig}`);
+    }
+    throw new ConfigurationError(
+      `Invalid Autopatch configuration (${this.node.path}), ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n` +
+        errors.map((e) => `  - ${e}`).join('\n'),
+    );
+  }
+
+  /**
+   * CloudWatch Logs encrypts with the key on the log groups' behalf (triage's, and the workflow's),
+   * so the key policy must allow it, limited to log groups in this account and Region.
+   */
+  private allowLogsToUseKey(): void {
+    const stack = Stack.of(this);
+    const { statementAdded } = this.encryptionKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AllowCloudWatchLogsForAutopatchLogGroups',
+        principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
+        // The concrete actions behind the Encrypt*, Decrypt*, ReEncrypt*, GenerateDataKey* and
+        // Describe* that the CloudWatch Logs guide lists for an encrypted log group.
+        actions: [
+          'kms:Encrypt',
+          'kms:Decrypt',
+          'kms:ReEncryptFrom',
+          'kms:ReEncryptTo',
+          'kms:GenerateDataKey',
+          'kms:GenerateDataKeyWithoutPlaintext',
+          'kms:DescribeKey',
+        ],
+        resources: ['*'],
+        conditions: {
+          ArnLike: {
+            'kms:EncryptionContext:aws:logs:arn': stack.formatArn({
+              service: 'logs',
+              resource: 'log-group',
+              resourceName: '*',
+              arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+            }),
+          },
+        },
+      }),
+    );
+    if (!statementAdded) {
+      Annotations.of(this).addWarningV2(
+        'autopatch:logs-key-policy',
+        'The encryption key is imported, so its key policy cannot be changed here. Allow ' +
+          'logs.<region>.amazonaws.com to use it for log groups in this account, or the log groups ' +
+          'cannot be created.',
+      );
+    }
+  }
+}
+
+/** What triage receives as AUTOPATCH_CONFIG (see triageRuntimeConfigSchema). */
+const runtimeConfig = (resolved: ResolvedProps): TriageRuntimeConfig => ({
+  policy: resolved.policy,
+  targets: resolved.targets,
+  discoverByTag: resolved.discoverByTag,
+  defaults: resolved.defaults,
+  dryRun: resolved.dryRun,
+});

@@ -1,0 +1,122 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Stack, type StackProps, Tags } from 'aws-cdk-lib';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import type { Construct } from 'constructs';
+import { z } from 'zod';
+import type { TargetConfigInput } from '../lambdas/shared/config';
+import { ConfigurationError } from '../lambdas/shared/errors';
+import { Autopatch, type AutopatchProps, type ServiceTag, type WorkflowDefaultsInput } from './autopatch';
+
+/** Context key holding the settings (cdk.json `context.autopatch`, or `-c autopatch='{...}'`). */
+export const CONTEXT_KEY = 'autopatch';
+/** Context key naming a JSON policy file, e.g. `-c autopatchPolicyFile=policy.json`. */
+export const POLICY_FILE_CONTEXT_KEY = 'autopatchPolicyFile';
+
+/**
+ * The shape of `context.autopatch`. Only its keys are checked here: the values are handed to the
+ * Autopatch construct, which validates all of them at once and names each bad field.
+ */
+const contextSchema = z.strictObject({
+  policy: z.unknown().optional(),
+  targets: z.custom<readonly TargetConfigInput[]>().optional(),
+  discoverByTag: z.custom<ServiceTag>().optional(),
+  notificationEmails: z.custom<readonly string[]>().optional(),
+  dryRun: z.custom<boolean>().optional(),
+  workflowDefaults: z.custom<WorkflowDefaultsInput>().optional(),
+  logRetentionDays: z.custom<logs.RetentionDays>().optional(),
+  triageConcurrency: z.custom<number>().optional(),
+});
+
+const readJsonFile = (file: string, what: string): unknown => {
+  const resolved = path.resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(resolved, 'utf8');
+  } catch (error) {
+    throw new ConfigurationError(`${what}: cannot read ${resolved}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ConfigurationError(`${what}: ${resolved} is not JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+};
+
+/**
+ * Autopatch's props from the CDK context: `autopatch` (an object in cdk.json, or a JSON string on the
+ * command line) and `autopatchPolicyFile` (a JSON policy file, relative to the working directory).
+ */
+export const autopatchPropsFromContext = (scope: Construct): AutopatchProps => {
+  let raw: unknown = scope.node.tryGetContext(CONTEXT_KEY) ?? {};
+  if (typeof raw === 'string') {
+    try {
+      raw = JSON.parse(raw);
+    } catch (error) {
+      throw new ConfigurationError(`context ${CONTEXT_KEY} is not JSON: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+  }
+  const parsed = contextSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map(
+      (i) => `${[CONTEXT_KEY, ...i.path.map(String)].join('.')}: ${i.message}`,
+    );
+    throw new ConfigurationError(`context ${CONTEXT_KEY} is invalid: ${issues.join('; ')}`);
+  }
+  const context = parsed.data;
+
+  const policyFile: unknown = scope.node.tryGetContext(POLICY_FILE_CONTEXT_KEY);
+  if (policyFile !== undefined && typeof policyFile !== 'string') {
+    throw new ConfigurationError(`context ${POLICY_FILE_CONTEXT_KEY} must be a file path`);
+  }
+  if (policyFile !== undefined && context.policy !== undefined) {
+    throw new ConfigurationError(
+      `both context ${CONTEXT_KEY}.policy and ${POLICY_FILE_CONTEXT_KEY} give a policy: keep one`,
+    );
+  }
+  const policy =
+    policyFile !== undefined ? readJsonFile(policyFile, POLICY_FILE_CONTEXT_KEY) : context.policy;
+
+  return {
+    ...(policy !== undefined ? { policy } : {}),
+    ...(context.targets !== undefined ? { targets: context.targets } : {}),
+    ...(context.discoverByTag !== undefined ? { discoverByTag: context.discoverByTag } : {}),
+    ...(context.notificationEmails !== undefined
+      ? { notifications: { emails: context.notificationEmails } }
+      : {}),
+    ...(context.dryRun !== undefined ? { dryRun: context.dryRun } : {}),
+    ...(context.workflowDefaults !== undefined ? { workflowDefaults: context.workflowDefaults } : {}),
+    ...(context.logRetentionDays !== undefined ? { logRetention: context.logRetentionDays } : {}),
+    ...(context.triageConcurrency !== undefined ? { triageConcurrency: context.triageConcurrency } : {}),
+  };
+};
+
+export interface AutopatchStackProps extends StackProps {
+  /** @default - read from the CDK context, see {@link autopatchPropsFromContext} */
+  readonly autopatch?: AutopatchProps;
+}
+
+/**
+ * The deployable Autopatch: one Autopatch construct. Environment-agnostic (no account or Region at
+ * synth), so it synthesizes offline and deploys wherever the CLI's credentials point.
+ */
+export class AutopatchStack extends Stack {
+  public readonly autopatch: Autopatch;
+
+  constructor(scope: Construct, id: string, props: AutopatchStackProps = {}) {
+    super(scope, id, {
+      description:
+        'Autopatch: remediates vulnerable container images reported by Amazon Inspector for Amazon ECS.',
+      ...props,
+    });
+    this.autopatch = new Autopatch(this, 'Autopatch', props.autopatch ?? autopatchPropsFromContext(this));
+    Tags.of(this).add('application', 'autopatch');
+    Tags.of(this).add('managed-by', 'aws-cdk');
+  }
+}

@@ -1,0 +1,206 @@
+import * as path from 'node:path';
+import { Duration, Stack } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as eventSources from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import type { TriageRuntimeConfig } from '../lambdas/shared/config';
+import { ConfigurationError } from '../lambdas/shared/errors';
+import { acknowledge, ecsArnPattern, IAM5_ANY_RESOURCE, iam5Resource, NAG_REASONS } from './nag';
+
+/** How long one batch may take; the intake queue's visibility timeout is derived from it. */
+export const TRIAGE_TIMEOUT = Duration.minutes(2);
+/** How long Lambda gathers messages before invoking triage with a batch. */
+export const TRIAGE_BATCHING_WINDOW = Duration.seconds(20);
+export const TRIAGE_BATCH_SIZE = 100;
+
+/** Lambda's environment variables are limited to 4 KB in total (names and values). */
+const LAMBDA_ENVIRONMENT_LIMIT_BYTES = 4096;
+
+/**
+ * DynamoDB data-plane actions triage needs on the ledger: locks and dedup markers are read, written
+ * conditionally and merged. No Scan, no streams, no table management.
+ */
+const LEDGER_ACTIONS = [
+  'dynamodb:GetItem',
+  'dynamodb:BatchGetItem',
+  'dynamodb:Query',
+  'dynamodb:ConditionCheckItem',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:BatchWriteItem',
+];
+
+/**
+ * What DynamoDB needs on the table's customer-managed key for reads and writes. CDK's
+ * grantReadWriteData asks for `kms:ReEncrypt*` and `kms:GenerateDataKey*`; these are the concrete
+ * calls behind them that a data-plane client makes, so no wildcard action is granted.
+ */
+const LEDGER_KEY_ACTIONS = ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'];
+
+const triageEnvironment = (
+  config: TriageRuntimeConfig,
+  tableName: string,
+  stateMachineArn: string,
+): Record<string, string> => ({
+  AUTOPATCH_CONFIG: JSON.stringify(config),
+  LEDGER_TABLE: tableName,
+  STATE_MACHINE_ARN: stateMachineArn,
+  POWERTOOLS_SERVICE_NAME: 'autopatch-triage',
+  POWERTOOLS_METRICS_NAMESPACE: 'Autopatch',
+  // Stack traces point at the TypeScript source through the bundled source map.
+  NODE_OPTIONS: '--enable-source-maps',
+});
+
+export interface TriageFunctionProps {
+  readonly queue: sqs.IQueue;
+  readonly ledger: dynamodb.ITable;
+  readonly stateMachine: sfn.IStateMachine;
+  /** Encrypts the function's log group and the ledger. */
+  readonly encryptionKey: kms.IKey;
+  /** Validated configuration, passed to the function as AUTOPATCH_CONFIG. */
+  readonly config: TriageRuntimeConfig;
+  readonly logRetention: logs.RetentionDays;
+  /**
+   * Upper bound on concurrent triage invocations, so a burst of findings cannot stampede the ECS and
+   * Step Functions APIs. Also caps the SQS pollers, so Lambda never throttles (a throttled batch
+   * counts as a receive and would push findings to the DLQ early).
+   */
+  readonly reservedConcurrency: number;
+}
+
+/**
+ * The triage Lambda: reads findings from the intake queue in batches, decides by policy, resolves
+ * the ECS services that run the image and starts one remediation per service.
+ */
+export class TriageFunction extends Construct {
+  public readonly function: nodejs.NodejsFunction;
+  public readonly logGroup: logs.LogGroup;
+  public readonly role: iam.Role;
+
+  constructor(scope: Construct, id: string, props: TriageFunctionProps) {
+    super(scope, id);
+    const { config, encryptionKey } = props;
+    const stack = Stack.of(this);
+
+    this.logGroup = new logs.LogGroup(this, 'LogGroup', {
+      encryptionKey,
+      retention: props.logRetention,
+    });
+    // Our own role instead of Lambda's default: the default attaches the AWSLambdaBasicExecutionRole
+    // managed policy, which may write to any log group.
+    this.role = new iam.Role(this, 'ServiceRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description:
+        'Autopatch triage: reads findings, inventories ECS, records the ledger, starts remediations.',
+    });
+    this.logGroup.grantWrite(this.role);
+
+    const problem = triageEnvironmentProblem(config);
+    if (problem) throw new ConfigurationError(problem);
+    const environment = triageEnvironment(config, props.ledger.tableName, props.stateMachine.stateMachineArn);
+    environment.AUTOPATCH_CONFIG = stack.toJsonString(config);
+
+    this.function = new nodejs.NodejsFunction(this, 'Function', {
+      description:
+        'Autopatch triage: Inspector findings -> policy decision -> one remediation per ECS service.',
+      entry: path.join(__dirname, '..', 'lambdas', 'triage', 'handler.ts'),
+      handler: 'handler',
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: 512,
+      timeout: TRIAGE_TIMEOUT,
+      role: this.role,
+      logGroup: this.logGroup,
+      tracing: lambda.Tracing.ACTIVE,
+      reservedConcurrentExecutions: props.reservedConcurrency,
+      environment,
+      bundling: {
+        minify: true,
+        sourceMap: true,
+        // The SDK clients are bundled at the versions package-lock.json pins, not the runtime's copy.
+        bundleAwsSDK: true,
+      },
+    });
+
+    this.function.addEventSource(
+      new eventSources.SqsEventSource(props.queue, {
+        batchSize: TRIAGE_BATCH_SIZE,
+        maxBatchingWindow: TRIAGE_BATCHING_WINDOW,
+        reportBatchItemFailures: true,
+        maxConcurrency: props.reservedConcurrency,
+      }),
+    );
+
+    props.ledger.grant(this.role, ...LEDGER_ACTIONS);
+    encryptionKey.grant(this.role, ...LEDGER_KEY_ACTIONS);
+    // In dry-run mode triage decides and reports but starts nothing: IAM enforces that too.
+    if (!config.dryRun) props.stateMachine.grantStartExecution(this.role);
+
+    this.grantEcsInventory();
+    // Lambda adds the X-Ray statement (Resource "*") to the role's default policy.
+    const defaultPolicy = this.role.node.tryFindChild('DefaultPolicy');
+    if (defaultPolicy) acknowledge(defaultPolicy, IAM5_ANY_RESOURCE, NAG_REASONS.xray);
+  }
+
+  /**
+   * Read-only ECS inventory: which services run an image digest. A separate policy so that its
+   * cdk-nag acknowledgements cover these statements and nothing else.
+   */
+  private grantEcsInventory(): void {
+    const stack = Stack.of(this);
+    const policy = new iam.Policy(this, 'EcsInventoryPolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'EcsListAndDescribeTaskDefinitions',
+          actions: ['ecs:ListClusters', 'ecs:ListServices', 'ecs:ListTasks', 'ecs:DescribeTaskDefinition'],
+          resources: ['*'],
+        }),
+        new iam.PolicyStatement({
+          sid: 'EcsDescribeServices',
+          actions: ['ecs:DescribeServices'],
+          resources: [stack.formatArn({ service: 'ecs', resource: 'service', resourceName: '*' })],
+        }),
+        new iam.PolicyStatement({
+          sid: 'EcsDescribeTasks',
+          actions: ['ecs:DescribeTasks'],
+          resources: [stack.formatArn({ service: 'ecs', resource: 'task', resourceName: '*' })],
+        }),
+      ],
+    });
+    policy.attachToRole(this.role);
+    // The event source can invoke the function as soon as both exist: attach the policy first, so the
+    // first batches are not failed by AccessDenied.
+    this.function.node.addDependency(policy);
+    acknowledge(policy, IAM5_ANY_RESOURCE, NAG_REASONS.ecsUnscopable);
+    acknowledge(policy, iam5Resource(ecsArnPattern('service')), NAG_REASONS.ecsServices);
+    acknowledge(policy, iam5Resource(ecsArnPattern('task')), NAG_REASONS.ecsTasks);
+  }
+}
+
+/** The table name and state machine ARN are only known at deploy: counted at a generous estimate. */
+const DEPLOY_TIME_VALUE_BYTES = 256;
+
+/**
+ * Why this configuration cannot be deployed, if it cannot: Lambda limits a function's environment
+ * to 4 KB and the policy and targets travel in it. Checked at synth so it fails there, not in
+ * CloudFormation.
+ */
+export const triageEnvironmentProblem = (config: TriageRuntimeConfig): string | undefined => {
+  const environment = triageEnvironment(config, '', '');
+  const size = Object.entries(environment).reduce(
+    (total, [name, value]) => total + Buffer.byteLength(name) + Buffer.byteLength(value),
+    2 * DEPLOY_TIME_VALUE_BYTES,
+  );
+  return size > LAMBDA_ENVIRONMENT_LIMIT_BYTES
+    ? `the triage function's environment would be about ${size} bytes with this policy and these ` +
+        `targets; Lambda allows ${LAMBDA_ENVIRONMENT_LIMIT_BYTES}: shorten the policy or the target list`
+    : undefined;
+};
