@@ -1,0 +1,112 @@
+import { AutopatchError } from '../shared/errors';
+
+/**
+ * Every error name the remediation workflow definition (statemachines/remediation.asl.json) matches
+ * in a Retry or Catch, or raises itself from a Fail or Pass state. The workflow tests check that the
+ * definition names nothing else, so renaming one here without the definition (or the reverse) fails
+ * the build.
+ */
+export const WORKFLOW_ERRORS = {
+  // Raised by the workflow Lambdas (the error's `name` is what Step Functions matches).
+  /** Inspector has not scanned the rebuilt image yet: the verify state's Retry polls on it. */
+  rescanPending: 'RescanPendingError',
+  /** Inspector did not scan the rebuilt image within target.rescanTimeoutSeconds. */
+  rescanTimedOut: 'RescanTimedOutError',
+  /** The rebuilt image still has target CVEs, or a new CRITICAL/HIGH finding. */
+  patchIneffective: 'PatchIneffectiveError',
+  /** A dependency failed in a retryable way (shared TransientError). */
+  transient: 'TransientError',
+  /** SendTaskFailure error an approver's rejection carries (see approval.ts). */
+  rejected: 'Autopatch.Rejected',
+
+  // Raised by the definition itself (Fail states inside the Map, Pass states on the failure path).
+  buildFailed: 'BuildFailed',
+  buildCouldNotRun: 'BuildCouldNotRun',
+  deploymentFailed: 'DeploymentFailed',
+  deploymentTimedOut: 'DeploymentTimedOut',
+  rollbackNotConfirmed: 'RollbackNotConfirmed',
+  rollbackTimedOut: 'RollbackTimedOut',
+
+  // Raised by Step Functions and the services it calls.
+  all: 'States.ALL',
+  timeout: 'States.Timeout',
+  taskFailed: 'States.TaskFailed',
+  lambdaService: 'Lambda.ServiceException',
+  lambdaAws: 'Lambda.AWSLambdaException',
+  lambdaSdkClient: 'Lambda.SdkClientException',
+  lambdaTooManyRequests: 'Lambda.TooManyRequestsException',
+  // aws-sdk integrations name errors <Service>.<Exception> with the service in PascalCase.
+  ecsThrottling: 'Ecs.ThrottlingException',
+  ecsServer: 'Ecs.ServerException',
+  ecsConflict: 'Ecs.ConflictException',
+  codeBuildAccountLimit: 'CodeBuild.AccountLimitExceededException',
+  codeBuildThrottling: 'CodeBuild.ThrottlingException',
+} as const;
+
+export type WorkflowErrorName = (typeof WORKFLOW_ERRORS)[keyof typeof WORKFLOW_ERRORS];
+
+/** Not scanned yet: thrown to be retried by the state's Retry, which is the poll loop. */
+export class RescanPendingError extends AutopatchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = WORKFLOW_ERRORS.rescanPending;
+  }
+}
+
+export class RescanTimedOutError extends AutopatchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = WORKFLOW_ERRORS.rescanTimedOut;
+  }
+}
+
+export class PatchIneffectiveError extends AutopatchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = WORKFLOW_ERRORS.patchIneffective;
+  }
+}
+
+/**
+ * Inspector cannot scan the rebuilt image at all (unsupported OS, excluded, access denied...): the
+ * fix cannot be proven, which is not a timeout and not worth waiting for. Caught as an unexpected
+ * failure so on-call reads the reason.
+ */
+export class RescanUnavailableError extends AutopatchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RescanUnavailableError';
+  }
+}
+
+/** The build succeeded but did not export IMAGE_DIGEST (a project-mode buildspec missing the export). */
+export class BuildOutputError extends AutopatchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BuildOutputError';
+  }
+}
+
+/** The running task definition does not match what the remediation was planned against. */
+export class TaskDefinitionMismatchError extends AutopatchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TaskDefinitionMismatchError';
+  }
+}
+
+/** The service cannot be watched the way Autopatch deploys (no ECS service deployment to follow). */
+export class UnsupportedDeploymentError extends AutopatchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'UnsupportedDeploymentError';
+  }
+}
+
+/** An approve/reject command that cannot be applied (no approval pending, already answered, expired). */
+export class ApprovalNotPendingError extends AutopatchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ApprovalNotPendingError';
+  }
+}

@@ -1,0 +1,463 @@
+import { type EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { ExecutionAlreadyExists, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import { PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import { type Outcome, type RemediationRequest, severityRank } from '../shared/contracts';
+import type { Ledger } from '../shared/ledger';
+import { awsCall, links } from './aws';
+import type { StateError, WorkflowState } from './state';
+
+export const OUTCOME_EVENT = { source: 'autopatch', detailType: 'Autopatch Remediation Outcome' } as const;
+
+export interface FinishInput {
+  readonly outcome: Outcome;
+  /** The whole workflow state ($) at the end. */
+  readonly state: WorkflowState;
+  readonly executionName: string;
+  readonly executionArn: string;
+  readonly stateMachineArn: string;
+  readonly startedAt: string;
+  /** Recording or announcing failed: only release the lock and start the queued remediation. */
+  readonly releaseOnly?: boolean;
+}
+
+export interface ImageChange {
+  readonly repository: string;
+  readonly containers: readonly string[];
+  readonly oldDigest: string;
+  readonly newDigest?: string;
+}
+
+/** The execution's final output (Succeed) and the outcome event's detail: a few readable fields. */
+export interface Summary {
+  readonly outcome: Outcome;
+  readonly service: string;
+  readonly remediationId: string;
+  readonly executionName: string;
+  readonly cves: readonly string[];
+  readonly cvesClosed: readonly string[];
+  readonly images: readonly ImageChange[];
+  readonly reason: string;
+  readonly taskDefinition?: { readonly previous: string; readonly patched?: string };
+  /** Patched only: where the owner's IaC can pick the patched digests up. */
+  readonly driftParameters?: readonly string[];
+  /** The remediation queued behind this one, started on release. */
+  readonly next?: string;
+  readonly links: { readonly execution: string; readonly service: string };
+}
+
+export interface FinishResult {
+  readonly summary: Summary;
+  /** The Fail state's Cause: what happened, what state the service is in, what to do. */
+  readonly cause: string;
+}
+
+export interface FinishDeps {
+  readonly ledger: Pick<Ledger, 'recordOutcome' | 'release' | 'markStarted'>;
+  readonly sfn: Pick<SFNClient, 'send'>;
+  readonly ssm: Pick<SSMClient, 'send'>;
+  readonly events: Pick<EventBridgeClient, 'send'>;
+  readonly sns: Pick<SNSClient, 'send'>;
+  readonly topicArn: string;
+  /** @default 'default' */
+  readonly eventBusName?: string;
+  readonly now?: () => Date;
+}
+
+const MAX_CAUSE = 4_000;
+const clip = (text: string, max: number): string =>
+  text.length > max ? `${text.slice(0, max - 3)}...` : text;
+const uniq = (xs: readonly string[]): string[] => [...new Set(xs)].sort();
+
+type Json = Readonly<Record<string, unknown>>;
+const parseJson = (text: string | undefined): Json | undefined => {
+  if (!text) return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Json) : undefined;
+  } catch {
+    return undefined;
+  }
+};
+const asRecord = (v: unknown): Json | undefined =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : undefined;
+const asString = (v: unknown): string | undefined => (typeof v === 'string' && v.length > 0 ? v : undefined);
+
+/**
+ * A caught error as one readable line. Lambda errors arrive with a JSON Cause
+ * ({ errorType, errorMessage, trace }); service integrations with a plain sentence.
+ */
+export const errorText = (error: StateError | undefined): string => {
+  if (!error) return 'an unknown error';
+  const parsed = parseJson(error.Cause);
+  const message = asString(parsed?.errorMessage);
+  if (message) return `${asString(parsed?.errorType) ?? error.Error}: ${message}`;
+  return error.Cause ? `${error.Error}: ${clip(error.Cause, 1_500)}` : error.Error;
+};
+
+/** A failed CodeBuild build, from the startBuild.sync failure Cause (the build as JSON). */
+export const describeBuildFailure = (cause: string | undefined): { text: string; logLink?: string } => {
+  const build = asRecord(parseJson(cause)?.Build);
+  if (!build) return { text: `the build failed: ${clip(cause ?? 'no details', 1_000)}` };
+  const logs = asRecord(build.Logs);
+  const logLink = asString(logs?.DeepLink);
+  const phases = Array.isArray(build.Phases) ? build.Phases.map(asRecord) : [];
+  const failed = phases.find(
+    (p) => p?.PhaseStatus !== undefined && p.PhaseStatus !== 'SUCCEEDED' && p.PhaseType !== 'COMPLETED',
+  );
+  const contexts = Array.isArray(failed?.Contexts) ? failed.Contexts.map(asRecord) : [];
+  const message = contexts.map((c) => asString(c?.Message)).find(Boolean);
+  const text = [
+    `build ${asString(build.Id) ?? asString(build.Arn) ?? '(unknown id)'} ended ${asString(build.BuildStatus) ?? 'FAILED'}`,
+    failed ? ` in phase ${asString(failed.PhaseType)}` : '',
+    message ? `: ${clip(message, 500)}` : '',
+  ].join('');
+  return { text, ...(logLink ? { logLink } : {}) };
+};
+
+const hours = (seconds: number): string => {
+  const h = seconds / 3600;
+  return h >= 1 ? `${Math.round(h * 10) / 10} hours` : `${Math.round(seconds / 60)} minutes`;
+};
+
+/** Where the owner's IaC can read the patched image: one SSM parameter per container. */
+export const driftParameterName = (serviceKey: string, container: string): string =>
+  `/autopatch/${serviceKey}/${container}/image`;
+
+const imageChanges = (state: WorkflowState): ImageChange[] =>
+  state.images.map((image) => {
+    const patched = state.patched?.find(
+      (p) => p.oldDigest === image.imageDigest && p.repository === image.repository,
+    );
+    return {
+      repository: image.repository,
+      containers: image.containers,
+      oldDigest: image.imageDigest,
+      ...(patched ? { newDigest: patched.newDigest } : {}),
+    };
+  });
+
+/** What state the service was left in, for a failure. */
+const serviceState = (state: WorkflowState): string => {
+  const td = state.taskDefinition;
+  if (!td || !state.error || state.error.Error === 'TaskDefinitionMismatchError') {
+    return 'Nothing was deployed: the service still runs its previous revision.';
+  }
+  if (state.error.Error === 'RollbackTimedOut') {
+    return `ECS is still rolling the service back to ${td.previousArn}; check that it finishes.`;
+  }
+  if (state.recovery) return `${state.recovery.detail}`;
+  const manual = `aws ecs update-service --cluster ${state.service.clusterArn} --service ${state.service.serviceName} --task-definition ${td.previousArn}`;
+  if (state.recoveryError) {
+    return `Autopatch could NOT put the service back (${errorText(state.recoveryError)}). Check the service now; to go back by hand: ${manual}`;
+  }
+  return `The patched revision ${td.patchedArn} may be deployed. Check the service; to go back by hand: ${manual}`;
+};
+
+/** Where the remediation was when it failed. */
+const stage = (state: WorkflowState): string => {
+  if (!state.lock) return 'while acquiring the service lock';
+  if (!state.plan)
+    return state.decision.action === 'approve' ? 'while waiting for approval' : 'while planning the builds';
+  if (!state.patched) return 'while rebuilding or verifying the images';
+  if (!state.taskDefinition) return 'while registering the patched task definition';
+  if (!state.watch) return 'while deploying the patched revision';
+  if (state.watch.status === 'ALARM') return 'while rolling back after an alarm';
+  return 'after the deployment';
+};
+
+/**
+ * The reason (one sentence, in the summary) and the Cause (the Fail state's, for on-call: what
+ * happened, in what state the service is, what to do) of an outcome. Pure.
+ */
+export const explain = (input: FinishInput): { reason: string; cause: string } => {
+  const { state, outcome } = input;
+  const cves = uniq(state.images.flatMap((i) => i.cves));
+  const service = state.service.key;
+  const unchanged = `Nothing was deployed: ${service} still runs its previous revision.`;
+  const retry = `Findings that are still open start a new remediation when Inspector reports them again; to retry now, start a new execution of this state machine with this execution's input and a new name.`;
+  switch (outcome) {
+    case 'Patched': {
+      const closed = uniq((state.patched ?? []).flatMap((p) => p.cvesClosed));
+      const reason = `Patched ${service}: closed ${closed.join(', ')} in ${state.images.length} image(s); the service runs ${state.taskDefinition?.patchedArn ?? 'the patched revision'} and baked without alarms.`;
+      return { reason, cause: reason };
+    }
+    case 'Superseded': {
+      const reason =
+        state.lock?.reason ??
+        `Another remediation is in flight for ${service}; this request was queued behind it.`;
+      return { reason, cause: reason };
+    }
+    case 'Rejected': {
+      const reason = `${asString(state.error?.Cause) ?? 'Rejected'}. Nothing was changed.`;
+      return { reason, cause: reason };
+    }
+    case 'ApprovalExpired': {
+      const reason = `Nobody approved the remediation of ${cves.join(', ')} on ${service} within ${hours(state.target.approvalTimeoutSeconds)}. Nothing was changed.`;
+      return { reason, cause: `${reason} ${retry}` };
+    }
+    case 'BuildFailed': {
+      const build = describeBuildFailure(state.error?.Cause);
+      const reason = `The image rebuild failed: ${build.text}.${build.logLink ? ` Build log: ${build.logLink}` : ''}`;
+      return {
+        reason,
+        cause: `${reason} ${unchanged} What to do: read the build log. A patch-os build fails when the image's package manager cannot upgrade (no network, no repository, distroless image): rebuild that image from source instead (target rebuild mode 'source' or 'project'). ${retry}`,
+      };
+    }
+    case 'PatchIneffective': {
+      const reason = `The rebuilt image did not fix the findings: ${errorText(state.error)}`;
+      return {
+        reason,
+        cause: `${reason} ${unchanged} What to do: the fix needs more than an OS package upgrade (a newer base image, a language dependency bump or a source change). The rebuilt image was pushed but not deployed.`,
+      };
+    }
+    case 'RescanTimedOut': {
+      const exhausted = state.error?.Error === 'RescanPendingError';
+      const reason = `Amazon Inspector did not rescan the rebuilt image in time${exhausted ? ' (the verify step ran out of retries)' : ''}: ${errorText(state.error)}`;
+      return {
+        reason,
+        cause: `${reason} ${unchanged} What to do: check that Inspector enhanced scanning covers the repository (continuous or on-push), then retry. ${retry}`,
+      };
+    }
+    case 'RolledBack': {
+      const watch = state.watch;
+      const reason =
+        watch?.status === 'ALARM'
+          ? `Alarm ${watch.alarmName ?? '(unnamed)'} fired during the bake of deployment ${watch.deploymentArn}; Autopatch rolled ${service} back to ${state.taskDefinition?.previousArn ?? 'its previous revision'}.`
+          : `ECS rolled the deployment of the patched revision back by itself${watch?.reason ? ` (${watch.reason})` : ''}; ${service} runs ${state.taskDefinition?.previousArn ?? 'its previous revision'}.`;
+      return {
+        reason,
+        cause: `${reason} The CVEs (${cves.join(', ')}) are still open. What to do: find out why the patched image misbehaves (the alarm, the service events, the new tasks' logs) before remediating again; the patched image stays in ECR.`,
+      };
+    }
+    default: {
+      const reason = `The remediation failed ${stage(state)}: ${errorText(state.error)}`;
+      return {
+        reason,
+        cause: `${reason} ${serviceState(state)} What to do: read the failed step's error in this execution, fix the cause, then retry. ${retry}`,
+      };
+    }
+  }
+};
+
+/** The summary of an outcome, without `next` (known only after the release). Pure. */
+export const summarise = (input: FinishInput): FinishResult => {
+  const { state } = input;
+  const { reason, cause } = explain(input);
+  const patched = input.outcome === 'Patched';
+  const summary: Summary = {
+    outcome: input.outcome,
+    service: state.service.key,
+    remediationId: state.remediationId,
+    executionName: input.executionName,
+    cves: uniq(state.images.flatMap((i) => i.cves)),
+    cvesClosed: patched ? uniq((state.patched ?? []).flatMap((p) => p.cvesClosed)) : [],
+    images: imageChanges(state),
+    reason,
+    ...(state.taskDefinition
+      ? {
+          taskDefinition: {
+            previous: state.taskDefinition.previousArn,
+            ...(patched ? { patched: state.taskDefinition.patchedArn } : {}),
+          },
+        }
+      : {}),
+    ...(patched
+      ? {
+          driftParameters: (state.patched ?? []).flatMap((p) =>
+            p.containers.map((c) => driftParameterName(state.service.key, c)),
+          ),
+        }
+      : {}),
+    links: {
+      execution: links.execution(input.executionArn),
+      service: links.service(state.service.clusterArn, state.service.serviceName),
+    },
+  };
+  return { summary, cause: clip(cause, MAX_CAUSE) };
+};
+
+/** The notification people read. Pure. */
+export const outcomeMessage = (
+  input: FinishInput,
+  result: FinishResult,
+): { subject: string; message: string } => {
+  const { summary } = result;
+  const worst = [...input.state.images].sort((a, b) => severityRank(a.severity) - severityRank(b.severity))[0]
+    ?.severity;
+  const lines = [
+    `Outcome: ${summary.outcome}`,
+    `Service: ${summary.service}`,
+    `CVEs: ${summary.cves.join(', ')}${worst ? ` (worst ${worst})` : ''}`,
+    `CVEs closed: ${summary.cvesClosed.length > 0 ? summary.cvesClosed.join(', ') : 'none'}`,
+    '',
+    summary.outcome === 'Patched' || summary.outcome === 'Rejected' || summary.outcome === 'Superseded'
+      ? summary.reason
+      : result.cause,
+    '',
+    'Images:',
+    ...summary.images.map(
+      (i) =>
+        `- ${i.repository} (${i.containers.join(', ')}): ${i.oldDigest} -> ${i.newDigest ?? 'unchanged'}`,
+    ),
+  ];
+  if (summary.driftParameters && summary.driftParameters.length > 0) {
+    lines.push(
+      '',
+      'DRIFT: if the service is deployed from IaC that pins an image tag, the next deploy of that IaC puts the ' +
+        'vulnerable image back. Pin the patched digest instead; it is published in SSM Parameter Store:',
+      ...summary.driftParameters.map((p) => `- ${p}`),
+      "(CDK: ecs.ContainerImage.fromRegistry(ssm.StringParameter.valueForStringParameter(this, '<parameter>')))",
+    );
+  }
+  if (summary.next) lines.push('', `Started the remediation queued behind this one: ${summary.next}`);
+  lines.push('', `Execution: ${summary.links.execution}`, `Service:   ${summary.links.service}`);
+  const subject = `[Autopatch] ${summary.outcome}: ${summary.service}`;
+  return { subject: clip(subject, 100), message: lines.join('\n') };
+};
+
+const startNext = async (
+  next: RemediationRequest,
+  stateMachineArn: string,
+  deps: FinishDeps,
+): Promise<string> => {
+  let executionArn: string;
+  try {
+    const out = await awsCall('sfn StartExecution', () =>
+      deps.sfn.send(
+        new StartExecutionCommand({
+          stateMachineArn,
+          name: next.executionName,
+          input: JSON.stringify(next),
+        }),
+      ),
+    );
+    executionArn = out.executionArn ?? '';
+  } catch (error) {
+    // A retry of this Lambda after a successful start: the deterministic name makes it idempotent.
+    if (!(error instanceof ExecutionAlreadyExists)) throw error;
+    executionArn = '';
+  }
+  executionArn ||= `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${next.executionName}`;
+  await deps.ledger.markStarted(next.service.key, next.executionName, executionArn);
+  return executionArn;
+};
+
+/**
+ * "Record the outcome and release the lock". In an order that makes a retry safe: the history record
+ * and the SSM parameters are overwrites; release is idempotent (a repeated release returns the same
+ * queued request until it is started, and StartExecution with its deterministic name cannot start it
+ * twice); the announcements go last, so they can say what was started (a retry may announce twice).
+ * A Superseded run releases nothing: the lock is the other remediation's.
+ */
+export const finish = async (input: FinishInput, deps: FinishDeps): Promise<FinishResult> => {
+  const now = deps.now ?? (() => new Date());
+  const { state, outcome } = input;
+  const base = summarise(input);
+
+  if (!input.releaseOnly) {
+    const finishedAt = now().toISOString();
+    const started = Date.parse(input.startedAt);
+    await deps.ledger.recordOutcome({
+      serviceKey: state.service.key,
+      remediationId: state.remediationId,
+      executionName: input.executionName,
+      outcome,
+      reason: base.summary.reason,
+      images: base.summary.images.map((change, i) => ({
+        repository: change.repository,
+        oldDigest: change.oldDigest,
+        ...(change.newDigest ? { newDigest: change.newDigest } : {}),
+        cves: [...(state.images[i]?.cves ?? [])],
+      })),
+      cvesClosed: base.summary.cvesClosed,
+      ...(state.taskDefinition ? { oldTaskDefinition: state.taskDefinition.previousArn } : {}),
+      ...(state.taskDefinition && outcome === 'Patched'
+        ? { newTaskDefinition: state.taskDefinition.patchedArn }
+        : {}),
+      startedAt: input.startedAt,
+      finishedAt,
+      ...(Number.isNaN(started)
+        ? {}
+        : { timings: { totalSeconds: Math.round((now().getTime() - started) / 1000) } }),
+    });
+    if (outcome === 'Patched') {
+      for (const image of state.patched ?? []) {
+        for (const container of image.containers) {
+          await awsCall('ssm PutParameter', () =>
+            deps.ssm.send(
+              new PutParameterCommand({
+                Name: driftParameterName(state.service.key, container),
+                Value: `${image.repositoryUri}@${image.newDigest}`,
+                Type: 'String',
+                Overwrite: true,
+                Description: `Autopatch: patched image of container ${container} of ${state.service.key} (${input.executionName})`,
+              }),
+            ),
+          );
+        }
+      }
+    }
+  }
+
+  let nextName: string | undefined;
+  if (outcome !== 'Superseded') {
+    const { next } = await deps.ledger.release(state.service.key, input.executionName);
+    if (next) {
+      await startNext(next, input.stateMachineArn, deps);
+      nextName = next.executionName;
+    }
+  }
+  const result: FinishResult = {
+    ...base,
+    summary: { ...base.summary, ...(nextName ? { next: nextName } : {}) },
+  };
+  if (input.releaseOnly) return result;
+
+  const out = await awsCall('events PutEvents', () =>
+    deps.events.send(
+      new PutEventsCommand({
+        Entries: [
+          {
+            Source: OUTCOME_EVENT.source,
+            DetailType: OUTCOME_EVENT.detailType,
+            EventBusName: deps.eventBusName ?? 'default',
+            Resources: [input.executionArn],
+            Detail: JSON.stringify({
+              ...result.summary,
+              cause: result.cause,
+              executionArn: input.executionArn,
+              startedAt: input.startedAt,
+              findingsCount: state.findingsCount,
+              decision: state.decision,
+            }),
+          },
+        ],
+      }),
+    ),
+  );
+  if ((out.FailedEntryCount ?? 0) > 0) {
+    const entry = out.Entries?.find((e) => e.ErrorCode);
+    throw new Error(
+      `events PutEvents rejected the outcome event: ${entry?.ErrorCode}: ${entry?.ErrorMessage}`,
+    );
+  }
+  if (outcome !== 'Superseded') {
+    const { subject, message } = outcomeMessage(input, result);
+    await awsCall('sns Publish', () =>
+      deps.sns.send(
+        new PublishCommand({
+          TopicArn: deps.topicArn,
+          Subject: subject,
+          Message: message,
+          MessageAttributes: {
+            kind: { DataType: 'String', StringValue: 'outcome' },
+            outcome: { DataType: 'String', StringValue: outcome },
+            service: { DataType: 'String', StringValue: state.service.key },
+          },
+        }),
+      ),
+    );
+  }
+  return result;
+};

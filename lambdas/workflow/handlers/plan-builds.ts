@@ -1,0 +1,30 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { type PlanBuildsInput, planBuilds } from '../plan-builds';
+import type { PlannedBuild } from '../state';
+import { requireEnv } from './env';
+
+const env = requireEnv([
+  'PATCH_OS_PROJECT_X86',
+  'PATCH_OS_PROJECT_ARM',
+  'SOURCE_PROJECT_X86',
+  'SOURCE_PROJECT_ARM',
+]);
+const logger = new Logger({ serviceName: 'autopatch-workflow' });
+const projects = {
+  patchOs: { x86: env.PATCH_OS_PROJECT_X86, arm: env.PATCH_OS_PROJECT_ARM },
+  source: { x86: env.SOURCE_PROJECT_X86, arm: env.SOURCE_PROJECT_ARM },
+};
+
+/** "Plan the image builds". */
+export const handler = async (event: PlanBuildsInput): Promise<{ builds: PlannedBuild[] }> => {
+  const plan = planBuilds(event, projects);
+  logger.info('planned', {
+    executionName: event.executionName,
+    builds: plan.builds.map((b) => ({
+      repository: b.image.repository,
+      project: b.projectName,
+      tag: b.targetTag,
+    })),
+  });
+  return plan;
+};

@@ -1,0 +1,103 @@
+import type { AffectedImage } from '../shared/contracts';
+import { ConfigurationError } from '../shared/errors';
+import type { BuildEnvironmentVariable, PlannedBuild } from './state';
+
+/** The construct's own CodeBuild projects, one per CPU architecture (a patch layer runs the image's binaries). */
+export interface BuildProjects {
+  readonly patchOs: { readonly x86: string; readonly arm: string };
+  readonly source: { readonly x86: string; readonly arm: string };
+}
+
+export interface PlanBuildsInput {
+  readonly images: readonly AffectedImage[];
+  readonly executionName: string;
+  /** The execution's start time: makes the pushed tag the same on every retry of the plan. */
+  readonly startedAt: string;
+}
+
+export type PackageManager = 'apt' | 'apk' | 'dnf' | 'yum' | 'zypper' | 'auto';
+
+/**
+ * Inspector's platform (e.g. DEBIAN_12, ALPINE_LINUX_3_19, AMAZON_LINUX_2023) → the package manager
+ * the patch layer runs. 'auto' lets the buildspec probe the image, for platforms Inspector does not
+ * name or Autopatch does not know.
+ */
+export const packageManagerFor = (platform: string | undefined): PackageManager => {
+  const p = (platform ?? '').toUpperCase();
+  if (/^(DEBIAN|UBUNTU)/.test(p)) return 'apt';
+  if (/^ALPINE/.test(p)) return 'apk';
+  if (/^(SLES|SUSE|OPENSUSE)/.test(p)) return 'zypper';
+  if (/^(AMAZON_LINUX_2023|FEDORA|CENTOS_STREAM|ROCKY|ALMA)/.test(p)) return 'dnf';
+  if (/^(RHEL|REDHAT|ORACLE_LINUX|CENTOS)_?(\d+)/.test(p)) {
+    const major = Number(/(\d+)/.exec(p)?.[1]);
+    return major >= 8 ? 'dnf' : 'yum';
+  }
+  if (/^AMAZON_LINUX/.test(p)) return 'yum';
+  return 'auto';
+};
+
+export const isArm = (architecture: string | undefined): boolean =>
+  /^(arm64|aarch64|arm)/i.test(architecture ?? '');
+
+const shortDigest = (digest: string): string => digest.replace(/^sha256:/, '').slice(0, 12);
+
+/** 2024-09-04T16:55:38.411Z → 20240904T165538Z (ECR tags allow [A-Za-z0-9._-]). */
+const compactTime = (iso: string): string => {
+  const at = new Date(iso);
+  const safe = Number.isNaN(at.getTime()) ? new Date(0) : at;
+  return safe
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+};
+
+const env = (Name: string, Value: string): BuildEnvironmentVariable => ({ Name, Value, Type: 'PLAINTEXT' });
+
+/**
+ * "Plan the image builds": one build per affected image. Every variable is always set (empty when it
+ * does not apply) so the buildspecs and the definition never meet a missing field.
+ */
+export const planBuilds = (input: PlanBuildsInput, projects: BuildProjects): { builds: PlannedBuild[] } => ({
+  builds: input.images.map((image) => {
+    const arch = isArm(image.architecture) ? 'arm' : 'x86';
+    const rebuild = image.rebuild;
+    let projectName: string;
+    switch (rebuild.mode) {
+      case 'patch-os':
+        projectName = projects.patchOs[arch];
+        break;
+      case 'source':
+        projectName = projects.source[arch];
+        break;
+      case 'project':
+        projectName = rebuild.projectName;
+        break;
+      default:
+        throw new ConfigurationError(
+          `unknown rebuild mode ${JSON.stringify(rebuild)} for ${image.repository}`,
+        );
+    }
+    const targetTag = `autopatch-${shortDigest(image.imageDigest)}-${compactTime(input.startedAt)}`;
+    return {
+      image,
+      mode: rebuild.mode,
+      projectName,
+      targetTag,
+      environment: [
+        env('IMAGE_URI', `${image.repositoryUri}@${image.imageDigest}`),
+        env('REPOSITORY_URI', image.repositoryUri),
+        env('TARGET_TAG', targetTag),
+        env('TARGET_IMAGE', `${image.repositoryUri}:${targetTag}`),
+        env('REBUILD_MODE', rebuild.mode),
+        env('PACKAGE_MANAGER', packageManagerFor(image.platform)),
+        env('PLATFORM', image.platform ?? ''),
+        env('ARCHITECTURE', image.architecture ?? ''),
+        env('SOURCE_LOCATION', rebuild.mode === 'source' ? rebuild.sourceLocation : ''),
+        env('DOCKERFILE', rebuild.mode === 'source' ? (rebuild.dockerfile ?? 'Dockerfile') : ''),
+        env('AUTOPATCH_EXECUTION', input.executionName),
+        // Informational (build labels, logs): capped, so hundreds of CVEs cannot hit CodeBuild's limits.
+        env('AUTOPATCH_CVES', image.cves.join(' ').slice(0, 2_000)),
+      ],
+    };
+  }),
+});

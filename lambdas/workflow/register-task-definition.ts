@@ -1,0 +1,132 @@
+import {
+  DescribeServicesCommand,
+  DescribeTaskDefinitionCommand,
+  type ECSClient,
+  RegisterTaskDefinitionCommand,
+  type RegisterTaskDefinitionCommandInput,
+  type Tag,
+  type TaskDefinition,
+} from '@aws-sdk/client-ecs';
+import type { ServiceRef } from '../shared/contracts';
+import { awsCall as call } from './aws';
+import { TaskDefinitionMismatchError } from './errors';
+import type { PatchedImage } from './state';
+
+export interface RegisterTaskDefinitionInput {
+  readonly service: ServiceRef;
+  readonly images: readonly Pick<PatchedImage, 'repositoryUri' | 'containers' | 'oldDigest' | 'newDigest'>[];
+  readonly executionName: string;
+}
+
+export interface RegisterTaskDefinitionOutput {
+  readonly previousTaskDefinitionArn: string;
+  readonly taskDefinitionArn: string;
+  /** container name → new image reference, for the console. */
+  readonly replaced: Readonly<Record<string, string>>;
+}
+
+/** True when `image` names the repository (by tag, by digest or bare). */
+const sameRepository = (image: string, repositoryUri: string): boolean =>
+  image === repositoryUri || image.startsWith(`${repositoryUri}:`) || image.startsWith(`${repositoryUri}@`);
+
+/**
+ * The RegisterTaskDefinition input that re-registers `current` with only the given containers'
+ * images replaced. Everything DescribeTaskDefinition returns about the revision itself (ARN, revision,
+ * status, registeredAt/By, compatibilities, requiresAttributes) is dropped: RegisterTaskDefinition
+ * rejects or recomputes it. Pure, so the simulation and the tests exercise exactly this.
+ */
+export const patchedRegistration = (
+  current: TaskDefinition,
+  tags: readonly Tag[],
+  images: RegisterTaskDefinitionInput['images'],
+  executionName: string,
+): { input: RegisterTaskDefinitionCommandInput; replaced: Record<string, string> } => {
+  const wanted = new Map<string, RegisterTaskDefinitionInput['images'][number]>();
+  for (const image of images) for (const container of image.containers) wanted.set(container, image);
+  const replaced: Record<string, string> = {};
+  const containerDefinitions = (current.containerDefinitions ?? []).map((container) => {
+    const image = container.name ? wanted.get(container.name) : undefined;
+    if (!image || !container.name) return container;
+    if (!container.image || !sameRepository(container.image, image.repositoryUri)) {
+      throw new TaskDefinitionMismatchError(
+        `Container ${container.name} of ${current.taskDefinitionArn} runs ${container.image ?? 'no image'}, not ` +
+          `${image.repositoryUri}: the service changed since the finding. Nothing was deployed.`,
+      );
+    }
+    const reference = `${image.repositoryUri}@${image.newDigest}`;
+    replaced[container.name] = reference;
+    return { ...container, image: reference };
+  });
+  const missing = [...wanted.keys()].filter((name) => !(name in replaced));
+  if (missing.length > 0) {
+    throw new TaskDefinitionMismatchError(
+      `${current.taskDefinitionArn} has no container named ${missing.join(', ')}: the service changed since the finding. Nothing was deployed.`,
+    );
+  }
+  const {
+    taskDefinitionArn: _arn,
+    revision: _revision,
+    status: _status,
+    requiresAttributes: _requiresAttributes,
+    compatibilities: _compatibilities,
+    registeredAt: _registeredAt,
+    registeredBy: _registeredBy,
+    deregisteredAt: _deregisteredAt,
+    containerDefinitions: _containers,
+    ...rest
+  } = current;
+  const userTags = tags.filter((t) => t.key !== 'autopatch:execution');
+  return {
+    input: {
+      ...rest,
+      family: current.family,
+      containerDefinitions,
+      // Tags are not part of the revision: carry them over, and say which remediation made it.
+      tags: [...userTags, { key: 'autopatch:execution', value: executionName }].slice(0, 50),
+    } as RegisterTaskDefinitionCommandInput,
+    replaced,
+  };
+};
+
+/** "Register the patched task definition". */
+export const registerPatchedTaskDefinition = async (
+  input: RegisterTaskDefinitionInput,
+  ecs: Pick<ECSClient, 'send'>,
+): Promise<RegisterTaskDefinitionOutput> => {
+  const described = await call('ecs DescribeServices', () =>
+    ecs.send(
+      new DescribeServicesCommand({
+        cluster: input.service.clusterArn,
+        services: [input.service.serviceName],
+      }),
+    ),
+  );
+  const service = described.services?.[0];
+  if (!service?.taskDefinition || service.status === 'INACTIVE') {
+    throw new TaskDefinitionMismatchError(
+      `Service ${input.service.key} was not found (or is inactive) in ${input.service.clusterArn}. Nothing was deployed.`,
+    );
+  }
+  const current = await call('ecs DescribeTaskDefinition', () =>
+    ecs.send(
+      new DescribeTaskDefinitionCommand({ taskDefinition: service.taskDefinition, include: ['TAGS'] }),
+    ),
+  );
+  if (!current.taskDefinition) {
+    throw new TaskDefinitionMismatchError(
+      `Task definition ${service.taskDefinition} could not be described.`,
+    );
+  }
+  const { input: registration, replaced } = patchedRegistration(
+    current.taskDefinition,
+    current.tags ?? [],
+    input.images,
+    input.executionName,
+  );
+  const registered = await call('ecs RegisterTaskDefinition', () =>
+    ecs.send(new RegisterTaskDefinitionCommand(registration)),
+  );
+  const arn = registered.taskDefinition?.taskDefinitionArn;
+  if (!arn) throw new Error('ecs RegisterTaskDefinition returned no taskDefinitionArn');
+  return { previousTaskDefinitionArn: service.taskDefinition, taskDefinitionArn: arn, replaced };
+};

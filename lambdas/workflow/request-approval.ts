@@ -1,0 +1,93 @@
+import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import { severityRank } from '../shared/contracts';
+import type { Ledger } from '../shared/ledger';
+import { awsCall, links, regionOf } from './aws';
+import type { WorkflowState } from './state';
+
+export interface RequestApprovalInput {
+  readonly taskToken: string;
+  readonly executionName: string;
+  readonly executionArn: string;
+  readonly request: WorkflowState;
+}
+
+export interface RequestApprovalDeps {
+  readonly sns: Pick<SNSClient, 'send'>;
+  readonly ledger: Pick<Ledger, 'putTaskToken'>;
+  readonly topicArn: string;
+}
+
+/** The command an approver runs (bin/approve.ts). */
+export const approveCommand = (executionName: string): { approve: string; reject: string } => ({
+  approve: `npm run approve -- ${executionName} --approve`,
+  reject: `npm run approve -- ${executionName} --reject --reason "<why>"`,
+});
+
+/** The approval request, written for the person who has to decide. Pure. */
+export const approvalMessage = (
+  input: Omit<RequestApprovalInput, 'taskToken'>,
+): { subject: string; message: string } => {
+  const { request } = input;
+  const cves = [...new Set(request.images.flatMap((i) => i.cves))].sort();
+  const region = regionOf(input.executionArn);
+  const commands = approveCommand(input.executionName);
+  const hours = Math.round((request.target.approvalTimeoutSeconds / 3600) * 10) / 10;
+  const lines = [
+    `Autopatch wants to patch ECS service ${request.service.key} and needs your approval.`,
+    '',
+    `Why: ${request.decision.reason}`,
+    `CVEs (${cves.length}): ${cves.join(', ')}`,
+    `Findings: ${request.findingsCount}`,
+    '',
+    'Images to rebuild:',
+    ...request.images.map(
+      (i) =>
+        `- ${i.repository}@${i.imageDigest} (containers ${i.containers.join(', ')}; worst severity ${i.severity}; ` +
+        `rebuild ${i.rebuild.mode}; CVEs ${i.cves.join(', ')})\n  ${links.image(region, i.registry, i.repository, i.imageDigest)}`,
+    ),
+    '',
+    'If approved, Autopatch rebuilds these images, proves the fix with an Inspector rescan, deploys the ' +
+      `patched task definition and watches it for ${request.target.bakeTimeMinutes} minutes, rolling back if an alarm fires.`,
+    '',
+    `Approve: ${commands.approve}`,
+    `Reject:  ${commands.reject}`,
+    '',
+    `This request expires in ${hours} hours; then nothing is changed (outcome ApprovalExpired).`,
+    `Execution: ${links.execution(input.executionArn)}`,
+    `Service:   ${links.service(request.service.clusterArn, request.service.serviceName)}`,
+  ];
+  const worst =
+    [...request.images].sort((a, b) => severityRank(a.severity) - severityRank(b.severity))[0]?.severity ??
+    '';
+  const subject = `[Autopatch] Approval needed: ${worst} ${cves.length === 1 ? cves[0] : `${cves.length} CVEs`} on ${request.service.key}`;
+  // SNS subjects are at most 100 characters.
+  return {
+    subject: subject.length > 100 ? `${subject.slice(0, 97)}...` : subject,
+    message: lines.join('\n'),
+  };
+};
+
+/**
+ * "Wait for approval": invoked with a task token, returns at once. The token goes to the ledger
+ * first, so an approval can never arrive for a token Autopatch does not know.
+ */
+export const requestApproval = async (
+  input: RequestApprovalInput,
+  deps: RequestApprovalDeps,
+): Promise<void> => {
+  await deps.ledger.putTaskToken(input.executionName, 'approval', input.taskToken, input.request.service.key);
+  const { subject, message } = approvalMessage(input);
+  await awsCall('sns Publish', () =>
+    deps.sns.send(
+      new PublishCommand({
+        TopicArn: deps.topicArn,
+        Subject: subject,
+        Message: message,
+        MessageAttributes: {
+          kind: { DataType: 'String', StringValue: 'approval-request' },
+          service: { DataType: 'String', StringValue: input.request.service.key },
+        },
+      }),
+    ),
+  );
+};

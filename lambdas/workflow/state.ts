@@ -1,0 +1,92 @@
+import type { AffectedImage, Outcome, RebuildMode, RemediationRequest } from '../shared/contracts';
+
+/**
+ * What the remediation workflow accumulates in its state as it runs (the JSONPath `$`), on top of the
+ * RemediationRequest it starts with. Each field is written by one state (its ResultPath), named in
+ * the comment; the finish Lambda receives the whole thing and reads what is there.
+ */
+
+/** One CodeBuild environment variable override, as StartBuild takes it. */
+export interface BuildEnvironmentVariable {
+  readonly Name: string;
+  readonly Value: string;
+  readonly Type: 'PLAINTEXT';
+}
+
+/** "Plan the image builds" → `$.plan.builds[]`: how one image is rebuilt. */
+export interface PlannedBuild {
+  readonly image: AffectedImage;
+  readonly mode: RebuildMode['mode'];
+  readonly projectName: string;
+  /** The tag the build pushes, e.g. autopatch-3f2a9c1d0b7e-20240904T165538Z. */
+  readonly targetTag: string;
+  readonly environment: readonly BuildEnvironmentVariable[];
+}
+
+/** "Verify the patched image by rescan" → one element of `$.patched[]`: an image proven fixed. */
+export interface PatchedImage {
+  readonly repository: string;
+  readonly registry: string;
+  readonly repositoryUri: string;
+  readonly containers: readonly string[];
+  readonly cves: readonly string[];
+  readonly severity: AffectedImage['severity'];
+  readonly oldDigest: string;
+  readonly newDigest: string;
+  readonly targetTag: string;
+  /** The target CVEs Inspector no longer reports on the new digest (all of them, or verify fails). */
+  readonly cvesClosed: readonly string[];
+  readonly buildId?: string;
+  readonly buildLogLink?: string;
+}
+
+export const WATCH_STATUSES = ['SUCCESSFUL', 'ALARM', 'ROLLED_BACK', 'FAILED'] as const;
+export type WatchStatus = (typeof WATCH_STATUSES)[number];
+
+/** "Watch the deployment through the bake time" → `$.watch`: what SendTaskSuccess resumes it with. */
+export interface WatchResult {
+  readonly status: WatchStatus;
+  readonly deploymentArn: string;
+  /** The alarm that fired (status ALARM). */
+  readonly alarmName?: string;
+  /** A sentence for people (not read by the definition). */
+  readonly reason?: string;
+}
+
+/** A caught error, as Catch with ResultPath writes it. */
+export interface StateError {
+  readonly Error: string;
+  readonly Cause?: string;
+}
+
+/** "Put the service back on its last good revision" → `$.recovery`. */
+export interface RecoveryResult {
+  readonly action: 'rollback-requested' | 'rollback-in-progress' | 'redeployed-previous' | 'nothing-to-do';
+  readonly detail: string;
+}
+
+export interface WorkflowState extends RemediationRequest {
+  /** "Acquire the service lock". */
+  readonly lock?: { readonly status: 'acquired' | 'superseded'; readonly reason: string };
+  /** "Wait for approval": what the approver sent. */
+  readonly approval?: { readonly approved?: boolean; readonly by?: string; readonly reason?: string };
+  /** "Plan the image builds". */
+  readonly plan?: { readonly builds: readonly PlannedBuild[] };
+  /** "Rebuild and verify each image". */
+  readonly patched?: readonly PatchedImage[];
+  /** "Register the patched task definition". */
+  readonly taskDefinition?: { readonly previousArn: string; readonly patchedArn: string };
+  /** "Watch the deployment through the bake time". */
+  readonly watch?: WatchResult;
+  /** "Start counting rollback checks" / "Check the rollback". */
+  readonly rollback?: { readonly checks: number; readonly latest?: unknown };
+  readonly rollbackConflict?: StateError;
+  /** "Put the service back on its last good revision". */
+  readonly recovery?: RecoveryResult;
+  readonly recoveryError?: StateError;
+  /** Whatever error led to the outcome (Catch ResultPath, or a Pass state on the failure path). */
+  readonly error?: StateError;
+  /** Set by the outcome Pass states. */
+  readonly outcome?: Outcome;
+  readonly finishError?: StateError;
+}

@@ -1,0 +1,294 @@
+import { Match } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { JSONPath } from 'jsonpath-plus';
+import { OUTCOMES } from '../../lambdas/shared/contracts';
+import { WORKFLOW_ERRORS } from '../../lambdas/workflow/errors';
+import { RESCAN_POLL, rescanPollAttempts, rescanPollWindowSeconds } from '../../lib/workflow';
+import {
+  type AslState,
+  allStates,
+  remediationRequest,
+  renderWorkflow,
+  taskStateNames,
+} from '../support/workflow-harness';
+
+const { definition, template, stack } = renderWorkflow();
+const states = allStates(definition);
+const entries = [...states];
+const tasks = entries.filter(([, s]) => s.Type === 'Task');
+const isLambda = (s: AslState) => s.Resource?.startsWith('arn:aws:states:::lambda:invoke') ?? false;
+const errorNames = new Set<string>(Object.values(WORKFLOW_ERRORS));
+
+describe('the remediation definition', () => {
+  it('is JSONPath only: no JSONata fields the local interpreter would silently ignore', () => {
+    const text = JSON.stringify(definition);
+    for (const field of ['"QueryLanguage"', '"Arguments"', '"Output"', '"Assign"', '"Condition"']) {
+      expect(text).not.toContain(field);
+    }
+  });
+
+  it('gives every state a Comment for on-call', () => {
+    const missing = entries.filter(([, s]) => !s.Comment || s.Comment.length < 20).map(([n]) => n);
+    expect(missing).toEqual([]);
+  });
+
+  it('matches and raises only the error names listed in WORKFLOW_ERRORS (or outcomes)', () => {
+    const used = new Set<string>();
+    for (const [, s] of entries) {
+      for (const r of s.Retry ?? []) for (const e of r.ErrorEquals) used.add(e);
+      for (const c of s.Catch ?? []) for (const e of c.ErrorEquals) used.add(e);
+      if (s.Type === 'Fail' && s.Error) used.add(s.Error);
+      const raised = s.Parameters?.Error;
+      if (typeof raised === 'string') used.add(raised);
+    }
+    const unknown = [...used].filter(
+      (e) => !errorNames.has(e) && !(OUTCOMES as readonly string[]).includes(e),
+    );
+    expect(unknown).toEqual([]);
+    // And the constant lists nothing the definition does not use (taskFailed is matched by a Choice).
+    const choiceText = JSON.stringify(definition);
+    const unused = [...errorNames].filter((e) => !used.has(e) && !choiceText.includes(`"${e}"`));
+    expect(unused).toEqual([]);
+  });
+
+  it('ends with Succeed for Patched, Rejected, Superseded and a Fail named after every other outcome', () => {
+    const succeed = entries.filter(([, s]) => s.Type === 'Succeed').map(([n]) => n);
+    expect(succeed.sort()).toEqual(['Patched', 'Rejected', 'Superseded']);
+    const outcomeFails = new Set(
+      entries.filter(([n, s]) => s.Type === 'Fail' && definition.States[n]).map(([, s]) => s.Error),
+    );
+    for (const outcome of OUTCOMES.filter((o) => !['Patched', 'Rejected', 'Superseded'].includes(o))) {
+      expect(outcomeFails).toContain(outcome);
+    }
+    const routed = (definition.States['Which outcome?']?.Choices ?? []).map((c) => c.Next);
+    expect(routed).toHaveLength(8);
+  });
+
+  it('catches every unexpected error of a top-level Task (States.ALL last), and the Map catches its iterations', () => {
+    for (const [name, s] of Object.entries(definition.States)) {
+      if (s.Type !== 'Task' && s.Type !== 'Map') continue;
+      const last = s.Catch?.at(-1);
+      expect({ name, catchAll: last?.ErrorEquals }).toEqual({ name, catchAll: ['States.ALL'] });
+    }
+  });
+
+  it('bounds every Task with a timeout ("every wait has a timeout")', () => {
+    const unbounded = tasks
+      .filter(([, s]) => !('TimeoutSeconds' in s) && !('TimeoutSecondsPath' in s))
+      .map(([n]) => n);
+    expect(unbounded).toEqual([]);
+  });
+
+  it('reads dynamic timeouts from fields of the request (TimeoutSecondsPath resolves against the state input)', () => {
+    const paths = tasks.flatMap(([name, s]) => {
+      const path = (s as AslState & { TimeoutSecondsPath?: string }).TimeoutSecondsPath;
+      return path ? [[name, path] as const] : [];
+    });
+    expect(Object.fromEntries(paths)).toEqual({
+      'Wait for approval': '$.target.approvalTimeoutSeconds',
+      'Watch the deployment through the bake time': '$.target.deploymentTimeoutSeconds',
+    });
+    for (const [, path] of paths) {
+      const [value] = JSONPath({
+        path,
+        json: remediationRequest() as unknown as object,
+        wrap: true,
+      }) as unknown[];
+      expect(Number.isInteger(value)).toBe(true);
+    }
+  });
+
+  it('retries transient Lambda and ECS errors with backoff and jitter', () => {
+    for (const [name, s] of tasks) {
+      const retriers = (s.Retry ?? []) as ReadonlyArray<{
+        ErrorEquals: readonly string[];
+        JitterStrategy?: string;
+      }>;
+      if (isLambda(s)) {
+        const r = retriers.find((x) => x.ErrorEquals.includes('Lambda.TooManyRequestsException'));
+        expect({
+          name,
+          jitter: r?.JitterStrategy,
+          transient: r?.ErrorEquals.includes('TransientError'),
+        }).toEqual({
+          name,
+          jitter: 'FULL',
+          transient: true,
+        });
+      }
+      if (s.Resource?.startsWith('arn:aws:states:::aws-sdk:ecs:')) {
+        const r = retriers.find((x) => x.ErrorEquals.includes('Ecs.ThrottlingException'));
+        expect({ name, jitter: r?.JitterStrategy }).toEqual({ name, jitter: 'FULL' });
+      }
+    }
+  });
+
+  it('polls the rescan with backoff, MaxAttempts sized from the default rescan timeout', () => {
+    const verify = states.get('Verify the patched image by rescan') as AslState & {
+      Retry: Array<Record<string, unknown>>;
+    };
+    expect(verify.Retry[0]).toEqual({
+      ErrorEquals: ['RescanPendingError'],
+      IntervalSeconds: RESCAN_POLL.intervalSeconds,
+      BackoffRate: RESCAN_POLL.backoffRate,
+      MaxAttempts: rescanPollAttempts(3600),
+      MaxDelaySeconds: RESCAN_POLL.maxDelaySeconds,
+    });
+    expect(rescanPollAttempts(3600)).toBe(20);
+    // The retries outlast the timeout the verify Lambda enforces itself, for any allowed timeout.
+    for (const timeout of [60, 3600, 86_400]) {
+      expect(rescanPollWindowSeconds(rescanPollAttempts(timeout))).toBeGreaterThan(timeout);
+    }
+  });
+
+  it('watches the bake with one token wait, not a loop whose transitions grow with the bake time', () => {
+    const watch = states.get('Watch the deployment through the bake time');
+    expect(watch?.Resource).toBe('arn:aws:states:::lambda:invoke.waitForTaskToken');
+    // The only loop is the bounded rollback poll (at most 40 checks).
+    const rolledBack = JSON.stringify(states.get('Rolled back yet?'));
+    expect(rolledBack).toContain('"NumericGreaterThanEquals":40');
+  });
+
+  it('names its Task states (the simulation routes them by name)', () => {
+    expect(taskStateNames(definition)).toEqual([
+      'Acquire the service lock',
+      'Wait for approval',
+      'Plan the image builds',
+      'Build the patched image',
+      'Verify the patched image by rescan',
+      'Register the patched task definition',
+      'Deploy the patched revision',
+      'Watch the deployment through the bake time',
+      'Roll back the deployment',
+      'Check the rollback',
+      'Put the service back on its last good revision',
+      'Record the outcome and release the lock',
+      'Release the lock anyway',
+    ]);
+  });
+});
+
+describe('RemediationWorkflow construct', () => {
+  it('creates a Standard state machine with ALL logging to a KMS-encrypted log group and X-Ray tracing', () => {
+    template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+      StateMachineName: 'AutopatchTest-Remediation',
+      StateMachineType: 'STANDARD',
+      LoggingConfiguration: Match.objectLike({ Level: 'ALL', IncludeExecutionData: true }),
+      TracingConfiguration: { Enabled: true },
+      DefinitionSubstitutions: Match.objectLike({ FinishFunctionArn: Match.anyValue() }),
+    });
+    template.hasResourceProperties('AWS::Logs::LogGroup', {
+      LogGroupName: '/aws/vendedlogs/states/AutopatchTest-Remediation',
+      KmsKeyId: Match.anyValue(),
+    });
+  });
+
+  it('runs every Lambda on arm64 Node.js 22 with tracing, each with a KMS-encrypted log group', () => {
+    const functions = template.findResources('AWS::Lambda::Function');
+    expect(Object.keys(functions)).toHaveLength(9);
+    for (const fn of Object.values(functions)) {
+      expect(fn.Properties).toEqual(
+        expect.objectContaining({
+          Architectures: ['arm64'],
+          Runtime: 'nodejs22.x',
+          TracingConfig: { Mode: 'Active' },
+          LoggingConfig: expect.objectContaining({ LogGroup: expect.anything() }),
+        }),
+      );
+    }
+    const groups = Object.values(template.findResources('AWS::Logs::LogGroup'));
+    expect(groups.every((g) => g.Properties.KmsKeyId !== undefined)).toBe(true);
+  });
+
+  it('builds images in privileged, KMS-encrypted CodeBuild projects whose buildspec exports IMAGE_DIGEST', () => {
+    const projects = Object.values(template.findResources('AWS::CodeBuild::Project'));
+    expect(projects).toHaveLength(4);
+    for (const p of projects) {
+      expect(p.Properties.Environment.PrivilegedMode).toBe(true);
+      expect(p.Properties.EncryptionKey).toBeDefined();
+      const spec = p.Properties.Source.BuildSpec as string;
+      expect(spec).toContain('exported-variables');
+      expect(spec).toContain('IMAGE_DIGEST');
+    }
+    const patch = projects
+      .map((p) => p.Properties.Source.BuildSpec as string)
+      .find((s) => s.includes('USER root'));
+    for (const needle of [
+      'apt-get',
+      'apk upgrade',
+      'dnf -y upgrade',
+      'yum -y update',
+      '.Config.User',
+      '.Config.Entrypoint',
+      '.Config.Cmd',
+    ]) {
+      expect(patch).toContain(needle);
+    }
+    const source = projects
+      .map((p) => p.Properties.Source.BuildSpec as string)
+      .find((s) => s.includes('--pull'));
+    expect(source).toBeDefined();
+  });
+
+  it('deploys and rolls back only services carrying the Autopatch tag, and grants no wildcard actions', () => {
+    const policies = Object.values(template.findResources('AWS::IAM::Policy'));
+    const statements = policies.flatMap(
+      (p) => p.Properties.PolicyDocument.Statement as Array<Record<string, unknown>>,
+    );
+    const actions = (s: Record<string, unknown>) => [s.Action].flat() as string[];
+    for (const action of ['ecs:UpdateService', 'ecs:StopServiceDeployment']) {
+      const granting = statements.filter((s) => actions(s).includes(action));
+      expect(granting.length).toBeGreaterThan(0);
+      for (const s of granting) {
+        expect(s.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/autopatch:enabled': 'true' } });
+      }
+    }
+    const wildcard = statements.flatMap(actions).filter((a) => a === '*' || a.endsWith(':*'));
+    expect(wildcard).toEqual([]);
+    const passRole = statements.find((s) => actions(s).includes('iam:PassRole'));
+    expect(passRole?.Condition).toEqual({
+      StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' },
+    });
+  });
+
+  it('routes ECS deployment and alarm events to the deployment-events Lambda, with a dead-letter queue', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.ecs'],
+        'detail-type': ['ECS Deployment State Change'],
+        detail: { eventName: [{ 'anything-but': ['SERVICE_DEPLOYMENT_IN_PROGRESS'] }] },
+      },
+      Targets: [Match.objectLike({ DeadLetterConfig: Match.anyValue(), RetryPolicy: Match.anyValue() })],
+    });
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.cloudwatch'],
+        'detail-type': ['CloudWatch Alarm State Change'],
+        detail: { state: { value: ['ALARM'] } },
+      },
+    });
+  });
+
+  it('releases the lock of executions that end outside their own finish state (stopped by hand, timed out)', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.states'],
+        'detail-type': ['Step Functions Execution Status Change'],
+        detail: { status: ['ABORTED', 'TIMED_OUT', 'FAILED'], stateMachineArn: [Match.anyValue()] },
+      },
+    });
+  });
+
+  it('passes cdk-nag AwsSolutions checks (what remains is acknowledged with a reason)', () => {
+    const report = new AwsSolutionsChecks().validateScope(stack);
+    const ours = report.violations
+      .map((v) => ({
+        rule: v.ruleName,
+        resources: v.violatingResources
+          .map((r) => r.constructPath ?? '')
+          .filter((p) => p.includes('/Workflow/')),
+      }))
+      .filter((v) => v.resources.length > 0);
+    expect(ours).toEqual([]);
+  });
+});

@@ -1,0 +1,566 @@
+import {
+  allStates,
+  BUILD_LOG_LINK,
+  DEPLOYMENT_ARN,
+  FakeAccount,
+  image,
+  lambdaError,
+  PATCHED_TASK_DEFINITION,
+  PREVIOUS_TASK_DEFINITION,
+  plannedBuilds,
+  remediationRequest,
+  renderWorkflow,
+  runWorkflow,
+  STATE_MACHINE_ARN,
+  serviceError,
+  TASK_TOKEN,
+  taskStateNames,
+  type WorkflowRun,
+} from '../support/workflow-harness';
+
+/** The states every remediation goes through before it branches. */
+const START = [
+  'Acquire the service lock',
+  'Another remediation in flight?',
+  'Maintenance window?',
+  'Approval required?',
+];
+const BUILD = [
+  'Plan the image builds',
+  'Rebuild and verify each image',
+  'Build the patched image',
+  'Verify the patched image by rescan',
+];
+const DEPLOY = [
+  'Register the patched task definition',
+  'Deploy the patched revision',
+  'Watch the deployment through the bake time',
+  'How did the deployment end?',
+];
+const FINISH = ['Record the outcome and release the lock', 'Which outcome?'];
+
+const released = (account: FakeAccount, run: WorkflowRun) => {
+  expect(account.releases).toEqual([['prod/payments-api', remediationRequest().executionName]]);
+  return run;
+};
+
+beforeAll(() => {
+  renderWorkflow();
+});
+
+describe('remediation workflow paths', () => {
+  it('patches the service: rebuild, rescan, deploy, bake, record, release', async () => {
+    const account = new FakeAccount();
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).toEqual([
+      ...START,
+      ...BUILD,
+      ...DEPLOY,
+      'The service is patched',
+      ...FINISH,
+      'Patched',
+    ]);
+    expect(run.status).toBe('SUCCEEDED');
+    const newDigest = account.outcomes[0]?.images[0]?.newDigest;
+    expect(run.output).toEqual(
+      expect.objectContaining({
+        outcome: 'Patched',
+        service: 'prod/payments-api',
+        cvesClosed: ['CVE-2024-6387'],
+        images: [
+          { repository: 'payments/api', containers: ['app'], oldDigest: image().imageDigest, newDigest },
+        ],
+        driftParameters: ['/autopatch/prod/payments-api/app/image'],
+        taskDefinition: { previous: PREVIOUS_TASK_DEFINITION, patched: PATCHED_TASK_DEFINITION },
+      }),
+    );
+    expect(run.output?.reason).toMatch(/closed CVE-2024-6387/);
+    released(account, run);
+    expect(account.outcomes).toEqual([
+      expect.objectContaining({ outcome: 'Patched', cvesClosed: ['CVE-2024-6387'] }),
+    ]);
+    // The arm64 image is patched on the arm64 OS-patch project, pinned to the running digest.
+    const [build] = plannedBuilds(run);
+    expect(build?.projectName).toBe('PatchOsArmProject');
+    expect(run.calls.get('Build the patched image')?.[0]).toEqual({
+      ProjectName: 'PatchOsArmProject',
+      EnvironmentVariablesOverride: expect.arrayContaining([
+        { Name: 'IMAGE_URI', Value: `${image().repositoryUri}@${image().imageDigest}`, Type: 'PLAINTEXT' },
+        { Name: 'PACKAGE_MANAGER', Value: 'apt', Type: 'PLAINTEXT' },
+      ]),
+    });
+    expect(run.calls.get('Deploy the patched revision')?.[0]).toEqual({
+      Cluster: remediationRequest().service.clusterArn,
+      Service: 'payments-api',
+      TaskDefinition: PATCHED_TASK_DEFINITION,
+    });
+    expect(run.calls.get('Watch the deployment through the bake time')?.[0]).toEqual(
+      expect.objectContaining({
+        taskToken: TASK_TOKEN,
+        alarmNames: ['payments-api-5xx'],
+        taskDefinitionArn: PATCHED_TASK_DEFINITION,
+      }),
+    );
+  });
+
+  it('waits for approval and goes on when approved', async () => {
+    const account = new FakeAccount();
+    const request = remediationRequest({
+      decision: { action: 'approve', reason: 'HIGH without exploit: ask first' },
+    });
+    const run = await runWorkflow(request, account);
+
+    expect(run.states).toEqual([
+      ...START,
+      'Wait for approval',
+      ...BUILD,
+      ...DEPLOY,
+      'The service is patched',
+      ...FINISH,
+      'Patched',
+    ]);
+    expect(run.calls.get('Wait for approval')?.[0]).toEqual(
+      expect.objectContaining({ taskToken: TASK_TOKEN, executionName: request.executionName }),
+    );
+    released(account, run);
+  });
+
+  it('ends Rejected when the approver rejects', async () => {
+    const account = new FakeAccount().on('Wait for approval', () => {
+      throw serviceError('Autopatch.Rejected', 'Rejected by bob: the service is being decommissioned');
+    });
+    const run = await runWorkflow(
+      remediationRequest({ decision: { action: 'approve', reason: 'HIGH: ask first' } }),
+      account,
+    );
+
+    expect(run.states).toEqual([
+      ...START,
+      'Wait for approval',
+      'The approver rejected it',
+      ...FINISH,
+      'Rejected',
+    ]);
+    expect(run.status).toBe('SUCCEEDED');
+    expect(run.output).toEqual(expect.objectContaining({ outcome: 'Rejected', cvesClosed: [] }));
+    expect(run.output?.reason).toMatch(/Rejected by bob: the service is being decommissioned/);
+    released(account, run);
+  });
+
+  it('ends ApprovalExpired when nobody answers in time', async () => {
+    const account = new FakeAccount().on('Wait for approval', () => {
+      throw serviceError('States.Timeout', 'Task timed out');
+    });
+    const run = await runWorkflow(
+      remediationRequest({ decision: { action: 'approve', reason: 'ask first' } }),
+      account,
+    );
+
+    expect(run.states).toEqual([
+      ...START,
+      'Wait for approval',
+      'Nobody approved in time',
+      ...FINISH,
+      'Approval expired',
+    ]);
+    expect(run.status).toBe('FAILED');
+    expect(run.error).toBe('ApprovalExpired');
+    expect(run.cause).toMatch(/Nobody approved .* within 24 hours\. Nothing was changed\./);
+    released(account, run);
+  });
+
+  it('waits for the maintenance window first when notBefore is set', async () => {
+    const account = new FakeAccount();
+    const run = await runWorkflow(
+      remediationRequest({
+        decision: { action: 'remediate', reason: 'in the next window', notBefore: '2024-09-07T02:00:00Z' },
+      }),
+      account,
+    );
+
+    expect(run.states.slice(0, 6)).toEqual([
+      'Acquire the service lock',
+      'Another remediation in flight?',
+      'Maintenance window?',
+      'Wait for the maintenance window',
+      'Approval required?',
+      'Plan the image builds',
+    ]);
+    expect(run.states.at(-1)).toBe('Patched');
+  });
+
+  it('ends BuildFailed with the build log link when the build fails', async () => {
+    const account = new FakeAccount().on('Build the patched image', () => {
+      throw serviceError(
+        'States.TaskFailed',
+        JSON.stringify({
+          Build: {
+            Id: 'PatchOsArmProject:build-9',
+            BuildStatus: 'FAILED',
+            Logs: { DeepLink: BUILD_LOG_LINK },
+            Phases: [
+              { PhaseType: 'PRE_BUILD', PhaseStatus: 'SUCCEEDED' },
+              {
+                PhaseType: 'BUILD',
+                PhaseStatus: 'FAILED',
+                Contexts: [
+                  {
+                    StatusCode: 'COMMAND_EXECUTION_ERROR',
+                    Message: 'Error while executing command: apt-get upgrade. Reason: exit status 100',
+                  },
+                ],
+              },
+            ],
+          },
+        }),
+      );
+    });
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).toEqual([
+      ...START,
+      'Plan the image builds',
+      'Rebuild and verify each image',
+      'Build the patched image',
+      'Did the build run and fail?',
+      'The build failed',
+      'The image build failed',
+      ...FINISH,
+      'Build failed',
+    ]);
+    expect(run.error).toBe('BuildFailed');
+    expect(run.cause).toContain(BUILD_LOG_LINK);
+    expect(run.cause).toMatch(/PatchOsArmProject:build-9 ended FAILED in phase BUILD: .*exit status 100/);
+    expect(run.cause).toMatch(/Nothing was deployed/);
+    expect(run.calls.has('Register the patched task definition')).toBe(false);
+    released(account, run);
+  });
+
+  it('ends PatchIneffective, listing what remains, before any traffic moves', async () => {
+    const account = new FakeAccount().on('Verify the patched image by rescan', () => {
+      throw lambdaError(
+        'PatchIneffectiveError',
+        "Inspector's rescan of payments/api@sha256:1a1a (rebuilt from sha256:a1a1) still has CVE-2024-6387.",
+      );
+    });
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).toEqual([
+      ...START,
+      ...BUILD,
+      'The patch did not fix the findings',
+      ...FINISH,
+      'Patch ineffective',
+    ]);
+    expect(run.error).toBe('PatchIneffective');
+    expect(run.cause).toMatch(/still has CVE-2024-6387/);
+    expect(run.calls.has('Deploy the patched revision')).toBe(false);
+    released(account, run);
+  });
+
+  it('ends RescanTimedOut when Inspector never scans the rebuilt image (the Retry is the poll)', async () => {
+    const account = new FakeAccount().on('Verify the patched image by rescan', () => {
+      throw lambdaError(
+        'RescanPendingError',
+        'Waiting for Inspector to scan payments/api: not in coverage yet',
+      );
+    });
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).toEqual([
+      ...START,
+      ...BUILD,
+      'Inspector did not rescan in time',
+      ...FINISH,
+      'Rescan timed out',
+    ]);
+    expect(run.error).toBe('RescanTimedOut');
+    expect(run.retries.get('Verify the patched image by rescan')).toBe(20);
+    expect(run.calls.get('Verify the patched image by rescan')).toHaveLength(21);
+    expect(run.cause).toMatch(/ran out of retries/);
+    released(account, run);
+  });
+
+  it('rolls back when an alarm fires during the bake, and names the alarm', async () => {
+    let checks = 0;
+    const account = new FakeAccount()
+      .on('Watch the deployment through the bake time', () => ({
+        status: 'ALARM',
+        alarmName: 'payments-api-5xx',
+        deploymentArn: DEPLOYMENT_ARN,
+      }))
+      .on('Check the rollback', () => ({
+        ServiceDeployments: [{ Status: ++checks < 3 ? 'ROLLBACK_IN_PROGRESS' : 'ROLLBACK_SUCCESSFUL' }],
+      }));
+    const run = await runWorkflow(remediationRequest(), account);
+
+    const poll = [
+      'Wait for the rollback',
+      'Check the rollback',
+      'Count the rollback check',
+      'Rolled back yet?',
+    ];
+    expect(run.states).toEqual([
+      ...START,
+      ...BUILD,
+      ...DEPLOY,
+      'Roll back the deployment',
+      'Start counting rollback checks',
+      ...poll,
+      ...poll,
+      ...poll,
+      'An alarm fired and the deployment was rolled back',
+      ...FINISH,
+      'Rolled back',
+    ]);
+    expect(run.calls.get('Roll back the deployment')?.[0]).toEqual({
+      ServiceDeploymentArn: DEPLOYMENT_ARN,
+      StopType: 'ROLLBACK',
+    });
+    expect(run.error).toBe('RolledBack');
+    expect(run.cause).toMatch(/Alarm payments-api-5xx fired during the bake/);
+    released(account, run);
+  });
+
+  it('ends RolledBack when ECS rolled the deployment back by itself', async () => {
+    const account = new FakeAccount().on('Watch the deployment through the bake time', () => ({
+      status: 'ROLLED_BACK',
+      deploymentArn: DEPLOYMENT_ARN,
+      reason: 'circuit breaker: tasks failed to start',
+    }));
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).toEqual([
+      ...START,
+      ...BUILD,
+      ...DEPLOY,
+      'ECS rolled the deployment back',
+      ...FINISH,
+      'Rolled back',
+    ]);
+    expect(run.error).toBe('RolledBack');
+    expect(run.cause).toMatch(
+      /ECS rolled the deployment of the patched revision back by itself \(circuit breaker/,
+    );
+    expect(run.calls.has('Roll back the deployment')).toBe(false);
+    released(account, run);
+  });
+
+  it('retries a throttled ECS call and carries on', async () => {
+    let calls = 0;
+    const account = new FakeAccount().on('Deploy the patched revision', () => {
+      calls += 1;
+      if (calls === 1)
+        throw serviceError('Ecs.ThrottlingException', 'Rate exceeded (Service: Ecs, Status Code: 400)');
+      return { Service: { TaskDefinition: PATCHED_TASK_DEFINITION } };
+    });
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.retries.get('Deploy the patched revision')).toBe(1);
+    expect(run.states).toEqual([
+      ...START,
+      ...BUILD,
+      ...DEPLOY,
+      'The service is patched',
+      ...FINISH,
+      'Patched',
+    ]);
+    expect(run.status).toBe('SUCCEEDED');
+  });
+
+  it('steps aside as Superseded when another remediation holds the lock, without releasing it', async () => {
+    const account = new FakeAccount().on('Acquire the service lock', () => ({
+      status: 'superseded',
+      reason: 'Remediation payments-api-2cves-b2b2b2b2 is in flight for prod/payments-api: queued behind it.',
+    }));
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).toEqual([
+      ...START.slice(0, 2),
+      'Leave the service to the remediation in flight',
+      ...FINISH,
+      'Superseded',
+    ]);
+    expect(run.status).toBe('SUCCEEDED');
+    expect(run.output).toEqual(expect.objectContaining({ outcome: 'Superseded', cvesClosed: [] }));
+    expect(run.output?.reason).toMatch(/is in flight for prod\/payments-api/);
+    expect(account.releases).toEqual([]);
+    expect(account.snsMock.calls()).toHaveLength(0);
+  });
+
+  it('starts the remediation queued behind this one when it releases the lock', async () => {
+    const account = new FakeAccount();
+    const next = remediationRequest({
+      executionName: 'payments-api-CVE-2024-9999-a1a1a1a1-4d5e6f-20240905T080000Z',
+      remediationId: 'fedcba9876543210',
+    });
+    account.queued = next;
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states.at(-1)).toBe('Patched');
+    expect(run.output?.next).toBe(next.executionName);
+    expect(account.startedExecutions()).toEqual([
+      { stateMachineArn: STATE_MACHINE_ARN, name: next.executionName, input: JSON.stringify(next) },
+    ]);
+    released(account, run);
+  });
+});
+
+/**
+ * One unexpected failure per Task state, discovered from the definition: each must end in the one
+ * failure path with the lock released. `setup` brings the execution to the Task.
+ */
+const unexpected = (task = 'Acquire the service lock'): Error =>
+  allStates(renderWorkflow().definition).get(task)?.Resource?.startsWith('arn:aws:states:::lambda:')
+    ? lambdaError('UnexpectedError', 'something nobody planned for')
+    : serviceError('UnexpectedError', 'something nobody planned for');
+const REACH: Record<
+  string,
+  { approve?: boolean; setup?: (a: FakeAccount) => void; path: readonly string[] }
+> = {
+  'Acquire the service lock': { path: ['Acquire the service lock', 'The remediation failed'] },
+  'Wait for approval': { approve: true, path: ['Wait for approval', 'The remediation failed'] },
+  'Plan the image builds': { path: ['Plan the image builds', 'The remediation failed'] },
+  'Build the patched image': {
+    path: [
+      'Build the patched image',
+      'Did the build run and fail?',
+      'Describe why the build could not run',
+      'The build could not run',
+      'The remediation failed',
+    ],
+  },
+  'Verify the patched image by rescan': {
+    path: ['Verify the patched image by rescan', 'The remediation failed'],
+  },
+  'Register the patched task definition': {
+    path: ['Register the patched task definition', 'The remediation failed'],
+  },
+  'Deploy the patched revision': {
+    path: [
+      'Deploy the patched revision',
+      'Put the service back on its last good revision',
+      'The remediation failed',
+    ],
+  },
+  'Watch the deployment through the bake time': {
+    path: [
+      'Watch the deployment through the bake time',
+      'Put the service back on its last good revision',
+      'The remediation failed',
+    ],
+  },
+  'Roll back the deployment': {
+    setup: (a) =>
+      a.on('Watch the deployment through the bake time', () => ({
+        status: 'ALARM',
+        alarmName: 'x',
+        deploymentArn: DEPLOYMENT_ARN,
+      })),
+    path: [
+      'Roll back the deployment',
+      'Put the service back on its last good revision',
+      'The remediation failed',
+    ],
+  },
+  'Check the rollback': {
+    setup: (a) =>
+      a.on('Watch the deployment through the bake time', () => ({
+        status: 'ALARM',
+        alarmName: 'x',
+        deploymentArn: DEPLOYMENT_ARN,
+      })),
+    path: ['Check the rollback', 'Put the service back on its last good revision', 'The remediation failed'],
+  },
+  'Put the service back on its last good revision': {
+    setup: (a) =>
+      a.on('Watch the deployment through the bake time', () => ({
+        status: 'FAILED',
+        deploymentArn: DEPLOYMENT_ARN,
+      })),
+    path: [
+      'The deployment failed',
+      'Put the service back on its last good revision',
+      'The remediation failed',
+    ],
+  },
+  'Record the outcome and release the lock': {
+    path: [
+      'Record the outcome and release the lock',
+      'Release the lock anyway',
+      'Failed without recording the outcome',
+    ],
+  },
+};
+
+describe('every Task: an unexpected error ends in the failure path with the lock released', () => {
+  const tasks = taskStateNames(renderWorkflow().definition);
+
+  it('covers every Task of the definition', () => {
+    expect([...Object.keys(REACH), 'Release the lock anyway'].sort()).toEqual([...tasks].sort());
+  });
+
+  it.each(Object.keys(REACH))('%s', async (task) => {
+    const reach = REACH[task] as (typeof REACH)[string];
+    const account = new FakeAccount();
+    reach.setup?.(account);
+    account.on(task, () => {
+      throw unexpected(task);
+    });
+    const request = reach.approve
+      ? remediationRequest({ decision: { action: 'approve', reason: 'ask first' } })
+      : remediationRequest();
+    const run = await runWorkflow(request, account);
+
+    expect(run.status).toBe('FAILED');
+    expect(run.error).toBe('Failed');
+    const from = run.states.indexOf(reach.path[0] as string);
+    expect(from).toBeGreaterThanOrEqual(0);
+    expect(run.states.slice(from, from + reach.path.length)).toEqual(reach.path);
+    expect(account.releases).toEqual([['prod/payments-api', request.executionName]]);
+    if (task !== 'Record the outcome and release the lock') {
+      expect(run.states.slice(-3)).toEqual([
+        'Record the outcome and release the lock',
+        'Which outcome?',
+        'Failed',
+      ]);
+      expect(run.cause).toMatch(/UnexpectedError: something nobody planned for/);
+      expect(account.outcomes).toEqual([expect.objectContaining({ outcome: 'Failed' })]);
+    }
+  });
+
+  it('a failure after UpdateService puts the service back before failing, and says so', async () => {
+    const account = new FakeAccount().on('Watch the deployment through the bake time', () => {
+      throw unexpected();
+    });
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.calls.get('Put the service back on its last good revision')?.[0]).toEqual({
+      service: remediationRequest().service,
+      previousTaskDefinitionArn: PREVIOUS_TASK_DEFINITION,
+      patchedTaskDefinitionArn: PATCHED_TASK_DEFINITION,
+    });
+    expect(run.cause).toMatch(/failed while deploying the patched revision/);
+    expect(run.cause).toMatch(/Requested a rollback of deployment/);
+  });
+
+  it('when even the lock release fails, ends saying the lock is still held', async () => {
+    const account = new FakeAccount()
+      .on('Record the outcome and release the lock', () => {
+        throw unexpected();
+      })
+      .on('Release the lock anyway', () => {
+        throw unexpected();
+      });
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states.slice(-3)).toEqual([
+      'Record the outcome and release the lock',
+      'Release the lock anyway',
+      'Failed with the lock still held',
+    ]);
+    expect(run.error).toBe('Failed');
+    expect(run.cause).toMatch(/could neither record .* nor release the service lock/);
+  });
+});
