@@ -1,0 +1,40 @@
+/**
+ * The workflow's real Lambda handlers (lambdas/workflow/handlers/*), by the role the CDK construct
+ * gives them (RemediationWorkflow.functions). The handlers read their configuration from the
+ * environment and create their SDK clients at module scope, so they are imported only after the
+ * simulation has set the environment the synthesized stack gives them; their clients are answered by
+ * the simulated account through `activate` (see sdk.ts).
+ */
+import type { Context } from 'aws-lambda';
+
+type Handler = (event: never, context: never) => Promise<unknown>;
+
+const MODULES: Record<string, () => Promise<{ handler: Handler }>> = {
+  acquireLock: () => import('../lambdas/workflow/handlers/acquire-lock'),
+  planBuilds: () => import('../lambdas/workflow/handlers/plan-builds'),
+  requestApproval: () => import('../lambdas/workflow/handlers/request-approval'),
+  verifyRescan: () => import('../lambdas/workflow/handlers/verify-rescan'),
+  registerTaskDefinition: () => import('../lambdas/workflow/handlers/register-task-definition'),
+  watchDeployment: () => import('../lambdas/workflow/handlers/watch-deployment'),
+  restore: () => import('../lambdas/workflow/handlers/restore'),
+  finish: () => import('../lambdas/workflow/handlers/finish'),
+  deploymentEvents: () => import('../lambdas/workflow/handlers/deployment-events'),
+};
+
+export type LambdaHandler = (event: unknown, context: Context) => Promise<unknown>;
+
+/** Load the handler of each role; fails with the role's name if the stack has one the simulation does not know. */
+export const loadHandlers = async (roles: readonly string[]): Promise<Map<string, LambdaHandler>> => {
+  const out = new Map<string, LambdaHandler>();
+  for (const role of roles) {
+    const load = MODULES[role];
+    if (!load) {
+      throw new Error(
+        `the stack has a workflow function "${role}" that the simulation does not know: add it to simulation/lambdas.ts`,
+      );
+    }
+    const { handler } = await load();
+    out.set(role, handler as unknown as LambdaHandler);
+  }
+  return out;
+};

@@ -1,0 +1,578 @@
+/**
+ * Run one scenario: build the simulated account, wire the real code to it (the triage handler, the
+ * synthesized state machine under aws-local-stepfunctions, the workflow Lambdas, the ledger in
+ * dynalite), play the scenario's events on the virtual clock until nothing is left to happen, and
+ * report what happened.
+ */
+import '../lambdas/shared/polyfills';
+import type { StateValue } from '@aws-sdk/client-cloudwatch';
+import { Ledger } from '../lambdas/shared/ledger';
+import { DEFAULT_POLICY } from '../lambdas/triage/policy';
+import { resolveApproval } from '../lambdas/workflow/approval';
+import { startDynalite } from '../test/support/dynalite';
+import { VirtualClock } from './clock';
+import { checkExpectations } from './expect';
+import { type LambdaHandler, loadHandlers } from './lambdas';
+import { CloudWatchModel } from './model/cloudwatch';
+import { type BuildPlan, CodeBuildModel } from './model/codebuild';
+import { EcrModel, type Image } from './model/ecr';
+import { EcsModel } from './model/ecs';
+import { type BusEvent, EventBus } from './model/eventbus';
+import { InspectorModel } from './model/inspector';
+import { EventBridgeModel, SnsModel, SsmModel } from './model/outputs';
+import { SqsModel } from './model/sqs';
+import { type Execution, StepFunctionsModel, taskStates } from './model/stepfunctions';
+import { World } from './model/world';
+import { type ExecutionReport, outcomeOf, type SimulationReport, stateHistory } from './report';
+import { burstCves, resolveImageRef, type Scenario, scenarioImages } from './scenario';
+import { activate, FaultInjector, type ModelHandlerSet, simulatedClients } from './sdk';
+import { renderStack } from './stack';
+import { durationMs, resolveAt } from './time';
+import { TriageFleet } from './triage';
+
+const MINUTE = 60_000;
+const DAY = 86_400_000;
+/** When a scenario sets no `until`: long enough for any approval timeout or bake to play out. */
+const DEFAULT_HORIZON_MS = 30 * DAY;
+
+export interface RunOptions {
+  /** Seeds Math.random during the run (retry jitter): the same seed gives the same run. */
+  readonly seed?: number;
+}
+
+/** Environment every simulated Lambda sees; the values a real function would not have are fakes. */
+const LAMBDA_ENVIRONMENT: Record<string, string> = {
+  AWS_ACCESS_KEY_ID: 'SIMULATED',
+  AWS_SECRET_ACCESS_KEY: 'SIMULATED',
+  AWS_EC2_METADATA_DISABLED: 'true',
+  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  POWERTOOLS_LOG_LEVEL: 'SILENT',
+  POWERTOOLS_METRICS_DISABLED: 'true',
+  POWERTOOLS_TRACE_ENABLED: 'false',
+  POWERTOOLS_DEV: 'false',
+};
+
+const setEnvironment = (values: Record<string, string>): (() => void) => {
+  const previous = new Map<string, string | undefined>();
+  for (const [k, v] of Object.entries(values)) {
+    // Never override what the caller set on purpose (a log level for debugging, say).
+    if (process.env[k] !== undefined && LAMBDA_ENVIRONMENT[k] !== undefined) continue;
+    previous.set(k, process.env[k]);
+    process.env[k] = v;
+  }
+  return () => {
+    for (const [k, v] of previous) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+};
+
+/**
+ * Run a validated scenario. Never throws: what goes wrong inside the simulated world (a Lambda bug, a
+ * failed event delivery) shows up in the executions and `errors`; a run that cannot even start (the
+ * stack does not synthesize, dynalite does not start) is a report with that error and no executions.
+ */
+export const runScenario = async (
+  scenario: Scenario,
+  options: RunOptions = {},
+): Promise<SimulationReport> => {
+  const wallStart = performance.now();
+  try {
+    return await simulate(scenario, options, wallStart);
+  } catch (error) {
+    const e = error as Error;
+    const report: Omit<SimulationReport, 'mismatches'> = {
+      scenario: {
+        name: scenario.name,
+        description: scenario.description,
+        source: scenario.source,
+        startTime: scenario.startTime,
+      },
+      executions: [],
+      findings: {},
+      apiCalls: {},
+      intake: { sent: 0, invocations: 0, itemFailures: 0, deadLetters: 0, coldStarts: 0 },
+      findingToPatchedMs: {},
+      virtual: { durationMs: 0, steps: 0, stoppedBy: 'error' },
+      wallMs: Math.round(performance.now() - wallStart),
+      timeline: [],
+      notifications: [],
+      outcomeEvents: [],
+      errors: [`the simulation could not run: ${e.name}: ${e.message}`],
+    };
+    return { ...report, mismatches: checkExpectations(scenario.expect, report) };
+  }
+};
+
+const simulate = async (
+  scenario: Scenario,
+  options: RunOptions,
+  wallStart: number,
+): Promise<SimulationReport> => {
+  const start = Date.parse(scenario.startTime);
+  const { accountId, region } = scenario.account;
+  const errors: string[] = [];
+
+  // Everything that needs real timers happens before the clock is installed.
+  const stack = await renderStack(accountId, region);
+  const dynamo = await startDynalite({ tableName: stack.tableName });
+  const functionEnvironment = Object.assign({}, ...stack.functions.map((f) => f.environment)) as Record<
+    string,
+    string
+  >;
+  delete functionEnvironment.NODE_OPTIONS;
+  const restoreEnvironment = setEnvironment({
+    ...LAMBDA_ENVIRONMENT,
+    ...functionEnvironment,
+    AWS_REGION: region,
+  });
+  let handlers: Map<string, LambdaHandler>;
+  try {
+    handlers = await loadHandlers(stack.functions.map((f) => f.role));
+  } catch (error) {
+    restoreEnvironment();
+    await dynamo.stop();
+    throw error;
+  }
+
+  const clock = new VirtualClock(start, options.seed ?? 1);
+  clock.install();
+  const world = new World(accountId, region, clock, `autopatch:${scenario.name}`);
+  const faults = new FaultInjector(scenario.faults);
+  let deactivate: (() => void) | undefined;
+  let run: { steps: number; virtualMs: number; stoppedBy: string } = {
+    steps: 0,
+    virtualMs: 0,
+    stoppedBy: 'error',
+  };
+  let sfn: StepFunctionsModel | undefined;
+  let fleet: TriageFleet | undefined;
+  let sqs: SqsModel | undefined;
+  let sns: SnsModel | undefined;
+  let bus: EventBus | undefined;
+  const firstFindingAt = new Map<string, number>();
+
+  try {
+    // ------------------------------------------------------------------ the account
+    bus = new EventBus(world);
+    const ecr = new EcrModel(world);
+    const inspector = new InspectorModel(world, ecr, bus);
+    const ecs = new EcsModel(world, ecr, bus);
+    const cloudwatch = new CloudWatchModel(world, bus);
+    cloudwatch.onChange((name, state) => ecs.alarmChanged(name, state));
+    sns = new SnsModel(world);
+    const eventbridge = new EventBridgeModel(world, bus);
+    const ssm = new SsmModel(world);
+
+    const before = new Date(start - DAY);
+    const images = new Map<string, Image>();
+    for (const repo of scenario.account.repositories)
+      ecr.addRepository(repo.name, new Date(start - 30 * DAY));
+    for (const { repository, digest, image } of scenarioImages(scenario)) {
+      const pushed = ecr.push({
+        repository,
+        digest,
+        tags: [...image.tags],
+        pushedAt: image.pushedAt === undefined ? before : new Date(resolveAt(image.pushedAt, start)),
+        platform: image.platform,
+        architecture: image.architecture,
+        sizeInBytes: 52_428_800,
+      });
+      images.set(digest, pushed);
+      for (const f of image.findings) inspector.addFinding(pushed, f, before);
+    }
+    for (const alarm of scenario.account.alarms)
+      cloudwatch.addAlarm(alarm.name, alarm.state, before, alarm.description);
+    for (const cluster of scenario.account.clusters) {
+      ecs.addCluster(cluster.name);
+      for (const s of cluster.services) {
+        ecs.addService(
+          cluster.name,
+          s.name,
+          s.containers.map((c) => {
+            const { repository, digest } = resolveImageRef(scenario, c.image);
+            // Keep the reference as written (tag or digest): a tag is what makes IaC drift possible.
+            const ref = c.image.includes('@') ? `@${digest}` : `:${c.image.split(':').pop()}`;
+            return { name: c.name, image: `${ecr.registry()}/${repository}${ref}` };
+          }),
+          {
+            strategy: s.strategy,
+            bakeTimeMinutes: s.bakeTimeMinutes,
+            alarms: s.alarms,
+            tags: s.tags,
+            desiredCount: s.desiredCount,
+            deployMinutes: s.deployMinutes,
+            rollbackMinutes: s.rollbackMinutes,
+          },
+          before,
+        );
+      }
+    }
+
+    // Builds: the first scenario entry that matches (and is not used up) decides what a build does.
+    const buildUses = scenario.builds.map(() => 0);
+    const planFor = ({ source }: { source?: Image }): BuildPlan => {
+      const i = scenario.builds.findIndex(
+        (b, k) =>
+          (b.repository === undefined || b.repository === source?.repository) &&
+          (b.times === undefined || (buildUses[k] ?? 0) < b.times),
+      );
+      if (i < 0)
+        return {
+          outcome: 'SUCCEEDED',
+          durationMinutes: 6,
+          fixes: 'all',
+          introduces: [],
+          failedPhase: 'BUILD',
+        };
+      buildUses[i] = (buildUses[i] ?? 0) + 1;
+      return scenario.builds[i] as BuildPlan;
+    };
+    const codebuild = new CodeBuildModel(
+      world,
+      ecr,
+      inspector,
+      planFor,
+      scenario.scans.never ? undefined : scenario.scans.delayMinutes,
+    );
+
+    // ------------------------------------------------------------------ the real code
+    const modelHandlers: ModelHandlerSet = {
+      ecs: ecs.handlers,
+      ecr: ecr.handlers,
+      codebuild: codebuild.handlers,
+      inspector2: inspector.handlers,
+      cloudwatch: cloudwatch.handlers,
+      sns: sns.handlers,
+      eventbridge: eventbridge.handlers,
+      ssm: ssm.handlers,
+      // Filled in below, once the state machine exists (StartExecution needs it).
+      sfn: {},
+    };
+    const address = new URL(dynamo.endpoint);
+    deactivate = activate({
+      world,
+      faults,
+      handlers: modelHandlers,
+      dynamo: { hostname: address.hostname, port: Number(address.port) },
+    });
+
+    const byArn = new Map(stack.functions.map((f) => [f.arn, f.role]));
+    sfn = new StepFunctionsModel({
+      world,
+      definition: stack.definition,
+      stateMachineArn: stack.stateMachineArn,
+      lambda: (functionName) => {
+        const role = byArn.get(functionName);
+        const handler = role ? handlers.get(role) : undefined;
+        return role && handler
+          ? { name: role, invoke: (event, context) => handler(event, context) }
+          : undefined;
+      },
+      integrations: simulatedClients(world, 1),
+      codebuild,
+      bus,
+    });
+    (modelHandlers as { sfn: ModelHandlerSet['sfn'] }).sfn = sfn.handlers;
+
+    const policy = scenario.policy ?? DEFAULT_POLICY;
+    fleet = new TriageFleet(world, {
+      ...stack.triageEnvironment,
+      AUTOPATCH_CONFIG: JSON.stringify({
+        policy,
+        targets: scenario.targets,
+        discoverByTag: scenario.discoverByTag,
+        defaults: scenario.defaults,
+        dryRun: false,
+      }),
+    });
+    sqs = new SqsModel(
+      world,
+      stack.intake.queueArn,
+      {
+        batchSize: scenario.intake.batchSize ?? stack.intake.batchSize,
+        batchingWindowSeconds: scenario.intake.batchingWindowSeconds ?? stack.intake.batchingWindowSeconds,
+        visibilityTimeoutSeconds:
+          scenario.intake.visibilityTimeoutSeconds ?? stack.intake.visibilityTimeoutSeconds,
+        maxReceiveCount: scenario.intake.maxReceiveCount ?? stack.intake.maxReceiveCount,
+        maxConcurrency: scenario.intake.maxConcurrency ?? stack.intake.maxConcurrency,
+      },
+      fleet.consume,
+    );
+
+    // EventBridge rules exactly as the stack defines them.
+    const intakeQueue = sqs;
+    const asyncInvoke = (role: string, event: BusEvent, attempt = 0): void => {
+      const handler = handlers.get(role);
+      if (!handler) {
+        world.fail(`rule target ${role}`, new Error(`no handler for ${role}`));
+        return;
+      }
+      world.spawn(`${role} (${event['detail-type']})`, async () => {
+        try {
+          await handler(JSON.parse(JSON.stringify(event)), world.lambdaContext(role));
+        } catch (error) {
+          // Asynchronous invocation: Lambda retries a failed event twice, a minute and two minutes later.
+          if (attempt < 2) {
+            world.note(
+              'lambda',
+              `${role} failed on ${event['detail-type']} (${(error as Error).name}); Lambda retries it`,
+            );
+            world.schedule(Date.now() + (attempt + 1) * MINUTE, `${role} retry`, () =>
+              asyncInvoke(role, event, attempt + 1),
+            );
+          } else throw error;
+        }
+      });
+    };
+    for (const rule of stack.rules) {
+      bus.addRule({
+        name: rule.name,
+        pattern: rule.pattern,
+        targets: rule.targets.map((t) => ({
+          id: `${t.kind}:${t.name}`,
+          deliver: (event: BusEvent) => {
+            if (t.kind === 'sqs' && t.name === 'intake') intakeQueue.send(JSON.stringify(event));
+            else if (t.kind === 'lambda') {
+              world.note('eventbridge', `${event['detail-type']} → ${t.name} (rule ${rule.name})`);
+              asyncInvoke(t.name, event);
+            } else world.note('eventbridge', `${rule.name} delivered to ${t.name} (not simulated)`);
+          },
+        })),
+      });
+    }
+
+    // Approvals answer through the same code path as `npm run approve`.
+    const approver = simulatedClients(world, 3);
+    const approverLedger = new Ledger({
+      client: approver.dynamodb,
+      tableName: stack.tableName,
+      now: () => new Date(Date.now()),
+    });
+    const approvalStates = new Set(
+      [...taskStates(stack.definition as never).entries()]
+        .filter(
+          ([, s]) =>
+            byArn.get(String((s.Parameters as { FunctionName?: unknown } | undefined)?.FunctionName)) ===
+            'requestApproval',
+        )
+        .map(([name]) => name),
+    );
+    const approvalsUsed = scenario.approvals.map(() => false);
+    sfn.onTaskToken(({ execution, state }) => {
+      if (!approvalStates.has(state)) return;
+      const service = (execution.input as { service?: { key?: string } }).service?.key;
+      const i = scenario.approvals.findIndex((a, k) => !approvalsUsed[k] && a.service === service);
+      if (i < 0) {
+        world.note('approver', `approval requested for ${service}; nobody answers in this scenario`);
+        return;
+      }
+      approvalsUsed[i] = true;
+      const a = scenario.approvals[i] as Scenario['approvals'][number];
+      world.schedule(resolveAt(a.at, Date.now()), `approval of ${execution.name}`, async () => {
+        world.note(
+          'approver',
+          `${a.approver} ${a.decision === 'approve' ? 'approves' : 'rejects'} ${execution.name}`,
+        );
+        await resolveApproval({
+          sfn: approver.sfn,
+          ledger: approverLedger,
+          executionName: execution.name,
+          approve: a.decision === 'approve',
+          ...(a.comment ? { reason: a.comment } : {}),
+          by: a.approver,
+        });
+      });
+    });
+
+    // ------------------------------------------------------------------ the scenario's script
+    const deliver = (event: BusEvent, duplicate: number, every: number) => {
+      bus?.put(event);
+      for (let k = 1; k <= duplicate; k++) {
+        world.schedule(Date.now() + k * every, 'duplicate delivery', () => bus?.put(event));
+      }
+    };
+    // For "finding → patched": when each service first had a finding on an image it runs.
+    const noteFinding = (digest: string) => {
+      for (const s of ecs.services()) {
+        const runs = [...ecs.runningDigests(s).values()].some((d) => d.has(digest));
+        if (runs && !firstFindingAt.has(s.key)) firstFindingAt.set(s.key, Date.now());
+      }
+    };
+    scenario.events.forEach((e, n) => {
+      const at = resolveAt(e.at, start);
+      if (e.kind === 'finding') {
+        world.schedule(at, `events[${n}]`, () => {
+          const repo = ecr.repo(e.repository);
+          const image = /^sha256:/.test(e.image)
+            ? repo.images.get(e.image)
+            : [...repo.images.values()].find((i) => i.tags.includes(e.image));
+          const finding = image && inspector.findings(image.digest).find((f) => f.spec.cve === e.cve);
+          if (!image || !finding)
+            throw new Error(`events[${n}]: ${e.repository} ${e.image} ${e.cve} vanished`);
+          const now = world.now();
+          if (finding.firstObservedAt.getTime() < start) finding.firstObservedAt = now;
+          finding.lastObservedAt = now;
+          finding.updatedAt = now;
+          world.note(
+            'inspector',
+            `finding ${e.cve} (${finding.spec.severity}) on ${e.repository}@${image.digest.slice(7, 19)}`,
+          );
+          noteFinding(image.digest);
+          deliver(inspector.findingEvent(finding), e.duplicate, durationMs(e.duplicateAfter));
+        });
+      } else if (e.kind === 'raw') {
+        world.schedule(at, `events[${n}]`, () => {
+          const raw = e.event as Record<string, unknown>;
+          world.note('eventbridge', `raw event ${String(raw['detail-type'] ?? '(no detail-type)')}`);
+          deliver(raw as unknown as BusEvent, e.duplicate, durationMs(e.duplicateAfter));
+        });
+      } else {
+        const targets =
+          e.images === 'all'
+            ? scenarioImages(scenario).map((i) => i.digest)
+            : e.images.map((r) => resolveImageRef(scenario, r).digest);
+        const cves = burstCves(e);
+        const pairs =
+          e.order === 'by-cve'
+            ? cves.flatMap((cve) => targets.map((digest) => ({ cve, digest })))
+            : targets.flatMap((digest) => cves.map((cve) => ({ cve, digest })));
+        const spread = durationMs(e.spread);
+        world.schedule(at, `events[${n}]`, () => {
+          world.note(
+            'inspector',
+            `burst: ${cves.length} new CVE(s) on ${targets.length} image(s): ${pairs.length} findings`,
+          );
+        });
+        pairs.forEach(({ cve, digest }, k) => {
+          world.schedule(
+            at + (pairs.length > 1 ? Math.floor((spread * k) / pairs.length) : 0),
+            `events[${n}] #${k}`,
+            () => {
+              const image = images.get(digest) as Image;
+              const finding = inspector.addFinding(
+                image,
+                {
+                  cve,
+                  severity: e.severity,
+                  packageManager: e.packageManager,
+                  ...(e.package ? { package: e.package } : {}),
+                  fixAvailable: e.fixAvailable,
+                  ...(e.exploitAvailable ? { exploitAvailable: e.exploitAvailable } : {}),
+                  ...(e.inspectorScore === undefined ? {} : { inspectorScore: e.inspectorScore }),
+                  ...(e.epss === undefined ? {} : { epss: e.epss }),
+                  status: 'ACTIVE',
+                },
+                world.now(),
+              );
+              noteFinding(digest);
+              bus?.put(inspector.findingEvent(finding));
+            },
+          );
+        });
+      }
+    });
+
+    for (const change of scenario.alarms) {
+      const apply = () => cloudwatch.setState(change.name, change.state as StateValue, change.reason);
+      if (change.afterDeploymentOf === undefined) {
+        world.schedule(resolveAt(change.at, start), `alarm ${change.name}`, apply);
+      } else {
+        ecs.onDeploymentStarted((d) => {
+          if (d.service.key !== change.afterDeploymentOf || d.index !== change.deployment) return;
+          world.schedule(resolveAt(change.at, d.createdAt.getTime()), `alarm ${change.name}`, apply);
+        });
+      }
+    }
+
+    // ------------------------------------------------------------------ play
+    const horizon = scenario.until === undefined ? DEFAULT_HORIZON_MS : durationMs(scenario.until);
+    run = await clock.run({ horizonMs: horizon });
+  } catch (error) {
+    const e = error as Error;
+    errors.push(`the simulation stopped: ${e.name}: ${e.message}`);
+  } finally {
+    // Executions still waiting (a horizon reached) are left as they are; nothing more will run.
+    clock.uninstall();
+    deactivate?.();
+    restoreEnvironment();
+    await dynamo.stop().catch(() => undefined);
+  }
+
+  const end = start + run.virtualMs;
+  for (const e of world.errors)
+    errors.push(`T+${Math.round((e.at - start) / 1000)}s ${e.where}: ${e.error.name}: ${e.error.message}`);
+  for (const line of fleet?.log ?? []) {
+    if (line.level === 'ERROR') errors.push(`triage: ${line.message} ${JSON.stringify(line.attributes)}`);
+  }
+
+  const executions: ExecutionReport[] = (sfn?.executions ?? []).map((e: Execution) => {
+    const outcome = outcomeOf(e);
+    const service = (e.input as { service?: { key?: string } }).service?.key;
+    return {
+      name: e.name,
+      arn: e.arn,
+      ...(service ? { service } : {}),
+      status: e.status,
+      ...(outcome ? { outcome } : {}),
+      startedAt: new Date(e.startedAt).toISOString(),
+      startOffsetMs: e.startedAt - start,
+      ...(e.stoppedAt === undefined ? {} : { durationMs: e.stoppedAt - e.startedAt }),
+      states: stateHistory(e.events, start, e.stoppedAt ?? end),
+      ...(e.output === undefined ? {} : { output: e.output }),
+      ...(e.error ? { error: e.error } : {}),
+      ...(e.cause ? { cause: e.cause } : {}),
+    };
+  });
+
+  const findings: Record<string, number> = {};
+  for (const d of fleet?.decisions.values() ?? []) findings[d.action] = (findings[d.action] ?? 0) + 1;
+  const apiCalls = Object.fromEntries([...world.apiCalls.entries()].sort(([a], [b]) => a.localeCompare(b)));
+  const findingToPatchedMs: Record<string, number> = {};
+  for (const x of executions) {
+    const first = x.service ? firstFindingAt.get(x.service) : undefined;
+    if (
+      x.outcome === 'Patched' &&
+      x.service &&
+      first !== undefined &&
+      x.durationMs !== undefined &&
+      findingToPatchedMs[x.service] === undefined
+    ) {
+      findingToPatchedMs[x.service] = x.startOffsetMs + x.durationMs - (first - start);
+    }
+  }
+  const invocations = sqs?.invocations ?? [];
+  const report: Omit<SimulationReport, 'mismatches'> = {
+    scenario: {
+      name: scenario.name,
+      description: scenario.description,
+      source: scenario.source,
+      startTime: scenario.startTime,
+    },
+    executions,
+    findings,
+    apiCalls,
+    intake: {
+      sent: sqs?.totalSent ?? 0,
+      invocations: invocations.length,
+      itemFailures: invocations.reduce((n, i) => n + i.failed, 0),
+      deadLetters: sqs?.deadLetters.length ?? 0,
+      coldStarts: fleet?.coldStarts ?? 0,
+    },
+    findingToPatchedMs,
+    virtual: { durationMs: run.virtualMs, steps: run.steps, stoppedBy: run.stoppedBy },
+    wallMs: Math.round(performance.now() - wallStart),
+    timeline: world.timeline.map((t) => ({ offsetMs: t.at - start, source: t.source, text: t.text })),
+    notifications: (sns?.messages ?? []).map((m) => ({
+      offsetMs: m.at - start,
+      ...(m.subject ? { subject: m.subject } : {}),
+      ...(m.attributes.kind ? { kind: m.attributes.kind } : {}),
+    })),
+    outcomeEvents: (bus?.published ?? [])
+      .filter((p) => p.event.source === 'autopatch')
+      .map((p) => ({ offsetMs: p.at - start, detail: p.event.detail })),
+    errors,
+  };
+  return { ...report, mismatches: checkExpectations(scenario.expect, report) };
+};

@@ -1,0 +1,604 @@
+/**
+ * Scenario files: what the simulated account holds, what happens to it and when, and what the run
+ * is expected to end with. Validated strictly and all at once before anything runs, so that a typo
+ * fails with the path of the offending field instead of a simulation that quietly does nothing.
+ * The format is documented for users in simulation/SCENARIOS.md.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { discoverByTagSchema, targetSchema, workflowDefaultsSchema } from '../lambdas/shared/config';
+import { OUTCOMES, SEVERITIES } from '../lambdas/shared/contracts';
+import { parsePolicy } from '../lambdas/triage/policy';
+import { FAULTS, OPERATIONS, SERVICES } from './model/catalog';
+import { isIsoInstant, parseDuration } from './time';
+
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
+const REPOSITORY = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/;
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$/;
+
+const duration = z.union([
+  z.number().int().nonnegative(),
+  z.string().refine((s) => parseDuration(s) !== undefined, {
+    message: 'expected a duration such as "+5m", "90s", "1h30m" or a number of milliseconds',
+  }),
+]);
+const instant = z.union([
+  z.number().int().nonnegative(),
+  z.string().refine((s) => parseDuration(s) !== undefined || isIsoInstant(s), {
+    message: 'expected an offset such as "+5m" (from the scenario start) or an ISO-8601 timestamp',
+  }),
+]);
+
+export const PACKAGE_MANAGERS = [
+  'OS',
+  'NPM',
+  'YARN',
+  'PIP',
+  'PIPENV',
+  'POETRY',
+  'PYTHONPKG',
+  'NODEPKG',
+  'GOMOD',
+  'GOBINARY',
+  'JAR',
+  'POM',
+  'GEMSPEC',
+  'BUNDLER',
+  'NUGET',
+  'DOTNET_CORE',
+  'CARGO',
+  'COMPOSER',
+] as const;
+
+/** One vulnerability Inspector reports (or will report) on an image. */
+const findingSpec = z.strictObject({
+  cve: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9]*-[A-Za-z0-9-]+$/, 'expected a vulnerability id such as CVE-2024-6119'),
+  severity: z.enum(SEVERITIES),
+  packageManager: z.enum(PACKAGE_MANAGERS).default('OS'),
+  /** Package name; defaults to one typical of the package manager. */
+  package: z.string().min(1).optional(),
+  fixAvailable: z.enum(['YES', 'NO', 'PARTIAL']).default('YES'),
+  exploitAvailable: z.enum(['YES', 'NO']).optional(),
+  /** Absent by default, as in many real findings. */
+  inspectorScore: z.number().min(0).max(10).optional(),
+  epss: z.number().min(0).max(1).optional(),
+  status: z.enum(['ACTIVE', 'SUPPRESSED', 'CLOSED']).default('ACTIVE'),
+});
+export type FindingSpec = z.infer<typeof findingSpec>;
+
+const imageSpec = z.strictObject({
+  /** Derived from the repository and tags when omitted, so scenarios need not invent 64 hex digits. */
+  digest: z.string().regex(DIGEST, 'expected sha256: followed by 64 lowercase hex digits').optional(),
+  tags: z.array(z.string().regex(TAG, 'not a valid image tag')).default([]),
+  platform: z.string().min(1).default('UBUNTU_24_04'),
+  architecture: z.enum(['amd64', 'arm64']).default('arm64'),
+  /** Offset or timestamp of the push; defaults to a day before the scenario starts. */
+  pushedAt: instant.optional(),
+  findings: z.array(findingSpec).default([]),
+});
+
+const repositorySpec = z.strictObject({
+  name: z.string().regex(REPOSITORY, 'not a valid ECR repository name'),
+  images: z.array(imageSpec).min(1),
+});
+
+const containerSpec = z.strictObject({
+  name: z.string().regex(NAME, 'not a valid container name'),
+  /** "<repository>:<tag>" or "<repository>@sha256:…", resolved against account.repositories. */
+  image: z.string().min(1),
+});
+
+const serviceSpec = z.strictObject({
+  name: z.string().regex(NAME, 'not a valid service name'),
+  containers: z.array(containerSpec).min(1),
+  strategy: z.enum(['BLUE_GREEN', 'ROLLING']).default('BLUE_GREEN'),
+  bakeTimeMinutes: z.number().int().min(0).max(1440).default(10),
+  /** CloudWatch alarms in the service's deploymentConfiguration.alarms: ECS rolls back when one fires. */
+  alarms: z.array(z.string().min(1)).default([]),
+  tags: z.record(z.string(), z.string()).default({}),
+  desiredCount: z.number().int().min(0).max(100).default(2),
+  /** Minutes from UpdateService until production traffic is on the new revision (the bake starts then). */
+  deployMinutes: z.number().min(0).max(240).default(4),
+  /** Minutes a rollback takes to put the previous revision back. */
+  rollbackMinutes: z.number().min(0).max(240).default(2),
+});
+
+const clusterSpec = z.strictObject({
+  name: z.string().regex(NAME, 'not a valid cluster name'),
+  services: z.array(serviceSpec).default([]),
+});
+
+const alarmSpec = z.strictObject({
+  name: z.string().min(1).max(255),
+  state: z.enum(['OK', 'ALARM', 'INSUFFICIENT_DATA']).default('OK'),
+  description: z.string().optional(),
+});
+
+const accountSpec = z.strictObject({
+  accountId: z
+    .string()
+    .regex(/^\d{12}$/, 'expected a 12-digit account id')
+    .default('123456789012'),
+  region: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected a region such as eu-central-1')
+    .default('eu-central-1'),
+  repositories: z.array(repositorySpec).default([]),
+  clusters: z.array(clusterSpec).default([]),
+  alarms: z.array(alarmSpec).default([]),
+});
+
+/** Inspector delivers a finding the account already has (declared on the image). */
+const findingEvent = z.strictObject({
+  kind: z.literal('finding'),
+  at: instant,
+  repository: z.string().min(1),
+  /** Digest or tag of the image in that repository. */
+  image: z.string().min(1),
+  cve: z.string().min(1),
+  /** Extra deliveries of the very same event (EventBridge delivers at least once). */
+  duplicate: z.number().int().min(0).max(100).default(0),
+  /** Time between the original and each duplicate delivery. */
+  duplicateAfter: duration.default('30s'),
+});
+
+/** A new vulnerability is published: Inspector raises it on many images at once. */
+const burstEvent = z.strictObject({
+  kind: z.literal('burst'),
+  at: instant,
+  /** Explicit ids, or a generated range: { prefix: "CVE-2099-", count: 50 } gives CVE-2099-0001… */
+  cves: z.union([
+    z.array(z.string().min(1)).min(1),
+    z.strictObject({
+      prefix: z.string().min(1),
+      from: z.number().int().min(0).default(1),
+      count: z.number().int().min(1).max(10_000),
+    }),
+  ]),
+  /** "all" (every image in the account) or image references "<repository>:<tag>" / "<repository>@<digest>". */
+  images: z.union([z.literal('all'), z.array(z.string().min(1)).min(1)]).default('all'),
+  severity: z.enum(SEVERITIES).default('HIGH'),
+  packageManager: z.enum(PACKAGE_MANAGERS).default('OS'),
+  package: z.string().min(1).optional(),
+  fixAvailable: z.enum(['YES', 'NO', 'PARTIAL']).default('YES'),
+  exploitAvailable: z.enum(['YES', 'NO']).optional(),
+  inspectorScore: z.number().min(0).max(10).optional(),
+  epss: z.number().min(0).max(1).optional(),
+  /** The events are spread evenly over this long (all at once when 0). */
+  spread: duration.default(0),
+  /** by-cve: every image for the first CVE, then the next CVE; by-image: every CVE of one image, then the next. */
+  order: z.enum(['by-cve', 'by-image']).default('by-cve'),
+});
+
+/** Any event, delivered to the bus as written (malformed ones included). */
+const rawEvent = z.strictObject({
+  kind: z.literal('raw'),
+  at: instant,
+  event: z.unknown(),
+  duplicate: z.number().int().min(0).max(100).default(0),
+  duplicateAfter: duration.default('30s'),
+});
+
+const eventSpec = z.discriminatedUnion('kind', [findingEvent, burstEvent, rawEvent]);
+
+const buildSpec = z.strictObject({
+  /** Only builds of this repository; all builds when omitted. */
+  repository: z.string().min(1).optional(),
+  outcome: z.enum(['SUCCEEDED', 'FAILED']).default('SUCCEEDED'),
+  durationMinutes: z.number().min(0).max(480).default(6),
+  /** CVEs the rebuilt image no longer has: "all" or a list. */
+  fixes: z.union([z.literal('all'), z.array(z.string().min(1))]).default('all'),
+  /** Findings the rebuilt image has that the original did not. */
+  introduces: z.array(findingSpec).default([]),
+  /** How many builds this entry applies to; every matching build when omitted. */
+  times: z.number().int().min(1).optional(),
+  /** The build phase that fails, for FAILED builds. */
+  failedPhase: z.enum(['INSTALL', 'PRE_BUILD', 'BUILD', 'POST_BUILD']).default('BUILD'),
+});
+export type BuildSpec = z.infer<typeof buildSpec>;
+
+const alarmChange = z.strictObject({
+  name: z.string().min(1),
+  state: z.enum(['OK', 'ALARM', 'INSUFFICIENT_DATA']),
+  /** Offset from the scenario start, or from the deployment start when afterDeploymentOf is set; or a timestamp. */
+  at: instant,
+  /** "<cluster>/<service>": `at` counts from the start of that service's (nth) deployment. */
+  afterDeploymentOf: z.string().min(1).optional(),
+  /** Which deployment of that service (1 = the first Autopatch starts). */
+  deployment: z.number().int().min(1).default(1),
+  reason: z.string().optional(),
+});
+export type AlarmChange = z.infer<typeof alarmChange>;
+
+const approvalSpec = z.strictObject({
+  /** "<cluster>/<service>" whose remediation is approved or rejected. */
+  service: z.string().min(1),
+  /** Offset from the moment the approval was requested, or a timestamp. */
+  at: instant,
+  decision: z.enum(['approve', 'reject']),
+  approver: z.string().min(1).default('oncall@example.com'),
+  comment: z.string().optional(),
+});
+export type ApprovalSpec = z.infer<typeof approvalSpec>;
+
+const faultSpec = z.strictObject({
+  service: z.enum(SERVICES),
+  /** API operation name as in the service's API reference, e.g. DescribeServices. */
+  operation: z.string().min(1),
+  error: z.enum(Object.keys(FAULTS) as [keyof typeof FAULTS, ...Array<keyof typeof FAULTS>]),
+  /** How many calls fail. */
+  times: z.number().int().min(1).max(1000).default(1),
+  /** How many calls succeed before the first failure. */
+  after: z.number().int().min(0).default(0),
+});
+export type FaultSpec = z.infer<typeof faultSpec>;
+
+const ACTIONS = ['remediate', 'approve', 'notify', 'ignore', 'reject'] as const;
+
+const expectSpec = z.strictObject({
+  /** Number of remediation executions started. */
+  executions: z.number().int().min(0).optional(),
+  /** Outcome per "<cluster>/<service>": of its last execution, or of each execution in order (an array). */
+  outcomes: z.record(z.string(), z.union([z.enum(OUTCOMES), z.array(z.enum(OUTCOMES))])).optional(),
+  /** Findings (SQS messages) triaged per action. */
+  findings: z.partialRecord(z.enum(ACTIONS), z.number().int().min(0)).optional(),
+  /** Messages that ended in the intake dead-letter queue. */
+  deadLetters: z.number().int().min(0).optional(),
+});
+export type Expectations = z.infer<typeof expectSpec>;
+
+/** Overrides of the intake settings the synthesized stack has (queue and event source mapping). */
+const intakeSpec = z.strictObject({
+  batchSize: z.number().int().min(1).max(10_000).optional(),
+  batchingWindowSeconds: z.number().int().min(0).max(300).optional(),
+  visibilityTimeoutSeconds: z.number().int().min(1).max(43_200).optional(),
+  maxReceiveCount: z.number().int().min(1).max(1000).optional(),
+  /** Concurrent triage invocations the event source mapping runs. */
+  maxConcurrency: z.number().int().min(1).max(1000).optional(),
+});
+
+export const scenarioSchema = z
+  .strictObject({
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'expected a kebab-case name'),
+    description: z.string().min(1),
+    startTime: z.string().refine(isIsoInstant, 'expected an ISO-8601 timestamp such as 2024-09-04T16:00:00Z'),
+    account: accountSpec,
+    policy: z.unknown().optional(),
+    targets: z.array(targetSchema).default([]),
+    discoverByTag: discoverByTagSchema.default({ key: 'autopatch:enabled', value: 'true' }),
+    defaults: workflowDefaultsSchema.default(workflowDefaultsSchema.parse({})),
+    intake: intakeSpec.default({}),
+    events: z.array(eventSpec).default([]),
+    builds: z.array(buildSpec).default([]),
+    scans: z
+      .strictObject({
+        delayMinutes: z.number().min(0).max(1440).default(3),
+        /** Inspector never scans rebuilt images (coverage stays PENDING_INITIAL_SCAN). */
+        never: z.boolean().default(false),
+      })
+      .default({ delayMinutes: 3, never: false }),
+    alarms: z.array(alarmChange).default([]),
+    approvals: z.array(approvalSpec).default([]),
+    faults: z.array(faultSpec).default([]),
+    /** Stop the clock this long after the start even if work remains (default: when everything is done). */
+    until: duration.optional(),
+    expect: expectSpec.optional(),
+  })
+  .superRefine((s, ctx) => crossCheck(s, ctx));
+
+export type ScenarioInput = z.input<typeof scenarioSchema>;
+type Parsed = z.infer<typeof scenarioSchema>;
+
+/** An image reference as services and scenario events write it. */
+export interface ImageRef {
+  readonly repository: string;
+  readonly tag?: string;
+  readonly digest?: string;
+}
+
+export const parseImageRef = (ref: string): ImageRef | undefined => {
+  const m = /^([^:@\s]+)(?::([^@\s]+))?(?:@(sha256:[a-f0-9]{64}))?$/.exec(ref);
+  if (!m) return undefined;
+  const [, repository, tag, digest] = m;
+  if (!repository || !REPOSITORY.test(repository) || (tag === undefined && digest === undefined))
+    return undefined;
+  return { repository, ...(tag ? { tag } : {}), ...(digest ? { digest } : {}) };
+};
+
+/** The digest a scenario image gets when it does not name one: stable across runs. */
+export const derivedDigest = (repository: string, index: number, tags: readonly string[]): string =>
+  `sha256:${createHash('sha256')
+    .update(`${repository}\n${index}\n${tags.join(',')}`)
+    .digest('hex')}`;
+
+const digestOf = (
+  repository: string,
+  image: Parsed['account']['repositories'][number]['images'][number],
+  i: number,
+) => image.digest ?? derivedDigest(repository, i, image.tags);
+
+/** Generated CVE ids of a burst, e.g. CVE-2099-0001. */
+export const burstCves = (cves: Parsed['events'][number] & { kind: 'burst' }): string[] =>
+  Array.isArray(cves.cves)
+    ? [...cves.cves]
+    : Array.from(
+        { length: cves.cves.count },
+        (_, i) =>
+          `${(cves.cves as { prefix: string }).prefix}${String((cves.cves as { from: number }).from + i).padStart(4, '0')}`,
+      );
+
+type Ctx = z.RefinementCtx;
+
+const crossCheck = (s: Parsed, ctx: Ctx): void => {
+  const issue = (path: Array<string | number>, message: string) =>
+    ctx.addIssue({ code: 'custom', path, message });
+  const repos = new Map<string, { digests: Map<string, Set<string>>; tags: Map<string, string> }>();
+
+  s.account.repositories.forEach((repo, r) => {
+    if (repos.has(repo.name))
+      issue(['account', 'repositories', r, 'name'], `repository ${repo.name} is declared twice`);
+    const digests = new Map<string, Set<string>>();
+    const tags = new Map<string, string>();
+    repo.images.forEach((image, i) => {
+      const digest = digestOf(repo.name, image, i);
+      if (digests.has(digest))
+        issue(
+          ['account', 'repositories', r, 'images', i, 'digest'],
+          `digest ${digest} is declared twice in ${repo.name}`,
+        );
+      const cves = new Set<string>();
+      image.findings.forEach((f, k) => {
+        if (cves.has(f.cve))
+          issue(
+            ['account', 'repositories', r, 'images', i, 'findings', k, 'cve'],
+            `${f.cve} is declared twice on this image`,
+          );
+        cves.add(f.cve);
+      });
+      digests.set(digest, cves);
+      image.tags.forEach((tag, t) => {
+        if (tags.has(tag))
+          issue(
+            ['account', 'repositories', r, 'images', i, 'tags', t],
+            `tag ${tag} is on two images of ${repo.name}`,
+          );
+        tags.set(tag, digest);
+      });
+    });
+    repos.set(repo.name, { digests, tags });
+  });
+
+  /** Resolve "<repo>:<tag>" / "<repo>@<digest>" to a declared image, or report why it does not exist. */
+  const resolveRef = (ref: string, path: Array<string | number>): string | undefined => {
+    const parsed = parseImageRef(ref);
+    if (!parsed) {
+      issue(path, `"${ref}" is not an image reference ("<repository>:<tag>" or "<repository>@sha256:…")`);
+      return undefined;
+    }
+    const repo = repos.get(parsed.repository);
+    if (!repo) {
+      issue(path, `repository ${parsed.repository} is not declared in account.repositories`);
+      return undefined;
+    }
+    if (parsed.digest) {
+      if (!repo.digests.has(parsed.digest)) {
+        issue(path, `image ${parsed.repository}@${parsed.digest} does not exist`);
+        return undefined;
+      }
+      return parsed.digest;
+    }
+    const digest = repo.tags.get(parsed.tag as string);
+    if (!digest) {
+      issue(
+        path,
+        `image ${parsed.repository}:${parsed.tag} does not exist (tags: ${[...repo.tags.keys()].join(', ') || 'none'})`,
+      );
+    }
+    return digest;
+  };
+
+  const alarms = new Set<string>();
+  s.account.alarms.forEach((a, i) => {
+    if (alarms.has(a.name)) issue(['account', 'alarms', i, 'name'], `alarm ${a.name} is declared twice`);
+    alarms.add(a.name);
+  });
+
+  const services = new Set<string>();
+  const clusters = new Set<string>();
+  s.account.clusters.forEach((cluster, c) => {
+    if (clusters.has(cluster.name))
+      issue(['account', 'clusters', c, 'name'], `cluster ${cluster.name} is declared twice`);
+    clusters.add(cluster.name);
+    cluster.services.forEach((service, v) => {
+      const key = `${cluster.name}/${service.name}`;
+      if (services.has(key))
+        issue(['account', 'clusters', c, 'services', v, 'name'], `service ${key} is declared twice`);
+      services.add(key);
+      const names = new Set<string>();
+      service.containers.forEach((container, k) => {
+        if (names.has(container.name))
+          issue(
+            ['account', 'clusters', c, 'services', v, 'containers', k, 'name'],
+            `container ${container.name} is declared twice`,
+          );
+        names.add(container.name);
+        resolveRef(container.image, ['account', 'clusters', c, 'services', v, 'containers', k, 'image']);
+      });
+      service.alarms.forEach((alarm, k) => {
+        if (!alarms.has(alarm))
+          issue(
+            ['account', 'clusters', c, 'services', v, 'alarms', k],
+            `alarm ${alarm} is not declared in account.alarms`,
+          );
+      });
+    });
+  });
+
+  const checkService = (key: string, path: Array<string | number>) => {
+    if (!services.has(key)) {
+      issue(
+        path,
+        `service ${key} is not declared in account.clusters (expected "<cluster>/<service>"; declared: ${[...services].join(', ') || 'none'})`,
+      );
+    }
+  };
+
+  if (s.policy !== undefined) {
+    try {
+      parsePolicy(s.policy);
+    } catch (error) {
+      issue(['policy'], (error as Error).message);
+    }
+  }
+
+  s.targets.forEach((t, i) => {
+    const clusterName = t.cluster.includes('/') ? (t.cluster.split('/').pop() as string) : t.cluster;
+    checkService(`${clusterName}/${t.service}`, ['targets', i, 'service']);
+    t.alarmNames.forEach((a, k) => {
+      if (!alarms.has(a))
+        issue(['targets', i, 'alarmNames', k], `alarm ${a} is not declared in account.alarms`);
+    });
+    t.repositories.forEach((r, k) => {
+      if (!repos.has(r))
+        issue(['targets', i, 'repositories', k], `repository ${r} is not declared in account.repositories`);
+    });
+  });
+
+  s.events.forEach((e, i) => {
+    if (e.kind === 'finding') {
+      const repo = repos.get(e.repository);
+      if (!repo) {
+        issue(
+          ['events', i, 'repository'],
+          `repository ${e.repository} is not declared in account.repositories`,
+        );
+        return;
+      }
+      const digest = DIGEST.test(e.image)
+        ? repo.digests.has(e.image)
+          ? e.image
+          : undefined
+        : repo.tags.get(e.image);
+      if (!digest) {
+        issue(['events', i, 'image'], `image ${e.image} does not exist in ${e.repository}`);
+        return;
+      }
+      if (!repo.digests.get(digest)?.has(e.cve)) {
+        issue(
+          ['events', i, 'cve'],
+          `${e.cve} is not a finding of ${e.repository}@${digest.slice(0, 19)}… (declare it in the image's findings)`,
+        );
+      }
+    } else if (e.kind === 'burst' && e.images !== 'all') {
+      e.images.forEach((ref, k) => {
+        resolveRef(ref, ['events', i, 'images', k]);
+      });
+    } else if (e.kind === 'raw' && (typeof e.event !== 'object' || e.event === null)) {
+      // A raw event must at least be an object for EventBridge to accept it.
+      issue(['events', i, 'event'], 'expected an event object');
+    }
+  });
+
+  s.builds.forEach((b, i) => {
+    if (b.repository !== undefined && !repos.has(b.repository)) {
+      issue(
+        ['builds', i, 'repository'],
+        `repository ${b.repository} is not declared in account.repositories`,
+      );
+    }
+  });
+
+  s.alarms.forEach((a, i) => {
+    if (!alarms.has(a.name))
+      issue(['alarms', i, 'name'], `alarm ${a.name} is not declared in account.alarms`);
+    if (a.afterDeploymentOf !== undefined)
+      checkService(a.afterDeploymentOf, ['alarms', i, 'afterDeploymentOf']);
+    if (a.afterDeploymentOf !== undefined && typeof a.at === 'string' && isIsoInstant(a.at)) {
+      issue(['alarms', i, 'at'], 'an offset is expected when afterDeploymentOf is set');
+    }
+  });
+
+  s.approvals.forEach((a, i) => {
+    checkService(a.service, ['approvals', i, 'service']);
+  });
+
+  s.faults.forEach((f, i) => {
+    const ops = OPERATIONS[f.service];
+    if (!ops.includes(f.operation)) {
+      issue(
+        ['faults', i, 'operation'],
+        `${f.service} has no modelled operation ${f.operation} (modelled: ${ops.join(', ')})`,
+      );
+    }
+  });
+
+  for (const key of Object.keys(s.expect?.outcomes ?? {})) checkService(key, ['expect', 'outcomes', key]);
+};
+
+export interface Scenario extends Parsed {
+  /** Where the scenario came from (file path or "inline"). */
+  readonly source: string;
+}
+
+/** Format zod issues as "path: message", one per line. */
+export const formatIssues = (issues: readonly z.core.$ZodIssue[]): string[] =>
+  issues.map((i) => {
+    const path = i.path
+      .map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))
+      .join('')
+      .replace(/^\./, '');
+    return `${path || '(root)'}: ${i.message}`;
+  });
+
+export class ScenarioError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`${source} is not a valid scenario:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'ScenarioError';
+  }
+}
+
+export const parseScenario = (raw: unknown, source = 'inline'): Scenario => {
+  const parsed = scenarioSchema.safeParse(raw);
+  if (!parsed.success) throw new ScenarioError(source, formatIssues(parsed.error.issues));
+  return { ...parsed.data, source };
+};
+
+export const loadScenario = (path: string): Scenario => {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ScenarioError(path, [`cannot read the file: ${(error as Error).message}`]);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ScenarioError(path, [`not valid JSON: ${(error as Error).message}`]);
+  }
+  return parseScenario(raw, path);
+};
+
+/** Every image of the scenario with its resolved digest. */
+export const scenarioImages = (s: Parsed) =>
+  s.account.repositories.flatMap((repo) =>
+    repo.images.map((image, i) => ({ repository: repo.name, digest: digestOf(repo.name, image, i), image })),
+  );
+
+/** Resolve a reference that validation accepted. */
+export const resolveImageRef = (s: Parsed, ref: string): { repository: string; digest: string } => {
+  const parsed = parseImageRef(ref);
+  const images = scenarioImages(s).filter((i) => i.repository === parsed?.repository);
+  const hit = parsed?.digest
+    ? images.find((i) => i.digest === parsed.digest)
+    : images.find((i) => i.image.tags.includes(parsed?.tag as string));
+  if (!parsed || !hit) throw new Error(`unresolved image reference ${ref}`);
+  return { repository: hit.repository, digest: hit.digest };
+};
