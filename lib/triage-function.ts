@@ -12,6 +12,7 @@ import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { TriageRuntimeConfig } from '../lambdas/shared/config';
 import { ConfigurationError } from '../lambdas/shared/errors';
+import { grantLedgerReadWrite } from './grants';
 import { acknowledge, ecsArnPattern, IAM5_ANY_RESOURCE, iam5Resource, NAG_REASONS } from './nag';
 
 /** How long one batch may take; the intake queue's visibility timeout is derived from it. */
@@ -22,28 +23,6 @@ export const TRIAGE_BATCH_SIZE = 100;
 
 /** Lambda's environment variables are limited to 4 KB in total (names and values). */
 const LAMBDA_ENVIRONMENT_LIMIT_BYTES = 4096;
-
-/**
- * DynamoDB data-plane actions triage needs on the ledger: locks and dedup markers are read, written
- * conditionally and merged. No Scan, no streams, no table management.
- */
-const LEDGER_ACTIONS = [
-  'dynamodb:GetItem',
-  'dynamodb:BatchGetItem',
-  'dynamodb:Query',
-  'dynamodb:ConditionCheckItem',
-  'dynamodb:PutItem',
-  'dynamodb:UpdateItem',
-  'dynamodb:DeleteItem',
-  'dynamodb:BatchWriteItem',
-];
-
-/**
- * What DynamoDB needs on the table's customer-managed key for reads and writes. CDK's
- * grantReadWriteData asks for `kms:ReEncrypt*` and `kms:GenerateDataKey*`; these are the concrete
- * calls behind them that a data-plane client makes, so no wildcard action is granted.
- */
-const LEDGER_KEY_ACTIONS = ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'];
 
 const triageEnvironment = (
   config: TriageRuntimeConfig,
@@ -139,8 +118,7 @@ export class TriageFunction extends Construct {
       }),
     );
 
-    props.ledger.grant(this.role, ...LEDGER_ACTIONS);
-    encryptionKey.grant(this.role, ...LEDGER_KEY_ACTIONS);
+    grantLedgerReadWrite(props.ledger, encryptionKey, this.role);
     // In dry-run mode triage decides and reports but starts nothing: IAM enforces that too.
     if (!config.dryRun) props.stateMachine.grantStartExecution(this.role);
 

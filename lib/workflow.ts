@@ -20,6 +20,7 @@ import { ABANDONING_STATUSES } from '../lambdas/workflow/execution-ended';
 import { OUTCOME_EVENT } from '../lambdas/workflow/finish';
 import { patchOsBuildSpec } from '../statemachines/buildspecs/patch-os';
 import { sourceBuildSpec } from '../statemachines/buildspecs/source';
+import { BUILD_KEY_ACTIONS, grantLedgerReadWrite, grantTopicPublish } from './grants';
 
 export interface RemediationWorkflowProps {
   /** The ledger table (shared with triage): locks, history, task tokens. */
@@ -161,24 +162,6 @@ export class RemediationWorkflow extends Construct {
       ArnFormat.COLON_RESOURCE_NAME,
     );
 
-    // CloudWatch Logs encrypts with the shared key; it may only use it for this account's log groups.
-    key.addToResourcePolicy(
-      new iam.PolicyStatement({
-        principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
-        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
-        resources: ['*'],
-        conditions: {
-          ArnLike: {
-            'kms:EncryptionContext:aws:logs:arn': arn(
-              'logs',
-              'log-group',
-              '*',
-              ArnFormat.COLON_RESOURCE_NAME,
-            ),
-          },
-        },
-      }),
-    );
     const logGroup = (logId: string) => new logs.LogGroup(this, logId, { encryptionKey: key, retention });
 
     // ---------------------------------------------------------------- Lambdas
@@ -235,23 +218,30 @@ export class RemediationWorkflow extends Construct {
 
     // ---------------------------------------------------------------- CodeBuild
     this.buildLogGroup = logGroup('BuildLogs');
+    const encryptedProject = (p: codebuild.Project): codebuild.Project => {
+      // Set on the L1 resource: the L2 encryptionKey prop grants kms:ReEncrypt* and kms:GenerateDataKey*.
+      (p.node.defaultChild as codebuild.CfnProject).encryptionKey = key.keyArn;
+      key.grant(p, ...BUILD_KEY_ACTIONS);
+      return p;
+    };
     const project = (projectId: string, buildSpec: object, arm: boolean, what: string) =>
-      new codebuild.Project(this, projectId, {
-        description: `Autopatch: ${what} (${arm ? 'arm64' : 'x86_64'})`,
-        buildSpec: codebuild.BuildSpec.fromObjectToYaml(buildSpec as Record<string, unknown>),
-        environment: {
-          buildImage: arm
-            ? codebuild.LinuxArmBuildImage.AMAZON_LINUX_2_STANDARD_3_0
-            : codebuild.LinuxBuildImage.STANDARD_7_0,
-          computeType: arm ? codebuild.ComputeType.LARGE : codebuild.ComputeType.MEDIUM,
-          // docker build needs the Docker daemon, which needs privileged mode.
-          privileged: true,
-        },
-        encryptionKey: key,
-        timeout: Duration.minutes(60),
-        queuedTimeout: Duration.hours(2),
-        logging: { cloudWatch: { logGroup: this.buildLogGroup } },
-      });
+      encryptedProject(
+        new codebuild.Project(this, projectId, {
+          description: `Autopatch: ${what} (${arm ? 'arm64' : 'x86_64'})`,
+          buildSpec: codebuild.BuildSpec.fromObjectToYaml(buildSpec as Record<string, unknown>),
+          environment: {
+            buildImage: arm
+              ? codebuild.LinuxArmBuildImage.AMAZON_LINUX_2_STANDARD_3_0
+              : codebuild.LinuxBuildImage.STANDARD_7_0,
+            computeType: arm ? codebuild.ComputeType.LARGE : codebuild.ComputeType.MEDIUM,
+            // docker build needs the Docker daemon, which needs privileged mode.
+            privileged: true,
+          },
+          timeout: Duration.minutes(60),
+          queuedTimeout: Duration.hours(2),
+          logging: { cloudWatch: { logGroup: this.buildLogGroup } },
+        }),
+      );
     this.patchOsProjects = {
       x86: project('PatchOsX86Project', patchOsBuildSpec, false, 'OS patch layer'),
       arm: project('PatchOsArmProject', patchOsBuildSpec, true, 'OS patch layer'),
@@ -352,11 +342,10 @@ export class RemediationWorkflow extends Construct {
       conditions: taggedService,
     });
 
-    props.ledger.grantReadWriteData(functions.acquireLock);
+    grantLedgerReadWrite(props.ledger, key, functions.acquireLock);
 
-    props.ledger.grantReadWriteData(functions.requestApproval);
-    props.topic.grantPublish(functions.requestApproval);
-    key.grant(functions.requestApproval, 'kms:GenerateDataKey', 'kms:Decrypt');
+    grantLedgerReadWrite(props.ledger, key, functions.requestApproval);
+    grantTopicPublish(props.topic, key, functions.requestApproval);
 
     functions.verifyRescan.addToRolePolicy(
       // Inspector has no resource-level permissions for these reads.
@@ -396,7 +385,7 @@ export class RemediationWorkflow extends Construct {
     );
 
     for (const watcher of [functions.watchDeployment, functions.deploymentEvents]) {
-      props.ledger.grantReadWriteData(watcher);
+      grantLedgerReadWrite(props.ledger, key, watcher);
       watcher.addToRolePolicy(describeEcs);
       watcher.addToRolePolicy(describeAlarms);
       watcher.addToRolePolicy(taskResponse);
@@ -406,9 +395,8 @@ export class RemediationWorkflow extends Construct {
     functions.restore.addToRolePolicy(deploy);
     functions.restore.addToRolePolicy(stopDeployment);
 
-    props.ledger.grantReadWriteData(functions.finish);
-    props.topic.grantPublish(functions.finish);
-    key.grant(functions.finish, 'kms:GenerateDataKey', 'kms:Decrypt');
+    grantLedgerReadWrite(props.ledger, key, functions.finish);
+    grantTopicPublish(props.topic, key, functions.finish);
     functions.finish.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['ssm:PutParameter'],
@@ -596,14 +584,6 @@ export class RemediationWorkflow extends Construct {
         ]),
         "CodeBuild's default project policy (its own log streams and report groups); builds log to the KMS-encrypted group.",
       ),
-      {
-        id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
-        reason: 'Grants CDK generates for the shared key (table, topic, CodeBuild, queue).',
-      },
-      {
-        id: 'AwsSolutions-IAM5[Action::kms:ReEncrypt*]',
-        reason: 'Grants CDK generates for the shared key (table, CodeBuild, queue).',
-      },
       {
         id: 'AwsSolutions-CB3',
         reason: 'docker build needs the Docker daemon, which CodeBuild runs only in privileged mode.',
