@@ -38,6 +38,11 @@ export const workflowDefaultsSchema = z.strictObject({
   deploymentTimeoutSeconds: z.number().int().min(300).max(86_400).default(7_200),
   rescanTimeoutSeconds: z.number().int().min(60).max(86_400).default(3_600),
   approvalTimeoutSeconds: z.number().int().min(60).max(31_536_000).default(86_400),
+  /**
+   * How long a remediation waits after it starts for more findings of the same service to join it
+   * (a new CVE reaches many images over minutes). 0 starts building at once.
+   */
+  gatherSeconds: z.number().int().min(0).max(3_600).default(300),
 });
 export type WorkflowDefaults = z.infer<typeof workflowDefaultsSchema>;
 

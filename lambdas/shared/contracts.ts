@@ -64,6 +64,8 @@ export interface TargetSettings {
   /** How long to wait for Inspector to scan the rebuilt image. */
   readonly rescanTimeoutSeconds: number;
   readonly approvalTimeoutSeconds: number;
+  /** Seconds the remediation waits for more findings of the service before it builds (absent in older requests). */
+  readonly gatherSeconds?: number;
 }
 
 /** The execution input that triage starts the remediation workflow with. */

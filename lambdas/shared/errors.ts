@@ -35,6 +35,14 @@ export class ConfigurationError extends AutopatchError {
   }
 }
 
+/** A workflow step that needs the service lock found it held by another execution (or released). */
+export class LockNotHeldError extends AutopatchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'LockNotHeldError';
+  }
+}
+
 const TRANSIENT_NAMES = new Set([
   'ThrottlingException',
   'Throttling',

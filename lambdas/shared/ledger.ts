@@ -10,7 +10,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { LEDGER, type Outcome, type RemediationRequest } from './contracts';
-import { AutopatchError, isTransient, TransientError } from './errors';
+import { AutopatchError, isTransient, LockNotHeldError, TransientError } from './errors';
 import { mergeRequests, executionName as nameExecution, remediationId } from './remediation';
 
 /**
@@ -39,7 +39,9 @@ export type ClaimResult =
   /** An earlier claim never confirmed its start: StartExecution with this (stored) request, then markStarted. */
   | { readonly kind: 'resume'; readonly request: RemediationRequest }
   /** A remediation is in flight (`inFlight` is its execution name); the request waits for it, or it already covers it. */
-  | { readonly kind: 'queued'; readonly inFlight: string };
+  | { readonly kind: 'queued'; readonly inFlight: string }
+  /** The remediation in flight (`inFlight`) has not sealed its findings yet: the request was folded into it. */
+  | { readonly kind: 'merged'; readonly inFlight: string };
 
 export type LockStatus = 'STARTING' | 'STARTED' | 'RUNNING';
 
@@ -131,6 +133,8 @@ interface LockItem {
   readonly queuedNames?: Set<string>;
   /** The execution whose release created this claim: a repeated release returns the same next request. */
   readonly releasedBy?: string;
+  /** Set when the execution took its findings (seal): later requests queue instead of merging. */
+  readonly sealed?: boolean;
 }
 
 type Key = { pk: string; sk: string };
@@ -168,6 +172,14 @@ const findingId = (k: FindingKey): string => `${k.findingArn}\n${k.updatedAt}`;
 /** (digest, finding) pairs a request carries: two requests with the same pairs remediate the same thing. */
 const coverage = (request: RemediationRequest): string[] =>
   request.images.flatMap((i) => i.findingArns.map((arn) => `${i.imageDigest}\n${arn}`));
+
+/**
+ * A later request may join the in-flight one only if that changes no promise already made: it must
+ * not need an approval or a maintenance window that the in-flight one skips.
+ */
+const mergeable = (inFlight: RemediationRequest, later: RemediationRequest): boolean =>
+  (later.decision.action !== 'approve' || inFlight.decision.action === 'approve') &&
+  (later.decision.notBefore === undefined || inFlight.decision.notBefore !== undefined);
 
 export class Ledger {
   private readonly doc: DynamoDBDocumentClient;
@@ -275,6 +287,10 @@ export class Ledger {
       // A claim whose start was never confirmed: whoever comes next finishes it, with the stored
       // input and name, so StartExecution stays idempotent.
       if (lock.status === 'STARTING') return { kind: 'resume', request: this.parse(lock.request) };
+      if (!lock.sealed && mergeable(this.parse(lock.request), request)) {
+        if (await this.merge(key, lock, request)) return { kind: 'merged', inFlight: lock.executionName };
+        continue;
+      }
       if (await this.enqueue(key, lock, request, 'claim'))
         return { kind: 'queued', inFlight: lock.executionName };
     }
@@ -391,6 +407,35 @@ export class Ledger {
       ...(lock.lockedAt ? { lockedAt: lock.lockedAt } : {}),
       queued: lock.queued?.length ?? 0,
     };
+  }
+
+  /**
+   * The execution takes the findings gathered so far: from now on, later requests queue behind it
+   * instead of merging into it. Returns the request as merged until now. Idempotent.
+   */
+  async seal(serviceKey: string, executionName: string): Promise<RemediationRequest> {
+    const key = LEDGER.serviceKey(serviceKey);
+    const notHeld = `${executionName} does not hold the lock of ${serviceKey}`;
+    let out: { Attributes?: Record<string, unknown> };
+    try {
+      out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: key,
+          UpdateExpression: 'SET #sealed = :true',
+          ConditionExpression: '#name = :name',
+          ExpressionAttributeNames: { '#sealed': 'sealed', '#name': 'executionName' },
+          ExpressionAttributeValues: { ':true': true, ':name': executionName },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+    } catch (error) {
+      if (isConditionFailure(error)) throw new LockNotHeldError(notHeld, { cause: error });
+      throw this.wrap('seal', error);
+    }
+    const lock = out.Attributes as LockItem | undefined;
+    if (!lock) throw new LockNotHeldError(notHeld);
+    return this.parse(lock.request);
   }
 
   /**
@@ -580,6 +625,42 @@ export class Ledger {
       claimedAt: this.now().toISOString(),
       version,
     };
+  }
+
+  /**
+   * Fold a request into the unsealed in-flight one, as read. False when the lock changed or was
+   * sealed since (re-read and retry); true when merged, or when it carries those findings already.
+   */
+  private async merge(key: Key, lock: LockItem, request: RemediationRequest): Promise<boolean> {
+    const current = this.parse(lock.request);
+    const carried = new Set(coverage(current));
+    if (coverage(request).every((c) => carried.has(c))) return true;
+    const merged: RemediationRequest = {
+      ...mergeRequests(current, request),
+      executionName: current.executionName,
+    };
+    return this.conditional('merge', () =>
+      this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: key,
+          UpdateExpression: 'SET #request = :request, #version = #version + :inc',
+          ConditionExpression: '#name = :holder AND #version = :version AND attribute_not_exists(#sealed)',
+          ExpressionAttributeNames: {
+            '#request': 'request',
+            '#version': 'version',
+            '#name': 'executionName',
+            '#sealed': 'sealed',
+          },
+          ExpressionAttributeValues: {
+            ':request': JSON.stringify(merged),
+            ':inc': 1,
+            ':holder': lock.executionName,
+            ':version': lock.version,
+          },
+        }),
+      ),
+    );
   }
 
   /**

@@ -109,6 +109,7 @@ export const aggregate = (
           ),
           rescanTimeoutSeconds: opts.defaults.rescanTimeoutSeconds,
           approvalTimeoutSeconds: opts.defaults.approvalTimeoutSeconds,
+          gatherSeconds: opts.defaults.gatherSeconds,
         },
         findingsCount: new Set(list.map((c) => c.finding.findingArn)).size,
         requestedAt: firstObserved,

@@ -135,6 +135,11 @@ export const createHandler = (
         MetricUnit.Count,
         outcome.results.filter((r) => r.kind === 'queued').length,
       );
+      metrics.addMetric(
+        'RemediationsMerged',
+        MetricUnit.Count,
+        outcome.results.filter((r) => r.kind === 'merged').length,
+      );
     }
     metrics.publishStoredMetrics();
 

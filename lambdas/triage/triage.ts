@@ -219,7 +219,7 @@ export interface ExecuteDeps {
 
 export type StartResult =
   | { readonly service: string; readonly kind: 'started' | 'resumed'; readonly executionName: string }
-  | { readonly service: string; readonly kind: 'queued'; readonly inFlight: string }
+  | { readonly service: string; readonly kind: 'queued' | 'merged'; readonly inFlight: string }
   | { readonly service: string; readonly kind: 'failed'; readonly error: Error };
 
 const start = async (deps: ExecuteDeps, request: RemediationRequest): Promise<string> => {
@@ -256,8 +256,8 @@ export const executePlan = async (
   for (const { request, itemIds } of plan.remediations) {
     try {
       const claim = await deps.ledger.claim(request);
-      if (claim.kind === 'queued') {
-        results.push({ service: request.service.key, kind: 'queued', inFlight: claim.inFlight });
+      if (claim.kind === 'queued' || claim.kind === 'merged') {
+        results.push({ service: request.service.key, kind: claim.kind, inFlight: claim.inFlight });
         continue;
       }
       const toStart = claim.kind === 'resume' ? claim.request : request;
@@ -273,7 +273,11 @@ export const executePlan = async (
       if (claim.kind === 'resume' && !ours.every((arn) => covered.has(arn))) {
         // The resumed request was an earlier batch's; this batch's other findings still need a run.
         const again = await deps.ledger.claim(request);
-        if (again.kind !== 'queued') throw new Error(`ledger did not queue behind ${toStart.executionName}`);
+        if (again.kind !== 'queued' && again.kind !== 'merged') {
+          throw new Error(
+            `ledger neither merged nor queued this batch's findings behind ${toStart.executionName}`,
+          );
+        }
       }
     } catch (error) {
       for (const id of itemIds) failed.add(id);

@@ -31,3 +31,29 @@ export const acquireLock = async (
       : `Another remediation held the lock of ${input.serviceKey}: this request's findings were queued behind it.`,
   };
 };
+
+export interface TakeFindingsInput {
+  readonly step: 'take-findings';
+  readonly serviceKey: string;
+  readonly executionName: string;
+  /** The execution's state so far: returned with the images and counts replaced by the gathered ones. */
+  readonly state: RemediationRequest & Record<string, unknown>;
+}
+
+/**
+ * "Take the findings gathered meanwhile": seal the lock, so that later findings queue for the next
+ * run, and continue with every finding merged into this remediation since it started. Returns the
+ * whole execution state (the definition's OutputPath takes it as is).
+ */
+export const takeGatheredFindings = async (
+  ledger: Pick<Ledger, 'seal'>,
+  input: TakeFindingsInput,
+): Promise<RemediationRequest & Record<string, unknown>> => {
+  const gathered = await ledger.seal(input.serviceKey, input.executionName);
+  return {
+    ...input.state,
+    images: gathered.images,
+    findingsCount: gathered.findingsCount,
+    requestedAt: gathered.requestedAt,
+  };
+};

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { AffectedImage } from '../shared/contracts';
 import { ConfigurationError } from '../shared/errors';
 import type { BuildEnvironmentVariable, PlannedBuild } from './state';
@@ -57,47 +58,52 @@ const env = (Name: string, Value: string): BuildEnvironmentVariable => ({ Name, 
  * "Plan the image builds": one build per affected image. Every variable is always set (empty when it
  * does not apply) so the buildspecs and the definition never meet a missing field.
  */
-export const planBuilds = (input: PlanBuildsInput, projects: BuildProjects): { builds: PlannedBuild[] } => ({
-  builds: input.images.map((image) => {
-    const arch = isArm(image.architecture) ? 'arm' : 'x86';
-    const rebuild = image.rebuild;
-    let projectName: string;
-    switch (rebuild.mode) {
-      case 'patch-os':
-        projectName = projects.patchOs[arch];
-        break;
-      case 'source':
-        projectName = projects.source[arch];
-        break;
-      case 'project':
-        projectName = rebuild.projectName;
-        break;
-      default:
-        throw new ConfigurationError(
-          `unknown rebuild mode ${JSON.stringify(rebuild)} for ${image.repository}`,
-        );
-    }
-    const targetTag = `autopatch-${shortDigest(image.imageDigest)}-${compactTime(input.startedAt)}`;
-    return {
-      image,
-      mode: rebuild.mode,
-      projectName,
-      targetTag,
-      environment: [
-        env('IMAGE_URI', `${image.repositoryUri}@${image.imageDigest}`),
-        env('REPOSITORY_URI', image.repositoryUri),
-        env('TARGET_TAG', targetTag),
-        env('TARGET_IMAGE', `${image.repositoryUri}:${targetTag}`),
-        env('REBUILD_MODE', rebuild.mode),
-        env('PACKAGE_MANAGER', packageManagerFor(image.platform)),
-        env('PLATFORM', image.platform ?? ''),
-        env('ARCHITECTURE', image.architecture ?? ''),
-        env('SOURCE_LOCATION', rebuild.mode === 'source' ? rebuild.sourceLocation : ''),
-        env('DOCKERFILE', rebuild.mode === 'source' ? (rebuild.dockerfile ?? 'Dockerfile') : ''),
-        env('AUTOPATCH_EXECUTION', input.executionName),
-        // Informational (build labels, logs): capped, so hundreds of CVEs cannot hit CodeBuild's limits.
-        env('AUTOPATCH_CVES', image.cves.join(' ').slice(0, 2_000)),
-      ],
-    };
-  }),
-});
+export const planBuilds = (input: PlanBuildsInput, projects: BuildProjects): { builds: PlannedBuild[] } => {
+  const executionHash = createHash('sha256').update(input.executionName).digest('hex').slice(0, 8);
+  return {
+    builds: input.images.map((image) => {
+      const arch = isArm(image.architecture) ? 'arm' : 'x86';
+      const rebuild = image.rebuild;
+      let projectName: string;
+      switch (rebuild.mode) {
+        case 'patch-os':
+          projectName = projects.patchOs[arch];
+          break;
+        case 'source':
+          projectName = projects.source[arch];
+          break;
+        case 'project':
+          projectName = rebuild.projectName;
+          break;
+        default:
+          throw new ConfigurationError(
+            `unknown rebuild mode ${JSON.stringify(rebuild)} for ${image.repository}`,
+          );
+      }
+      // Two services that share a base image rebuild it in their own executions, possibly in the same
+      // second: the execution's hash keeps their pushes on separate tags (and immutable-tag repositories happy).
+      const targetTag = `autopatch-${shortDigest(image.imageDigest)}-${compactTime(input.startedAt)}-${executionHash}`;
+      return {
+        image,
+        mode: rebuild.mode,
+        projectName,
+        targetTag,
+        environment: [
+          env('IMAGE_URI', `${image.repositoryUri}@${image.imageDigest}`),
+          env('REPOSITORY_URI', image.repositoryUri),
+          env('TARGET_TAG', targetTag),
+          env('TARGET_IMAGE', `${image.repositoryUri}:${targetTag}`),
+          env('REBUILD_MODE', rebuild.mode),
+          env('PACKAGE_MANAGER', packageManagerFor(image.platform)),
+          env('PLATFORM', image.platform ?? ''),
+          env('ARCHITECTURE', image.architecture ?? ''),
+          env('SOURCE_LOCATION', rebuild.mode === 'source' ? rebuild.sourceLocation : ''),
+          env('DOCKERFILE', rebuild.mode === 'source' ? (rebuild.dockerfile ?? 'Dockerfile') : ''),
+          env('AUTOPATCH_EXECUTION', input.executionName),
+          // Informational (build labels, logs): capped, so hundreds of CVEs cannot hit CodeBuild's limits.
+          env('AUTOPATCH_CVES', image.cves.join(' ').slice(0, 2_000)),
+        ],
+      };
+    }),
+  };
+};

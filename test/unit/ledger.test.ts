@@ -98,11 +98,17 @@ const rawLock = async (serviceKey: string) => {
   return out.Item ? unmarshall(out.Item) : undefined;
 };
 
-/** claim → StartExecution (not called here) → markStarted → acquire: a remediation running. */
-const running = async (request: RemediationRequest): Promise<void> => {
+/** claim → StartExecution (not called here) → markStarted → acquire: a remediation started. */
+const started = async (request: RemediationRequest): Promise<void> => {
   expect(await ledger.claim(request)).toEqual({ kind: 'claimed' });
   await ledger.markStarted(request.service.key, request.executionName, `arn:exec:${request.executionName}`);
   expect(await ledger.acquire(request.service.key, request.executionName)).toBe('acquired');
+};
+
+/** …and took the findings gathered meanwhile (seal): a remediation running, later requests queue. */
+const running = async (request: RemediationRequest): Promise<void> => {
+  await started(request);
+  await ledger.seal(request.service.key, request.executionName);
 };
 
 describe('duplicate deliveries (unseen / markSeen)', () => {
@@ -238,12 +244,30 @@ describe('claim', () => {
     expect((await ledger.getInFlight(svc))?.status).toBe('STARTING');
   });
 
-  it('queues a request behind a started remediation, once, however often it is claimed', async () => {
+  it('merges a request into a started remediation that has not taken its findings yet, once', async () => {
     // Prepare
     const svc = freshService();
     const first = requestA(svc);
-    await ledger.claim(first);
-    await ledger.markStarted(svc, first.executionName, 'arn:exec:first');
+    await started(first);
+    const later = requestC(svc);
+
+    // Act
+    const results = [await ledger.claim(later), await ledger.claim(later), await ledger.claim(later)];
+    const gathered = await ledger.seal(svc, first.executionName);
+
+    // Assess: one run carries both images; nothing queued; the run keeps its name.
+    for (const r of results) expect(r).toEqual({ kind: 'merged', inFlight: first.executionName });
+    expect(gathered.executionName).toBe(first.executionName);
+    expect(gathered.images.map((i) => i.imageDigest)).toEqual([DIGEST_A, DIGEST_B]);
+    expect(gathered.findingsCount).toBe(2);
+    expect((await rawLock(svc))?.queued).toBeUndefined();
+  });
+
+  it('queues a request behind a remediation that took its findings, once, however often it is claimed', async () => {
+    // Prepare
+    const svc = freshService();
+    const first = requestA(svc);
+    await running(first);
     const later = requestB(svc);
 
     // Act
@@ -254,6 +278,54 @@ describe('claim', () => {
     const lock = await rawLock(svc);
     expect(lock?.queued).toEqual([JSON.stringify(later)]);
     expect(lock?.queuedNames).toEqual(new Set([later.executionName]));
+    expect((await ledger.seal(svc, first.executionName)).images).toEqual(first.images);
+  });
+
+  it('queues instead of merging a request that needs an approval the started one skips', async () => {
+    // Prepare
+    const svc = freshService();
+    const first = requestA(svc);
+    await started(first);
+    const needsApproval = makeRequest(svc, [image(DIGEST_B, [['CVE-2024-0009', 'arn:finding/9']])], {
+      action: 'approve',
+    });
+
+    // Act
+    const result = await ledger.claim(needsApproval);
+
+    // Assess
+    expect(result).toEqual({ kind: 'queued', inFlight: first.executionName });
+    expect((await ledger.seal(svc, first.executionName)).images).toEqual(first.images);
+  });
+
+  it('merges every one of many concurrent requests into an unsealed remediation, none lost', async () => {
+    // Prepare
+    const svc = freshService();
+    const first = requestA(svc);
+    await started(first);
+    const requests = Array.from({ length: 6 }, (_, i) =>
+      makeRequest(svc, [image(DIGEST_B, [[`CVE-2024-30${i}`, `arn:finding/m${i}`]])]),
+    );
+
+    // Act
+    const results = await Promise.all(requests.map((r) => ledger.claim(r)));
+    const gathered = await ledger.seal(svc, first.executionName);
+
+    // Assess
+    expect(results.every((r) => r.kind === 'merged')).toBe(true);
+    expect(gathered.images.flatMap((i) => i.findingArns).sort()).toEqual(
+      ['arn:finding/1', ...requests.map((_, i) => `arn:finding/m${i}`)].sort(),
+    );
+  });
+
+  it('refuses to seal a lock the execution does not hold', async () => {
+    // Prepare
+    const svc = freshService();
+    await started(requestA(svc));
+
+    // Act / Assess
+    await expect(ledger.seal(svc, 'someone-else')).rejects.toMatchObject({ name: 'LockNotHeldError' });
+    await expect(ledger.seal(freshService(), 'nobody')).rejects.toMatchObject({ name: 'LockNotHeldError' });
   });
 
   it('does not queue a request whose findings are already in flight or queued', async () => {

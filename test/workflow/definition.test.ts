@@ -152,6 +152,7 @@ describe('the remediation definition', () => {
   it('names its Task states (the simulation routes them by name)', () => {
     expect(taskStateNames(definition)).toEqual([
       'Acquire the service lock',
+      'Take the findings gathered meanwhile',
       'Wait for approval',
       'Plan the image builds',
       'Build the patched image',

@@ -1,3 +1,4 @@
+import type { RemediationRequest } from '../../lambdas/shared/contracts';
 import {
   allStates,
   BUILD_LOG_LINK,
@@ -22,6 +23,9 @@ import {
 const START = [
   'Acquire the service lock',
   'Another remediation in flight?',
+  'Gather the rest of the burst?',
+  'Wait for the rest of the burst',
+  'Take the findings gathered meanwhile',
   'Maintenance window?',
   'Approval required?',
 ];
@@ -170,6 +174,45 @@ describe('remediation workflow paths', () => {
     released(account, run);
   });
 
+  it('builds what was gathered during the wait: findings merged meanwhile are planned and reported', async () => {
+    // Prepare: while the execution waits, triage merged a second image into its lock.
+    const extra = image({
+      repository: 'shared/envoy',
+      repositoryUri: '123456789012.dkr.ecr.eu-central-1.amazonaws.com/shared/envoy',
+      imageDigest: `sha256:${'e'.repeat(64)}`,
+      containers: ['envoy'],
+      cves: ['CVE-2024-7777'],
+    });
+    const account = new FakeAccount().on('Take the findings gathered meanwhile', (input) => {
+      const { state } = input as unknown as { state: RemediationRequest };
+      return { ...state, images: [...state.images, extra], findingsCount: 2 };
+    });
+
+    // Act
+    const run = await runWorkflow(remediationRequest(), account);
+
+    // Assess
+    expect(run.states.at(-1)).toBe('Patched');
+    const planned = run.calls.get('Plan the image builds')?.[0] as { images: Array<{ repository: string }> };
+    expect(planned.images.map((i) => i.repository)).toEqual([image().repository, 'shared/envoy']);
+    expect((run.output as { cves: string[] }).cves).toContain('CVE-2024-7777');
+  });
+
+  it('skips the gathering wait when the target sets none (gatherSeconds 0 or a request from before it existed)', async () => {
+    const base = remediationRequest();
+    const { gatherSeconds: _omit, ...withoutGather } = base.target;
+    for (const target of [{ ...base.target, gatherSeconds: 0 }, withoutGather]) {
+      const run = await runWorkflow(remediationRequest({ target }), new FakeAccount());
+      expect(run.states.slice(0, 4)).toEqual([
+        'Acquire the service lock',
+        'Another remediation in flight?',
+        'Gather the rest of the burst?',
+        'Take the findings gathered meanwhile',
+      ]);
+      expect(run.states.at(-1)).toBe('Patched');
+    }
+  });
+
   it('waits for the maintenance window first when notBefore is set', async () => {
     const account = new FakeAccount();
     const run = await runWorkflow(
@@ -179,10 +222,8 @@ describe('remediation workflow paths', () => {
       account,
     );
 
-    expect(run.states.slice(0, 6)).toEqual([
-      'Acquire the service lock',
-      'Another remediation in flight?',
-      'Maintenance window?',
+    expect(run.states.slice(0, 9)).toEqual([
+      ...START.slice(0, -1),
       'Wait for the maintenance window',
       'Approval required?',
       'Plan the image builds',
@@ -420,6 +461,9 @@ const REACH: Record<
   { approve?: boolean; setup?: (a: FakeAccount) => void; path: readonly string[] }
 > = {
   'Acquire the service lock': { path: ['Acquire the service lock', 'The remediation failed'] },
+  'Take the findings gathered meanwhile': {
+    path: ['Take the findings gathered meanwhile', 'The remediation failed'],
+  },
   'Wait for approval': { approve: true, path: ['Wait for approval', 'The remediation failed'] },
   'Plan the image builds': { path: ['Plan the image builds', 'The remediation failed'] },
   'Build the patched image': {

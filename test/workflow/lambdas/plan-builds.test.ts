@@ -8,6 +8,19 @@ const env = (build: ReturnType<typeof plan>[number] | undefined) =>
   Object.fromEntries((build?.environment ?? []).map((v) => [v.Name, v.Value]));
 
 describe('planBuilds', () => {
+  it('gives two executions that rebuild the same image in the same second different tags', () => {
+    const at = '2024-09-04T16:55:38.411Z';
+    const [cart] = planBuilds(
+      { images: [image()], executionName: 'cart-1', startedAt: at },
+      FAKE_PROJECTS,
+    ).builds;
+    const [orders] = planBuilds(
+      { images: [image()], executionName: 'orders-1', startedAt: at },
+      FAKE_PROJECTS,
+    ).builds;
+    expect(cart?.targetTag).not.toBe(orders?.targetTag);
+  });
+
   it.each([
     ['DEBIAN_12', 'apt'],
     ['UBUNTU_22_04', 'apt'],
@@ -30,7 +43,8 @@ describe('planBuilds', () => {
 
     expect(arm?.projectName).toBe('PatchOsArmProject');
     expect(x86?.projectName).toBe('PatchOsX86Project');
-    expect(arm?.targetTag).toBe(`autopatch-${'a1'.repeat(6)}-20240904T165538Z`);
+    expect(arm?.targetTag).toMatch(new RegExp(`^autopatch-${'a1'.repeat(6)}-20240904T165538Z-[0-9a-f]{8}$`));
+    expect(plan([image({ architecture: 'arm64' })])[0]?.targetTag).toBe(arm?.targetTag);
     expect(env(arm)).toEqual(
       expect.objectContaining({
         IMAGE_URI: `${image().repositoryUri}@${image().imageDigest}`,
