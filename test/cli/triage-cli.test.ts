@@ -1,0 +1,71 @@
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parsePolicy } from '../../lambdas/triage/policy';
+
+const ROOT = join(__dirname, '..', '..');
+const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
+
+/** `npm run triage -- …` without npm's own start-up: the same entry point a user runs. */
+const triage = (...args: string[]) => {
+  const out = spawnSync(TSX, [join(ROOT, 'bin', 'triage.ts'), ...args], { cwd: ROOT, encoding: 'utf8' });
+  return { status: out.status, stdout: out.stdout, stderr: out.stderr };
+};
+
+interface TriageOutput {
+  findings: Array<{ id: string; action: string; reason: string; services: string[] }>;
+  remediations: Array<{ service: string; images: Array<{ cves: string[] }>; executionName: string }>;
+}
+
+describe('npm run triage', () => {
+  const events = readdirSync(join(ROOT, 'examples', 'events')).map((f) => join('examples', 'events', f));
+
+  it('decides every example event, rejects the bad ones with their reason, and plans one run per service', () => {
+    // Act
+    const run = triage('--inventory', 'examples/inventory.json', '--now', '2024-09-04T17:00:00Z', ...events);
+
+    // Assess
+    expect(run.status).toBe(0);
+    const out = JSON.parse(run.stdout) as TriageOutput;
+    expect(out.findings).toHaveLength(events.length + 1); // critical-envoy-sidecar.json holds two events
+    const byId = new Map(out.findings.map((f) => [f.id, f]));
+    expect(byId.get('examples/events/not-json.json')).toMatchObject({ action: 'reject' });
+    expect(byId.get('examples/events/malformed.json')?.reason).toMatch(/detail\.severity/);
+    expect(byId.get('examples/events/image-nothing-runs.json')?.reason).toMatch(/no ECS service runs/);
+    const services = out.remediations.map((r) => r.service);
+    expect(services.sort()).toEqual(['prod/checkout', 'prod/ledger-api']);
+    expect(new Set(services).size).toBe(services.length);
+    for (const r of out.remediations) expect(r.executionName).toMatch(/^[A-Za-z0-9_-]{1,80}$/);
+  });
+
+  it('applies the example policy, which itself is valid', () => {
+    // Prepare
+    expect(() =>
+      parsePolicy(JSON.parse(readFileSync(join(ROOT, 'examples', 'policy.json'), 'utf8'))),
+    ).not.toThrow();
+
+    // Act
+    const run = triage(
+      '--inventory',
+      'examples/inventory.json',
+      '--policy',
+      'examples/policy.json',
+      '--now',
+      '2024-09-04T17:00:00Z',
+      'examples/events/low-notify.json',
+    );
+
+    // Assess
+    expect(run.status).toBe(0);
+    const [low] = (JSON.parse(run.stdout) as TriageOutput).findings;
+    expect(low).toMatchObject({ action: 'ignore', reason: expect.stringMatching(/low-noise/) });
+  });
+
+  it('exits 2 with the usage on bad command-line use', () => {
+    for (const args of [[], ['--inventory', 'examples/inventory.json'], ['--bogus', 'x']]) {
+      const run = triage(...args);
+      expect(run.status).toBe(2);
+      expect(run.stderr).toMatch(/usage: npm run triage/);
+    }
+  });
+});
