@@ -22,6 +22,7 @@ import {
 import { LEDGER } from '../lambdas/shared/contracts';
 import { ConfigurationError } from '../lambdas/shared/errors';
 import { DEFAULT_POLICY, parsePolicy } from '../lambdas/triage/policy';
+import { type AutopatchAlarmsOptions, AutopatchDashboard } from './dashboard';
 import { Intake } from './intake';
 import { Notifications } from './notifications';
 import {
@@ -116,6 +117,23 @@ export interface AutopatchProps {
    * @default RemovalPolicy.RETAIN
    */
   readonly ledgerRemovalPolicy?: RemovalPolicy;
+  /**
+   * The alarms on Autopatch itself (dead letters, triage errors, failed executions, incomplete
+   * rollbacks), sent to the notification topic. Each links to its docs/runbook.md entry.
+   * @default - every alarm, with its default threshold
+   */
+  readonly alarms?: AutopatchAlarmsOptions;
+  /**
+   * Name of the on-call CloudWatch dashboard.
+   * @default - a name CloudFormation generates
+   */
+  readonly dashboardName?: string;
+  /**
+   * The account's alias (or the short name people know it by), shown next to the account id in
+   * approval requests and outcome notifications.
+   * @default - the account id only
+   */
+  readonly accountAlias?: string;
 }
 
 /** Tag looked for when `discoverByTag` is not given. */
@@ -160,6 +178,8 @@ export class Autopatch extends Construct {
   public readonly workflow: RemediationWorkflow;
   /** The remediation state machine (`workflow.stateMachine`). */
   public readonly stateMachine: sfn.StateMachine;
+  /** The on-call dashboard and the alarms on Autopatch itself (`dashboard.alarms`). */
+  public readonly dashboard: AutopatchDashboard;
 
   constructor(scope: Construct, id: string, props: AutopatchProps = {}) {
     super(scope, id);
@@ -210,6 +230,7 @@ export class Autopatch extends Construct {
       serviceTag: resolved.discoverByTag,
       defaults: resolved.defaults,
       logRetention: resolved.logRetention,
+      ...(props.accountAlias ? { accountAlias: props.accountAlias } : {}),
     });
     this.stateMachine = this.workflow.stateMachine;
 
@@ -224,6 +245,18 @@ export class Autopatch extends Construct {
     });
     this.triageFunction = triage.function;
     this.triageLogGroup = triage.logGroup;
+
+    this.dashboard = new AutopatchDashboard(this, 'Dashboard', {
+      queue: this.queue,
+      deadLetterQueue: this.deadLetterQueue,
+      eventsDeadLetterQueue: this.workflow.eventsDeadLetterQueue,
+      triageFunction: this.triageFunction,
+      stateMachine: this.stateMachine,
+      topic: this.topic,
+      finishLogGroup: this.workflow.functionLogGroups.finish,
+      ...(props.dashboardName ? { dashboardName: props.dashboardName } : {}),
+      ...(props.alarms ? { alarms: props.alarms } : {}),
+    });
   }
 
   /**

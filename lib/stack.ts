@@ -1,12 +1,13 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { Stack, type StackProps, Tags } from 'aws-cdk-lib';
+import { CfnOutput, Stack, type StackProps, Tags } from 'aws-cdk-lib';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { z } from 'zod';
 import type { TargetConfigInput } from '../lambdas/shared/config';
 import { ConfigurationError } from '../lambdas/shared/errors';
 import { Autopatch, type AutopatchProps, type ServiceTag, type WorkflowDefaultsInput } from './autopatch';
+import type { AutopatchAlarmsOptions } from './dashboard';
 
 /** Context key holding the settings (cdk.json `context.autopatch`, or `-c autopatch='{...}'`). */
 export const CONTEXT_KEY = 'autopatch';
@@ -26,6 +27,8 @@ const contextSchema = z.strictObject({
   workflowDefaults: z.custom<WorkflowDefaultsInput>().optional(),
   logRetentionDays: z.custom<logs.RetentionDays>().optional(),
   triageConcurrency: z.custom<number>().optional(),
+  alarms: z.custom<AutopatchAlarmsOptions>().optional(),
+  accountAlias: z.custom<string>().optional(),
 });
 
 const readJsonFile = (file: string, what: string): unknown => {
@@ -94,6 +97,8 @@ export const autopatchPropsFromContext = (scope: Construct): AutopatchProps => {
     ...(context.workflowDefaults !== undefined ? { workflowDefaults: context.workflowDefaults } : {}),
     ...(context.logRetentionDays !== undefined ? { logRetention: context.logRetentionDays } : {}),
     ...(context.triageConcurrency !== undefined ? { triageConcurrency: context.triageConcurrency } : {}),
+    ...(context.alarms !== undefined ? { alarms: context.alarms } : {}),
+    ...(context.accountAlias !== undefined ? { accountAlias: context.accountAlias } : {}),
   };
 };
 
@@ -116,6 +121,15 @@ export class AutopatchStack extends Stack {
       ...props,
     });
     this.autopatch = new Autopatch(this, 'Autopatch', props.autopatch ?? autopatchPropsFromContext(this));
+    // What `npm run approve -- <execution> --approve --table <LedgerTableName>` needs.
+    new CfnOutput(this, 'LedgerTableName', {
+      value: this.autopatch.ledger.tableName,
+      description: 'Autopatch ledger table (npm run approve --table, or AUTOPATCH_LEDGER_TABLE)',
+    });
+    new CfnOutput(this, 'DashboardName', {
+      value: this.autopatch.dashboard.dashboard.dashboardName,
+      description: 'Autopatch on-call dashboard (CloudWatch console → Dashboards)',
+    });
     Tags.of(this).add('application', 'autopatch');
     Tags.of(this).add('managed-by', 'aws-cdk');
   }

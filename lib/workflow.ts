@@ -42,6 +42,8 @@ export interface RemediationWorkflowProps {
   readonly stateMachineName?: string;
   /** @default logs.RetentionDays.ONE_YEAR */
   readonly logRetention?: logs.RetentionDays;
+  /** Shown next to the account id in approval requests and outcome notifications. @default - the id only */
+  readonly accountAlias?: string;
 }
 
 /** The rescan poll of "Verify the patched image by rescan" (its first Retry): 20 s × 1.5ⁿ, at most 300 s apart. */
@@ -198,6 +200,7 @@ export class RemediationWorkflow extends Construct {
           TOPIC_ARN: props.topic.topicArn,
           POWERTOOLS_SERVICE_NAME: 'autopatch-workflow',
           NODE_OPTIONS: '--enable-source-maps',
+          ...(props.accountAlias ? { ACCOUNT_ALIAS: props.accountAlias } : {}),
         },
         // The SDK is bundled (not taken from the runtime): the ECS service-deployment APIs need the
         // pinned client versions, and TOOLCHAIN.md measured no load-time cost.

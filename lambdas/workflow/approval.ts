@@ -18,6 +18,33 @@ export interface ResolveApprovalResult {
   readonly decision: 'approved' | 'rejected';
 }
 
+/** An execution as an approver names it: by name, or by ARN (which also says where it runs). */
+export interface ExecutionRef {
+  readonly name: string;
+  readonly arn?: string;
+  readonly region?: string;
+}
+
+/** Step Functions execution names: 1 to 80 characters, no whitespace, no wildcard or delimiter characters. */
+const EXECUTION_NAME = /^[^\s<>{}[\]?*"#%\\^|~`$&,;:/]{1,80}$/;
+const EXECUTION_ARN = /^arn:[\w-]+:states:([a-z0-9-]+):\d{12}:execution:[^:]+:([^:]+)$/;
+
+/**
+ * Read an execution name or ARN (`arn:aws:states:<region>:<account>:execution:<state machine>:<name>`).
+ * The ledger keys approvals by name; the ARN's Region tells the CLI where to look. Undefined when it
+ * is neither. Pure.
+ */
+export const parseExecutionRef = (ref: string): ExecutionRef | undefined => {
+  const trimmed = ref.trim();
+  const arn = EXECUTION_ARN.exec(trimmed);
+  if (arn) {
+    const [, region = '', name = ''] = arn;
+    return EXECUTION_NAME.test(name) ? { name, arn: trimmed, region } : undefined;
+  }
+  if (trimmed.startsWith('arn:')) return undefined;
+  return EXECUTION_NAME.test(trimmed) ? { name: trimmed } : undefined;
+};
+
 /** Errors that mean the execution no longer waits for this answer. */
 const GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
 

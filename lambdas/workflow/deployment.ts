@@ -38,7 +38,11 @@ export type Assessment =
 /** Statuses in which ECS is still moving: wait for the next event. */
 const MOVING = new Set(['ROLLBACK_REQUESTED', 'ROLLBACK_IN_PROGRESS', 'STOP_REQUESTED']);
 
-const firingAlarm = async (cloudwatch: DeploymentClients['cloudwatch'], names: readonly string[]) => {
+/** The first watched alarm in ALARM (by name), with when it entered ALARM. */
+const firingAlarm = async (
+  cloudwatch: DeploymentClients['cloudwatch'],
+  names: readonly string[],
+): Promise<{ name: string; since?: Date } | undefined> => {
   // DescribeAlarms takes at most 100 names per call.
   for (let i = 0; i < names.length; i += 100) {
     const out = await awsCall('cloudwatch DescribeAlarms', () =>
@@ -51,9 +55,15 @@ const firingAlarm = async (cloudwatch: DeploymentClients['cloudwatch'], names: r
       ),
     );
     const firing = [...(out.MetricAlarms ?? []), ...(out.CompositeAlarms ?? [])]
-      .map((a) => a.AlarmName)
-      .filter((n): n is string => n !== undefined);
-    if (firing.length > 0) return firing.sort()[0];
+      .filter((a): a is typeof a & { AlarmName: string } => a.AlarmName !== undefined)
+      .sort((a, b) => (a.AlarmName < b.AlarmName ? -1 : a.AlarmName > b.AlarmName ? 1 : 0));
+    const first = firing[0];
+    if (first) {
+      return {
+        name: first.AlarmName,
+        ...(first.StateUpdatedTimestamp ? { since: first.StateUpdatedTimestamp } : {}),
+      };
+    }
   }
   return undefined;
 };
@@ -144,15 +154,20 @@ export const assessDeployment = async (
   const status = deployment.status ?? 'UNKNOWN';
   if (!MOVING.has(status)) {
     const triggered = deployment.alarms?.triggeredAlarmNames?.[0];
-    const alarmName = triggered ?? (await firingAlarm(clients.cloudwatch, alarmNames));
-    if (alarmName) {
+    const firing: { name: string; since?: Date } | undefined = triggered
+      ? { name: triggered }
+      : await firingAlarm(clients.cloudwatch, alarmNames);
+    if (firing) {
       return {
         decided: true,
         result: {
           status: 'ALARM',
-          alarmName,
+          alarmName: firing.name,
           deploymentArn,
-          reason: `Alarm ${alarmName} is in ALARM during the bake of deployment ${deploymentArn}.`,
+          reason: `Alarm ${firing.name} is in ALARM during the bake of deployment ${deploymentArn}.`,
+          // For the alarm → rollback metric (the finish Lambda): the rollback request follows this decision.
+          ...(firing.since ? { alarmAt: firing.since.toISOString() } : {}),
+          decidedAt: new Date().toISOString(),
         },
         alarmNames,
       };

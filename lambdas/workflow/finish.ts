@@ -2,9 +2,10 @@ import { type EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventb
 import { ExecutionAlreadyExists, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
-import { type Outcome, type RemediationRequest, severityRank } from '../shared/contracts';
+import { type Outcome, type RemediationRequest, type Severity, severityRank } from '../shared/contracts';
 import type { Ledger } from '../shared/ledger';
-import { awsCall, links } from './aws';
+import { METRIC_DIMENSIONS, METRICS, type MetricDatum } from '../shared/metrics';
+import { awsCall, links, regionOf } from './aws';
 import type { StateError, WorkflowState } from './state';
 
 export const OUTCOME_EVENT = { source: 'autopatch', detailType: 'Autopatch Remediation Outcome' } as const;
@@ -43,7 +44,18 @@ export interface Summary {
   readonly driftParameters?: readonly string[];
   /** The remediation queued behind this one, started on release. */
   readonly next?: string;
-  readonly links: { readonly execution: string; readonly service: string };
+  /** Where it ran: the account (with its alias when the construct was given one) and Region. */
+  readonly account: { readonly id: string; readonly alias?: string };
+  readonly region: string;
+  /** Worst severity among the findings. */
+  readonly severity?: Severity;
+  /** Console links: the execution, the service, each build (or its project's history) and each image's findings. */
+  readonly links: {
+    readonly execution: string;
+    readonly service: string;
+    readonly builds: readonly string[];
+    readonly findings: readonly string[];
+  };
 }
 
 export interface FinishResult {
@@ -61,6 +73,8 @@ export interface FinishDeps {
   readonly topicArn: string;
   /** @default 'default' */
   readonly eventBusName?: string;
+  /** The account's alias, shown next to its id in notifications. @default - the id only */
+  readonly accountAlias?: string;
   readonly now?: () => Date;
 }
 
@@ -96,7 +110,9 @@ export const errorText = (error: StateError | undefined): string => {
 };
 
 /** A failed CodeBuild build, from the startBuild.sync failure Cause (the build as JSON). */
-export const describeBuildFailure = (cause: string | undefined): { text: string; logLink?: string } => {
+export const describeBuildFailure = (
+  cause: string | undefined,
+): { text: string; logLink?: string; buildId?: string } => {
   const build = asRecord(parseJson(cause)?.Build);
   if (!build) return { text: `the build failed: ${clip(cause ?? 'no details', 1_000)}` };
   const logs = asRecord(build.Logs);
@@ -107,12 +123,51 @@ export const describeBuildFailure = (cause: string | undefined): { text: string;
   );
   const contexts = Array.isArray(failed?.Contexts) ? failed.Contexts.map(asRecord) : [];
   const message = contexts.map((c) => asString(c?.Message)).find(Boolean);
+  const buildId = asString(build.Id);
   const text = [
-    `build ${asString(build.Id) ?? asString(build.Arn) ?? '(unknown id)'} ended ${asString(build.BuildStatus) ?? 'FAILED'}`,
+    `build ${buildId ?? asString(build.Arn) ?? '(unknown id)'} ended ${asString(build.BuildStatus) ?? 'FAILED'}`,
     failed ? ` in phase ${asString(failed.PhaseType)}` : '',
     message ? `: ${clip(message, 500)}` : '',
   ].join('');
-  return { text, ...(logLink ? { logLink } : {}) };
+  return { text, ...(logLink ? { logLink } : {}), ...(buildId ? { buildId } : {}) };
+};
+
+/** The account an ARN lives in (arn:partition:service:region:account:...). */
+export const accountOf = (arn: string): string => arn.split(':')[4] ?? '';
+
+const consoleHost = (region: string): string => `https://${region}.console.aws.amazon.com`;
+
+/** Console links the notifications add to those in ./aws (builds and Inspector findings). */
+export const consoleLinks = {
+  /** A CodeBuild build, from its id (`<project>:<uuid>`). */
+  build: (region: string, account: string, buildId: string): string => {
+    const project = buildId.split(':')[0] ?? buildId;
+    return `${consoleHost(region)}/codesuite/codebuild/${account}/projects/${encodeURIComponent(project)}/build/${encodeURIComponent(buildId)}/?region=${region}`;
+  },
+  /** A CodeBuild project's build history, when the build's id is not known. */
+  buildHistory: (region: string, account: string, projectName: string): string =>
+    `${consoleHost(region)}/codesuite/codebuild/${account}/projects/${encodeURIComponent(projectName)}/history?region=${region}`,
+  /** Amazon Inspector's findings for one container image (repository and digest). */
+  imageFindings: (region: string, repository: string, digest: string): string =>
+    `${consoleHost(region)}/inspector/v2/home?region=${region}#/findings/container-image/${encodeURIComponent(`${repository}/${digest}`)}`,
+};
+
+/** Links to every build of this remediation: the build itself when known, else its project's history. */
+const buildLinks = (state: WorkflowState, region: string, account: string): string[] => {
+  const found = new Set<string>();
+  const projectsWithBuild = new Set<string>();
+  const addBuild = (buildId: string) => {
+    found.add(consoleLinks.build(region, account, buildId));
+    projectsWithBuild.add(buildId.split(':')[0] ?? buildId);
+  };
+  for (const p of state.patched ?? []) if (p.buildId) addBuild(p.buildId);
+  const failed = state.error?.Error === 'BuildFailed' ? describeBuildFailure(state.error.Cause) : undefined;
+  if (failed?.buildId) addBuild(failed.buildId);
+  for (const b of state.plan?.builds ?? []) {
+    if (!projectsWithBuild.has(b.projectName))
+      found.add(consoleLinks.buildHistory(region, account, b.projectName));
+  }
+  return [...found];
 };
 
 const hours = (seconds: number): string => {
@@ -240,11 +295,17 @@ export const explain = (input: FinishInput): { reason: string; cause: string } =
   }
 };
 
+const worstSeverity = (state: WorkflowState): Severity | undefined =>
+  [...state.images].sort((a, b) => severityRank(a.severity) - severityRank(b.severity))[0]?.severity;
+
 /** The summary of an outcome, without `next` (known only after the release). Pure. */
-export const summarise = (input: FinishInput): FinishResult => {
+export const summarise = (input: FinishInput, accountAlias?: string): FinishResult => {
   const { state } = input;
   const { reason, cause } = explain(input);
   const patched = input.outcome === 'Patched';
+  const region = regionOf(input.executionArn);
+  const account = accountOf(input.executionArn);
+  const severity = worstSeverity(state);
   const summary: Summary = {
     outcome: input.outcome,
     service: state.service.key,
@@ -269,37 +330,58 @@ export const summarise = (input: FinishInput): FinishResult => {
           ),
         }
       : {}),
+    account: { id: account, ...(accountAlias ? { alias: accountAlias } : {}) },
+    region,
+    ...(severity ? { severity } : {}),
     links: {
       execution: links.execution(input.executionArn),
       service: links.service(state.service.clusterArn, state.service.serviceName),
+      builds: buildLinks(state, region, account),
+      findings: state.images.map((i) => consoleLinks.imageFindings(region, i.repository, i.imageDigest)),
     },
   };
   return { summary, cause: clip(cause, MAX_CAUSE) };
 };
 
-/** The notification people read. Pure. */
+/** Outcomes whose reason says it all; the others get the full Cause (what happened, the service's state, what to do). */
+const SELF_EXPLAINED: ReadonlySet<Outcome> = new Set(['Patched', 'Rejected', 'Superseded']);
+
+/**
+ * The notification people read: one per remediation outcome, however many findings it covered. It
+ * carries the context to act without opening anything first (account, Region, service, CVEs with
+ * severity, old and new digests, outcome and reason) and the console links to open next. Pure.
+ */
 export const outcomeMessage = (
   input: FinishInput,
   result: FinishResult,
 ): { subject: string; message: string } => {
   const { summary } = result;
-  const worst = [...input.state.images].sort((a, b) => severityRank(a.severity) - severityRank(b.severity))[0]
-    ?.severity;
+  const { state } = input;
+  const account = summary.account.alias
+    ? `${summary.account.id} (${summary.account.alias})`
+    : summary.account.id;
   const lines = [
     `Outcome: ${summary.outcome}`,
     `Service: ${summary.service}`,
-    `CVEs: ${summary.cves.join(', ')}${worst ? ` (worst ${worst})` : ''}`,
-    `CVEs closed: ${summary.cvesClosed.length > 0 ? summary.cvesClosed.join(', ') : 'none'}`,
+    `Account: ${account}`,
+    `Region:  ${summary.region}`,
+    `CVEs:    ${summary.cves.join(', ')}${summary.severity ? ` (worst ${summary.severity})` : ''}`,
+    `Closed:  ${summary.cvesClosed.length > 0 ? summary.cvesClosed.join(', ') : 'none'}`,
     '',
-    summary.outcome === 'Patched' || summary.outcome === 'Rejected' || summary.outcome === 'Superseded'
-      ? summary.reason
-      : result.cause,
+    SELF_EXPLAINED.has(summary.outcome) ? summary.reason : result.cause,
     '',
-    'Images:',
-    ...summary.images.map(
-      (i) =>
-        `- ${i.repository} (${i.containers.join(', ')}): ${i.oldDigest} -> ${i.newDigest ?? 'unchanged'}`,
-    ),
+    'Images (old digest -> new digest):',
+    ...summary.images.flatMap((change, i) => {
+      const image = state.images[i];
+      return [
+        `- ${change.repository} (${change.containers.join(', ')}): ${change.oldDigest} -> ${change.newDigest ?? 'unchanged'}`,
+        ...(image
+          ? [
+              `  ${image.severity}: ${image.cves.join(', ')} (${image.findingArns.length} finding${image.findingArns.length === 1 ? '' : 's'})`,
+            ]
+          : []),
+      ];
+    }),
   ];
   if (summary.driftParameters && summary.driftParameters.length > 0) {
     lines.push(
@@ -311,9 +393,68 @@ export const outcomeMessage = (
     );
   }
   if (summary.next) lines.push('', `Started the remediation queued behind this one: ${summary.next}`);
-  lines.push('', `Execution: ${summary.links.execution}`, `Service:   ${summary.links.service}`);
+  lines.push(
+    '',
+    `Execution: ${summary.links.execution}`,
+    `Service:   ${summary.links.service}`,
+    ...summary.links.builds.map((l) => `Build:     ${l}`),
+    ...summary.links.findings.map((l) => `Findings:  ${l}`),
+    `Runbook:   docs/runbook.md#${summary.outcome.toLowerCase()}`,
+  );
   const subject = `[Autopatch] ${summary.outcome}: ${summary.service}`;
   return { subject: clip(subject, 100), message: lines.join('\n') };
+};
+
+const secondsBetween = (from: string | undefined, to: string | Date | undefined): number | undefined => {
+  if (!from || !to) return undefined;
+  const start = Date.parse(from);
+  const end = typeof to === 'string' ? Date.parse(to) : to.getTime();
+  if (Number.isNaN(start) || Number.isNaN(end) || end < start) return undefined;
+  return Math.round((end - start) / 1000);
+};
+
+/**
+ * A rollback was needed and Autopatch did not see the service get back to its previous revision: ECS
+ * was still rolling back when the wait ran out, putting the service back failed, or Autopatch started
+ * putting it back (a rollback or a redeploy of the previous revision) and ended without confirmation.
+ * Pure.
+ */
+export const rollbackIncomplete = (state: WorkflowState): boolean => {
+  if (state.error?.Error === 'RollbackTimedOut') return true;
+  if (state.recoveryError) return true;
+  return state.recovery !== undefined && state.recovery.action !== 'nothing-to-do';
+};
+
+/**
+ * The metrics of one outcome (namespace Autopatch, service autopatch-workflow): the outcome count,
+ * finding → patched, alarm → rollback decision, and whether a rollback was left incomplete (0 or 1,
+ * so the alarm on it has data). Pure.
+ */
+export const outcomeMetrics = (input: FinishInput, now: Date): MetricDatum[] => {
+  const { state, outcome } = input;
+  const data: MetricDatum[] = [
+    {
+      name: METRICS.remediations,
+      unit: 'Count',
+      value: 1,
+      dimensions: { [METRIC_DIMENSIONS.outcome]: outcome },
+    },
+  ];
+  if (outcome === 'Patched') {
+    const seconds = secondsBetween(state.requestedAt, now);
+    if (seconds !== undefined) data.push({ name: METRICS.timeToPatched, unit: 'Seconds', value: seconds });
+  }
+  const watch = state.watch;
+  if (watch?.status === 'ALARM') {
+    const seconds = secondsBetween(watch.alarmAt, watch.decidedAt);
+    if (seconds !== undefined) data.push({ name: METRICS.alarmToRollback, unit: 'Seconds', value: seconds });
+  }
+  data.push({
+    name: METRICS.rollbacksIncomplete,
+    unit: 'Count',
+    value: rollbackIncomplete(state) ? 1 : 0,
+  });
+  return data;
 };
 
 const startNext = async (
@@ -353,7 +494,7 @@ const startNext = async (
 export const finish = async (input: FinishInput, deps: FinishDeps): Promise<FinishResult> => {
   const now = deps.now ?? (() => new Date());
   const { state, outcome } = input;
-  const base = summarise(input);
+  const base = summarise(input, deps.accountAlias);
 
   if (!input.releaseOnly) {
     const finishedAt = now().toISOString();
@@ -454,6 +595,9 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
             kind: { DataType: 'String', StringValue: 'outcome' },
             outcome: { DataType: 'String', StringValue: outcome },
             service: { DataType: 'String', StringValue: state.service.key },
+            ...(result.summary.severity
+              ? { severity: { DataType: 'String', StringValue: result.summary.severity } }
+              : {}),
           },
         }),
       ),

@@ -2,6 +2,7 @@ import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { severityRank } from '../shared/contracts';
 import type { Ledger } from '../shared/ledger';
 import { awsCall, links, regionOf } from './aws';
+import { accountOf, consoleLinks } from './finish';
 import type { WorkflowState } from './state';
 
 export interface RequestApprovalInput {
@@ -15,27 +16,44 @@ export interface RequestApprovalDeps {
   readonly sns: Pick<SNSClient, 'send'>;
   readonly ledger: Pick<Ledger, 'putTaskToken'>;
   readonly topicArn: string;
+  /** The ledger table, named in the approve/reject commands so they work as pasted. @default - not named */
+  readonly tableName?: string;
+  /** The account's alias, shown next to its id. @default - the id only */
+  readonly accountAlias?: string;
 }
 
-/** The command an approver runs (bin/approve.ts). */
-export const approveCommand = (executionName: string): { approve: string; reject: string } => ({
-  approve: `npm run approve -- ${executionName} --approve`,
-  reject: `npm run approve -- ${executionName} --reject --reason "<why>"`,
-});
+/**
+ * The commands an approver runs (bin/approve.ts). Given the execution ARN (which carries the Region)
+ * and the ledger table, they work as pasted from any shell with credentials for the account.
+ */
+export const approveCommand = (
+  execution: string,
+  tableName?: string,
+): { approve: string; reject: string } => {
+  const table = tableName ? ` --table ${tableName}` : '';
+  return {
+    approve: `npm run approve -- ${execution} --approve${table}`,
+    reject: `npm run approve -- ${execution} --reject --reason "<why>"${table}`,
+  };
+};
 
 /** The approval request, written for the person who has to decide. Pure. */
 export const approvalMessage = (
   input: Omit<RequestApprovalInput, 'taskToken'>,
+  context: { readonly tableName?: string; readonly accountAlias?: string } = {},
 ): { subject: string; message: string } => {
   const { request } = input;
   const cves = [...new Set(request.images.flatMap((i) => i.cves))].sort();
   const region = regionOf(input.executionArn);
-  const commands = approveCommand(input.executionName);
+  const account = accountOf(input.executionArn);
+  const commands = approveCommand(input.executionArn, context.tableName);
   const hours = Math.round((request.target.approvalTimeoutSeconds / 3600) * 10) / 10;
   const lines = [
     `Autopatch wants to patch ECS service ${request.service.key} and needs your approval.`,
     '',
     `Why: ${request.decision.reason}`,
+    `Account: ${account}${context.accountAlias ? ` (${context.accountAlias})` : ''}`,
+    `Region: ${region}`,
     `CVEs (${cves.length}): ${cves.join(', ')}`,
     `Findings: ${request.findingsCount}`,
     '',
@@ -43,7 +61,9 @@ export const approvalMessage = (
     ...request.images.map(
       (i) =>
         `- ${i.repository}@${i.imageDigest} (containers ${i.containers.join(', ')}; worst severity ${i.severity}; ` +
-        `rebuild ${i.rebuild.mode}; CVEs ${i.cves.join(', ')})\n  ${links.image(region, i.registry, i.repository, i.imageDigest)}`,
+        `rebuild ${i.rebuild.mode}; CVEs ${i.cves.join(', ')})\n` +
+        `  image:    ${links.image(region, i.registry, i.repository, i.imageDigest)}\n` +
+        `  findings: ${consoleLinks.imageFindings(region, i.repository, i.imageDigest)}`,
     ),
     '',
     'If approved, Autopatch rebuilds these images, proves the fix with an Inspector rescan, deploys the ' +
@@ -51,6 +71,7 @@ export const approvalMessage = (
     '',
     `Approve: ${commands.approve}`,
     `Reject:  ${commands.reject}`,
+    `They run with your own AWS credentials (npm run approve -- --help lists what they need); the execution's name is ${input.executionName}.`,
     '',
     `This request expires in ${hours} hours; then nothing is changed (outcome ApprovalExpired).`,
     `Execution: ${links.execution(input.executionArn)}`,
@@ -76,7 +97,10 @@ export const requestApproval = async (
   deps: RequestApprovalDeps,
 ): Promise<void> => {
   await deps.ledger.putTaskToken(input.executionName, 'approval', input.taskToken, input.request.service.key);
-  const { subject, message } = approvalMessage(input);
+  const { subject, message } = approvalMessage(input, {
+    ...(deps.tableName ? { tableName: deps.tableName } : {}),
+    ...(deps.accountAlias ? { accountAlias: deps.accountAlias } : {}),
+  });
   await awsCall('sns Publish', () =>
     deps.sns.send(
       new PublishCommand({

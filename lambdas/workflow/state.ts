@@ -49,6 +49,10 @@ export interface WatchResult {
   readonly deploymentArn: string;
   /** The alarm that fired (status ALARM). */
   readonly alarmName?: string;
+  /** ISO-8601: when that alarm entered ALARM (CloudWatch's StateUpdatedTimestamp), when known. */
+  readonly alarmAt?: string;
+  /** ISO-8601: when the watch decided ALARM; "Roll back the deployment" is the next state. */
+  readonly decidedAt?: string;
   /** A sentence for people (not read by the definition). */
   readonly reason?: string;
 }

@@ -11,6 +11,8 @@ const deps = {
   ledger: new Ledger({ client: new DynamoDBClient({}), tableName: env.LEDGER_TABLE }),
   sns: new SNSClient({}),
   topicArn: env.TOPIC_ARN,
+  tableName: env.LEDGER_TABLE,
+  ...(process.env.ACCOUNT_ALIAS ? { accountAlias: process.env.ACCOUNT_ALIAS } : {}),
 };
 
 /** "Wait for approval" (invoked with a task token; returns at once). */

@@ -1,7 +1,7 @@
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient, TaskTimedOut } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
-import { resolveApproval } from '../../../lambdas/workflow/approval';
+import { parseExecutionRef, resolveApproval } from '../../../lambdas/workflow/approval';
 import { requestApproval } from '../../../lambdas/workflow/request-approval';
 import { remediationRequest, TASK_TOKEN } from '../../support/workflow-harness';
 
@@ -26,24 +26,30 @@ const tokens = () => {
 };
 
 beforeEach(() => {
-  sfn.reset();
-  sns.reset();
   sfn.on(SendTaskSuccessCommand).resolves({});
   sfn.on(SendTaskFailureCommand).resolves({});
   sns.on(PublishCommand).resolves({ MessageId: 'm' });
 });
 
+afterEach(() => {
+  sfn.reset();
+  sns.reset();
+});
+
 describe('requestApproval', () => {
+  const executionArn = `arn:aws:states:eu-central-1:123456789012:execution:sm:${request.executionName}`;
+
   it('stores the token, then sends the approver everything needed to decide', async () => {
     const ledger = tokens();
     await requestApproval(
+      { taskToken: TASK_TOKEN, executionName: request.executionName, executionArn, request },
       {
-        taskToken: TASK_TOKEN,
-        executionName: request.executionName,
-        executionArn: `arn:aws:states:eu-central-1:123456789012:execution:sm:${request.executionName}`,
-        request,
+        ledger,
+        sns: new SNSClient({}),
+        topicArn: 'arn:aws:sns:eu-central-1:123456789012:autopatch',
+        tableName: 'AutopatchStack-Ledger-1X2Y3Z',
+        accountAlias: 'payments-prod',
       },
-      { ledger, sns: new SNSClient({}), topicArn: 'arn:aws:sns:eu-central-1:123456789012:autopatch' },
     );
 
     expect(ledger.store.get(`${request.executionName}/approval`)).toEqual({
@@ -57,13 +63,67 @@ describe('requestApproval', () => {
       'CVE-2024-6387',
       'worst severity CRITICAL',
       request.images[0]?.imageDigest ?? '',
-      `npm run approve -- ${request.executionName} --approve`,
-      `npm run approve -- ${request.executionName} --reject --reason`,
+      'Account: 123456789012 (payments-prod)',
+      'Region: eu-central-1',
+      `npm run approve -- ${executionArn} --approve --table AutopatchStack-Ledger-1X2Y3Z`,
+      `npm run approve -- ${executionArn} --reject --reason "<why>" --table AutopatchStack-Ledger-1X2Y3Z`,
       'expires in 24 hours',
       'https://eu-central-1.console.aws.amazon.com/states/home',
+      'https://eu-central-1.console.aws.amazon.com/inspector/v2/home?region=eu-central-1#/findings/container-image/',
     ]) {
       expect(sent?.Message).toContain(needle);
     }
+  });
+
+  it('leaves the table out of the commands when it is not known (the CLI then reads AUTOPATCH_LEDGER_TABLE)', async () => {
+    await requestApproval(
+      { taskToken: TASK_TOKEN, executionName: request.executionName, executionArn, request },
+      {
+        ledger: tokens(),
+        sns: new SNSClient({}),
+        topicArn: 'arn:aws:sns:eu-central-1:123456789012:autopatch',
+      },
+    );
+
+    const sent = sns.commandCalls(PublishCommand)[0]?.args[0].input;
+    expect(sent?.Message).toContain(`Approve: npm run approve -- ${executionArn} --approve\n`);
+    expect(sent?.Message).not.toContain('--table');
+  });
+});
+
+describe('parseExecutionRef', () => {
+  it.each([
+    ['a name', 'payments-api-CVE-2024-6387-a1a1', { name: 'payments-api-CVE-2024-6387-a1a1' }],
+    [
+      'an ARN, keeping its Region',
+      'arn:aws:states:eu-central-1:123456789012:execution:AutopatchStack-Remediation:run-1',
+      {
+        name: 'run-1',
+        arn: 'arn:aws:states:eu-central-1:123456789012:execution:AutopatchStack-Remediation:run-1',
+        region: 'eu-central-1',
+      },
+    ],
+    [
+      'an ARN in another partition',
+      'arn:aws-cn:states:cn-north-1:123456789012:execution:sm:run-2',
+      {
+        name: 'run-2',
+        arn: 'arn:aws-cn:states:cn-north-1:123456789012:execution:sm:run-2',
+        region: 'cn-north-1',
+      },
+    ],
+  ])('reads %s', (_, ref, expected) => {
+    expect(parseExecutionRef(ref)).toEqual(expected);
+  });
+
+  it.each([
+    ['a state machine ARN', 'arn:aws:states:eu-central-1:123456789012:stateMachine:sm'],
+    ['another service’s ARN', 'arn:aws:ecs:eu-central-1:123456789012:service/prod/api'],
+    ['a name with a space', 'run 1'],
+    ['an empty string', ''],
+    ['a name longer than 80 characters', 'x'.repeat(81)],
+  ])('refuses %s', (_, ref) => {
+    expect(parseExecutionRef(ref)).toBeUndefined();
   });
 });
 

@@ -146,6 +146,28 @@ describe('assessDeployment', () => {
     );
   });
 
+  it('times an ALARM decision: when the alarm entered ALARM, and when the watch decided', async () => {
+    service('IN_PROGRESS');
+    cloudwatch.on(DescribeAlarmsCommand).resolves({
+      MetricAlarms: [
+        { AlarmName: 'payments-api-5xx', StateUpdatedTimestamp: new Date('2024-09-04T17:40:00Z') },
+      ],
+    });
+
+    const out = await assessDeployment(
+      { service: request.service, alarmNames: ['payments-api-5xx'] },
+      clients,
+    );
+
+    expect(out.decided ? out.result : undefined).toEqual(
+      expect.objectContaining({
+        status: 'ALARM',
+        alarmAt: '2024-09-04T17:40:00.000Z',
+        decidedAt: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
+      }),
+    );
+  });
+
   it('stays undecided while ECS rolls back by itself (the rollback event decides)', async () => {
     service('ROLLBACK_IN_PROGRESS');
     firing('payments-api-5xx');
@@ -294,6 +316,7 @@ describe('handleDeploymentEvent', () => {
       alarmName: 'payments-api-5xx',
       deploymentArn: DEPLOYMENT_ARN,
       reason: expect.any(String),
+      decidedAt: expect.any(String),
     });
   });
 

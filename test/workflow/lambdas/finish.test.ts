@@ -4,10 +4,21 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import type { Outcome, RemediationRequest } from '../../../lambdas/shared/contracts';
-import type { OutcomeRecord } from '../../../lambdas/shared/ledger';
-import { describeBuildFailure, errorText, type FinishInput, finish } from '../../../lambdas/workflow/finish';
-import type { WorkflowState } from '../../../lambdas/workflow/state';
+import { Ledger, type OutcomeRecord } from '../../../lambdas/shared/ledger';
+import { METRICS } from '../../../lambdas/shared/metrics';
+import type { FinishResult } from '../../../lambdas/workflow/finish';
 import {
+  describeBuildFailure,
+  errorText,
+  type FinishInput,
+  finish,
+  outcomeMetrics,
+  rollbackIncomplete,
+} from '../../../lambdas/workflow/finish';
+import type { WorkflowState } from '../../../lambdas/workflow/state';
+import { type LocalDynamo, startDynalite } from '../../support/dynalite';
+import {
+  BUILD_LOG_LINK,
   DEPLOYMENT_ARN,
   digest,
   image,
@@ -66,37 +77,46 @@ const ledger = (next?: RemediationRequest) => {
   };
 };
 
-const run = (outcome: Outcome, state: WorkflowState, l = ledger(), extra: Partial<FinishInput> = {}) =>
-  finish(
-    {
-      outcome,
-      state,
-      executionName: request.executionName,
-      executionArn: EXECUTION_ARN,
-      stateMachineArn: STATE_MACHINE_ARN,
-      startedAt: '2024-09-04T17:00:00.000Z',
-      ...extra,
-    },
-    {
-      ledger: l,
-      sfn: new SFNClient({}),
-      ssm: new SSMClient({}),
-      events: new EventBridgeClient({}),
-      sns: new SNSClient({}),
-      topicArn: 'arn:aws:sns:eu-central-1:123456789012:autopatch',
-      now: () => new Date('2024-09-04T18:00:00.000Z'),
-    },
-  );
+const input = (outcome: Outcome, state: WorkflowState, extra: Partial<FinishInput> = {}): FinishInput => ({
+  outcome,
+  state,
+  executionName: request.executionName,
+  executionArn: EXECUTION_ARN,
+  stateMachineArn: STATE_MACHINE_ARN,
+  startedAt: '2024-09-04T17:00:00.000Z',
+  ...extra,
+});
+
+const run = (
+  outcome: Outcome,
+  state: WorkflowState,
+  l = ledger(),
+  extra: Partial<FinishInput> = {},
+  accountAlias?: string,
+) =>
+  finish(input(outcome, state, extra), {
+    ledger: l,
+    sfn: new SFNClient({}),
+    ssm: new SSMClient({}),
+    events: new EventBridgeClient({}),
+    sns: new SNSClient({}),
+    topicArn: 'arn:aws:sns:eu-central-1:123456789012:autopatch',
+    now: () => new Date('2024-09-04T18:00:00.000Z'),
+    ...(accountAlias ? { accountAlias } : {}),
+  });
 
 const published = () => sns.commandCalls(PublishCommand)[0]?.args[0].input;
 const event = () => events.commandCalls(PutEventsCommand)[0]?.args[0].input.Entries?.[0];
 
 beforeEach(() => {
-  for (const m of [sfn, ssm, events, sns]) m.reset();
   sfn.on(StartExecutionCommand).resolves({ executionArn: 'arn:next', startDate: new Date() });
   ssm.on(PutParameterCommand).resolves({ Version: 1 });
   events.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: '1' }] });
   sns.on(PublishCommand).resolves({ MessageId: 'm' });
+});
+
+afterEach(() => {
+  for (const m of [sfn, ssm, events, sns]) m.reset();
 });
 
 describe('finish', () => {
@@ -287,7 +307,319 @@ describe('reading errors', () => {
     expect(describeBuildFailure(cause)).toEqual({
       text: 'build p:3 ended FAILED in phase POST_BUILD: push denied',
       logLink: 'https://log',
+      buildId: 'p:3',
     });
     expect(describeBuildFailure('not json').text).toContain('not json');
+  });
+});
+
+describe('the outcome notification', () => {
+  const twoImages: WorkflowState = {
+    ...patchedState,
+    images: [
+      image({
+        containers: ['app', 'worker'],
+        findingArns: ['arn:aws:inspector2:eu-central-1:123456789012:finding/f1', 'arn:f2', 'arn:f3'],
+      }),
+      image({
+        repository: 'payments/sidecar',
+        imageDigest: digest('c3'),
+        containers: ['sidecar'],
+        cves: ['CVE-2023-44487'],
+        severity: 'HIGH',
+        findingArns: ['arn:f4'],
+      }),
+    ],
+    findingsCount: 4,
+    patched: [
+      {
+        ...(patchedState.patched?.[0] as NonNullable<WorkflowState['patched']>[number]),
+        buildId: 'autopatch-patch-os-arm:0b7e5c2a-1111-2222-3333-444455556666',
+        buildLogLink: BUILD_LOG_LINK,
+      },
+    ],
+  };
+
+  it('is one message for the whole remediation, however many findings it covers', async () => {
+    await run('Patched', twoImages);
+
+    expect(sns.commandCalls(PublishCommand)).toHaveLength(1);
+  });
+
+  it('carries the account and its alias, the Region, the service, the CVEs with their severity and the digests', async () => {
+    await run('Patched', twoImages, ledger(), {}, 'payments-prod');
+
+    const message = published()?.Message ?? '';
+    for (const line of [
+      'Outcome: Patched',
+      'Service: prod/payments-api',
+      'Account: 123456789012 (payments-prod)',
+      'Region:  eu-central-1',
+      'CVEs:    CVE-2023-44487, CVE-2024-6387 (worst CRITICAL)',
+      `- payments/api (app, worker): ${image().imageDigest} -> ${NEW}`,
+      '  CRITICAL: CVE-2024-6387 (3 findings)',
+      `- payments/sidecar (sidecar): ${digest('c3')} -> unchanged`,
+      '  HIGH: CVE-2023-44487 (1 finding)',
+    ]) {
+      expect(message.split('\n')).toContain(line);
+    }
+    expect(message).toMatch(/^Patched prod\/payments-api: closed CVE-2024-6387/m);
+    expect(published()?.MessageAttributes?.severity?.StringValue).toBe('CRITICAL');
+  });
+
+  it('links straight to the execution, the build and the findings in the console', async () => {
+    const out = await run('Patched', twoImages);
+
+    const message = published()?.Message ?? '';
+    expect(out.summary.links.execution).toBe(
+      `https://eu-central-1.console.aws.amazon.com/states/home?region=eu-central-1#/v2/executions/details/${EXECUTION_ARN}`,
+    );
+    expect(out.summary.links.builds).toEqual([
+      'https://eu-central-1.console.aws.amazon.com/codesuite/codebuild/123456789012/projects/autopatch-patch-os-arm/build/autopatch-patch-os-arm%3A0b7e5c2a-1111-2222-3333-444455556666/?region=eu-central-1',
+    ]);
+    expect(out.summary.links.findings).toEqual([
+      `https://eu-central-1.console.aws.amazon.com/inspector/v2/home?region=eu-central-1#/findings/container-image/${encodeURIComponent(`payments/api/${image().imageDigest}`)}`,
+      `https://eu-central-1.console.aws.amazon.com/inspector/v2/home?region=eu-central-1#/findings/container-image/${encodeURIComponent(`payments/sidecar/${digest('c3')}`)}`,
+    ]);
+    expect(message).toContain(`Execution: ${out.summary.links.execution}`);
+    for (const link of [...out.summary.links.builds, ...out.summary.links.findings]) {
+      expect(message).toContain(link);
+    }
+    expect(message).toContain('Runbook:   docs/runbook.md#patched');
+  });
+
+  it('BuildFailed: links the failed build, and names the account without an alias when none is set', async () => {
+    const cause = JSON.stringify({
+      Build: {
+        Id: 'autopatch-source-x86:9f9f',
+        BuildStatus: 'FAILED',
+        Logs: { DeepLink: BUILD_LOG_LINK },
+        Phases: [{ PhaseType: 'BUILD', PhaseStatus: 'FAILED', Contexts: [{ Message: 'apt-get failed' }] }],
+      },
+    });
+    const out = await run('BuildFailed', {
+      ...request,
+      plan: {
+        builds: [
+          {
+            image: image(),
+            mode: 'source',
+            projectName: 'autopatch-source-x86',
+            targetTag: 't',
+            environment: [],
+          },
+        ],
+      },
+      error: { Error: 'BuildFailed', Cause: cause },
+    });
+
+    expect(out.summary.links.builds).toEqual([
+      'https://eu-central-1.console.aws.amazon.com/codesuite/codebuild/123456789012/projects/autopatch-source-x86/build/autopatch-source-x86%3A9f9f/?region=eu-central-1',
+    ]);
+    const message = published()?.Message ?? '';
+    expect(message.split('\n')).toContain('Account: 123456789012');
+    expect(message).toContain(`Build log: ${BUILD_LOG_LINK}`);
+    expect(message).toContain('What to do');
+  });
+
+  it('PatchIneffective without a build id: links the build project’s history', async () => {
+    const out = await run('PatchIneffective', {
+      ...request,
+      plan: {
+        builds: [
+          {
+            image: image(),
+            mode: 'patch-os',
+            projectName: 'autopatch-patch-os-arm',
+            targetTag: 't',
+            environment: [],
+          },
+        ],
+      },
+      error: {
+        Error: 'PatchIneffectiveError',
+        Cause: JSON.stringify({ errorMessage: 'still CVE-2024-6387' }),
+      },
+    });
+
+    expect(out.summary.links.builds).toEqual([
+      'https://eu-central-1.console.aws.amazon.com/codesuite/codebuild/123456789012/projects/autopatch-patch-os-arm/history?region=eu-central-1',
+    ]);
+    expect(published()?.Message).toContain('still CVE-2024-6387');
+  });
+});
+
+describe('rollbackIncomplete', () => {
+  const recovery = (action: NonNullable<WorkflowState['recovery']>['action']) => ({
+    ...patchedState,
+    recovery: { action, detail: 'd' },
+  });
+
+  it.each<[string, WorkflowState, boolean]>([
+    ['a bake that passed', patchedState, false],
+    [
+      'a rollback ECS completed',
+      { ...patchedState, watch: { status: 'ALARM', deploymentArn: DEPLOYMENT_ARN, alarmName: 'x' } },
+      false,
+    ],
+    [
+      'ECS still rolling back when the wait ran out',
+      { ...patchedState, error: { Error: 'RollbackTimedOut' } },
+      true,
+    ],
+    [
+      'putting the service back failed',
+      { ...patchedState, recoveryError: { Error: 'Lambda.ServiceException' } },
+      true,
+    ],
+    ['a rollback requested, not confirmed', recovery('rollback-requested'), true],
+    ['a rollback in progress, not confirmed', recovery('rollback-in-progress'), true],
+    ['the previous revision redeployed, not confirmed', recovery('redeployed-previous'), true],
+    ['nothing to put back', recovery('nothing-to-do'), false],
+  ])('%s', (_, state, expected) => {
+    expect(rollbackIncomplete(state)).toBe(expected);
+  });
+});
+
+describe('outcomeMetrics', () => {
+  const NOW = new Date('2024-09-04T18:00:00.000Z');
+
+  it('Patched: counts the outcome and measures finding → patched from the first finding', () => {
+    const data = outcomeMetrics(input('Patched', patchedState), NOW);
+
+    expect(data).toEqual([
+      { name: METRICS.remediations, unit: 'Count', value: 1, dimensions: { Outcome: 'Patched' } },
+      // requestedAt 16:55:38.411 → 18:00:00.000
+      { name: METRICS.timeToPatched, unit: 'Seconds', value: 3862 },
+      { name: METRICS.rollbacksIncomplete, unit: 'Count', value: 0 },
+    ]);
+  });
+
+  it('RolledBack after an alarm: measures alarm → rollback decision when the watch timed it', () => {
+    const state: WorkflowState = {
+      ...patchedState,
+      watch: {
+        status: 'ALARM',
+        alarmName: 'payments-api-5xx',
+        deploymentArn: DEPLOYMENT_ARN,
+        alarmAt: '2024-09-04T17:40:00.000Z',
+        decidedAt: '2024-09-04T17:40:07.400Z',
+      } as WorkflowState['watch'],
+    };
+
+    const data = outcomeMetrics(input('RolledBack', state), NOW);
+
+    expect(data).toContainEqual({ name: METRICS.alarmToRollback, unit: 'Seconds', value: 7 });
+    expect(data.map((d) => d.name)).not.toContain(METRICS.timeToPatched);
+  });
+
+  it('leaves out the times it cannot know, and flags an incomplete rollback', () => {
+    const state: WorkflowState = {
+      ...patchedState,
+      requestedAt: 'not a time',
+      watch: { status: 'ALARM', alarmName: 'a', deploymentArn: DEPLOYMENT_ARN },
+      error: { Error: 'RollbackTimedOut' },
+    };
+
+    expect(outcomeMetrics(input('Failed', state), NOW)).toEqual([
+      { name: METRICS.remediations, unit: 'Count', value: 1, dimensions: { Outcome: 'Failed' } },
+      { name: METRICS.rollbacksIncomplete, unit: 'Count', value: 1 },
+    ]);
+  });
+});
+
+describe('the finish Lambda handler', () => {
+  // The handler reads its environment and builds its clients at import: set them first, put them back after.
+  const ENV = {
+    LEDGER_TABLE: 'autopatch-ledger',
+    TOPIC_ARN: 'arn:aws:sns:eu-central-1:123456789012:autopatch',
+    ACCOUNT_ALIAS: 'payments-prod',
+    POWERTOOLS_METRICS_DISABLED: 'false',
+    POWERTOOLS_LOG_LEVEL: 'INFO',
+  };
+  const saved = new Map<string, string | undefined>();
+  let dynamo: LocalDynamo;
+  let handler: (event: FinishInput) => Promise<FinishResult>;
+
+  beforeAll(async () => {
+    dynamo = await startDynalite({ tableName: ENV.LEDGER_TABLE });
+    for (const [k, v] of Object.entries({ ...ENV, AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint })) {
+      saved.set(k, process.env[k]);
+      process.env[k] = v;
+    }
+    ({ handler } = await import('../../../lambdas/workflow/handlers/finish'));
+  });
+
+  afterAll(async () => {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    await dynamo.stop();
+  });
+
+  /** Run the handler and return what it wrote to stdout, one JSON document per line. */
+  const invoke = async (event: FinishInput) => {
+    const lines: string[] = [];
+    const write = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      lines.push(...String(chunk).split('\n').filter(Boolean));
+      return true;
+    });
+    try {
+      const result = await handler(event);
+      return { result, records: lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
+    } finally {
+      write.mockRestore();
+    }
+  };
+
+  it('records the outcome, sends one notification with the alias, and emits the outcome metrics as EMF', async () => {
+    const { result, records } = await invoke(input('Patched', patchedState));
+
+    const history = await new Ledger({ client: dynamo.client, tableName: ENV.LEDGER_TABLE }).history(
+      'prod/payments-api',
+    );
+    expect(history.map((h) => [h.executionName, h.outcome])).toContainEqual([
+      request.executionName,
+      'Patched',
+    ]);
+    expect(result.summary.account).toEqual({ id: '123456789012', alias: 'payments-prod' });
+    expect(sns.commandCalls(PublishCommand)).toHaveLength(1);
+    expect(published()?.Message).toContain('Account: 123456789012 (payments-prod)');
+    const emf = records.filter((r) => r._aws !== undefined);
+    const outcome = emf.find((r) => r[METRICS.remediations] !== undefined);
+    expect(outcome).toMatchObject({
+      service: METRICS.workflowService,
+      Outcome: 'Patched',
+      [METRICS.remediations]: 1,
+      _aws: {
+        CloudWatchMetrics: [
+          {
+            Namespace: 'Autopatch',
+            Dimensions: [expect.arrayContaining(['service', 'Outcome'])],
+            Metrics: [{ Name: METRICS.remediations, Unit: 'Count' }],
+          },
+        ],
+      },
+    });
+    const rest = emf.find((r) => r[METRICS.timeToPatched] !== undefined);
+    expect(rest).toMatchObject({ service: METRICS.workflowService, [METRICS.rollbacksIncomplete]: 0 });
+    // Without the Outcome dimension: the dashboard reads them by service only.
+    expect(rest?.Outcome).toBeUndefined();
+  });
+
+  it('logs one "remediation outcome" line with the fields the dashboard lists', async () => {
+    const { records } = await invoke(input('Patched', patchedState));
+
+    const lines = records.filter((r) => r.message === 'remediation outcome');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({
+      outcome: 'Patched',
+      serviceKey: 'prod/payments-api',
+      cves: 'CVE-2024-6387',
+      severity: 'CRITICAL',
+      rollbackIncomplete: false,
+      executionLink: expect.stringContaining(EXECUTION_ARN),
+    });
   });
 });
