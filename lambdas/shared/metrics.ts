@@ -22,6 +22,10 @@ export const METRICS = {
   remediationsStarted: 'RemediationsStarted',
   /** Count: remediations queued behind one in flight for the same service. */
   remediationsQueued: 'RemediationsQueued',
+  /** Count: requests folded into a remediation that was still gathering findings (no second run). */
+  remediationsMerged: 'RemediationsMerged',
+  /** Count: remediations a batch planned (one per affected service). */
+  remediationsPlanned: 'RemediationsPlanned',
 
   // Workflow (one data point per remediation outcome, from the finish Lambda).
   /** Count, dimension Outcome (one of OUTCOMES): remediations by how they ended. */

@@ -8,6 +8,7 @@ import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { type TriageRuntimeConfig, triageRuntimeConfigSchema } from '../shared/config';
 import { ConfigurationError, TransientError } from '../shared/errors';
 import { Ledger } from '../shared/ledger';
+import { METRIC_DIMENSIONS, METRICS } from '../shared/metrics';
 import { InventoryResolver } from './inventory';
 import { type Policy, parsePolicy } from './policy';
 import { executePlan, planBatch } from './triage';
@@ -94,10 +95,10 @@ export const createHandler = (
     }
     for (const [action, count] of byAction) {
       const m = metrics.singleMetric();
-      m.addDimension('Action', action);
-      m.addMetric('Findings', MetricUnit.Count, count);
+      m.addDimension(METRIC_DIMENSIONS.action, action);
+      m.addMetric(METRICS.findings, MetricUnit.Count, count);
     }
-    metrics.addMetric('PoisonEvents', MetricUnit.Count, byAction.get('reject') ?? 0);
+    metrics.addMetric(METRICS.poisonEvents, MetricUnit.Count, byAction.get('reject') ?? 0);
 
     let failed = new Set(plan.failedIds);
     if (config.dryRun) {
@@ -107,7 +108,7 @@ export const createHandler = (
           request: r.request,
         });
       }
-      metrics.addMetric('RemediationsPlanned', MetricUnit.Count, plan.remediations.length);
+      metrics.addMetric(METRICS.remediationsPlanned, MetricUnit.Count, plan.remediations.length);
     } else {
       const outcome = await executePlan(plan, {
         ledger,
@@ -126,17 +127,17 @@ export const createHandler = (
       if (outcome.markSeenError)
         logger.warn('Could not mark findings as seen', { error: outcome.markSeenError });
       metrics.addMetric(
-        'RemediationsStarted',
+        METRICS.remediationsStarted,
         MetricUnit.Count,
         outcome.results.filter((r) => r.kind === 'started' || r.kind === 'resumed').length,
       );
       metrics.addMetric(
-        'RemediationsQueued',
+        METRICS.remediationsQueued,
         MetricUnit.Count,
         outcome.results.filter((r) => r.kind === 'queued').length,
       );
       metrics.addMetric(
-        'RemediationsMerged',
+        METRICS.remediationsMerged,
         MetricUnit.Count,
         outcome.results.filter((r) => r.kind === 'merged').length,
       );
@@ -160,7 +161,7 @@ export const createHandler = (
 
 // Module scope: created once per execution environment, reused across warm invocations.
 const logger = new Logger({ serviceName: 'autopatch-triage' });
-const metrics = new Metrics({ namespace: 'Autopatch', serviceName: 'autopatch-triage' });
+const metrics = new Metrics({ namespace: METRICS.namespace, serviceName: METRICS.triageService });
 let cached: ((event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>) | undefined;
 
 export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
