@@ -3,8 +3,8 @@
  * imports this first): no AWS account, no network beyond loopback, no log noise. Values already set
  * are kept, so POWERTOOLS_LOG_LEVEL=DEBUG npm run simulate shows the Lambdas' logs.
  */
-const defaults: Record<string, string> = {
-  AWS_REGION: 'eu-central-1',
+/** What every simulated Lambda sees too (simulation/runner.ts); the values a real function would not have are fakes. */
+export const SIMULATED_ENVIRONMENT: Readonly<Record<string, string>> = {
   AWS_ACCESS_KEY_ID: 'SIMULATED',
   AWS_SECRET_ACCESS_KEY: 'SIMULATED',
   AWS_EC2_METADATA_DISABLED: 'true',
@@ -14,6 +14,5 @@ const defaults: Record<string, string> = {
   POWERTOOLS_TRACE_ENABLED: 'false',
   POWERTOOLS_DEV: 'false',
 };
-for (const [k, v] of Object.entries(defaults)) process.env[k] ??= v;
-
-export {};
+for (const [k, v] of Object.entries({ AWS_REGION: 'eu-central-1', ...SIMULATED_ENVIRONMENT }))
+  process.env[k] ??= v;

@@ -11,6 +11,7 @@ import { DEFAULT_POLICY } from '../lambdas/triage/policy';
 import { resolveApproval } from '../lambdas/workflow/approval';
 import { startDynalite } from '../test/support/dynalite';
 import { VirtualClock } from './clock';
+import { SIMULATED_ENVIRONMENT } from './environment';
 import { checkExpectations } from './expect';
 import { type LambdaHandler, loadHandlers } from './lambdas';
 import { CloudWatchModel } from './model/cloudwatch';
@@ -40,23 +41,11 @@ export interface RunOptions {
   readonly seed?: number;
 }
 
-/** Environment every simulated Lambda sees; the values a real function would not have are fakes. */
-const LAMBDA_ENVIRONMENT: Record<string, string> = {
-  AWS_ACCESS_KEY_ID: 'SIMULATED',
-  AWS_SECRET_ACCESS_KEY: 'SIMULATED',
-  AWS_EC2_METADATA_DISABLED: 'true',
-  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-  POWERTOOLS_LOG_LEVEL: 'SILENT',
-  POWERTOOLS_METRICS_DISABLED: 'true',
-  POWERTOOLS_TRACE_ENABLED: 'false',
-  POWERTOOLS_DEV: 'false',
-};
-
 const setEnvironment = (values: Record<string, string>): (() => void) => {
   const previous = new Map<string, string | undefined>();
   for (const [k, v] of Object.entries(values)) {
     // Never override what the caller set on purpose (a log level for debugging, say).
-    if (process.env[k] !== undefined && LAMBDA_ENVIRONMENT[k] !== undefined) continue;
+    if (process.env[k] !== undefined && SIMULATED_ENVIRONMENT[k] !== undefined) continue;
     previous.set(k, process.env[k]);
     process.env[k] = v;
   }
@@ -123,7 +112,7 @@ const simulate = async (
   >;
   delete functionEnvironment.NODE_OPTIONS;
   const restoreEnvironment = setEnvironment({
-    ...LAMBDA_ENVIRONMENT,
+    ...SIMULATED_ENVIRONMENT,
     ...functionEnvironment,
     AWS_REGION: region,
   });
