@@ -472,7 +472,7 @@ export class Ledger {
       // The first queued request is the base (it keeps the earliest requestedAt); the merge gets a
       // fresh name because it is a new execution, and names are unique for 90 days.
       const merged = rest.reduce(mergeRequests, first);
-      const name = nameExecution(merged.service.serviceName, merged.images, this.now());
+      const name = nameExecution(merged.service, merged.images, this.now());
       const next: RemediationRequest = {
         ...merged,
         executionName: name,

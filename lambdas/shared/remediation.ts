@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import { type AffectedImage, type RemediationRequest, type Severity, severityRank } from './contracts';
+import {
+  type AffectedImage,
+  type RemediationRequest,
+  type ServiceRef,
+  type Severity,
+  severityRank,
+} from './contracts';
 
 const NAME_MAX = 80;
 const ALLOWED = /[^A-Za-z0-9_-]+/g;
@@ -39,12 +45,17 @@ const compactTime = (at: Date): string =>
     .replace(/\.\d+Z$/, 'Z'); // 20240904T165538Z
 
 /**
- * Deterministic, readable execution name: `<service>-<cve-or-count>-<short-digest>-<time>`.
+ * Deterministic, readable execution name: `<service>-<cve-or-count>-<short-digest>-<hash>-<time>`.
  * The same service, images, CVEs and time always give the same name, so a retried StartExecution
  * cannot start a second execution (Step Functions rejects a reused name for 90 days).
  * At most 80 characters, only letters, digits, '-' and '_'.
  */
-export const executionName = (serviceName: string, images: readonly AffectedImage[], at: Date): string => {
+export const executionName = (
+  service: Pick<ServiceRef, 'serviceName' | 'key'>,
+  images: readonly AffectedImage[],
+  at: Date,
+): string => {
+  const { serviceName } = service;
   const cves = union(
     [],
     images.flatMap((i) => i.cves),
@@ -53,14 +64,15 @@ export const executionName = (serviceName: string, images: readonly AffectedImag
   const digests = images.map((i) => i.imageDigest).sort();
   const first = (digests[0] ?? '').replace(/^sha256:/, '').slice(0, 8) || 'nodigest';
   // A short hash of everything that identifies the remediation keeps names unique when the readable
-  // parts collide (two CVE sets with the same count, several images).
+  // parts collide: two CVE sets with the same count, several images, or services of the same name
+  // in two clusters (the readable part names the service only; the key is cluster/service).
   const fingerprint = createHash('sha256')
-    .update(JSON.stringify({ serviceName, cves, digests }))
+    .update(JSON.stringify({ service: service.key, cves, digests }))
     .digest('hex')
     .slice(0, 6);
   const tail = `-${what.replace(ALLOWED, '_')}-${first}${digests.length > 1 ? `x${digests.length}` : ''}-${fingerprint}-${compactTime(at)}`;
-  const service = serviceName.replace(ALLOWED, '_').slice(0, Math.max(1, NAME_MAX - tail.length));
-  return `${service}${tail}`.slice(0, NAME_MAX);
+  const readable = serviceName.replace(ALLOWED, '_').slice(0, Math.max(1, NAME_MAX - tail.length));
+  return `${readable}${tail}`.slice(0, NAME_MAX);
 };
 
 /** A short, stable id for one remediation (also the ledger history key). */

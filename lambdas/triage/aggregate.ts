@@ -84,7 +84,7 @@ export const aggregate = (
         : `${list.length} findings: ${lead.reason}${approve.length > 0 ? ' (approval required)' : ''}`;
     const target = targetFor(opts.targets, first.use);
     const bakeTimeMinutes = target?.bakeTimeMinutes ?? opts.defaults.bakeTimeMinutes;
-    const name = executionName(first.use.service.serviceName, images, opts.now);
+    const name = executionName(first.use.service, images, opts.now);
     const firstObserved = list
       .map((c) => c.finding.firstObservedAt ?? c.finding.updatedAt)
       .sort()[0] as string;

@@ -58,7 +58,7 @@ const makeRequest = (
   opts: { at?: Date; action?: 'remediate' | 'approve'; requestedAt?: string } = {},
 ): RemediationRequest => {
   const [cluster, serviceName] = serviceKey.split('/') as [string, string];
-  const name = executionName(serviceName, images, opts.at ?? clock);
+  const name = executionName({ serviceName, key: serviceKey }, images, opts.at ?? clock);
   return {
     remediationId: remediationId(serviceKey, name),
     executionName: name,
@@ -536,9 +536,7 @@ describe('release', () => {
     // Assess: one request carrying B and C under a fresh name, held as a STARTING claim.
     expect(next).toBeDefined();
     const n = next as RemediationRequest;
-    expect(n.executionName).toBe(
-      executionName(b.service.serviceName, mergeImages(b.images, c.images), clock),
-    );
+    expect(n.executionName).toBe(executionName(b.service, mergeImages(b.images, c.images), clock));
     expect(n.executionName).not.toBe(b.executionName);
     expect(n.executionName).toMatch(/-2cves-aaaaaaaax2-/);
     expect(n.executionName).toMatch(/-20240904T175538Z$/);

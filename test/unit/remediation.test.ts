@@ -17,19 +17,21 @@ const image = (over: Partial<AffectedImage> = {}): AffectedImage => ({
 });
 
 const at = new Date('2024-09-04T16:55:38.411Z');
+/** A service of the prod cluster, as ServiceRef names it. */
+const prod = (serviceName: string) => ({ serviceName, key: `prod/${serviceName}` });
 const FORBIDDEN = /[\s<>{}[\]?*"#%\\^|~`$&,;:/]/;
 
 describe('executionName', () => {
   it('reads as service, CVE, short digest, time', () => {
     // Act
-    const name = executionName('checkout', [image()], at);
+    const name = executionName(prod('checkout'), [image()], at);
     // Assess
     expect(name).toMatch(/^checkout-CVE-2024-6119-aaaaaaaa-[0-9a-f]{6}-20240904T165538Z$/);
   });
 
   it('counts CVEs when there are several and marks several images', () => {
     const name = executionName(
-      'checkout',
+      prod('checkout'),
       [image(), image({ imageDigest: `sha256:${'b'.repeat(64)}`, cves: ['CVE-2024-1', 'CVE-2024-2'] })],
       at,
     );
@@ -41,18 +43,26 @@ describe('executionName', () => {
     ['forbidden characters', 'svc with spaces/and:colons#1'],
     ['unicode', 'späti-dienst'],
   ])('stays within 80 allowed characters for %s', (_label, service) => {
-    const name = executionName(service, [image()], at);
+    const name = executionName(prod(service), [image()], at);
     expect(name.length).toBeLessThanOrEqual(80);
     expect(name).not.toMatch(FORBIDDEN);
     expect(name).toMatch(/^[A-Za-z0-9_-]+$/);
   });
 
   it('is deterministic and differs when the CVE set differs with the same count', () => {
-    const a = executionName('svc', [image({ cves: ['CVE-1', 'CVE-2'] })], at);
-    const b = executionName('svc', [image({ cves: ['CVE-1', 'CVE-2'] })], at);
-    const c = executionName('svc', [image({ cves: ['CVE-1', 'CVE-3'] })], at);
+    const a = executionName(prod('svc'), [image({ cves: ['CVE-1', 'CVE-2'] })], at);
+    const b = executionName(prod('svc'), [image({ cves: ['CVE-1', 'CVE-2'] })], at);
+    const c = executionName(prod('svc'), [image({ cves: ['CVE-1', 'CVE-3'] })], at);
     expect(a).toBe(b);
     expect(c).not.toBe(a);
+  });
+
+  it('differs for services of the same name in two clusters, the same findings at the same time', () => {
+    const prodCart = executionName({ serviceName: 'cart', key: 'prod/cart' }, [image()], at);
+    const stagingCart = executionName({ serviceName: 'cart', key: 'staging/cart' }, [image()], at);
+    expect(prodCart).toMatch(/^cart-CVE-2024-6119-/);
+    expect(stagingCart).toMatch(/^cart-CVE-2024-6119-/);
+    expect(stagingCart).not.toBe(prodCart);
   });
 
   it('gives a stable remediation id per service and name', () => {
