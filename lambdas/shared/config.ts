@@ -39,10 +39,12 @@ export const workflowDefaultsSchema = z.strictObject({
   rescanTimeoutSeconds: z.number().int().min(60).max(86_400).default(3_600),
   approvalTimeoutSeconds: z.number().int().min(60).max(31_536_000).default(86_400),
   /**
-   * How long a remediation waits after it starts for more findings of the same service to join it
-   * (a new CVE reaches many images over minutes). 0 starts building at once.
+   * A new CVE reaches many images over minutes: a remediation gathers the service's findings until
+   * none arrived for this long (it waits at least this long after it starts). 0 builds at once.
    */
   gatherSeconds: z.number().int().min(0).max(3_600).default(300),
+  /** The gathering ends at the latest this long after the remediation started, findings or not. */
+  gatherMaxSeconds: z.number().int().min(0).max(86_400).default(1_800),
 });
 export type WorkflowDefaults = z.infer<typeof workflowDefaultsSchema>;
 

@@ -64,8 +64,10 @@ export interface TargetSettings {
   /** How long to wait for Inspector to scan the rebuilt image. */
   readonly rescanTimeoutSeconds: number;
   readonly approvalTimeoutSeconds: number;
-  /** Seconds the remediation waits for more findings of the service before it builds (absent in older requests). */
+  /** The remediation gathers the service's findings until none arrived for this long (absent in older requests). */
   readonly gatherSeconds?: number;
+  /** ...but at most this long after the execution started. */
+  readonly gatherMaxSeconds?: number;
 }
 
 /** The execution input that triage starts the remediation workflow with. */

@@ -135,6 +135,8 @@ interface LockItem {
   readonly releasedBy?: string;
   /** Set when the execution took its findings (seal): later requests queue instead of merging. */
   readonly sealed?: boolean;
+  /** When a request was last merged into this one (the gathering waits until the burst is quiet). */
+  readonly mergedAt?: string;
 }
 
 type Key = { pk: string; sk: string };
@@ -412,10 +414,18 @@ export class Ledger {
   /**
    * The execution takes the findings gathered so far: from now on, later requests queue behind it
    * instead of merging into it. Returns the request as merged until now. Idempotent.
+   *
+   * With `quietSince`, it seals only if no request was merged after that time (the burst has gone
+   * quiet); otherwise it leaves the lock open and returns `sealed: false`, so the caller waits again.
    */
-  async seal(serviceKey: string, executionName: string): Promise<RemediationRequest> {
+  async seal(
+    serviceKey: string,
+    executionName: string,
+    quietSince?: Date,
+  ): Promise<{ readonly sealed: boolean; readonly request: RemediationRequest; readonly mergedAt?: string }> {
     const key = LEDGER.serviceKey(serviceKey);
     const notHeld = `${executionName} does not hold the lock of ${serviceKey}`;
+    const quiet = quietSince !== undefined;
     let out: { Attributes?: Record<string, unknown> };
     try {
       out = await this.doc.send(
@@ -423,19 +433,35 @@ export class Ledger {
           TableName: this.tableName,
           Key: key,
           UpdateExpression: 'SET #sealed = :true',
-          ConditionExpression: '#name = :name',
-          ExpressionAttributeNames: { '#sealed': 'sealed', '#name': 'executionName' },
-          ExpressionAttributeValues: { ':true': true, ':name': executionName },
+          ConditionExpression: quiet
+            ? '#name = :name AND (attribute_not_exists(#mergedAt) OR #mergedAt <= :since OR attribute_exists(#sealed))'
+            : '#name = :name',
+          ExpressionAttributeNames: {
+            '#sealed': 'sealed',
+            '#name': 'executionName',
+            ...(quiet ? { '#mergedAt': 'mergedAt' } : {}),
+          },
+          ExpressionAttributeValues: {
+            ':true': true,
+            ':name': executionName,
+            ...(quiet ? { ':since': quietSince.toISOString() } : {}),
+          },
           ReturnValues: 'ALL_NEW',
         }),
       );
     } catch (error) {
-      if (isConditionFailure(error)) throw new LockNotHeldError(notHeld, { cause: error });
-      throw this.wrap('seal', error);
+      if (!isConditionFailure(error)) throw this.wrap('seal', error);
+      const lock = quiet ? await this.readLock(key, 'seal') : undefined;
+      if (lock?.executionName !== executionName) throw new LockNotHeldError(notHeld, { cause: error });
+      return {
+        sealed: false,
+        request: this.parse(lock.request),
+        ...(lock.mergedAt ? { mergedAt: lock.mergedAt } : {}),
+      };
     }
     const lock = out.Attributes as LockItem | undefined;
     if (!lock) throw new LockNotHeldError(notHeld);
-    return this.parse(lock.request);
+    return { sealed: true, request: this.parse(lock.request) };
   }
 
   /**
@@ -644,16 +670,18 @@ export class Ledger {
         new UpdateCommand({
           TableName: this.tableName,
           Key: key,
-          UpdateExpression: 'SET #request = :request, #version = #version + :inc',
+          UpdateExpression: 'SET #request = :request, #mergedAt = :now, #version = #version + :inc',
           ConditionExpression: '#name = :holder AND #version = :version AND attribute_not_exists(#sealed)',
           ExpressionAttributeNames: {
             '#request': 'request',
+            '#mergedAt': 'mergedAt',
             '#version': 'version',
             '#name': 'executionName',
             '#sealed': 'sealed',
           },
           ExpressionAttributeValues: {
             ':request': JSON.stringify(merged),
+            ':now': this.now().toISOString(),
             ':inc': 1,
             ':holder': lock.executionName,
             ':version': lock.version,

@@ -110,6 +110,7 @@ export const aggregate = (
           rescanTimeoutSeconds: opts.defaults.rescanTimeoutSeconds,
           approvalTimeoutSeconds: opts.defaults.approvalTimeoutSeconds,
           gatherSeconds: opts.defaults.gatherSeconds,
+          gatherMaxSeconds: opts.defaults.gatherMaxSeconds,
         },
         findingsCount: new Set(list.map((c) => c.finding.findingArn)).size,
         requestedAt: firstObserved,

@@ -32,28 +32,52 @@ export const acquireLock = async (
   };
 };
 
-export interface TakeFindingsInput {
+export interface TakeFindingsInput<S extends RemediationRequest = RemediationRequest> {
   readonly step: 'take-findings';
   readonly serviceKey: string;
   readonly executionName: string;
+  /** The execution's start ($$.Execution.StartTime): the gathering ends gatherMaxSeconds after it. */
+  readonly startedAt: string;
   /** The execution's state so far: returned with the images and counts replaced by the gathered ones. */
-  readonly state: RemediationRequest & Record<string, unknown>;
+  readonly state: S;
 }
 
+export type GatheredState<S extends RemediationRequest = RemediationRequest> = S & {
+  /** true: findings were still arriving, the lock stays open: wait gatherWaitSeconds and take again. */
+  readonly gathering: boolean;
+  /** With gathering: seconds until the burst has been quiet for target.gatherSeconds. */
+  readonly gatherWaitSeconds?: number;
+};
+
 /**
- * "Take the findings gathered meanwhile": seal the lock, so that later findings queue for the next
- * run, and continue with every finding merged into this remediation since it started. Returns the
- * whole execution state (the definition's OutputPath takes it as is).
+ * "Take the findings gathered meanwhile": continue with every finding merged into this remediation
+ * since it started, and seal the lock so that later findings queue for the next run. The gathering
+ * is a debounce: while a finding was merged within the last target.gatherSeconds, and another quiet
+ * period would still end within target.gatherMaxSeconds of the execution's start, it leaves the lock
+ * open and says how long to wait. Returns the whole execution state (the definition's OutputPath
+ * takes it as is).
  */
-export const takeGatheredFindings = async (
+export const takeGatheredFindings = async <S extends RemediationRequest>(
   ledger: Pick<Ledger, 'seal'>,
-  input: TakeFindingsInput,
-): Promise<RemediationRequest & Record<string, unknown>> => {
-  const gathered = await ledger.seal(input.serviceKey, input.executionName);
+  input: TakeFindingsInput<S>,
+  now: Date = new Date(),
+): Promise<GatheredState<S>> => {
+  const { gatherSeconds = 0, gatherMaxSeconds = 0 } = input.state.target;
+  const started = Date.parse(input.startedAt);
+  const deadline =
+    (Number.isNaN(started) ? now.getTime() : started) + Math.max(gatherSeconds, gatherMaxSeconds) * 1000;
+  const quietMs = gatherSeconds * 1000;
+  const mayWaitLonger = quietMs > 0 && now.getTime() < deadline;
+  const quietSince = mayWaitLonger ? new Date(now.getTime() - quietMs) : undefined;
+  const { sealed, request, mergedAt } = await ledger.seal(input.serviceKey, input.executionName, quietSince);
+  const quietAt = Math.min(Date.parse(mergedAt ?? '') + quietMs, deadline);
+  const waitSeconds = Number.isNaN(quietAt) ? gatherSeconds : Math.ceil((quietAt - now.getTime()) / 1000);
   return {
     ...input.state,
-    images: gathered.images,
-    findingsCount: gathered.findingsCount,
-    requestedAt: gathered.requestedAt,
+    images: request.images,
+    findingsCount: request.findingsCount,
+    requestedAt: request.requestedAt,
+    gathering: !sealed,
+    ...(sealed ? {} : { gatherWaitSeconds: Math.max(1, waitSeconds) }),
   };
 };

@@ -230,6 +230,7 @@ export const remediationRequest = (overrides: Partial<RemediationRequest> = {}):
     rescanTimeoutSeconds: 3600,
     approvalTimeoutSeconds: 86400,
     gatherSeconds: 300,
+    gatherMaxSeconds: 1800,
   },
   findingsCount: 1,
   requestedAt: '2024-09-04T16:55:38.411Z',
@@ -324,7 +325,10 @@ export class FakeAccount {
       const { serviceKey, executionName } = input as { serviceKey: string; executionName: string };
       return { status: 'acquired', reason: `${executionName} holds the lock of ${serviceKey}.` };
     })
-      .on('Take the findings gathered meanwhile', (input) => (input as { state: Json }).state)
+      .on('Take the findings gathered meanwhile', (input) => ({
+        ...(input as { state: JsonObject }).state,
+        gathering: false,
+      }))
       .on('Wait for approval', () => ({ approved: true, by: 'alice' }))
       .on('Plan the image builds', (input) =>
         planBuilds(input as unknown as Parameters<typeof planBuilds>[0], FAKE_PROJECTS),

@@ -253,7 +253,7 @@ describe('claim', () => {
 
     // Act
     const results = [await ledger.claim(later), await ledger.claim(later), await ledger.claim(later)];
-    const gathered = await ledger.seal(svc, first.executionName);
+    const { request: gathered } = await ledger.seal(svc, first.executionName);
 
     // Assess: one run carries both images; nothing queued; the run keeps its name.
     for (const r of results) expect(r).toEqual({ kind: 'merged', inFlight: first.executionName });
@@ -278,7 +278,7 @@ describe('claim', () => {
     const lock = await rawLock(svc);
     expect(lock?.queued).toEqual([JSON.stringify(later)]);
     expect(lock?.queuedNames).toEqual(new Set([later.executionName]));
-    expect((await ledger.seal(svc, first.executionName)).images).toEqual(first.images);
+    expect((await ledger.seal(svc, first.executionName)).request.images).toEqual(first.images);
   });
 
   it('queues instead of merging a request that needs an approval the started one skips', async () => {
@@ -295,7 +295,7 @@ describe('claim', () => {
 
     // Assess
     expect(result).toEqual({ kind: 'queued', inFlight: first.executionName });
-    expect((await ledger.seal(svc, first.executionName)).images).toEqual(first.images);
+    expect((await ledger.seal(svc, first.executionName)).request.images).toEqual(first.images);
   });
 
   it('merges every one of many concurrent requests into an unsealed remediation, none lost', async () => {
@@ -309,13 +309,41 @@ describe('claim', () => {
 
     // Act
     const results = await Promise.all(requests.map((r) => ledger.claim(r)));
-    const gathered = await ledger.seal(svc, first.executionName);
+    const { request: gathered } = await ledger.seal(svc, first.executionName);
 
     // Assess
     expect(results.every((r) => r.kind === 'merged')).toBe(true);
     expect(gathered.images.flatMap((i) => i.findingArns).sort()).toEqual(
       ['arn:finding/1', ...requests.map((_, i) => `arn:finding/m${i}`)].sort(),
     );
+  });
+
+  it('while findings still arrive, leaves the lock open when asked to seal only once the burst is quiet', async () => {
+    // Prepare: a request merges at T0 + 2 min.
+    const svc = freshService();
+    const first = requestA(svc);
+    await started(first);
+    clock = new Date(T0.getTime() + 120_000);
+    expect((await ledger.claim(requestC(svc))).kind).toBe('merged');
+
+    // Act: quiet since T0 + 1 min? No (merged after). Since T0 + 3 min? Yes.
+    const early = await ledger.seal(svc, first.executionName, new Date(T0.getTime() + 60_000));
+    const stillOpen = await ledger.claim(
+      makeRequest(svc, [image(DIGEST_B, [['CVE-2024-0010', 'arn:finding/10']])]),
+    );
+    const late = await ledger.seal(svc, first.executionName, new Date(T0.getTime() + 180_000));
+    const repeated = await ledger.seal(svc, first.executionName, new Date(T0.getTime() + 60_000));
+
+    // Assess
+    expect(early.sealed).toBe(false);
+    expect(early.request.images.map((i) => i.imageDigest)).toEqual([DIGEST_A, DIGEST_B]);
+    expect(stillOpen.kind).toBe('merged');
+    expect(late.sealed).toBe(true);
+    expect(late.request.images.flatMap((i) => i.findingArns).sort()).toEqual(
+      ['arn:finding/1', 'arn:finding/10', 'arn:finding/3'].sort(),
+    );
+    expect(repeated.sealed).toBe(true); // sealed stays sealed
+    expect((await ledger.claim(requestB(svc))).kind).toBe('queued');
   });
 
   it('refuses to seal a lock the execution does not hold', async () => {
@@ -326,6 +354,9 @@ describe('claim', () => {
     // Act / Assess
     await expect(ledger.seal(svc, 'someone-else')).rejects.toMatchObject({ name: 'LockNotHeldError' });
     await expect(ledger.seal(freshService(), 'nobody')).rejects.toMatchObject({ name: 'LockNotHeldError' });
+    await expect(ledger.seal(svc, 'someone-else', new Date())).rejects.toMatchObject({
+      name: 'LockNotHeldError',
+    });
   });
 
   it('does not queue a request whose findings are already in flight or queued', async () => {

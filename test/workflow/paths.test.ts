@@ -26,6 +26,7 @@ const START = [
   'Gather the rest of the burst?',
   'Wait for the rest of the burst',
   'Take the findings gathered meanwhile',
+  'Still gathering?',
   'Maintenance window?',
   'Approval required?',
 ];
@@ -185,7 +186,7 @@ describe('remediation workflow paths', () => {
     });
     const account = new FakeAccount().on('Take the findings gathered meanwhile', (input) => {
       const { state } = input as unknown as { state: RemediationRequest };
-      return { ...state, images: [...state.images, extra], findingsCount: 2 };
+      return { ...state, images: [...state.images, extra], findingsCount: 2, gathering: false };
     });
 
     // Act
@@ -196,6 +197,37 @@ describe('remediation workflow paths', () => {
     const planned = run.calls.get('Plan the image builds')?.[0] as { images: Array<{ repository: string }> };
     expect(planned.images.map((i) => i.repository)).toEqual([image().repository, 'shared/envoy']);
     expect((run.output as { cves: string[] }).cves).toContain('CVE-2024-7777');
+  });
+
+  it('keeps gathering while the burst still arrives, then builds everything it gathered', async () => {
+    // Prepare: the first take finds the burst still arriving; the second one seals.
+    let takes = 0;
+    const account = new FakeAccount().on('Take the findings gathered meanwhile', (input) => {
+      const { state } = input as unknown as { state: RemediationRequest };
+      takes++;
+      return { ...state, findingsCount: takes, gathering: takes === 1, gatherWaitSeconds: 42 };
+    });
+
+    // Act
+    const run = await runWorkflow(remediationRequest(), account);
+
+    // Assess
+    expect(run.states.slice(0, 9)).toEqual([
+      'Acquire the service lock',
+      'Another remediation in flight?',
+      'Gather the rest of the burst?',
+      'Wait for the rest of the burst',
+      'Take the findings gathered meanwhile',
+      'Still gathering?',
+      'Wait for the burst to go quiet',
+      'Take the findings gathered meanwhile',
+      'Still gathering?',
+    ]);
+    expect(run.calls.get('Take the findings gathered meanwhile')?.[1]).toMatchObject({
+      step: 'take-findings',
+      startedAt: expect.any(String),
+    });
+    expect(run.states.at(-1)).toBe('Patched');
   });
 
   it('skips the gathering wait when the target sets none (gatherSeconds 0 or a request from before it existed)', async () => {
@@ -222,7 +254,7 @@ describe('remediation workflow paths', () => {
       account,
     );
 
-    expect(run.states.slice(0, 9)).toEqual([
+    expect(run.states.slice(0, 10)).toEqual([
       ...START.slice(0, -1),
       'Wait for the maintenance window',
       'Approval required?',

@@ -24,7 +24,7 @@ export const handler = async (
   logger.appendKeys({ executionName: event.executionName, serviceKey: event.serviceKey });
   if ('step' in event && event.step === 'take-findings') {
     const state = await takeGatheredFindings(ledger, event);
-    logger.info('findings taken', {
+    logger.info(state.gathering ? 'findings still arriving' : 'findings taken', {
       images: state.images.length,
       cves: new Set(state.images.flatMap((i) => i.cves)).size,
       findings: state.findingsCount,
