@@ -19,7 +19,12 @@ import { acknowledge, ecsArnPattern, IAM5_ANY_RESOURCE, iam5Resource, NAG_REASON
 export const TRIAGE_TIMEOUT = Duration.minutes(2);
 /** How long Lambda gathers messages before invoking triage with a batch. */
 export const TRIAGE_BATCHING_WINDOW = Duration.seconds(20);
-export const TRIAGE_BATCH_SIZE = 100;
+/**
+ * Up to 500 findings a batch: the ledger's per-batch costs (the duplicate check, one claim per
+ * service) spread over more findings in a burst. Inspector finding events are typically 4-8 KB, so a
+ * full batch stays well under Lambda's 6 MB invocation payload (Lambda sends fewer records if not).
+ */
+export const TRIAGE_BATCH_SIZE = 500;
 
 /** Lambda's environment variables are limited to 4 KB in total (names and values). */
 const LAMBDA_ENVIRONMENT_LIMIT_BYTES = 4096;

@@ -169,7 +169,7 @@ describe('triage function', () => {
     expect(mapping).toMatchObject({
       EventSourceArn: getAtt(ids.queue),
       FunctionName: { Ref: ids.function },
-      BatchSize: 100,
+      BatchSize: 500,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       // Pollers never exceed the reserved concurrency, so no batch is throttled into the DLQ.
       ScalingConfig: { MaximumConcurrency: 5 },
