@@ -137,6 +137,8 @@ interface LockItem {
   readonly sealed?: boolean;
   /** When a request was last merged into this one (the gathering waits until the burst is quiet). */
   readonly mergedAt?: string;
+  /** The requests merged into `request`, as JSON: what runs next if this one ends before sealing. */
+  readonly merged?: string[];
 }
 
 type Key = { pk: string; sk: string };
@@ -174,14 +176,6 @@ const findingId = (k: FindingKey): string => `${k.findingArn}\n${k.updatedAt}`;
 /** (digest, finding) pairs a request carries: two requests with the same pairs remediate the same thing. */
 const coverage = (request: RemediationRequest): string[] =>
   request.images.flatMap((i) => i.findingArns.map((arn) => `${i.imageDigest}\n${arn}`));
-
-/**
- * A later request may join the in-flight one only if that changes no promise already made: it must
- * not need an approval or a maintenance window that the in-flight one skips.
- */
-const mergeable = (inFlight: RemediationRequest, later: RemediationRequest): boolean =>
-  (later.decision.action !== 'approve' || inFlight.decision.action === 'approve') &&
-  (later.decision.notBefore === undefined || inFlight.decision.notBefore !== undefined);
 
 export class Ledger {
   private readonly doc: DynamoDBDocumentClient;
@@ -289,7 +283,7 @@ export class Ledger {
       // A claim whose start was never confirmed: whoever comes next finishes it, with the stored
       // input and name, so StartExecution stays idempotent.
       if (lock.status === 'STARTING') return { kind: 'resume', request: this.parse(lock.request) };
-      if (!lock.sealed && mergeable(this.parse(lock.request), request)) {
+      if (!lock.sealed) {
         if (await this.merge(key, lock, request)) return { kind: 'merged', inFlight: lock.executionName };
         continue;
       }
@@ -486,7 +480,11 @@ export class Ledger {
         ExpressionAttributeNames: { '#name': 'executionName', '#version': 'version' },
         ExpressionAttributeValues: { ':name': executionName, ':version': lock.version },
       };
-      const queued = (lock.queued ?? []).map((json) => this.parse(json));
+      // Requests merged into a remediation that ended before it took them (failed or stopped while
+      // gathering) were never worked on: they run next, ahead of the ones queued behind it.
+      const queued = [...(lock.sealed ? [] : (lock.merged ?? [])), ...(lock.queued ?? [])].map((json) =>
+        this.parse(json),
+      );
       const [first, ...rest] = queued;
       if (!first) {
         const deleted = await this.conditional('release', () =>
@@ -670,11 +668,13 @@ export class Ledger {
         new UpdateCommand({
           TableName: this.tableName,
           Key: key,
-          UpdateExpression: 'SET #request = :request, #mergedAt = :now, #version = #version + :inc',
+          UpdateExpression:
+            'SET #request = :request, #mergedAt = :now, #merged = list_append(if_not_exists(#merged, :empty), :one), #version = #version + :inc',
           ConditionExpression: '#name = :holder AND #version = :version AND attribute_not_exists(#sealed)',
           ExpressionAttributeNames: {
             '#request': 'request',
             '#mergedAt': 'mergedAt',
+            '#merged': 'merged',
             '#version': 'version',
             '#name': 'executionName',
             '#sealed': 'sealed',
@@ -682,6 +682,8 @@ export class Ledger {
           ExpressionAttributeValues: {
             ':request': JSON.stringify(merged),
             ':now': this.now().toISOString(),
+            ':empty': [],
+            ':one': [JSON.stringify(request)],
             ':inc': 1,
             ':holder': lock.executionName,
             ':version': lock.version,

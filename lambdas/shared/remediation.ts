@@ -79,16 +79,34 @@ export const executionName = (
 export const remediationId = (serviceKey: string, name: string): string =>
   createHash('sha256').update(`${serviceKey}\n${name}`).digest('hex').slice(0, 16);
 
+const earliest = (a: string, b: string): string => (a <= b ? a : b); // ISO-8601 sorts as text
+
+/**
+ * One decision for two requests of the same service. Approval is the stricter action and wins. A
+ * request that need not wait for a window (none configured, or the CRITICAL known-exploit override)
+ * pulls the whole remediation forward, as within one batch (aggregate.ts); otherwise the earliest
+ * window wins.
+ */
+export const mergeDecisions = (
+  a: RemediationRequest['decision'],
+  b: RemediationRequest['decision'],
+): RemediationRequest['decision'] => {
+  const action = a.action === 'approve' || b.action === 'approve' ? 'approve' : 'remediate';
+  const notBefore =
+    a.notBefore !== undefined && b.notBefore !== undefined ? earliest(a.notBefore, b.notBefore) : undefined;
+  const same = (d: RemediationRequest['decision']) => d.action === action && d.notBefore === notBefore;
+  const reason = same(a) ? a.reason : same(b) ? b.reason : `${a.reason}; ${b.reason}`;
+  return { action, reason, ...(notBefore === undefined ? {} : { notBefore }) };
+};
+
 /** Fold a later request for the same service into an earlier one (the earlier keeps its identity). */
-export const mergeRequests = (base: RemediationRequest, later: RemediationRequest): RemediationRequest => ({
-  ...base,
-  images: mergeImages(base.images, later.images),
-  findingsCount: base.findingsCount + later.findingsCount,
-  // Approval is the stricter action and wins; the earliest window wins.
-  decision:
-    base.decision.action === 'approve' || later.decision.action !== 'approve'
-      ? base.decision
-      : later.decision,
-  // ISO-8601 timestamps sort as strings.
-  requestedAt: [base.requestedAt, later.requestedAt].sort()[0] ?? base.requestedAt,
-});
+export const mergeRequests = (base: RemediationRequest, later: RemediationRequest): RemediationRequest => {
+  const images = mergeImages(base.images, later.images);
+  return {
+    ...base,
+    images,
+    findingsCount: new Set(images.flatMap((i) => i.findingArns)).size,
+    decision: mergeDecisions(base.decision, later.decision),
+    requestedAt: earliest(base.requestedAt, later.requestedAt),
+  };
+};

@@ -77,6 +77,8 @@ export const takeGatheredFindings = async <S extends RemediationRequest>(
     images: request.images,
     findingsCount: request.findingsCount,
     requestedAt: request.requestedAt,
+    // A merged finding may need approval, or may not wait for the maintenance window.
+    decision: request.decision,
     gathering: !sealed,
     ...(sealed ? {} : { gatherWaitSeconds: Math.max(1, waitSeconds) }),
   };

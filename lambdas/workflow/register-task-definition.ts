@@ -53,6 +53,16 @@ export const patchedRegistration = (
           `${image.repositoryUri}: the service changed since the finding. Nothing was deployed.`,
       );
     }
+    // Pinned by digest to another image than the one the patch was built from: the owner deployed a
+    // newer version meanwhile (during a long approval, window or queue wait). Deploying the patch
+    // would roll their change back.
+    const pinned = /@(sha256:[a-f0-9]{64})$/.exec(container.image)?.[1];
+    if (pinned !== undefined && pinned !== image.oldDigest && pinned !== image.newDigest) {
+      throw new TaskDefinitionMismatchError(
+        `Container ${container.name} of ${current.taskDefinitionArn} now runs ${container.image}, not the image the ` +
+          `patch was built from (${image.oldDigest}): the service was redeployed since the finding. Nothing was deployed.`,
+      );
+    }
     const reference = `${image.repositoryUri}@${image.newDigest}`;
     replaced[container.name] = reference;
     return { ...container, image: reference };

@@ -281,7 +281,7 @@ describe('claim', () => {
     expect((await ledger.seal(svc, first.executionName)).request.images).toEqual(first.images);
   });
 
-  it('queues instead of merging a request that needs an approval the started one skips', async () => {
+  it('merges a request that needs approval into a gathering run, which then asks for approval', async () => {
     // Prepare
     const svc = freshService();
     const first = requestA(svc);
@@ -294,8 +294,29 @@ describe('claim', () => {
     const result = await ledger.claim(needsApproval);
 
     // Assess
-    expect(result).toEqual({ kind: 'queued', inFlight: first.executionName });
-    expect((await ledger.seal(svc, first.executionName)).request.images).toEqual(first.images);
+    expect(result).toEqual({ kind: 'merged', inFlight: first.executionName });
+    const { request } = await ledger.seal(svc, first.executionName);
+    expect(request.decision.action).toBe('approve');
+    expect(request.images.map((i) => i.imageDigest)).toEqual([DIGEST_A, DIGEST_B]);
+  });
+
+  it('runs what was merged next when the remediation ends before it took its findings', async () => {
+    // Prepare: B merges into A while A gathers; A is then stopped (or fails) before sealing.
+    const svc = freshService();
+    const a = requestA(svc);
+    await started(a);
+    const b = requestC(svc);
+    expect((await ledger.claim(b)).kind).toBe('merged');
+
+    // Act
+    const { next } = await ledger.release(svc, a.executionName);
+
+    // Assess: B is not lost; A's own findings (reported as failed) are not re-run.
+    expect(next?.images).toEqual(b.images);
+    expect(await ledger.getInFlight(svc)).toMatchObject({
+      executionName: next?.executionName,
+      status: 'STARTING',
+    });
   });
 
   it('merges every one of many concurrent requests into an unsealed remediation, none lost', async () => {

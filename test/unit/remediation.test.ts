@@ -128,7 +128,7 @@ describe('mergeRequests', () => {
       request(),
       request({
         remediationId: 'r2',
-        images: [image({ cves: ['CVE-2'] })],
+        images: [image({ cves: ['CVE-2'], findingArns: ['arn:finding/2'] })],
         decision: { action: 'approve', reason: 'needs approval' },
         requestedAt: '2024-09-04T16:00:00.000Z',
       }),
@@ -138,5 +138,34 @@ describe('mergeRequests', () => {
     expect(merged.decision.action).toBe('approve');
     expect(merged.images[0]?.cves).toEqual(['CVE-2', 'CVE-2024-6119']);
     expect(merged.requestedAt).toBe('2024-09-04T16:00:00.000Z');
+  });
+
+  it('counts each finding once when the two requests overlap', () => {
+    const both = image({ findingArns: ['arn:finding/1', 'arn:finding/2'] });
+    const merged = mergeRequests(
+      request({ images: [image({ findingArns: ['arn:finding/1'] })] }),
+      request({ images: [both], findingsCount: 2 }),
+    );
+    expect(merged.findingsCount).toBe(2);
+  });
+
+  it.each([
+    ['both wait: the earlier window', '2024-09-07T02:00:00Z', '2024-09-06T02:00:00Z', '2024-09-06T02:00:00Z'],
+    [
+      'one need not wait (no window, or the CRITICAL exploit override): nobody waits',
+      '2024-09-07T02:00:00Z',
+      undefined,
+      undefined,
+    ],
+    ['neither waits', undefined, undefined, undefined],
+  ])('merges maintenance windows: %s', (_label, a, b, expected) => {
+    const decision = (notBefore: string | undefined) => ({
+      action: 'remediate' as const,
+      reason: notBefore ? `window ${notBefore}` : 'now',
+      ...(notBefore ? { notBefore } : {}),
+    });
+    const merged = mergeRequests(request({ decision: decision(a) }), request({ decision: decision(b) }));
+    expect(merged.decision.notBefore).toBe(expected);
+    expect(merged.decision.reason).toBe(expected ? `window ${expected}` : 'now');
   });
 });

@@ -60,6 +60,7 @@ describe('takeGatheredFindings', () => {
     expect(out.images).toEqual([...state.images, extra]);
     expect(out.findingsCount).toBe(7);
     expect(out.requestedAt).toBe(STARTED);
+    expect(out.decision).toEqual(decision);
     expect(out.lock).toEqual(state.lock);
     expect(out.executionName).toBe(state.executionName);
   });

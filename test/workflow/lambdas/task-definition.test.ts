@@ -107,6 +107,22 @@ describe('patchedRegistration', () => {
     );
   });
 
+  it('refuses when the container is pinned to another digest than the one the patch was built from', () => {
+    // Prepare: the owner deployed a newer build while the remediation waited.
+    const redeployed = {
+      ...running,
+      containerDefinitions: [{ name: 'app', image: `${repo}@${digest('c3')}` }],
+    };
+    const stillOld = {
+      ...running,
+      containerDefinitions: [{ name: 'app', image: `${repo}@${image().imageDigest}` }],
+    };
+
+    // Act / Assess
+    expect(() => patchedRegistration(redeployed, [], patched, 'e')).toThrow(/redeployed since the finding/);
+    expect(patchedRegistration(stillOld, [], patched, 'e').replaced).toEqual({ app: `${repo}@${NEW}` });
+  });
+
   it('refuses when a patched container is missing from the running task definition', () => {
     const gone = { ...running, containerDefinitions: [running.containerDefinitions?.[1] ?? {}] };
     expect(() => patchedRegistration(gone, [], patched, 'e')).toThrow(/has no container named app/);
