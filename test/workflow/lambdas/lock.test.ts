@@ -43,11 +43,13 @@ describe('takeGatheredFindings', () => {
     // Prepare: the lock holds a request that gathered a second image.
     const state = { ...remediationRequest({ target }), lock: { status: 'acquired', reason: 'held' } };
     const extra = image({ imageDigest: `sha256:${'e'.repeat(64)}`, cves: ['CVE-2024-7777'] });
+    const decision = { action: 'approve' as const, reason: 'a merged finding needs approval' };
     const ledger = fakeLedger({
       ...state,
       images: [...state.images, extra],
       findingsCount: 7,
       requestedAt: STARTED,
+      decision,
     });
 
     // Act
