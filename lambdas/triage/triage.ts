@@ -1,7 +1,7 @@
 import { ExecutionAlreadyExists, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { TargetConfig, WorkflowDefaults } from '../shared/config';
 import type { Action, RebuildMode, RemediationRequest } from '../shared/contracts';
-import { InvalidEventError } from '../shared/errors';
+import { InvalidEventError, TransientError } from '../shared/errors';
 import type { Ledger } from '../shared/ledger';
 import { aggregate, type Contribution, type ServicePlan, targetFor } from './aggregate';
 import type { InventoryResolver, ServiceUse } from './inventory';
@@ -24,11 +24,18 @@ export interface FindingReport {
   readonly services: readonly string[];
 }
 
+/** A delivery to mark as seen once settled, with the batch items that carried it. */
+export interface SeenKey {
+  readonly findingArn: string;
+  readonly updatedAt: string;
+  readonly itemIds: readonly string[];
+}
+
 export interface TriagePlan {
   readonly findings: readonly FindingReport[];
   readonly remediations: readonly ServicePlan[];
   /** Dedup keys of the findings this plan covers: marked seen once the plan is carried out. */
-  readonly seenKeys: ReadonlyArray<{ findingArn: string; updatedAt: string }>;
+  readonly seenKeys: ReadonlyArray<SeenKey>;
   /** Ids that failed transiently while planning (inventory calls throttled...): retry them. */
   readonly failedIds: readonly string[];
 }
@@ -126,7 +133,7 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
   }
 
   const contributions: Contribution[] = [];
-  const seenKeys: Array<{ findingArn: string; updatedAt: string }> = [];
+  const seenKeys: SeenKey[] = [];
   for (const { input, finding, ids } of candidates) {
     // Decide first without service context: most findings are settled here without any API call.
     const base = evaluate(deps.policy, finding, { now });
@@ -141,7 +148,7 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
         reason: base.reason,
         services: [],
       });
-      seenKeys.push({ findingArn: finding.findingArn, updatedAt: finding.updatedAtRaw });
+      seenKeys.push({ findingArn: finding.findingArn, updatedAt: finding.updatedAtRaw, itemIds: ids });
       continue;
     }
     let uses: ServiceUse[];
@@ -158,7 +165,7 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
       });
       continue;
     }
-    seenKeys.push({ findingArn: finding.findingArn, updatedAt: finding.updatedAtRaw });
+    seenKeys.push({ findingArn: finding.findingArn, updatedAt: finding.updatedAtRaw, itemIds: ids });
     if (uses.length === 0) {
       reports.push({
         id: input.id,
@@ -241,6 +248,9 @@ const start = async (deps: ExecuteDeps, request: RemediationRequest): Promise<st
   }
 };
 
+/** Claims of one service in one batch before its items are retried instead (each resume starts a run). */
+const MAX_CLAIM_ROUNDS = 4;
+
 /**
  * Carry a plan out: claim each service in the ledger and start (or resume) its execution, or queue
  * the findings for the run in flight. Returns the batch item ids to retry: those of any service whose
@@ -255,41 +265,39 @@ export const executePlan = async (
   const results: StartResult[] = [];
   for (const { request, itemIds } of plan.remediations) {
     try {
-      const claim = await deps.ledger.claim(request);
-      if (claim.kind === 'queued' || claim.kind === 'merged') {
-        results.push({ service: request.service.key, kind: claim.kind, inFlight: claim.inFlight });
-        continue;
-      }
-      const toStart = claim.kind === 'resume' ? claim.request : request;
-      const arn = await start(deps, toStart);
-      await deps.ledger.markStarted(toStart.service.key, toStart.executionName, arn);
-      results.push({
-        service: request.service.key,
-        kind: claim.kind === 'resume' ? 'resumed' : 'started',
-        executionName: toStart.executionName,
-      });
-      const covered = new Set(toStart.images.flatMap((i) => i.findingArns));
-      const ours = request.images.flatMap((i) => i.findingArns);
-      if (claim.kind === 'resume' && !ours.every((arn) => covered.has(arn))) {
-        // The resumed request was an earlier batch's; this batch's other findings still need a run.
-        const again = await deps.ledger.claim(request);
-        if (again.kind !== 'queued' && again.kind !== 'merged') {
-          throw new Error(
-            `ledger neither merged nor queued this batch's findings behind ${toStart.executionName}`,
+      // A resumed claim is an earlier batch's request: once it is started, claim again for this
+      // batch's own findings (they merge, queue, or - if that run already ended - claim anew).
+      for (let round = 0; ; round++) {
+        if (round === MAX_CLAIM_ROUNDS) {
+          throw new TransientError(
+            `the lock of ${request.service.key} kept changing; retrying the batch items`,
           );
         }
+        const claim = await deps.ledger.claim(request);
+        if (claim.kind === 'queued' || claim.kind === 'merged') {
+          results.push({ service: request.service.key, kind: claim.kind, inFlight: claim.inFlight });
+          break;
+        }
+        const toStart = claim.kind === 'resume' ? claim.request : request;
+        const arn = await start(deps, toStart);
+        await deps.ledger.markStarted(toStart.service.key, toStart.executionName, arn);
+        results.push({
+          service: request.service.key,
+          kind: claim.kind === 'resume' ? 'resumed' : 'started',
+          executionName: toStart.executionName,
+        });
+        const covered = new Set(toStart.images.flatMap((i) => i.findingArns));
+        if (request.images.every((i) => i.findingArns.every((arn) => covered.has(arn)))) break;
       }
     } catch (error) {
       for (const id of itemIds) failed.add(id);
       results.push({ service: request.service.key, kind: 'failed', error: error as Error });
     }
   }
-  const failedArns = new Set(
-    plan.remediations
-      .filter((r) => r.itemIds.some((id) => failed.has(id)))
-      .flatMap((r) => r.request.images.flatMap((i) => i.findingArns)),
-  );
-  const settled = plan.seenKeys.filter((k) => !failedArns.has(k.findingArn));
+  // A delivery whose message is retried stays unseen, so the retry is not mistaken for a duplicate.
+  const settled = plan.seenKeys
+    .filter((k) => !k.itemIds.some((id) => failed.has(id)))
+    .map(({ findingArn, updatedAt }) => ({ findingArn, updatedAt }));
   let markSeenError: Error | undefined;
   if (settled.length > 0) {
     try {
