@@ -481,8 +481,10 @@ export class RemediationWorkflow extends Construct {
 
     // ---------------------------------------------------------------- Deployment and alarm events
     this.eventsDeadLetterQueue = new sqs.Queue(this, 'EventsDeadLetterQueue', {
-      encryption: sqs.QueueEncryption.KMS,
-      encryptionMasterKey: key,
+      // SQS-managed encryption, not the shared key: EventBridge writes here for three rules, and a
+      // KMS key policy naming them by ARN would need fixed rule names (a Key -> Rule -> Queue -> Key
+      // cycle otherwise). Without key access EventBridge could not dead-letter an event at all.
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
     });

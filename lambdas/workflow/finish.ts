@@ -5,6 +5,7 @@ import { PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { type Outcome, type RemediationRequest, type Severity, severityRank } from '../shared/contracts';
 import type { Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS, type MetricDatum } from '../shared/metrics';
+import { remediationId } from '../shared/remediation';
 import { awsCall, links, regionOf } from './aws';
 import type { StateError, WorkflowState } from './state';
 
@@ -299,6 +300,15 @@ const worstSeverity = (state: WorkflowState): Severity | undefined =>
   [...state.images].sort((a, b) => severityRank(a.severity) - severityRank(b.severity))[0]?.severity;
 
 /** The summary of an outcome, without `next` (known only after the release). Pure. */
+/**
+ * The id of this run's history record: the request's own, unless the execution runs under another
+ * name (a re-run from the console with a copy of the input), which must not overwrite the original's.
+ */
+export const historyId = (input: Pick<FinishInput, 'state' | 'executionName'>): string =>
+  input.state.executionName === input.executionName
+    ? input.state.remediationId
+    : remediationId(input.state.service.key, input.executionName);
+
 export const summarise = (input: FinishInput, accountAlias?: string): FinishResult => {
   const { state } = input;
   const { reason, cause } = explain(input);
@@ -309,7 +319,7 @@ export const summarise = (input: FinishInput, accountAlias?: string): FinishResu
   const summary: Summary = {
     outcome: input.outcome,
     service: state.service.key,
-    remediationId: state.remediationId,
+    remediationId: historyId(input),
     executionName: input.executionName,
     cves: uniq(state.images.flatMap((i) => i.cves)),
     cvesClosed: patched ? uniq((state.patched ?? []).flatMap((p) => p.cvesClosed)) : [],
@@ -501,7 +511,7 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
     const started = Date.parse(input.startedAt);
     await deps.ledger.recordOutcome({
       serviceKey: state.service.key,
-      remediationId: state.remediationId,
+      remediationId: historyId(input),
       executionName: input.executionName,
       outcome,
       reason: base.summary.reason,

@@ -270,6 +270,21 @@ describe('RemediationWorkflow construct', () => {
     });
   });
 
+  it('dead-letters those events to a queue EventBridge can write to: SQS-managed encryption, TLS only', () => {
+    const [dlqId] = Object.keys(
+      template.findResources('AWS::SQS::Queue', { Properties: { SqsManagedSseEnabled: true } }),
+    );
+    expect(dlqId).toBeDefined();
+    const rules = Object.values(template.findResources('AWS::Events::Rule')) as Array<{
+      Properties: { Targets?: Array<{ DeadLetterConfig?: { Arn: unknown } }> };
+    }>;
+    const dlqArns = rules.flatMap((r) =>
+      (r.Properties.Targets ?? []).flatMap((t) => t.DeadLetterConfig?.Arn ?? []),
+    );
+    expect(dlqArns.length).toBeGreaterThanOrEqual(3);
+    for (const arn of dlqArns) expect(arn).toEqual({ 'Fn::GetAtt': [dlqId, 'Arn'] });
+  });
+
   it('releases the lock of executions that end outside their own finish state (stopped by hand, timed out)', () => {
     template.hasResourceProperties('AWS::Events::Rule', {
       EventPattern: {

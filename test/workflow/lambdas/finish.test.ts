@@ -184,6 +184,21 @@ describe('finish', () => {
     expect(published()?.Message).toContain('/autopatch/prod/payments-api/app/image');
   });
 
+  it('records a re-run from the console (same input, new name) under its own history id', async () => {
+    // Prepare
+    const l = ledger();
+
+    // Act
+    await run('Failed', patchedState, l, { executionName: 'payments-api-rerun-by-hand' });
+    await run('Failed', patchedState, l);
+
+    // Assess: two records, not one overwritten.
+    const [rerun, original] = l.calls.records;
+    expect(original?.remediationId).toBe(patchedState.remediationId);
+    expect(rerun?.remediationId).toMatch(/^[0-9a-f]{16}$/);
+    expect(rerun?.remediationId).not.toBe(original?.remediationId);
+  });
+
   it('starts the remediation queued behind this one, once, and marks it started', async () => {
     const next = remediationRequest({ executionName: 'payments-api-2cves-b2b2-9f9f9f-20240904T180000Z' });
     const l = ledger(next);
