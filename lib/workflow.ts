@@ -339,10 +339,12 @@ export class RemediationWorkflow extends Construct {
       resources: [services],
       conditions: taggedService,
     });
+    // Service deployments are not taggable resources, so a condition on the service's tag would
+    // deny every rollback. The workflow only stops the deployment it started itself (the ARN comes
+    // from its own watch), and stopping one can only roll it back to the previous revision.
     const stopDeployment = new iam.PolicyStatement({
       actions: ['ecs:StopServiceDeployment'],
       resources: [serviceDeployments],
-      conditions: taggedService,
     });
 
     grantLedgerReadWrite(props.ledger, key, functions.acquireLock);
@@ -556,7 +558,7 @@ export class RemediationWorkflow extends Construct {
       ),
       ...resources(
         [arn('ecs', 'service-deployment/*')],
-        'Service deployment ids are created by ECS at run time; StopServiceDeployment is conditioned on the service tag.',
+        'Service deployment ids are created by ECS at run time and carry no tags; the workflow stops only the deployment it started (a rollback to the previous revision).',
       ),
       ...resources(
         [arn('ecs', 'task-definition/*')],

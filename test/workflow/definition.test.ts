@@ -231,18 +231,23 @@ describe('RemediationWorkflow construct', () => {
     expect(source).toBeDefined();
   });
 
-  it('deploys and rolls back only services carrying the Autopatch tag, and grants no wildcard actions', () => {
+  it('deploys only services carrying the Autopatch tag, and grants no wildcard actions', () => {
     const policies = Object.values(template.findResources('AWS::IAM::Policy'));
     const statements = policies.flatMap(
       (p) => p.Properties.PolicyDocument.Statement as Array<Record<string, unknown>>,
     );
     const actions = (s: Record<string, unknown>) => [s.Action].flat() as string[];
-    for (const action of ['ecs:UpdateService', 'ecs:StopServiceDeployment']) {
-      const granting = statements.filter((s) => actions(s).includes(action));
-      expect(granting.length).toBeGreaterThan(0);
-      for (const s of granting) {
-        expect(s.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/autopatch:enabled': 'true' } });
-      }
+    const deploying = statements.filter((s) => actions(s).includes('ecs:UpdateService'));
+    expect(deploying.length).toBeGreaterThan(0);
+    for (const s of deploying) {
+      expect(s.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/autopatch:enabled': 'true' } });
+    }
+    // Service deployments carry no tags: StopServiceDeployment is scoped to service deployments only.
+    const stopping = statements.filter((s) => actions(s).includes('ecs:StopServiceDeployment'));
+    expect(stopping.length).toBeGreaterThan(0);
+    for (const s of stopping) {
+      expect(s.Condition).toBeUndefined();
+      expect(JSON.stringify(s.Resource)).toContain(':service-deployment/*');
     }
     const wildcard = statements.flatMap(actions).filter((a) => a === '*' || a.endsWith(':*'));
     expect(wildcard).toEqual([]);
