@@ -112,6 +112,14 @@ const BATCH_CONCURRENCY = 4;
 /** Optimistic-concurrency rounds before a lock transition gives up (each round is one read + one write). */
 const CONTENTION_ATTEMPTS = 10;
 const HISTORY_PREFIX = 'REMEDIATION#';
+/**
+ * Largest request one execution carries, as JSON. It is the execution's input and the bulk of its
+ * state, and Step Functions caps both at 256 KiB; beyond this, requests queue (or stay queued) for
+ * the next run instead of merging into this one.
+ */
+export const MAX_REQUEST_BYTES = 128 * 1024;
+/** Largest LOCK item (request, merged and queued requests). DynamoDB caps an item at 400 KB. */
+export const MAX_LOCK_BYTES = 350 * 1024;
 
 /** What the LOCK item holds, as the document client reads it. */
 interface LockItem {
@@ -172,6 +180,10 @@ const isConditionFailure = (error: unknown): boolean =>
   error instanceof Error && error.name === 'ConditionalCheckFailedException';
 
 const findingId = (k: FindingKey): string => `${k.findingArn}\n${k.updatedAt}`;
+
+/** The bytes of requests a LOCK item holds. */
+const lockBytes = (lock: LockItem): number =>
+  [lock.request, ...(lock.merged ?? []), ...(lock.queued ?? [])].reduce((n, json) => n + json.length, 0);
 
 /** (digest, finding) pairs a request carries: two requests with the same pairs remediate the same thing. */
 const coverage = (request: RemediationRequest): string[] =>
@@ -283,7 +295,17 @@ export class Ledger {
       // A claim whose start was never confirmed: whoever comes next finishes it, with the stored
       // input and name, so StartExecution stays idempotent.
       if (lock.status === 'STARTING') return { kind: 'resume', request: this.parse(lock.request) };
-      if (!lock.sealed) {
+      const adding = JSON.stringify(request).length;
+      const merging = !lock.sealed && lock.request.length + adding <= MAX_REQUEST_BYTES;
+      // A merge adds the request twice (into `request`, and to `merged` in case the run ends unsealed).
+      if (lockBytes(lock) + (merging ? 2 : 1) * adding > MAX_LOCK_BYTES) {
+        // Nothing is dropped: the batch items are retried, by which time the run may have released.
+        throw new TransientError(
+          `the lock of ${request.service.key} holds ${lockBytes(lock)} bytes of requests already; ` +
+            `this one (${adding} bytes) is retried once the remediation in flight has released it`,
+        );
+      }
+      if (merging) {
         if (await this.merge(key, lock, request)) return { kind: 'merged', inFlight: lock.executionName };
         continue;
       }
@@ -485,7 +507,7 @@ export class Ledger {
       const queued = [...(lock.sealed ? [] : (lock.merged ?? [])), ...(lock.queued ?? [])].map((json) =>
         this.parse(json),
       );
-      const [first, ...rest] = queued;
+      const [first, ...more] = queued;
       if (!first) {
         const deleted = await this.conditional('release', () =>
           this.doc.send(new DeleteCommand({ TableName: this.tableName, Key: key, ...guard })),
@@ -494,8 +516,17 @@ export class Ledger {
         continue;
       }
       // The first queued request is the base (it keeps the earliest requestedAt); the merge gets a
-      // fresh name because it is a new execution, and names are unique for 90 days.
-      const merged = rest.reduce(mergeRequests, first);
+      // fresh name because it is a new execution, and names are unique for 90 days. What would make
+      // it too large for one execution stays queued behind it.
+      let merged = first;
+      let taken = 1;
+      for (const request of more) {
+        const candidate = mergeRequests(merged, request);
+        if (JSON.stringify(candidate).length > MAX_REQUEST_BYTES) break;
+        merged = candidate;
+        taken++;
+      }
+      const left = queued.slice(taken);
       const name = nameExecution(merged.service, merged.images, this.now());
       const next: RemediationRequest = {
         ...merged,
@@ -506,7 +537,16 @@ export class Ledger {
         this.doc.send(
           new PutCommand({
             TableName: this.tableName,
-            Item: { ...this.newLock(key, next, 'STARTING', lock.version + 1), releasedBy: executionName },
+            Item: {
+              ...this.newLock(key, next, 'STARTING', lock.version + 1),
+              releasedBy: executionName,
+              ...(left.length > 0
+                ? {
+                    queued: left.map((r) => JSON.stringify(r)),
+                    queuedNames: new Set(left.map((r) => r.executionName)),
+                  }
+                : {}),
+            },
             ...guard,
           }),
         ),

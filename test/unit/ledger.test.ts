@@ -9,7 +9,7 @@ import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import type { AffectedImage, RemediationRequest } from '../../lambdas/shared/contracts';
 import { AutopatchError, TransientError } from '../../lambdas/shared/errors';
-import { Ledger, type OutcomeRecord } from '../../lambdas/shared/ledger';
+import { Ledger, MAX_LOCK_BYTES, MAX_REQUEST_BYTES, type OutcomeRecord } from '../../lambdas/shared/ledger';
 import { executionName, mergeImages, remediationId } from '../../lambdas/shared/remediation';
 import { type LocalDynamo, startDynalite } from '../support/dynalite';
 
@@ -433,6 +433,55 @@ describe('claim', () => {
       (j) => (JSON.parse(j) as RemediationRequest).executionName,
     );
     expect(queued.sort()).toEqual(requests.map((r) => r.executionName).sort());
+  });
+});
+
+describe('size limits', () => {
+  /** A request of about `kb` KB as JSON: many findings of one image. */
+  const bulky = (svc: string, tag: string, kb: number) => {
+    const finding = (i: number): [string, string] => [
+      `CVE-2024-${tag}${i}`,
+      `arn:aws:inspector2:eu-central-1:123456789012:finding/${tag}-${i}`,
+    ];
+    const one = JSON.stringify(finding(0)).length + 1;
+    const findings = Array.from({ length: Math.ceil((kb * 1024) / one) }, (_, i) => finding(i));
+    const request = makeRequest(svc, [image(`sha256:${tag.repeat(64)}`, findings)]);
+    expect(Math.abs(JSON.stringify(request).length / 1024 - kb)).toBeLessThan(kb * 0.1 + 2);
+    return request;
+  };
+
+  it('queues instead of merging what would make one execution too large, and starts the queue in chunks', async () => {
+    // Prepare: a 60 KB run is gathering; 50 KB more still fits, 70 KB more does not.
+    const svc = freshService();
+    const first = bulky(svc, 'a', 60);
+    await started(first);
+
+    // Act
+    const second = await ledger.claim(bulky(svc, 'b', 50));
+    const third = await ledger.claim(bulky(svc, 'c', 70));
+    const fourth = await ledger.claim(bulky(svc, 'd', 70));
+    await ledger.seal(svc, first.executionName);
+    const { next } = await ledger.release(svc, first.executionName);
+
+    // Assess: c and d queued; each next run stays under the limit, and nothing is left out.
+    expect([second.kind, third.kind, fourth.kind]).toEqual(['merged', 'queued', 'queued']);
+    expect(JSON.stringify(next).length).toBeLessThanOrEqual(MAX_REQUEST_BYTES);
+    const afterNext = await ledger.getInFlight(svc);
+    expect(afterNext?.queued).toBe(1);
+    const digests = next?.images.map((i) => i.imageDigest[7]);
+    expect(digests).toEqual(['c']);
+  });
+
+  it('refuses (to be retried) a request the lock item has no room for, instead of dropping it', async () => {
+    // Prepare: a sealed run with queued requests close to the item limit.
+    const svc = freshService();
+    const first = bulky(svc, 'a', 100);
+    await running(first);
+    for (const tag of ['b', 'c']) expect((await ledger.claim(bulky(svc, tag, 100))).kind).toBe('queued');
+
+    // Act / Assess
+    await expect(ledger.claim(bulky(svc, 'd', 100))).rejects.toMatchObject({ name: 'TransientError' });
+    expect(MAX_LOCK_BYTES).toBeLessThan(400 * 1024);
   });
 });
 
