@@ -50,9 +50,21 @@ export interface AffectedImage {
   readonly cves: readonly string[];
   /** Worst severity among those findings. */
   readonly severity: Severity;
+  /**
+   * Some of the findings' ARNs, for reference (at most MAX_FINDING_ARNS_PER_IMAGE). What a request
+   * covers is its (digest, CVE) pairs: Inspector raises one finding per vulnerability per image, so
+   * the pairs identify the findings, and they stay small when a burst brings thousands.
+   */
   readonly findingArns: readonly string[];
   readonly rebuild: RebuildMode;
 }
+
+/** How many finding ARNs an AffectedImage keeps (see findingArns). */
+export const MAX_FINDING_ARNS_PER_IMAGE = 20;
+
+/** The (digest, CVE) pairs a list of images covers: one per finding. */
+export const coveredFindings = (images: readonly AffectedImage[]): string[] =>
+  images.flatMap((i) => i.cves.map((cve) => `${i.imageDigest}\n${cve}`));
 
 /** Per-service settings the workflow needs (from the construct's target configuration). */
 export interface TargetSettings {

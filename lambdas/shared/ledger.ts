@@ -9,7 +9,7 @@ import {
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { LEDGER, type Outcome, type RemediationRequest } from './contracts';
+import { coveredFindings, LEDGER, type Outcome, type RemediationRequest } from './contracts';
 import { AutopatchError, isTransient, LockNotHeldError, TransientError } from './errors';
 import { mergeRequests, executionName as nameExecution, remediationId } from './remediation';
 
@@ -185,9 +185,8 @@ const findingId = (k: FindingKey): string => `${k.findingArn}\n${k.updatedAt}`;
 const lockBytes = (lock: LockItem): number =>
   [lock.request, ...(lock.merged ?? []), ...(lock.queued ?? [])].reduce((n, json) => n + json.length, 0);
 
-/** (digest, finding) pairs a request carries: two requests with the same pairs remediate the same thing. */
-const coverage = (request: RemediationRequest): string[] =>
-  request.images.flatMap((i) => i.findingArns.map((arn) => `${i.imageDigest}\n${arn}`));
+/** (digest, CVE) pairs a request carries: two requests with the same pairs remediate the same thing. */
+const coverage = (request: RemediationRequest): string[] => coveredFindings(request.images);
 
 export class Ledger {
   private readonly doc: DynamoDBDocumentClient;

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import {
   type AffectedImage,
+  coveredFindings,
+  MAX_FINDING_ARNS_PER_IMAGE,
   type RemediationRequest,
   type ServiceRef,
   type Severity,
@@ -21,7 +23,7 @@ export const mergeImage = (a: AffectedImage, b: AffectedImage): AffectedImage =>
   packageManagers: union(a.packageManagers, b.packageManagers),
   cves: union(a.cves, b.cves),
   severity: worst(a.severity, b.severity),
-  findingArns: union(a.findingArns, b.findingArns),
+  findingArns: union(a.findingArns, b.findingArns).slice(0, MAX_FINDING_ARNS_PER_IMAGE),
   // Source rebuilds fix OS packages too, so once any finding asks for one, the image gets it.
   rebuild: a.rebuild.mode !== 'patch-os' ? a.rebuild : b.rebuild,
 });
@@ -105,7 +107,7 @@ export const mergeRequests = (base: RemediationRequest, later: RemediationReques
   return {
     ...base,
     images,
-    findingsCount: new Set(images.flatMap((i) => i.findingArns)).size,
+    findingsCount: new Set(coveredFindings(images)).size,
     decision: mergeDecisions(base.decision, later.decision),
     requestedAt: earliest(base.requestedAt, later.requestedAt),
   };

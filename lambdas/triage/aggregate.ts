@@ -1,5 +1,11 @@
 import type { TargetConfig, WorkflowDefaults } from '../shared/config';
-import type { AffectedImage, RebuildMode, RemediationRequest, Severity } from '../shared/contracts';
+import {
+  type AffectedImage,
+  coveredFindings,
+  type RebuildMode,
+  type RemediationRequest,
+  type Severity,
+} from '../shared/contracts';
 import { executionName, mergeImages, remediationId } from '../shared/remediation';
 import type { ServiceUse } from './inventory';
 import type { Finding } from './schema';
@@ -112,7 +118,7 @@ export const aggregate = (
           gatherSeconds: opts.defaults.gatherSeconds,
           gatherMaxSeconds: opts.defaults.gatherMaxSeconds,
         },
-        findingsCount: new Set(list.map((c) => c.finding.findingArn)).size,
+        findingsCount: new Set(coveredFindings(images)).size,
         requestedAt: firstObserved,
       },
       itemIds: [...new Set(list.flatMap((c) => c.itemIds))],

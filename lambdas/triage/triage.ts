@@ -1,6 +1,6 @@
 import { ExecutionAlreadyExists, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { TargetConfig, WorkflowDefaults } from '../shared/config';
-import type { Action, RebuildMode, RemediationRequest } from '../shared/contracts';
+import { type Action, coveredFindings, type RebuildMode, type RemediationRequest } from '../shared/contracts';
 import { InvalidEventError, TransientError } from '../shared/errors';
 import type { Ledger } from '../shared/ledger';
 import { aggregate, type Contribution, type ServicePlan, targetFor } from './aggregate';
@@ -286,8 +286,8 @@ export const executePlan = async (
           kind: claim.kind === 'resume' ? 'resumed' : 'started',
           executionName: toStart.executionName,
         });
-        const covered = new Set(toStart.images.flatMap((i) => i.findingArns));
-        if (request.images.every((i) => i.findingArns.every((arn) => covered.has(arn)))) break;
+        const covered = new Set(coveredFindings(toStart.images));
+        if (coveredFindings(request.images).every((pair) => covered.has(pair))) break;
       }
     } catch (error) {
       for (const id of itemIds) failed.add(id);

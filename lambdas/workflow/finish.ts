@@ -387,7 +387,7 @@ export const outcomeMessage = (
         `- ${change.repository} (${change.containers.join(', ')}): ${change.oldDigest} -> ${change.newDigest ?? 'unchanged'}`,
         ...(image
           ? [
-              `  ${image.severity}: ${image.cves.join(', ')} (${image.findingArns.length} finding${image.findingArns.length === 1 ? '' : 's'})`,
+              `  ${image.severity}: ${image.cves.join(', ')} (${image.cves.length} finding${image.cves.length === 1 ? '' : 's'})`,
             ]
           : []),
       ];

@@ -1,4 +1,8 @@
-import type { AffectedImage, RemediationRequest } from '../../lambdas/shared/contracts';
+import {
+  type AffectedImage,
+  MAX_FINDING_ARNS_PER_IMAGE,
+  type RemediationRequest,
+} from '../../lambdas/shared/contracts';
 import { executionName, mergeImages, mergeRequests, remediationId } from '../../lambdas/shared/remediation';
 
 const image = (over: Partial<AffectedImage> = {}): AffectedImage => ({
@@ -140,13 +144,23 @@ describe('mergeRequests', () => {
     expect(merged.requestedAt).toBe('2024-09-04T16:00:00.000Z');
   });
 
-  it('counts each finding once when the two requests overlap', () => {
-    const both = image({ findingArns: ['arn:finding/1', 'arn:finding/2'] });
+  it('counts each finding (one per CVE per image) once when the two requests overlap', () => {
+    const both = image({ cves: ['CVE-1', 'CVE-2'], findingArns: ['arn:finding/1', 'arn:finding/2'] });
     const merged = mergeRequests(
-      request({ images: [image({ findingArns: ['arn:finding/1'] })] }),
+      request({ images: [image({ cves: ['CVE-1'], findingArns: ['arn:finding/1'] })] }),
       request({ images: [both], findingsCount: 2 }),
     );
     expect(merged.findingsCount).toBe(2);
+  });
+
+  it('keeps a bounded sample of finding ARNs per image, however many findings merge', () => {
+    const many = Array.from({ length: 30 }, (_, i) =>
+      request({ images: [image({ cves: [`CVE-${i}`], findingArns: [`arn:finding/${i}`] })] }),
+    );
+    const merged = many.reduce(mergeRequests);
+    expect(merged.images[0]?.cves).toHaveLength(30);
+    expect(merged.findingsCount).toBe(30);
+    expect(merged.images[0]?.findingArns.length).toBe(MAX_FINDING_ARNS_PER_IMAGE);
   });
 
   it.each([

@@ -372,7 +372,7 @@ describe('the outcome notification', () => {
       'Region:  eu-central-1',
       'CVEs:    CVE-2023-44487, CVE-2024-6387 (worst CRITICAL)',
       `- payments/api (app, worker): ${image().imageDigest} -> ${NEW}`,
-      '  CRITICAL: CVE-2024-6387 (3 findings)',
+      '  CRITICAL: CVE-2024-6387 (1 finding)',
       `- payments/sidecar (sidecar): ${digest('c3')} -> unchanged`,
       '  HIGH: CVE-2023-44487 (1 finding)',
     ]) {
