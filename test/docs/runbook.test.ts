@@ -8,7 +8,6 @@ import * as path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { OUTCOMES } from '../../lambdas/shared/contracts';
-import { AutopatchDashboard } from '../../lib/dashboard';
 import { AutopatchStack } from '../../lib/stack';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -113,19 +112,6 @@ describe('docs/runbook.md', () => {
         builtinCloudFormationValidation: false,
       });
       const stack = new AutopatchStack(app, 'AutopatchStack', { autopatch: {} });
-      const { autopatch } = stack;
-      // The Autopatch construct owns the dashboard as 'Dashboard'; add it the same way if it does not.
-      if (!(autopatch.node.tryFindChild('Dashboard') instanceof AutopatchDashboard)) {
-        new AutopatchDashboard(autopatch, 'Dashboard', {
-          queue: autopatch.queue,
-          deadLetterQueue: autopatch.deadLetterQueue,
-          eventsDeadLetterQueue: autopatch.workflow.eventsDeadLetterQueue,
-          triageFunction: autopatch.triageFunction,
-          stateMachine: autopatch.stateMachine,
-          topic: autopatch.topic,
-          finishLogGroup: autopatch.workflow.functionLogGroups.finish,
-        });
-      }
       const alarms = Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm');
       descriptions = new Map(
         Object.entries(alarms).map(([id, r]) => [id, String(r.Properties?.AlarmDescription ?? '')]),

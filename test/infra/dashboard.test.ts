@@ -23,29 +23,11 @@ import { DEPLOYMENT_ARN, remediationRequest, STATE_MACHINE_ARN } from '../suppor
 
 type Json = Record<string, unknown>;
 
-/**
- * The smallest deployment with its dashboard, synthesized like test/support/synth.ts (no bundling).
- * The Autopatch construct owns the dashboard under the id 'Dashboard'; if it does not create one
- * (yet), the test adds it the same way, so these tests pin the dashboard's contract either way.
- */
+/** The smallest deployment, synthesized like test/support/synth.ts (no bundling), with its dashboard. */
 const synthAutopatchWithDashboard = () => {
   const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
   const stack = new AutopatchStack(app, 'AutopatchStack', { autopatch: {} });
-  const { autopatch } = stack;
-  const wired = autopatch.node.tryFindChild('Dashboard');
-  const dashboard =
-    wired instanceof AutopatchDashboard
-      ? wired
-      : new AutopatchDashboard(autopatch, 'Dashboard', {
-          queue: autopatch.queue,
-          deadLetterQueue: autopatch.deadLetterQueue,
-          eventsDeadLetterQueue: autopatch.workflow.eventsDeadLetterQueue,
-          triageFunction: autopatch.triageFunction,
-          stateMachine: autopatch.stateMachine,
-          topic: autopatch.topic,
-          finishLogGroup: autopatch.workflow.functionLogGroups.finish,
-        });
-  return { stack, dashboard, template: Template.fromStack(stack) };
+  return { stack, dashboard: stack.autopatch.dashboard, template: Template.fromStack(stack) };
 };
 
 /** The parts one dashboard needs, in a bare stack: cheap enough to build per test. */
