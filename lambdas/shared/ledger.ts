@@ -447,12 +447,14 @@ export class Ledger {
         new UpdateCommand({
           TableName: this.tableName,
           Key: key,
-          UpdateExpression: 'SET #sealed = :true',
+          // Once sealed, what was merged is this run's to do: the copies kept for an unsealed end go.
+          UpdateExpression: 'SET #sealed = :true REMOVE #merged',
           ConditionExpression: quiet
             ? '#name = :name AND (attribute_not_exists(#mergedAt) OR #mergedAt <= :since OR attribute_exists(#sealed))'
             : '#name = :name',
           ExpressionAttributeNames: {
             '#sealed': 'sealed',
+            '#merged': 'merged',
             '#name': 'executionName',
             ...(quiet ? { '#mergedAt': 'mergedAt' } : {}),
           },

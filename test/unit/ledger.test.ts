@@ -257,6 +257,7 @@ describe('claim', () => {
 
     // Assess: one run carries both images; nothing queued; the run keeps its name.
     for (const r of results) expect(r).toEqual({ kind: 'merged', inFlight: first.executionName });
+    expect((await rawLock(svc))?.merged).toBeUndefined(); // the copies for an unsealed end are gone
     expect(gathered.executionName).toBe(first.executionName);
     expect(gathered.images.map((i) => i.imageDigest)).toEqual([DIGEST_A, DIGEST_B]);
     expect(gathered.findingsCount).toBe(2);
