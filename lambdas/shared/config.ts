@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * Target configuration: which ECS services Autopatch protects and how. Shared by the construct

@@ -8,7 +8,7 @@ import {
   ListTasksCommand,
   type Service,
 } from '@aws-sdk/client-ecs';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { TargetConfig } from '../shared/config';
 import type { ServiceRef } from '../shared/contracts';
 import { AutopatchError, ConfigurationError, isTransient, TransientError } from '../shared/errors';

@@ -11,8 +11,7 @@
  * Parse, don't validate: the schemas' output is the normalised `Finding` / `ScanEvent` that the rest
  * of triage works with, and a bad event fails with an `InvalidEventError` naming each bad field.
  */
-import { EventBridgeSchema } from '@aws-lambda-powertools/parser/schemas/eventbridge';
-import { z } from 'zod';
+import * as z from 'zod';
 import { SEVERITIES, type Severity } from '../shared/contracts';
 import { InvalidEventError } from '../shared/errors';
 
@@ -662,6 +661,25 @@ const toFinding = (event: { region: string; detail: FindingDetail }): Finding =>
     ...(image === undefined ? {} : { image }),
   };
 };
+
+/**
+ * The EventBridge envelope, field for field as Powertools' `EventBridgeSchema`
+ * (@aws-lambda-powertools/parser/schemas/eventbridge). Declared here because that module imports
+ * `{ z }` from zod, which makes the bundler keep all of zod (445 KB of the triage bundle's 1,254 KB,
+ * every locale included); with `import * as z` only what is used stays (97 KB).
+ */
+const EventBridgeSchema = z.object({
+  version: z.string(),
+  id: z.string(),
+  source: z.string(),
+  account: z.string(),
+  time: z.iso.datetime(),
+  region: z.string(),
+  resources: z.array(z.string()),
+  'detail-type': z.string(),
+  detail: z.unknown(),
+  'replay-name': z.string().optional(),
+});
 
 export const FINDING_DETAIL_TYPE = 'Inspector2 Finding';
 export const SCAN_DETAIL_TYPE = 'Inspector2 Scan';

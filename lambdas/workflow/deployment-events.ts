@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Ledger } from '../shared/ledger';
 import { assessDeployment, type DeploymentClients } from './deployment';
 import type { WatchResult } from './state';

@@ -1,5 +1,5 @@
 import { ExecutionAlreadyExists, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { RemediationRequest } from '../shared/contracts';
 import type { Ledger } from '../shared/ledger';
 import { awsCall } from './aws';

@@ -19,7 +19,7 @@
  * Semantics (see evaluate.ts): rules are tried in order and the first whose `match` holds decides;
  * within a `match` every given field must hold, and a list holds when any of its values does.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Action } from '../../shared/contracts';
 import { SEVERITIES } from '../../shared/contracts';
 import { ConfigurationError } from '../../shared/errors';
