@@ -279,18 +279,22 @@ export class Ledger {
   async claim(request: RemediationRequest): Promise<ClaimResult> {
     const key = LEDGER.serviceKey(request.service.key);
     for (let attempt = 0; attempt < CONTENTION_ATTEMPTS; attempt++) {
-      const claimed = await this.conditional('claim', () =>
-        this.doc.send(
-          new PutCommand({
-            TableName: this.tableName,
-            Item: this.newLock(key, request, 'STARTING', 0),
-            ConditionExpression: 'attribute_not_exists(pk)',
-          }),
-        ),
-      );
-      if (claimed) return { kind: 'claimed' };
+      // Read first: in a burst the lock usually exists, and the read is what every path below needs
+      // (two calls per busy service instead of a failed write, a read and a write).
       const lock = await this.readLock(key, 'claim');
-      if (!lock) continue; // released between our write and our read: claim again
+      if (!lock) {
+        const claimed = await this.conditional('claim', () =>
+          this.doc.send(
+            new PutCommand({
+              TableName: this.tableName,
+              Item: this.newLock(key, request, 'STARTING', 0),
+              ConditionExpression: 'attribute_not_exists(pk)',
+            }),
+          ),
+        );
+        if (claimed) return { kind: 'claimed' };
+        continue; // claimed by someone else between our read and our write: read again
+      }
       // A claim whose start was never confirmed: whoever comes next finishes it, with the stored
       // input and name, so StartExecution stays idempotent.
       if (lock.status === 'STARTING') return { kind: 'resume', request: this.parse(lock.request) };
