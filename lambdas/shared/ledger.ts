@@ -113,11 +113,12 @@ const BATCH_CONCURRENCY = 4;
 const CONTENTION_ATTEMPTS = 10;
 const HISTORY_PREFIX = 'REMEDIATION#';
 /**
- * Largest request one execution carries, as JSON. It is the execution's input and the bulk of its
- * state, and Step Functions caps both at 256 KiB; beyond this, requests queue (or stay queued) for
- * the next run instead of merging into this one.
+ * Largest request one execution carries, as JSON. It is the execution's input, and its state holds
+ * the images about three times over by the end of the builds (the request, the build plan, the
+ * patched images); Step Functions caps both at 256 KiB. Beyond this, requests queue (or stay
+ * queued) for the next run instead of merging into this one.
  */
-export const MAX_REQUEST_BYTES = 128 * 1024;
+export const MAX_REQUEST_BYTES = 48 * 1024;
 /** Largest LOCK item (request, merged and queued requests). DynamoDB caps an item at 400 KB. */
 export const MAX_LOCK_BYTES = 350 * 1024;
 
@@ -145,8 +146,8 @@ interface LockItem {
   readonly sealed?: boolean;
   /** When a request was last merged into this one (the gathering waits until the burst is quiet). */
   readonly mergedAt?: string;
-  /** The requests merged into `request`, as JSON: what runs next if this one ends before sealing. */
-  readonly merged?: string[];
+  /** The requests merged into `request`, folded into one, as JSON: what runs next if this one ends before sealing. */
+  readonly merged?: string;
 }
 
 type Key = { pk: string; sk: string };
@@ -183,7 +184,7 @@ const findingId = (k: FindingKey): string => `${k.findingArn}\n${k.updatedAt}`;
 
 /** The bytes of requests a LOCK item holds. */
 const lockBytes = (lock: LockItem): number =>
-  [lock.request, ...(lock.merged ?? []), ...(lock.queued ?? [])].reduce((n, json) => n + json.length, 0);
+  [lock.request, lock.merged ?? '', ...(lock.queued ?? [])].reduce((n, json) => n + json.length, 0);
 
 /** (digest, CVE) pairs a request carries: two requests with the same pairs remediate the same thing. */
 const coverage = (request: RemediationRequest): string[] => coveredFindings(request.images);
@@ -298,19 +299,23 @@ export class Ledger {
       // A claim whose start was never confirmed: whoever comes next finishes it, with the stored
       // input and name, so StartExecution stays idempotent.
       if (lock.status === 'STARTING') return { kind: 'resume', request: this.parse(lock.request) };
+      // Already carried (a redelivery, or the same request claimed again): nothing to write.
+      if (this.carries(lock, request)) {
+        return { kind: lock.sealed ? 'queued' : 'merged', inFlight: lock.executionName };
+      }
       const adding = JSON.stringify(request).length;
-      const merging = !lock.sealed && lock.request.length + adding <= MAX_REQUEST_BYTES;
-      // A merge adds the request twice (into `request`, and to `merged` in case the run ends unsealed).
-      if (lockBytes(lock) + (merging ? 2 : 1) * adding > MAX_LOCK_BYTES) {
-        // Nothing is dropped: the batch items are retried, by which time the run may have released.
+      const room = MAX_LOCK_BYTES - lockBytes(lock);
+      // A merge adds the request twice (into `request`, and into `merged` in case the run ends unsealed).
+      if (!lock.sealed && lock.request.length + adding <= MAX_REQUEST_BYTES && 2 * adding <= room) {
+        if (await this.merge(key, lock, request)) return { kind: 'merged', inFlight: lock.executionName };
+        continue;
+      }
+      if (adding > room) {
+        // The batch items are retried (and dead-lettered, alarmed, after the queue's receive limit).
         throw new TransientError(
           `the lock of ${request.service.key} holds ${lockBytes(lock)} bytes of requests already; ` +
             `this one (${adding} bytes) is retried once the remediation in flight has released it`,
         );
-      }
-      if (merging) {
-        if (await this.merge(key, lock, request)) return { kind: 'merged', inFlight: lock.executionName };
-        continue;
       }
       if (await this.enqueue(key, lock, request, 'claim'))
         return { kind: 'queued', inFlight: lock.executionName };
@@ -452,18 +457,20 @@ export class Ledger {
           TableName: this.tableName,
           Key: key,
           // Once sealed, what was merged is this run's to do: the copies kept for an unsealed end go.
-          UpdateExpression: 'SET #sealed = :true REMOVE #merged',
+          UpdateExpression: 'SET #sealed = :true, #version = #version + :inc REMOVE #merged',
           ConditionExpression: quiet
             ? '#name = :name AND (attribute_not_exists(#mergedAt) OR #mergedAt <= :since OR attribute_exists(#sealed))'
             : '#name = :name',
           ExpressionAttributeNames: {
             '#sealed': 'sealed',
             '#merged': 'merged',
+            '#version': 'version',
             '#name': 'executionName',
             ...(quiet ? { '#mergedAt': 'mergedAt' } : {}),
           },
           ExpressionAttributeValues: {
             ':true': true,
+            ':inc': 1,
             ':name': executionName,
             ...(quiet ? { ':since': quietSince.toISOString() } : {}),
           },
@@ -509,8 +516,8 @@ export class Ledger {
       };
       // Requests merged into a remediation that ended before it took them (failed or stopped while
       // gathering) were never worked on: they run next, ahead of the ones queued behind it.
-      const queued = [...(lock.sealed ? [] : (lock.merged ?? [])), ...(lock.queued ?? [])].map((json) =>
-        this.parse(json),
+      const queued = [...(lock.sealed || !lock.merged ? [] : [lock.merged]), ...(lock.queued ?? [])].map(
+        (json) => this.parse(json),
       );
       const [first, ...more] = queued;
       if (!first) {
@@ -698,12 +705,11 @@ export class Ledger {
 
   /**
    * Fold a request into the unsealed in-flight one, as read. False when the lock changed or was
-   * sealed since (re-read and retry); true when merged, or when it carries those findings already.
+   * sealed since (re-read and retry).
    */
   private async merge(key: Key, lock: LockItem, request: RemediationRequest): Promise<boolean> {
     const current = this.parse(lock.request);
-    const carried = new Set(coverage(current));
-    if (coverage(request).every((c) => carried.has(c))) return true;
+    const foldedMerges = lock.merged ? mergeRequests(this.parse(lock.merged), request) : request;
     const merged: RemediationRequest = {
       ...mergeRequests(current, request),
       executionName: current.executionName,
@@ -714,7 +720,7 @@ export class Ledger {
           TableName: this.tableName,
           Key: key,
           UpdateExpression:
-            'SET #request = :request, #mergedAt = :now, #merged = list_append(if_not_exists(#merged, :empty), :one), #version = #version + :inc',
+            'SET #request = :request, #mergedAt = :now, #merged = :merged, #version = #version + :inc',
           ConditionExpression: '#name = :holder AND #version = :version AND attribute_not_exists(#sealed)',
           ExpressionAttributeNames: {
             '#request': 'request',
@@ -727,8 +733,7 @@ export class Ledger {
           ExpressionAttributeValues: {
             ':request': JSON.stringify(merged),
             ':now': this.now().toISOString(),
-            ':empty': [],
-            ':one': [JSON.stringify(request)],
+            ':merged': JSON.stringify(foldedMerges),
             ':inc': 1,
             ':holder': lock.executionName,
             ':version': lock.version,
@@ -743,20 +748,37 @@ export class Ledger {
    * true when queued, or when there was nothing to queue (the same request, or its findings already
    * in flight or queued).
    */
-  private async enqueue(key: Key, lock: LockItem, request: RemediationRequest, op: string): Promise<boolean> {
+  /** True when the lock's request, or one queued behind it, already carries every finding of `request`. */
+  private carries(lock: LockItem, request: RemediationRequest): boolean {
     if (lock.executionName === request.executionName || lock.queuedNames?.has(request.executionName))
       return true;
     const carried = new Set(
       [lock.request, ...(lock.queued ?? [])].flatMap((json) => coverage(this.parse(json))),
     );
-    if (coverage(request).every((c) => carried.has(c))) return true;
+    return coverage(request).every((c) => carried.has(c));
+  }
+
+  /**
+   * Queue a request behind the lock as read. False when the lock changed since (re-read and retry);
+   * true when queued, or when there was nothing to queue (the same request, or its findings already
+   * in flight or queued). The queue is kept compact: a request joins the last queued one while that
+   * stays within MAX_REQUEST_BYTES (the release folds them into one run anyway).
+   */
+  private async enqueue(key: Key, lock: LockItem, request: RemediationRequest, op: string): Promise<boolean> {
+    if (this.carries(lock, request)) return true;
+    const queued = lock.queued ?? [];
+    const lastIndex = queued.length - 1;
+    const last = lastIndex >= 0 ? this.parse(queued[lastIndex] as string) : undefined;
+    const joined = last ? JSON.stringify(mergeRequests(last, request)) : undefined;
+    const compact = joined !== undefined && joined.length <= MAX_REQUEST_BYTES;
     return this.conditional(op, () =>
       this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: key,
-          UpdateExpression:
-            'SET #queued = list_append(if_not_exists(#queued, :empty), :one), #version = #version + :inc ADD #names :name',
+          UpdateExpression: compact
+            ? `SET #queued[${lastIndex}] = :joined, #version = #version + :inc ADD #names :name`
+            : 'SET #queued = list_append(if_not_exists(#queued, :empty), :one), #version = #version + :inc ADD #names :name',
           ConditionExpression: '#name = :holder AND #version = :version',
           ExpressionAttributeNames: {
             '#queued': 'queued',
@@ -765,8 +787,7 @@ export class Ledger {
             '#name': 'executionName',
           },
           ExpressionAttributeValues: {
-            ':empty': [],
-            ':one': [JSON.stringify(request)],
+            ...(compact ? { ':joined': joined } : { ':empty': [], ':one': [JSON.stringify(request)] }),
             ':inc': 1,
             ':name': new Set([request.executionName]),
             ':holder': lock.executionName,

@@ -41,22 +41,31 @@ export const patchedRegistration = (
   images: RegisterTaskDefinitionInput['images'],
   executionName: string,
 ): { input: RegisterTaskDefinitionCommandInput; replaced: Record<string, string> } => {
-  const wanted = new Map<string, RegisterTaskDefinitionInput['images'][number]>();
-  for (const image of images) for (const container of image.containers) wanted.set(container, image);
+  // A container can have several patched images when the gathering merged findings on an older and
+  // a newer digest of it (the owner deployed meanwhile): the one the container runs is the one to use.
+  const wanted = new Map<string, Array<RegisterTaskDefinitionInput['images'][number]>>();
+  for (const image of images) {
+    for (const container of image.containers)
+      wanted.set(container, [...(wanted.get(container) ?? []), image]);
+  }
   const replaced: Record<string, string> = {};
   const containerDefinitions = (current.containerDefinitions ?? []).map((container) => {
-    const image = container.name ? wanted.get(container.name) : undefined;
-    if (!image || !container.name) return container;
-    if (!container.image || !sameRepository(container.image, image.repositoryUri)) {
+    const candidates = container.name ? wanted.get(container.name) : undefined;
+    if (!candidates || !container.name) return container;
+    const running = container.image ?? '';
+    const pinned = /@(sha256:[a-f0-9]{64})$/.exec(running)?.[1];
+    const image =
+      candidates.find((i) => pinned !== undefined && (i.oldDigest === pinned || i.newDigest === pinned)) ??
+      candidates.at(-1);
+    if (!image || !running || !sameRepository(running, image.repositoryUri)) {
       throw new TaskDefinitionMismatchError(
         `Container ${container.name} of ${current.taskDefinitionArn} runs ${container.image ?? 'no image'}, not ` +
-          `${image.repositoryUri}: the service changed since the finding. Nothing was deployed.`,
+          `${image?.repositoryUri ?? 'the patched repository'}: the service changed since the finding. Nothing was deployed.`,
       );
     }
     // Pinned by digest to another image than the one the patch was built from: the owner deployed a
     // newer version meanwhile (during a long approval, window or queue wait). Deploying the patch
     // would roll their change back.
-    const pinned = /@(sha256:[a-f0-9]{64})$/.exec(container.image)?.[1];
     if (pinned !== undefined && pinned !== image.oldDigest && pinned !== image.newDigest) {
       throw new TaskDefinitionMismatchError(
         `Container ${container.name} of ${current.taskDefinitionArn} now runs ${container.image}, not the image the ` +

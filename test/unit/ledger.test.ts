@@ -428,12 +428,15 @@ describe('claim', () => {
     // Act
     const results = await Promise.all(requests.map((r) => ledger.claim(r)));
 
-    // Assess
+    // Assess: every finding is in the queue (compacted into one entry), and every request is known.
     expect(results.every((r) => r.kind === 'queued')).toBe(true);
-    const queued = (((await rawLock(svc))?.queued ?? []) as string[]).map(
-      (j) => (JSON.parse(j) as RemediationRequest).executionName,
+    const lock = await rawLock(svc);
+    const queued = ((lock?.queued ?? []) as string[]).map((j) => JSON.parse(j) as RemediationRequest);
+    expect(queued).toHaveLength(1);
+    expect(queued.flatMap((r) => r.images.flatMap((i) => i.cves)).sort()).toEqual(
+      requests.map((_, i) => `CVE-2024-20${i}`).sort(),
     );
-    expect(queued.sort()).toEqual(requests.map((r) => r.executionName).sort());
+    expect([...(lock?.queuedNames ?? [])].sort()).toEqual(requests.map((r) => r.executionName).sort());
   });
 });
 
@@ -452,37 +455,70 @@ describe('size limits', () => {
   };
 
   it('queues instead of merging what would make one execution too large, and starts the queue in chunks', async () => {
-    // Prepare: a 60 KB run is gathering; 50 KB more still fits, 70 KB more does not.
+    // Prepare: a 20 KB run is gathering; 20 KB more still fits in one execution, 30 KB more does not.
     const svc = freshService();
-    const first = bulky(svc, 'a', 60);
+    const first = bulky(svc, 'a', 20);
     await started(first);
 
     // Act
-    const second = await ledger.claim(bulky(svc, 'b', 50));
-    const third = await ledger.claim(bulky(svc, 'c', 70));
-    const fourth = await ledger.claim(bulky(svc, 'd', 70));
+    const second = await ledger.claim(bulky(svc, 'b', 20));
+    const third = await ledger.claim(bulky(svc, 'c', 30));
+    const fourth = await ledger.claim(bulky(svc, 'd', 30));
+    const queuedEntries = ((await rawLock(svc))?.queued ?? []).length;
     await ledger.seal(svc, first.executionName);
     const { next } = await ledger.release(svc, first.executionName);
 
-    // Assess: c and d queued; each next run stays under the limit, and nothing is left out.
+    // Assess: c and d queued apart (together they would be too large); each run stays under the limit.
     expect([second.kind, third.kind, fourth.kind]).toEqual(['merged', 'queued', 'queued']);
+    expect(queuedEntries).toBe(2);
     expect(JSON.stringify(next).length).toBeLessThanOrEqual(MAX_REQUEST_BYTES);
+    expect(next?.images.map((i) => i.imageDigest[7])).toEqual(['c']);
     const afterNext = await ledger.getInFlight(svc);
     expect(afterNext?.queued).toBe(1);
-    const digests = next?.images.map((i) => i.imageDigest[7]);
-    expect(digests).toEqual(['c']);
   });
 
-  it('refuses (to be retried) a request the lock item has no room for, instead of dropping it', async () => {
-    // Prepare: a sealed run with queued requests close to the item limit.
+  it('compacts small queued requests into one entry, so a long wait does not fill the lock item', async () => {
+    // Prepare
     const svc = freshService();
-    const first = bulky(svc, 'a', 100);
-    await running(first);
-    for (const tag of ['b', 'c']) expect((await ledger.claim(bulky(svc, tag, 100))).kind).toBe('queued');
+    await running(requestA(svc));
 
-    // Act / Assess
-    await expect(ledger.claim(bulky(svc, 'd', 100))).rejects.toMatchObject({ name: 'TransientError' });
-    expect(MAX_LOCK_BYTES).toBeLessThan(400 * 1024);
+    // Act: 200 small requests arrive while the run is sealed (say, waiting days for its window).
+    for (let i = 0; i < 200; i++) {
+      const r = makeRequest(svc, [image(DIGEST_B, [[`CVE-2025-${1000 + i}`, `arn:finding/w${i}`]])]);
+      expect((await ledger.claim(r)).kind).toBe('queued');
+    }
+
+    // Assess
+    const lock = await rawLock(svc);
+    expect((lock?.queued ?? []).length).toBe(1);
+    expect(
+      (JSON.parse(((lock?.queued ?? []) as string[])[0] ?? '{"images":[]}') as RemediationRequest).images[0]
+        ?.cves,
+    ).toHaveLength(200);
+  });
+
+  it('refuses (to be retried) a request the lock item has no room for; a redelivery of one it carries still passes', async () => {
+    // Prepare: a sealed run; 40 KB requests queue apart (two would not fit in one execution).
+    const svc = freshService();
+    await running(bulky(svc, 'a', 40));
+    const accepted: RemediationRequest[] = [];
+    let refused: unknown;
+    for (const tag of ['b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k']) {
+      const r = bulky(svc, tag, 40);
+      try {
+        await ledger.claim(r);
+        accepted.push(r);
+      } catch (error) {
+        refused = error;
+        break;
+      }
+    }
+
+    // Assess: the item filled up to its limit, then the next claim failed transiently.
+    expect(accepted.length).toBeGreaterThanOrEqual(6);
+    expect(refused).toMatchObject({ name: 'TransientError' });
+    expect(JSON.stringify(await rawLock(svc)).length).toBeLessThan(MAX_LOCK_BYTES + 10_000);
+    expect(await ledger.claim(accepted[0] as RemediationRequest)).toMatchObject({ kind: 'queued' });
   });
 });
 

@@ -226,7 +226,7 @@ describe('triage batch handler', () => {
 
   it('starts exactly one execution when two environments triage findings of the same service at once', async () => {
     // Prepare: two warm environments, each with its own batch for prod/checkout.
-    const { handler } = await environment();
+    const { handler, ledger } = await environment();
     sfn.on(StartExecutionCommand).callsFake(async (input) => {
       await new Promise((resolve) => setTimeout(resolve, 5)); // let the other claim race
       return { executionArn: `arn:exec:${input.name}` };
@@ -239,9 +239,14 @@ describe('triage batch handler', () => {
       b(batch(record('b1', findingEvent('f2', 'platform/envoy', SIDECAR, 'CVE-2024-45490')))),
     ]);
 
-    // Assess: one start; the other batch merged into it (or resumed the same claim).
+    // Assess: one start; the other batch merged into it (or resumed the same claim), nothing lost.
     expect([...ra.batchItemFailures, ...rb.batchItemFailures]).toEqual([]);
     expect(new Set(started().map((r) => r.name)).size).toBe(1);
+    const inFlight = await ledger.getInFlight('prod/checkout');
+    expect(inFlight?.request.images.map((i) => i.repository).sort()).toEqual([
+      'platform/envoy',
+      'shop/checkout',
+    ]);
   });
 
   it('finishes a claim an earlier invocation left unstarted, then merges its own findings into that run', async () => {

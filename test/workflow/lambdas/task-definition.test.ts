@@ -123,6 +123,27 @@ describe('patchedRegistration', () => {
     expect(patchedRegistration(stillOld, [], patched, 'e').replaced).toEqual({ app: `${repo}@${NEW}` });
   });
 
+  it('with patches of an older and a newer digest of one container, uses the one the container runs', () => {
+    // Prepare: the gathering merged findings on the digest that ran at first and on the one deployed since.
+    const newer = digest('c3');
+    const patchedNewer = digest('d4');
+    const both = [
+      ...patched,
+      { repositoryUri: repo, containers: ['app'], oldDigest: newer, newDigest: patchedNewer },
+    ];
+    const runsNewer = { ...running, containerDefinitions: [{ name: 'app', image: `${repo}@${newer}` }] };
+    const runsOlder = {
+      ...running,
+      containerDefinitions: [{ name: 'app', image: `${repo}@${image().imageDigest}` }],
+    };
+
+    // Act / Assess
+    expect(patchedRegistration(runsNewer, [], both, 'e').replaced).toEqual({
+      app: `${repo}@${patchedNewer}`,
+    });
+    expect(patchedRegistration(runsOlder, [], both, 'e').replaced).toEqual({ app: `${repo}@${NEW}` });
+  });
+
   it('refuses when a patched container is missing from the running task definition', () => {
     const gone = { ...running, containerDefinitions: [running.containerDefinitions?.[1] ?? {}] };
     expect(() => patchedRegistration(gone, [], patched, 'e')).toThrow(/has no container named app/);
