@@ -415,7 +415,8 @@ export class Ledger {
         continue;
       }
       if (lock.executionName === executionName) continue; // claimed for us between the two writes
-      if (await this.enqueue(key, lock, request, 'acquire')) return 'superseded';
+      if (this.carries(lock, request) || (await this.enqueue(key, lock, request, 'acquire')))
+        return 'superseded';
     }
     throw this.contention('acquire', serviceKey);
   }
@@ -759,13 +760,11 @@ export class Ledger {
   }
 
   /**
-   * Queue a request behind the lock as read. False when the lock changed since (re-read and retry);
-   * true when queued, or when there was nothing to queue (the same request, or its findings already
-   * in flight or queued). The queue is kept compact: a request joins the last queued one while that
+   * Queue a request behind the lock as read (the caller checked that the lock does not carry it
+   * already). False when the lock changed since (re-read and retry). The queue is kept compact: a request joins the last queued one while that
    * stays within MAX_REQUEST_BYTES (the release folds them into one run anyway).
    */
   private async enqueue(key: Key, lock: LockItem, request: RemediationRequest, op: string): Promise<boolean> {
-    if (this.carries(lock, request)) return true;
     const queued = lock.queued ?? [];
     const lastIndex = queued.length - 1;
     const last = lastIndex >= 0 ? this.parse(queued[lastIndex] as string) : undefined;

@@ -17,6 +17,9 @@ export const awsCall = async <T>(what: string, fn: () => Promise<T>): Promise<T>
 /** The region an ARN lives in (arn:partition:service:region:account:...). */
 export const regionOf = (arn: string): string => arn.split(':')[3] || process.env.AWS_REGION || 'us-east-1';
 
+/** The account an ARN belongs to (arn:partition:service:region:account:...). */
+export const accountOf = (arn: string): string => arn.split(':')[4] ?? '';
+
 /** The console host for a region (commercial partition; other partitions still get a usable path). */
 const consoleHost = (region: string): string => `https://${region}.console.aws.amazon.com`;
 
@@ -32,4 +35,15 @@ export const links = {
   },
   image: (region: string, registry: string, repository: string, digest: string): string =>
     `${consoleHost(region)}/ecr/repositories/private/${registry}/${repository}/_/image/${digest}/details?region=${region}`,
+  /** A CodeBuild build, from its id (`<project>:<uuid>`). */
+  build: (region: string, account: string, buildId: string): string => {
+    const project = buildId.split(':')[0] ?? buildId;
+    return `${consoleHost(region)}/codesuite/codebuild/${account}/projects/${encodeURIComponent(project)}/build/${encodeURIComponent(buildId)}/?region=${region}`;
+  },
+  /** A CodeBuild project's build history, when the build's id is not known. */
+  buildHistory: (region: string, account: string, projectName: string): string =>
+    `${consoleHost(region)}/codesuite/codebuild/${account}/projects/${encodeURIComponent(projectName)}/history?region=${region}`,
+  /** Amazon Inspector's findings for one container image (repository and digest). */
+  imageFindings: (region: string, repository: string, digest: string): string =>
+    `${consoleHost(region)}/inspector/v2/home?region=${region}#/findings/container-image/${encodeURIComponent(`${repository}/${digest}`)}`,
 };

@@ -1,12 +1,13 @@
 import { type EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { ExecutionAlreadyExists, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import type { SNSClient } from '@aws-sdk/client-sns';
 import { PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { type Outcome, type RemediationRequest, type Severity, severityRank } from '../shared/contracts';
 import type { Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS, type MetricDatum } from '../shared/metrics';
 import { remediationId } from '../shared/remediation';
-import { awsCall, links, regionOf } from './aws';
+import { accountOf, awsCall, links, regionOf } from './aws';
+import { publishNotification } from './notify';
 import type { StateError, WorkflowState } from './state';
 
 export const OUTCOME_EVENT = { source: 'autopatch', detailType: 'Autopatch Remediation Outcome' } as const;
@@ -134,39 +135,19 @@ export const describeBuildFailure = (
 };
 
 /** The account an ARN lives in (arn:partition:service:region:account:...). */
-export const accountOf = (arn: string): string => arn.split(':')[4] ?? '';
-
-const consoleHost = (region: string): string => `https://${region}.console.aws.amazon.com`;
-
-/** Console links the notifications add to those in ./aws (builds and Inspector findings). */
-export const consoleLinks = {
-  /** A CodeBuild build, from its id (`<project>:<uuid>`). */
-  build: (region: string, account: string, buildId: string): string => {
-    const project = buildId.split(':')[0] ?? buildId;
-    return `${consoleHost(region)}/codesuite/codebuild/${account}/projects/${encodeURIComponent(project)}/build/${encodeURIComponent(buildId)}/?region=${region}`;
-  },
-  /** A CodeBuild project's build history, when the build's id is not known. */
-  buildHistory: (region: string, account: string, projectName: string): string =>
-    `${consoleHost(region)}/codesuite/codebuild/${account}/projects/${encodeURIComponent(projectName)}/history?region=${region}`,
-  /** Amazon Inspector's findings for one container image (repository and digest). */
-  imageFindings: (region: string, repository: string, digest: string): string =>
-    `${consoleHost(region)}/inspector/v2/home?region=${region}#/findings/container-image/${encodeURIComponent(`${repository}/${digest}`)}`,
-};
-
 /** Links to every build of this remediation: the build itself when known, else its project's history. */
 const buildLinks = (state: WorkflowState, region: string, account: string): string[] => {
   const found = new Set<string>();
   const projectsWithBuild = new Set<string>();
   const addBuild = (buildId: string) => {
-    found.add(consoleLinks.build(region, account, buildId));
+    found.add(links.build(region, account, buildId));
     projectsWithBuild.add(buildId.split(':')[0] ?? buildId);
   };
   for (const p of state.patched ?? []) if (p.buildId) addBuild(p.buildId);
   const failed = state.error?.Error === 'BuildFailed' ? describeBuildFailure(state.error.Cause) : undefined;
   if (failed?.buildId) addBuild(failed.buildId);
   for (const b of state.plan?.builds ?? []) {
-    if (!projectsWithBuild.has(b.projectName))
-      found.add(consoleLinks.buildHistory(region, account, b.projectName));
+    if (!projectsWithBuild.has(b.projectName)) found.add(links.buildHistory(region, account, b.projectName));
   }
   return [...found];
 };
@@ -347,7 +328,7 @@ export const summarise = (input: FinishInput, accountAlias?: string): FinishResu
       execution: links.execution(input.executionArn),
       service: links.service(state.service.clusterArn, state.service.serviceName),
       builds: buildLinks(state, region, account),
-      findings: state.images.map((i) => consoleLinks.imageFindings(region, i.repository, i.imageDigest)),
+      findings: state.images.map((i) => links.imageFindings(region, i.repository, i.imageDigest)),
     },
   };
   return { summary, cause: clip(cause, MAX_CAUSE) };
@@ -594,24 +575,10 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
     );
   }
   if (outcome !== 'Superseded') {
-    const { subject, message } = outcomeMessage(input, result);
-    await awsCall('sns Publish', () =>
-      deps.sns.send(
-        new PublishCommand({
-          TopicArn: deps.topicArn,
-          Subject: subject,
-          Message: message,
-          MessageAttributes: {
-            kind: { DataType: 'String', StringValue: 'outcome' },
-            outcome: { DataType: 'String', StringValue: outcome },
-            service: { DataType: 'String', StringValue: state.service.key },
-            ...(result.summary.severity
-              ? { severity: { DataType: 'String', StringValue: result.summary.severity } }
-              : {}),
-          },
-        }),
-      ),
-    );
+    await publishNotification(deps.sns, deps.topicArn, {
+      ...outcomeMessage(input, result),
+      attributes: { kind: 'outcome', outcome, service: state.service.key, severity: result.summary.severity },
+    });
   }
   return result;
 };

@@ -1,8 +1,8 @@
-import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import type { SNSClient } from '@aws-sdk/client-sns';
 import { severityRank } from '../shared/contracts';
 import type { Ledger } from '../shared/ledger';
-import { awsCall, links, regionOf } from './aws';
-import { accountOf, consoleLinks } from './finish';
+import { accountOf, links, regionOf } from './aws';
+import { publishNotification } from './notify';
 import type { WorkflowState } from './state';
 
 export interface RequestApprovalInput {
@@ -63,7 +63,7 @@ export const approvalMessage = (
         `- ${i.repository}@${i.imageDigest} (containers ${i.containers.join(', ')}; worst severity ${i.severity}; ` +
         `rebuild ${i.rebuild.mode}; CVEs ${i.cves.join(', ')})\n` +
         `  image:    ${links.image(region, i.registry, i.repository, i.imageDigest)}\n` +
-        `  findings: ${consoleLinks.imageFindings(region, i.repository, i.imageDigest)}`,
+        `  findings: ${links.imageFindings(region, i.repository, i.imageDigest)}`,
     ),
     '',
     'If approved, Autopatch rebuilds these images, proves the fix with an Inspector rescan, deploys the ' +
@@ -97,21 +97,11 @@ export const requestApproval = async (
   deps: RequestApprovalDeps,
 ): Promise<void> => {
   await deps.ledger.putTaskToken(input.executionName, 'approval', input.taskToken, input.request.service.key);
-  const { subject, message } = approvalMessage(input, {
-    ...(deps.tableName ? { tableName: deps.tableName } : {}),
-    ...(deps.accountAlias ? { accountAlias: deps.accountAlias } : {}),
+  await publishNotification(deps.sns, deps.topicArn, {
+    ...approvalMessage(input, {
+      ...(deps.tableName ? { tableName: deps.tableName } : {}),
+      ...(deps.accountAlias ? { accountAlias: deps.accountAlias } : {}),
+    }),
+    attributes: { kind: 'approval-request', service: input.request.service.key },
   });
-  await awsCall('sns Publish', () =>
-    deps.sns.send(
-      new PublishCommand({
-        TopicArn: deps.topicArn,
-        Subject: subject,
-        Message: message,
-        MessageAttributes: {
-          kind: { DataType: 'String', StringValue: 'approval-request' },
-          service: { DataType: 'String', StringValue: input.request.service.key },
-        },
-      }),
-    ),
-  );
 };

@@ -288,6 +288,13 @@ describe('RemediationWorkflow construct', () => {
     );
     expect(dlqArns.length).toBeGreaterThanOrEqual(3);
     for (const arn of dlqArns) expect(arn).toEqual({ 'Fn::GetAtt': [dlqId, 'Arn'] });
+    const policies = Object.values(template.findResources('AWS::SQS::QueuePolicy')) as Array<{
+      Properties: { Queues: unknown[]; PolicyDocument: { Statement: Array<Record<string, unknown>> } };
+    }>;
+    const dlqPolicy = policies.find((p) => JSON.stringify(p.Properties.Queues).includes(dlqId as string));
+    expect(dlqPolicy?.Properties.PolicyDocument.Statement).toContainEqual(
+      expect.objectContaining({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+    );
   });
 
   it('releases the lock of executions that end outside their own finish state (stopped by hand, timed out)', () => {

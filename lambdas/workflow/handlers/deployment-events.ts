@@ -1,25 +1,11 @@
 import { Logger } from '@aws-lambda-powertools/logger';
-import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { ECSClient } from '@aws-sdk/client-ecs';
-import { SFNClient } from '@aws-sdk/client-sfn';
 import { InvalidEventError } from '../../shared/errors';
-import { Ledger } from '../../shared/ledger';
 import { deploymentEventSchema, type Handled, handleDeploymentEvent } from '../deployment-events';
 import { executionEndedEventSchema, type ReleaseResult, releaseAbandonedLock } from '../execution-ended';
-import { WatchRegistry } from '../watch-registry';
-import { requireEnv } from './env';
+import { watchDeps } from './watch-deps';
 
-const env = requireEnv(['LEDGER_TABLE']);
 const logger = new Logger({ serviceName: 'autopatch-deployment-events' });
-const dynamodb = new DynamoDBClient({});
-const deps = {
-  ecs: new ECSClient({}),
-  cloudwatch: new CloudWatchClient({}),
-  sfn: new SFNClient({}),
-  ledger: new Ledger({ client: dynamodb, tableName: env.LEDGER_TABLE }),
-  registry: new WatchRegistry({ client: dynamodb, tableName: env.LEDGER_TABLE }),
-};
+const deps = watchDeps();
 
 /**
  * EventBridge target for ECS Deployment State Change and CloudWatch Alarm State Change events (resume
