@@ -102,6 +102,11 @@ const FUNCTIONS = {
     timeout: 60,
     description: 'Autopatch: resume watching executions on ECS deployment and alarm events',
   },
+  sweep: {
+    file: 'sweep',
+    timeout: 120,
+    description: 'Autopatch: every minute, re-assess every watched deployment, bake and rollback',
+  },
 } as const;
 type FunctionRole = keyof typeof FUNCTIONS;
 
@@ -126,6 +131,10 @@ export class RemediationWorkflow extends Construct {
   public readonly restoreFunction: nodejs.NodejsFunction;
   public readonly finishFunction: nodejs.NodejsFunction;
   public readonly deploymentEventsFunction: nodejs.NodejsFunction;
+  /** The scheduled sweep: the heartbeat under every event-driven wait. */
+  public readonly sweepFunction: nodejs.NodejsFunction;
+  /** Runs the sweep every minute. */
+  public readonly sweepSchedule: events.Rule;
   /** OS patch layer builds, per CPU architecture. */
   public readonly patchOsProjects: { readonly x86: codebuild.Project; readonly arm: codebuild.Project };
   /** Rebuilds from source, per CPU architecture. */
@@ -218,6 +227,7 @@ export class RemediationWorkflow extends Construct {
     this.restoreFunction = functions.restore;
     this.finishFunction = functions.finish;
     this.deploymentEventsFunction = functions.deploymentEvents;
+    this.sweepFunction = functions.sweep;
 
     // ---------------------------------------------------------------- CodeBuild
     this.buildLogGroup = logGroup('BuildLogs');
@@ -330,6 +340,11 @@ export class RemediationWorkflow extends Construct {
       actions: ['cloudwatch:DescribeAlarms'],
       resources: ['*'],
     });
+    // Before calling a bake done, an alarm that fired and recovered between two looks counts too.
+    const alarmHistory = new iam.PolicyStatement({
+      actions: ['cloudwatch:DescribeAlarmHistory'],
+      resources: [arn('cloudwatch', 'alarm', '*', ArnFormat.COLON_RESOURCE_NAME)],
+    });
     const taskResponse = new iam.PolicyStatement({
       actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
       resources: [stateMachineArn],
@@ -389,10 +404,11 @@ export class RemediationWorkflow extends Construct {
       }),
     );
 
-    for (const watcher of [functions.watchDeployment, functions.deploymentEvents]) {
+    for (const watcher of [functions.watchDeployment, functions.deploymentEvents, functions.sweep]) {
       grantLedgerReadWrite(props.ledger, key, watcher);
       watcher.addToRolePolicy(describeEcs);
       watcher.addToRolePolicy(describeAlarms);
+      watcher.addToRolePolicy(alarmHistory);
       watcher.addToRolePolicy(taskResponse);
     }
 
@@ -474,12 +490,6 @@ export class RemediationWorkflow extends Construct {
     );
     this.stateMachine.addToRolePolicy(deploy);
     this.stateMachine.addToRolePolicy(stopDeployment);
-    this.stateMachine.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['ecs:DescribeServiceDeployments'],
-        resources: [serviceDeployments],
-      }),
-    );
 
     // ---------------------------------------------------------------- Deployment and alarm events
     this.eventsDeadLetterQueue = new sqs.Queue(this, 'EventsDeadLetterQueue', {
@@ -529,6 +539,15 @@ export class RemediationWorkflow extends Construct {
       new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachineArn] }),
     );
 
+    // The heartbeat: events first, this as the safety net (a lost event, the end of a bake, a state
+    // that stays unreadable). A failed run is simply the next minute's run.
+    this.sweepSchedule = new events.Rule(this, 'SweepSchedule', {
+      description:
+        'Autopatch: every minute, re-assess every deployment, bake and rollback a remediation waits on',
+      schedule: events.Schedule.rate(Duration.minutes(1)),
+      targets: [new targets.LambdaFunction(functions.sweep, { retryAttempts: 0 })],
+    });
+
     this.acknowledge(buckets);
   }
 
@@ -571,6 +590,10 @@ export class RemediationWorkflow extends Construct {
       ...resources(
         [arn('iam', 'role/*', false)],
         "iam:PassRole of the running task definition's own task/execution roles, unknown at synth; only to ecs-tasks.amazonaws.com.",
+      ),
+      ...resources(
+        [arn('cloudwatch', 'alarm:*')],
+        'DescribeAlarmHistory of the watched alarms, which are named per target and by each service at run time (its deployment alarms).',
       ),
       ...resources(
         [arn('ssm', 'parameter/autopatch/*')],

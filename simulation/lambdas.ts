@@ -19,6 +19,7 @@ const MODULES: Record<string, () => Promise<{ handler: Handler }>> = {
   restore: () => import('../lambdas/workflow/handlers/restore'),
   finish: () => import('../lambdas/workflow/handlers/finish'),
   deploymentEvents: () => import('../lambdas/workflow/handlers/deployment-events'),
+  sweep: () => import('../lambdas/workflow/handlers/sweep'),
 };
 
 export type LambdaHandler = (event: unknown, context: Context) => Promise<unknown>;

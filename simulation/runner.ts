@@ -27,12 +27,62 @@ import { World } from './model/world';
 import { type ExecutionReport, outcomeOf, type SimulationReport, stateHistory } from './report';
 import { burstCves, resolveImageRef, type Scenario, scenarioImages } from './scenario';
 import { activate, FaultInjector, type ModelHandlerSet, simulatedClients } from './sdk';
-import { renderStack } from './stack';
+import { renderStack, type StackRule } from './stack';
 import { durationMs, resolveAt } from './time';
 import { TriageFleet } from './triage';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
+/** "rate(1 minute)" / "rate(5 minutes)" / "rate(1 hour)" → milliseconds. */
+const rateMs = (expression: string): number => {
+  const m = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/.exec(expression);
+  if (!m) throw new Error(`the simulation does not run schedule expression ${expression}`);
+  const unit = m[2]?.startsWith('minute') ? MINUTE : m[2]?.startsWith('hour') ? 60 * MINUTE : 1_440 * MINUTE;
+  return Number(m[1]) * unit;
+};
+
+/** After the last running execution, scheduled rules keep firing this long (to reconcile what it left). */
+const SCHEDULE_TAIL_MS = 15 * MINUTE;
+
+/**
+ * Fire each scheduled rule's Lambda targets on the virtual clock, as EventBridge would, but only while
+ * there is work for them: while an execution runs and for SCHEDULE_TAIL_MS after (an idle account
+ * would otherwise tick until the horizon). A task token issued restarts the ticking.
+ */
+const startSchedules = (
+  world: World,
+  rules: readonly StackRule[],
+  sfn: StepFunctionsModel,
+  invoke: (role: string) => Promise<unknown>,
+): void => {
+  for (const rule of rules) {
+    const every = rateMs(rule.schedule as string);
+    let ticking = false;
+    let lastBusy = Date.now();
+    const tick = () => {
+      if (sfn.executions.some((e) => e.status === 'RUNNING')) lastBusy = Date.now();
+      if (Date.now() - lastBusy > SCHEDULE_TAIL_MS) {
+        ticking = false;
+        return;
+      }
+      for (const t of rule.targets) {
+        if (t.kind !== 'lambda') continue;
+        world.spawn(`${t.name} (schedule ${rule.name})`, async () => {
+          await invoke(t.name);
+        });
+      }
+      world.schedule(Date.now() + every, `schedule ${rule.name}`, tick);
+    };
+    const ensure = () => {
+      lastBusy = Date.now();
+      if (ticking) return;
+      ticking = true;
+      world.schedule(Date.now() + every, `schedule ${rule.name}`, tick);
+    };
+    sfn.onTaskToken(ensure);
+  }
+};
+
 /** When a scenario sets no `until`: long enough for any approval timeout or bake to play out. */
 const DEFAULT_HORIZON_MS = 30 * DAY;
 
@@ -315,7 +365,17 @@ const simulate = async (
         }
       });
     };
-    for (const rule of stack.rules) {
+    // Scheduled rules (the sweep): on the virtual clock, while there is something to sweep.
+    const scheduled = stack.rules.filter((r) => r.schedule !== undefined);
+    startSchedules(world, scheduled, sfn, (role) => {
+      const handler = handlers.get(role);
+      if (!handler) throw new Error(`no handler for ${role}`);
+      return handler(
+        { source: 'aws.events', 'detail-type': 'Scheduled Event' },
+        world.lambdaContext(role, 120_000),
+      );
+    });
+    for (const rule of stack.rules.filter((r) => r.schedule === undefined)) {
       bus.addRule({
         name: rule.name,
         pattern: rule.pattern,

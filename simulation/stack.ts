@@ -122,6 +122,8 @@ export interface RuleTarget {
 export interface StackRule {
   readonly name: string;
   readonly pattern: Record<string, unknown>;
+  /** A scheduled rule's ScheduleExpression (e.g. "rate(1 minute)"); such a rule has no pattern. */
+  readonly schedule?: string;
   readonly targets: readonly RuleTarget[];
 }
 
@@ -294,12 +296,14 @@ export const renderStack = async (accountId: string, region: string): Promise<Re
       const p = resolve(r.Properties ?? {}) as {
         Name?: string;
         EventPattern?: Record<string, unknown>;
+        ScheduleExpression?: string;
         Targets?: Array<{ Arn: string }>;
         State?: string;
       };
       return {
         name: p.Name ?? id,
         pattern: p.EventPattern ?? {},
+        ...(p.ScheduleExpression ? { schedule: p.ScheduleExpression } : {}),
         targets: (p.State === 'DISABLED' ? [] : (p.Targets ?? [])).map((t): RuleTarget => {
           const role = roleByArn.get(t.Arn);
           if (role) return { kind: 'lambda', name: role };

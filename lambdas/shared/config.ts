@@ -26,7 +26,12 @@ export const targetSchema = z.strictObject({
   alarmNames: z.array(z.string().min(1)).default([]),
   /** How to rebuild an image of this service for language-package findings. OS findings always use patch-os. */
   rebuild: rebuildSchema.default({ mode: 'patch-os' }),
-  bakeTimeMinutes: z.number().int().min(0).max(1440).default(60),
+  /**
+   * How long the patched revision must run with every watched alarm OK, after production traffic
+   * reached it, before it counts as patched. Absent: workflowDefaults.bakeTimeMinutes (one default,
+   * not two that disagree).
+   */
+  bakeTimeMinutes: z.number().int().min(0).max(1440).optional(),
   /** Service tags, used by policy rules that match on tags. */
   tags: z.record(z.string(), z.string()).default({}),
 });

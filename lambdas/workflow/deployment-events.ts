@@ -1,8 +1,8 @@
 import * as z from 'zod';
 import type { Ledger } from '../shared/ledger';
-import { assessDeployment, type DeploymentClients } from './deployment';
+import { type Assessment, assessDeployment, type DeploymentClients } from './deployment';
 import type { WatchResult } from './state';
-import { resumeWatch, type WatchDeps } from './watch-deployment';
+import { resumeWatch, subjectOf, UNREADABLE_LIMIT_MS, type WatchDeps } from './watch-deployment';
 import type { WatchRegistry } from './watch-registry';
 
 /** ECS Deployment State Change (source aws.ecs): resources[0] is the service ARN. */
@@ -41,8 +41,8 @@ export const serviceKeyFromArn = (arn: string): string | undefined => {
 
 export interface EventsDeps extends DeploymentClients {
   readonly sfn: WatchDeps['sfn'];
-  readonly ledger: Pick<Ledger, 'getInFlight' | 'getTaskToken' | 'deleteTaskToken'>;
-  readonly registry: Pick<WatchRegistry, 'get' | 'servicesWatching'>;
+  readonly ledger: Pick<Ledger, 'getInFlight' | 'getTaskToken'>;
+  readonly registry: Pick<WatchRegistry, 'get' | 'servicesWatching' | 'touch' | 'forget'>;
 }
 
 export type Handled =
@@ -51,34 +51,78 @@ export type Handled =
       readonly action: 'resumed' | 'already-resumed';
       readonly result: WatchResult;
     }
-  | { readonly serviceKey: string; readonly action: 'undecided'; readonly deploymentStatus: string }
+  | {
+      readonly serviceKey: string;
+      readonly action: 'undecided';
+      readonly deploymentStatus: string;
+      readonly waitingFor: string;
+    }
+  | { readonly serviceKey: string; readonly action: 'unreadable'; readonly error: string }
   | { readonly serviceKey: string; readonly action: 'not-watching' };
 
+export interface CheckOptions {
+  /**
+   * When the look fails: true (the heartbeat) reports 'unreadable' and, once the watch has not been
+   * read for UNREADABLE_LIMIT_MS, resumes it with UNKNOWN (fail closed); false (an event) rethrows,
+   * so the delivery is retried.
+   */
+  readonly heartbeat?: boolean;
+  readonly now?: Date;
+}
+
+const describeError = (error: unknown): string =>
+  error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+
 /**
- * Look at one service whose deployment or alarm changed: if a remediation is in flight for it and
- * waits on a watch token, judge the deployment (the same check the watch Lambda makes on entry) and
- * resume the execution once it is decided. The event only says "look now"; the decision is made on
- * the current state, so duplicate, late or out-of-order events cannot mislead it.
+ * Look at one service whose deployment or alarm changed (or whose heartbeat is due): if a
+ * remediation is in flight for it and waits on a watch, judge the deployment from the APIs (the same
+ * check the watch Lambda makes on entry) and resume the execution once it is decided. The event only
+ * says "look now"; the decision is made on the current state, so duplicate, late, lost or
+ * out-of-order events cannot mislead it.
  */
-export const checkService = async (serviceKey: string, deps: EventsDeps): Promise<Handled> => {
+export const checkService = async (
+  serviceKey: string,
+  deps: EventsDeps,
+  options: CheckOptions = {},
+): Promise<Handled> => {
+  const now = options.now ?? new Date();
   const inFlight = await deps.ledger.getInFlight(serviceKey);
   if (!inFlight) return { serviceKey, action: 'not-watching' };
+  const watch = await deps.registry.get(serviceKey);
+  if (!watch || watch.executionName !== inFlight.executionName) return { serviceKey, action: 'not-watching' };
   const token = await deps.ledger.getTaskToken(inFlight.executionName, 'watch');
   if (!token) return { serviceKey, action: 'not-watching' };
-  const watch = await deps.registry.get(serviceKey);
-  const pinned = watch?.executionName === inFlight.executionName ? watch : undefined;
-  const assessment = await assessDeployment(
-    {
-      service: inFlight.request.service,
-      alarmNames: inFlight.request.target.alarmNames,
-      ...(pinned ? { taskDefinitionArn: pinned.taskDefinitionArn, deploymentArn: pinned.deploymentArn } : {}),
-    },
-    deps,
-  );
-  if (!assessment.decided)
-    return { serviceKey, action: 'undecided', deploymentStatus: assessment.deploymentStatus };
+  let assessment: Assessment;
+  try {
+    assessment = await assessDeployment(subjectOf(watch, inFlight.request.service), deps, now);
+  } catch (error) {
+    if (!options.heartbeat) throw error;
+    const lastRead = Date.parse(watch.lastAssessedAt ?? watch.watchingSince ?? '');
+    if (Number.isNaN(lastRead) || now.getTime() - lastRead < UNREADABLE_LIMIT_MS) {
+      return { serviceKey, action: 'unreadable', error: describeError(error) };
+    }
+    assessment = {
+      decided: true,
+      alarmNames: watch.alarmNames,
+      result: {
+        status: 'UNKNOWN',
+        deploymentArn: watch.deploymentArn,
+        reason: `Autopatch could not read the state of deployment ${watch.deploymentArn} or its alarms for ${Math.round((now.getTime() - lastRead) / 60_000)} minutes (${describeError(error)}), so it cannot tell whether the service is healthy.`,
+        decidedAt: now.toISOString(),
+      },
+    };
+  }
+  if (!assessment.decided) {
+    if (watch.watchId) await deps.registry.touch(serviceKey, watch.watchId, now);
+    return {
+      serviceKey,
+      action: 'undecided',
+      deploymentStatus: assessment.deploymentStatus,
+      waitingFor: assessment.waitingFor,
+    };
+  }
   const resumed = await resumeWatch(deps.sfn, token.token, assessment.result);
-  await deps.ledger.deleteTaskToken(inFlight.executionName, 'watch');
+  if (watch.watchId) await deps.registry.forget(serviceKey, watch.watchId);
   return { serviceKey, action: resumed ? 'resumed' : 'already-resumed', result: assessment.result };
 };
 
@@ -100,9 +144,37 @@ export const servicesFor = async (
  * delivery (typically seconds) plus this one invocation (a handful of DynamoDB/ECS/CloudWatch reads
  * and SendTaskSuccess, about a second warm) plus one state transition: well under 60 seconds.
  */
-export const handleDeploymentEvent = async (event: DeploymentEvent, deps: EventsDeps): Promise<Handled[]> => {
+export const handleDeploymentEvent = async (
+  event: DeploymentEvent,
+  deps: EventsDeps,
+  now: Date = new Date(),
+): Promise<Handled[]> => {
   const services = await servicesFor(event, deps);
   const handled: Handled[] = [];
-  for (const serviceKey of services) handled.push(await checkService(serviceKey, deps));
+  for (const serviceKey of services) handled.push(await checkService(serviceKey, deps, { now }));
+  return handled;
+};
+
+/**
+ * The heartbeat: look at every watch in force, whether or not an event arrived, so a lost or delayed
+ * event delays a decision by at most one heartbeat (a minute), the end of a bake is noticed without
+ * any event, and a state that stays unreadable fails closed. One service's failure never stops the
+ * others.
+ */
+export const heartbeat = async (
+  deps: EventsDeps & { registry: Pick<WatchRegistry, 'list'> },
+  now = new Date(),
+) => {
+  const handled: Handled[] = [];
+  for (const { serviceKey, watchId } of await deps.registry.list()) {
+    try {
+      const result = await checkService(serviceKey, deps, { heartbeat: true, now });
+      // A wait whose execution is gone (it ended, or was stopped) is forgotten.
+      if (result.action === 'not-watching' && watchId) await deps.registry.forget(serviceKey, watchId);
+      handled.push(result);
+    } catch (error) {
+      handled.push({ serviceKey, action: 'unreadable', error: describeError(error) });
+    }
+  }
   return handled;
 };

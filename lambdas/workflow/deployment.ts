@@ -1,4 +1,9 @@
-import { type CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
+import {
+  type CloudWatchClient,
+  DescribeAlarmHistoryCommand,
+  DescribeAlarmsCommand,
+  type StateValue,
+} from '@aws-sdk/client-cloudwatch';
 import {
   DescribeServiceDeploymentsCommand,
   DescribeServicesCommand,
@@ -16,14 +21,30 @@ export interface DeploymentClients {
   readonly cloudwatch: Pick<CloudWatchClient, 'send'>;
 }
 
+/**
+ * What a watch waits for:
+ * - `bake`: the patched deployment completes and then runs through the whole configured bake with
+ *   every watched alarm readable and OK (→ SUCCESSFUL); an alarm before that → ALARM.
+ * - `rollback`: the service is back on its last good revision (→ ROLLED_BACK), or that failed.
+ */
+export type WatchMode = 'bake' | 'rollback';
+
 export interface DeploymentSubject {
   readonly service: ServiceRef;
+  readonly mode?: WatchMode;
   /** Alarms Autopatch watches (target.alarmNames); the service's own deployment alarms are added. */
   readonly alarmNames: readonly string[];
-  /** The patched task definition: a SUCCESSFUL deployment only counts if the service runs it. */
+  /**
+   * The revision the watch expects the service to end on: the patched task definition (bake), or
+   * the last good one (rollback).
+   */
   readonly taskDefinitionArn?: string;
   /** The service deployment to follow; by default the service's current one. */
   readonly deploymentArn?: string;
+  /** The configured bake (bake mode), in seconds. 0: judged as soon as ECS completes. */
+  readonly bakeSeconds?: number;
+  /** ISO-8601: when the watch began (UpdateService). Alarm history is read from here on. */
+  readonly watchingSince?: string;
 }
 
 export type Assessment =
@@ -32,38 +53,98 @@ export type Assessment =
       readonly deploymentArn: string;
       readonly deploymentStatus: string;
       readonly alarmNames: readonly string[];
+      /** Why it is not decided yet, for the logs and the registry. */
+      readonly waitingFor: string;
+      /** ISO-8601: when the bake ends, once ECS has completed the deployment. */
+      readonly bakeEndsAt?: string;
     }
   | { readonly decided: true; readonly result: WatchResult; readonly alarmNames: readonly string[] };
 
-/** Statuses in which ECS is still moving: wait for the next event. */
-const MOVING = new Set(['ROLLBACK_REQUESTED', 'ROLLBACK_IN_PROGRESS', 'STOP_REQUESTED']);
+/** ECS deployment statuses in which ECS still moves the service. */
+const ROLLING_BACK = new Set(['ROLLBACK_REQUESTED', 'ROLLBACK_IN_PROGRESS', 'STOP_REQUESTED']);
+const IN_PROGRESS = new Set(['PENDING', 'IN_PROGRESS']);
 
-/** The first watched alarm in ALARM (by name), with when it entered ALARM. */
-const firingAlarm = async (
+/** The state of every watched alarm, read in one pass. Missing: no such alarm (misspelt or deleted). */
+export interface AlarmStates {
+  readonly ok: readonly string[];
+  readonly firing: ReadonlyArray<{ readonly name: string; readonly since?: Date }>;
+  readonly insufficient: readonly string[];
+  readonly missing: readonly string[];
+}
+
+/** Every watched alarm's state (DescribeAlarms takes at most 100 names per call). Throws when unreadable. */
+export const readAlarms = async (
   cloudwatch: DeploymentClients['cloudwatch'],
   names: readonly string[],
-): Promise<{ name: string; since?: Date } | undefined> => {
-  // DescribeAlarms takes at most 100 names per call.
+): Promise<AlarmStates> => {
+  const seen = new Map<string, { state: StateValue | undefined; since?: Date }>();
   for (let i = 0; i < names.length; i += 100) {
-    const out = await awsCall('cloudwatch DescribeAlarms', () =>
-      cloudwatch.send(
-        new DescribeAlarmsCommand({
-          AlarmNames: names.slice(i, i + 100),
-          StateValue: 'ALARM',
-          AlarmTypes: ['MetricAlarm', 'CompositeAlarm'],
-        }),
-      ),
-    );
-    const firing = [...(out.MetricAlarms ?? []), ...(out.CompositeAlarms ?? [])]
-      .filter((a): a is typeof a & { AlarmName: string } => a.AlarmName !== undefined)
-      .sort((a, b) => (a.AlarmName < b.AlarmName ? -1 : a.AlarmName > b.AlarmName ? 1 : 0));
-    const first = firing[0];
-    if (first) {
-      return {
-        name: first.AlarmName,
-        ...(first.StateUpdatedTimestamp ? { since: first.StateUpdatedTimestamp } : {}),
-      };
-    }
+    let nextToken: string | undefined;
+    do {
+      const out = await awsCall('cloudwatch DescribeAlarms', () =>
+        cloudwatch.send(
+          new DescribeAlarmsCommand({
+            AlarmNames: names.slice(i, i + 100),
+            AlarmTypes: ['MetricAlarm', 'CompositeAlarm'],
+            ...(nextToken ? { NextToken: nextToken } : {}),
+          }),
+        ),
+      );
+      for (const a of [...(out.MetricAlarms ?? []), ...(out.CompositeAlarms ?? [])]) {
+        if (a.AlarmName === undefined) continue;
+        seen.set(a.AlarmName, {
+          state: a.StateValue,
+          ...(a.StateUpdatedTimestamp ? { since: a.StateUpdatedTimestamp } : {}),
+        });
+      }
+      nextToken = out.NextToken;
+    } while (nextToken);
+  }
+  const ok: string[] = [];
+  const firing: Array<{ name: string; since?: Date }> = [];
+  const insufficient: string[] = [];
+  const missing: string[] = [];
+  for (const name of [...names].sort()) {
+    const alarm = seen.get(name);
+    if (!alarm) missing.push(name);
+    else if (alarm.state === 'ALARM') firing.push({ name, ...(alarm.since ? { since: alarm.since } : {}) });
+    else if (alarm.state === 'OK') ok.push(name);
+    else insufficient.push(name);
+  }
+  return { ok, firing, insufficient, missing };
+};
+
+/**
+ * The first watched alarm that was in ALARM at any moment since `since` (DescribeAlarmHistory), so an
+ * alarm that fired and recovered between two looks, with its event lost, still counts.
+ */
+export const alarmThatFiredSince = async (
+  cloudwatch: DeploymentClients['cloudwatch'],
+  names: readonly string[],
+  since: Date,
+  until: Date,
+): Promise<{ name: string; at?: Date } | undefined> => {
+  for (const name of [...names].sort()) {
+    let nextToken: string | undefined;
+    do {
+      const out = await awsCall('cloudwatch DescribeAlarmHistory', () =>
+        cloudwatch.send(
+          new DescribeAlarmHistoryCommand({
+            AlarmName: name,
+            HistoryItemType: 'StateUpdate',
+            StartDate: since,
+            EndDate: until,
+            ...(nextToken ? { NextToken: nextToken } : {}),
+          }),
+        ),
+      );
+      for (const item of out.AlarmHistoryItems ?? []) {
+        if (/ to ALARM$/.test(item.HistorySummary ?? '')) {
+          return { name, ...(item.Timestamp ? { at: item.Timestamp } : {}) };
+        }
+      }
+      nextToken = out.NextToken;
+    } while (nextToken);
   }
   return undefined;
 };
@@ -75,7 +156,7 @@ const describeService = async (clients: DeploymentClients, service: ServiceRef):
     ),
   );
   const found = out.services?.[0];
-  if (!found)
+  if (!found || found.status === 'INACTIVE')
     throw new UnsupportedDeploymentError(`Service ${service.key} was not found in ${service.clusterArn}.`);
   return found;
 };
@@ -86,7 +167,19 @@ export const watchedAlarms = (service: Service, alarmNames: readonly string[]): 
   return [...new Set([...alarmNames, ...(own?.enable ? (own.alarmNames ?? []) : [])])].sort();
 };
 
-/** The verdict for one deployment status, or undefined while it is undecided. Pure. */
+/**
+ * How long after ECS reports the deployment SUCCESSFUL Autopatch keeps watching, so the whole
+ * configured bake is watched after production traffic reached the new tasks. Rolling: all of it
+ * (ECS completes at steady state). Native blue/green: ECS completes after its own bake, which ran
+ * after the production traffic shift, so only what ECS's bake did not cover.
+ */
+export const bakeAfterCompletionSeconds = (service: Service, bakeSeconds: number): number => {
+  const config = service.deploymentConfiguration;
+  const ecsBakeSeconds = config?.strategy === 'BLUE_GREEN' ? (config.bakeTimeInMinutes ?? 0) * 60 : 0;
+  return Math.max(0, bakeSeconds - ecsBakeSeconds);
+};
+
+/** The verdict for one deployment status that needs no alarm, or undefined while it is undecided. Pure. */
 export const verdict = (
   deployment: Pick<ServiceDeployment, 'status' | 'statusReason' | 'rollback'>,
   deploymentArn: string,
@@ -104,7 +197,7 @@ export const verdict = (
           reason: `The deployment completed but the service now runs ${runningTaskDefinition}, not the patched ${patchedTaskDefinition}: another deployment replaced it.`,
         };
       }
-      return { status: 'SUCCESSFUL', deploymentArn, reason: 'The deployment completed and baked.' };
+      return undefined;
     case 'ROLLBACK_SUCCESSFUL':
       return {
         status: 'ROLLED_BACK',
@@ -123,14 +216,68 @@ export const verdict = (
   }
 };
 
+const minutesBetween = (from: Date | undefined, to: Date): string =>
+  from ? `${Math.max(0, Math.round((to.getTime() - from.getTime()) / 6_000) / 10)}` : '?';
+
+/** Judge a deployment Autopatch rolls back or redeploys: is the service back on its last good revision? */
+const assessRollback = (
+  service: Service,
+  deployment: ServiceDeployment,
+  deploymentArn: string,
+  lastGood: string | undefined,
+  alarmNames: readonly string[],
+): Assessment => {
+  const status = deployment.status ?? 'UNKNOWN';
+  const runs = service.taskDefinition;
+  const back = lastGood === undefined || runs === lastGood;
+  if (status === 'ROLLBACK_SUCCESSFUL' || (status === 'SUCCESSFUL' && back)) {
+    return {
+      decided: true,
+      alarmNames,
+      result: {
+        status: 'ROLLED_BACK',
+        deploymentArn,
+        reason: `${service.serviceName} is back on ${runs ?? 'its last good revision'} (deployment ${status}).`,
+      },
+    };
+  }
+  if (status === 'SUCCESSFUL' || status === 'ROLLBACK_FAILED' || status === 'STOPPED') {
+    return {
+      decided: true,
+      alarmNames,
+      result: {
+        status: 'FAILED',
+        deploymentArn,
+        reason: `Putting ${service.serviceName} back did not work: deployment ${deploymentArn} is ${status}${deployment.statusReason ? ` (${deployment.statusReason})` : ''} and the service runs ${runs ?? 'an unknown revision'}.`,
+      },
+    };
+  }
+  return {
+    decided: false,
+    deploymentArn,
+    deploymentStatus: status,
+    alarmNames,
+    waitingFor: `ECS to finish putting the service back (${status})`,
+  };
+};
+
 /**
- * Look once at a deployment and the alarms that judge it. Decided: SUCCESSFUL, ROLLED_BACK, FAILED,
- * or ALARM (a watched alarm is firing while the deployment is still in progress). Shared by the
- * watch Lambda (on entry) and the deployment-events Lambda (on each event), so both decide alike.
+ * Look once at a deployment and the alarms that judge it. Shared by the watch Lambda (on entry), the
+ * deployment-events Lambda (on each event) and the heartbeat sweep, so all decide alike, always from
+ * the current state read from the APIs (an event only says "look now").
+ *
+ * Bake mode decides:
+ * - ROLLED_BACK / FAILED from ECS's own status (it rolled back, failed, or another deployment won);
+ * - UNKNOWN when a watched alarm does not exist (fail closed: nobody can tell whether it is healthy);
+ * - ALARM when a watched alarm is in ALARM, or was at any moment since the watch began;
+ * - SUCCESSFUL only once ECS completed the deployment on the patched revision, the configured bake
+ *   has elapsed after production traffic reached it, and every watched alarm is readable and OK.
+ * Errors reading any of it propagate: the caller decides how long "cannot tell" may last.
  */
 export const assessDeployment = async (
   subject: DeploymentSubject,
   clients: DeploymentClients,
+  now: Date = new Date(),
 ): Promise<Assessment> => {
   const service = await describeService(clients, subject.service);
   const alarmNames = watchedAlarms(service, subject.alarmNames);
@@ -149,29 +296,104 @@ export const assessDeployment = async (
       `ECS does not know service deployment ${deploymentArn} (${out.failures?.[0]?.reason ?? 'no reason given'}).`,
     );
   }
+  if (subject.mode === 'rollback')
+    return assessRollback(service, deployment, deploymentArn, subject.taskDefinitionArn, alarmNames);
+
   const decided = verdict(deployment, deploymentArn, service.taskDefinition, subject.taskDefinitionArn);
   if (decided) return { decided: true, result: decided, alarmNames };
   const status = deployment.status ?? 'UNKNOWN';
-  if (!MOVING.has(status)) {
-    const triggered = deployment.alarms?.triggeredAlarmNames?.[0];
-    const firing: { name: string; since?: Date } | undefined = triggered
-      ? { name: triggered }
-      : await firingAlarm(clients.cloudwatch, alarmNames);
-    if (firing) {
-      return {
-        decided: true,
-        result: {
-          status: 'ALARM',
-          alarmName: firing.name,
-          deploymentArn,
-          reason: `Alarm ${firing.name} is in ALARM during the bake of deployment ${deploymentArn}.`,
-          // For the alarm → rollback metric (the finish Lambda): the rollback request follows this decision.
-          ...(firing.since ? { alarmAt: firing.since.toISOString() } : {}),
-          decidedAt: new Date().toISOString(),
-        },
-        alarmNames,
-      };
-    }
+  if (ROLLING_BACK.has(status)) {
+    return {
+      decided: false,
+      deploymentArn,
+      deploymentStatus: status,
+      alarmNames,
+      waitingFor: `ECS (${status})`,
+    };
   }
-  return { decided: false, deploymentArn, deploymentStatus: status, alarmNames };
+
+  const since = subject.watchingSince ? new Date(subject.watchingSince) : deployment.startedAt;
+  const sinceText = `${minutesBetween(since, now)} minutes after the deploy`;
+  const alarms = await readAlarms(clients.cloudwatch, alarmNames);
+  if (alarms.missing.length > 0) {
+    return {
+      decided: true,
+      alarmNames,
+      result: {
+        status: 'UNKNOWN',
+        deploymentArn,
+        reason: `Watched alarm ${alarms.missing.join(', ')} does not exist (${sinceText}): Autopatch cannot tell whether ${service.serviceName} is healthy, so it does not call it patched.`,
+        decidedAt: now.toISOString(),
+      },
+    };
+  }
+  const triggered = deployment.alarms?.triggeredAlarmNames?.[0];
+  const ecsCompleted = status === 'SUCCESSFUL';
+  const alarmResult = (fired: { name: string; since?: Date }): Assessment => ({
+    decided: true,
+    alarmNames,
+    result: {
+      status: 'ALARM',
+      alarmName: fired.name,
+      deploymentArn,
+      ecsCompleted,
+      reason: `Alarm ${fired.name} went into ALARM ${fired.since ? `${minutesBetween(since, fired.since)} minutes after the deploy` : `by ${sinceText}`}, during the ${ecsCompleted ? 'bake' : 'deployment'} of ${deploymentArn}.`,
+      // For the alarm → rollback metric (the finish Lambda): the rollback request follows this decision.
+      ...(fired.since ? { alarmAt: fired.since.toISOString() } : {}),
+      decidedAt: now.toISOString(),
+    },
+  });
+  const firing = triggered ? { name: triggered } : alarms.firing[0];
+  if (firing) return alarmResult(firing);
+  if (!ecsCompleted) {
+    return {
+      decided: false,
+      deploymentArn,
+      deploymentStatus: status,
+      alarmNames,
+      waitingFor: IN_PROGRESS.has(status) ? 'ECS to complete the deployment' : `ECS (${status})`,
+    };
+  }
+  const completedAt = deployment.finishedAt ?? deployment.updatedAt ?? now;
+  const bakeEndsAt = new Date(
+    completedAt.getTime() + bakeAfterCompletionSeconds(service, subject.bakeSeconds ?? 0) * 1000,
+  );
+  if (now.getTime() < bakeEndsAt.getTime()) {
+    return {
+      decided: false,
+      deploymentArn,
+      deploymentStatus: status,
+      alarmNames,
+      waitingFor: `the bake to end at ${bakeEndsAt.toISOString()}`,
+      bakeEndsAt: bakeEndsAt.toISOString(),
+    };
+  }
+  if (alarms.insufficient.length > 0) {
+    // Not OK is not healthy: keep watching until they report, up to the watch's deadline.
+    return {
+      decided: false,
+      deploymentArn,
+      deploymentStatus: status,
+      alarmNames,
+      waitingFor: `alarm ${alarms.insufficient.join(', ')} to leave INSUFFICIENT_DATA`,
+      bakeEndsAt: bakeEndsAt.toISOString(),
+    };
+  }
+  // Before calling it baked: an alarm that fired and recovered between two looks (its event lost)
+  // counts as firing too.
+  if (since && alarmNames.length > 0) {
+    const flapped = await alarmThatFiredSince(clients.cloudwatch, alarmNames, since, now);
+    if (flapped) return alarmResult({ name: flapped.name, ...(flapped.at ? { since: flapped.at } : {}) });
+  }
+  const bakeMinutes = Math.round((subject.bakeSeconds ?? 0) / 6) / 10;
+  return {
+    decided: true,
+    alarmNames,
+    result: {
+      status: 'SUCCESSFUL',
+      deploymentArn,
+      reason: `The deployment completed and baked for ${bakeMinutes} minutes after production traffic reached it (${sinceText}), with ${alarmNames.length === 0 ? 'no watched alarm' : `every watched alarm OK (${alarmNames.join(', ')})`}.`,
+      decidedAt: now.toISOString(),
+    },
+  };
 };

@@ -25,7 +25,12 @@ export const WORKFLOW_ERRORS = {
   deploymentFailed: 'DeploymentFailed',
   deploymentTimedOut: 'DeploymentTimedOut',
   rollbackNotConfirmed: 'RollbackNotConfirmed',
-  rollbackTimedOut: 'RollbackTimedOut',
+  /** A watched alarm fired after ECS completed the deployment: the last good revision is redeployed. */
+  alarmDuringBake: 'AlarmDuringBake',
+  /** Fail closed: a watched alarm is missing, or the state stayed unreadable. */
+  healthUnknown: 'HealthUnknown',
+  /** Putting the last good revision back did not complete: on-call gets the command to do it by hand. */
+  restoreNotConfirmed: 'RestoreNotConfirmed',
 
   // Raised by Step Functions and the services it calls.
   all: 'States.ALL',

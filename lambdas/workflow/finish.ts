@@ -174,19 +174,25 @@ const imageChanges = (state: WorkflowState): ImageChange[] =>
     };
   });
 
+/** The command that puts the service back on its last good revision by hand. */
+const manualRestore = (state: WorkflowState, previousArn: string): string =>
+  `aws ecs update-service --cluster ${state.service.clusterArn} --service ${state.service.serviceName} --task-definition ${previousArn}`;
+
 /** What state the service was left in, for a failure. */
 const serviceState = (state: WorkflowState): string => {
   const td = state.taskDefinition;
   if (!td || !state.error || state.error.Error === 'TaskDefinitionMismatchError') {
     return 'Nothing was deployed: the service still runs its previous revision.';
   }
-  if (state.error.Error === 'RollbackTimedOut') {
-    return `ECS is still rolling the service back to ${td.previousArn}; check that it finishes.`;
-  }
-  if (state.recovery) return `${state.recovery.detail}`;
-  const manual = `aws ecs update-service --cluster ${state.service.clusterArn} --service ${state.service.serviceName} --task-definition ${td.previousArn}`;
+  const manual = manualRestore(state, td.previousArn);
   if (state.recoveryError) {
-    return `Autopatch could NOT put the service back (${errorText(state.recoveryError)}). Check the service now; to go back by hand: ${manual}`;
+    return `Autopatch could NOT confirm the service is back on its last good revision (${errorText(state.recoveryError)}). Check the service now; to go back by hand: ${manual}`;
+  }
+  if (state.recovery) {
+    const confirmed = state.recovery.action === 'nothing-to-do' || state.rollback?.status === 'ROLLED_BACK';
+    return confirmed
+      ? `${state.recovery.detail} The service runs its last good revision ${td.previousArn} again.`
+      : `${state.recovery.detail} Autopatch did not see it complete; check the service; to go back by hand: ${manual}`;
   }
   return `The patched revision ${td.patchedArn} may be deployed. Check the service; to go back by hand: ${manual}`;
 };
@@ -258,10 +264,11 @@ export const explain = (input: FinishInput): { reason: string; cause: string } =
     }
     case 'RolledBack': {
       const watch = state.watch;
+      const previous = state.taskDefinition?.previousArn ?? 'its previous revision';
       const reason =
         watch?.status === 'ALARM'
-          ? `Alarm ${watch.alarmName ?? '(unnamed)'} fired during the bake of deployment ${watch.deploymentArn}; Autopatch rolled ${service} back to ${state.taskDefinition?.previousArn ?? 'its previous revision'}.`
-          : `ECS rolled the deployment of the patched revision back by itself${watch?.reason ? ` (${watch.reason})` : ''}; ${service} runs ${state.taskDefinition?.previousArn ?? 'its previous revision'}.`;
+          ? `${watch.reason ?? `Alarm ${watch.alarmName ?? '(unnamed)'} fired during the bake of deployment ${watch.deploymentArn}.`} Autopatch ${watch.ecsCompleted ? 'redeployed' : 'rolled'} ${service} back to ${previous}, and it runs that revision again.`
+          : `ECS rolled the deployment of the patched revision back by itself${watch?.reason ? ` (${watch.reason})` : ''}; ${service} runs ${previous}.`;
       return {
         reason,
         cause: `${reason} The CVEs (${cves.join(', ')}) are still open. What to do: find out why the patched image misbehaves (the alarm, the service events, the new tasks' logs) before remediating again; the patched image stays in ECR.`,
@@ -411,9 +418,9 @@ const secondsBetween = (from: string | undefined, to: string | Date | undefined)
  * Pure.
  */
 export const rollbackIncomplete = (state: WorkflowState): boolean => {
-  if (state.error?.Error === 'RollbackTimedOut') return true;
   if (state.recoveryError) return true;
-  return state.recovery !== undefined && state.recovery.action !== 'nothing-to-do';
+  if (state.recovery === undefined || state.recovery.action === 'nothing-to-do') return false;
+  return state.rollback?.status !== 'ROLLED_BACK';
 };
 
 /**

@@ -2,6 +2,7 @@ import {
   DescribeServiceDeploymentsCommand,
   DescribeServicesCommand,
   type ECSClient,
+  type Service,
   StopServiceDeploymentCommand,
   UpdateServiceCommand,
 } from '@aws-sdk/client-ecs';
@@ -18,59 +19,95 @@ export interface RestoreInput {
 const IN_PROGRESS = new Set(['PENDING', 'IN_PROGRESS']);
 const ROLLING_BACK = new Set(['ROLLBACK_REQUESTED', 'ROLLBACK_IN_PROGRESS', 'ROLLBACK_SUCCESSFUL']);
 
+/** A read that may fail: restore goes on without it (it must not depend on any single read API). */
+const tryRead = async <T>(
+  read: () => Promise<T>,
+): Promise<{ ok: true; value: T } | { ok: false; error: string }> => {
+  try {
+    return { ok: true, value: await read() };
+  } catch (error) {
+    return { ok: false, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
+  }
+};
+
 /**
- * "Put the service back on its last good revision", after a failure past UpdateService. Does the
- * least that gets there: nothing if the service does not run the patched revision; a rollback of the
- * patched deployment if it is still in progress (traffic goes back the way ECS shifted it); otherwise
- * (the deployment completed, failed without rollback, or was stopped) a new deployment of the previous
- * task definition.
+ * "Put the service back on its last good revision", after a failure past UpdateService or an alarm.
+ * Does the least that gets there, and never depends on one API alone:
+ * - the service does not run the patched revision (read with DescribeServices): nothing to do;
+ * - the patched deployment is still in progress: StopServiceDeployment(ROLLBACK), so traffic goes back
+ *   the way ECS shifted it; ECS already rolling back: wait for it;
+ * - otherwise (it completed, failed without rollback, was stopped), or when a read or the rollback
+ *   request fails: a new deployment of the previous task definition (UpdateService), which is always
+ *   safe to ask for.
+ * Returns the service deployment that puts the last good revision back, for the next state to wait on.
  */
 export const restoreLastGoodRevision = async (
   input: RestoreInput,
   ecs: Pick<ECSClient, 'send'>,
 ): Promise<RecoveryResult> => {
   const { service } = input;
-  const out = await awsCall('ecs DescribeServices', () =>
-    ecs.send(new DescribeServicesCommand({ cluster: service.clusterArn, services: [service.serviceName] })),
+  const notes: string[] = [];
+  const described = await tryRead(() =>
+    awsCall('ecs DescribeServices', () =>
+      ecs.send(new DescribeServicesCommand({ cluster: service.clusterArn, services: [service.serviceName] })),
+    ),
   );
-  const current = out.services?.[0];
-  if (!current) {
-    return {
-      action: 'nothing-to-do',
-      detail: `Service ${service.key} was not found; there is nothing to put back.`,
-    };
-  }
-  if (current.taskDefinition !== input.patchedTaskDefinitionArn) {
-    return {
-      action: 'nothing-to-do',
-      detail: `Service ${service.key} runs ${current.taskDefinition ?? 'an unknown task definition'}, not the patched revision: nothing to put back.`,
-    };
-  }
-  const deploymentArn = current.currentServiceDeployment;
+  let current: Service | undefined;
+  if (described.ok) {
+    current = described.value.services?.[0];
+    if (!current || current.status === 'INACTIVE') {
+      return {
+        action: 'nothing-to-do',
+        detail: `Service ${service.key} was not found; there is nothing to put back.`,
+        deploymentArn: '',
+      };
+    }
+    if (current.taskDefinition !== input.patchedTaskDefinitionArn) {
+      return {
+        action: 'nothing-to-do',
+        detail: `Service ${service.key} runs ${current.taskDefinition ?? 'an unknown task definition'}, not the patched revision: nothing to put back.`,
+        deploymentArn: '',
+      };
+    }
+  } else notes.push(`DescribeServices failed (${described.error})`);
+
+  const deploymentArn = current?.currentServiceDeployment;
   if (deploymentArn) {
-    const described = await awsCall('ecs DescribeServiceDeployments', () =>
-      ecs.send(new DescribeServiceDeploymentsCommand({ serviceDeploymentArns: [deploymentArn] })),
+    const deployments = await tryRead(() =>
+      awsCall('ecs DescribeServiceDeployments', () =>
+        ecs.send(new DescribeServiceDeploymentsCommand({ serviceDeploymentArns: [deploymentArn] })),
+      ),
     );
-    const status = described.serviceDeployments?.[0]?.status ?? 'UNKNOWN';
+    const status = deployments.ok
+      ? (deployments.value.serviceDeployments?.[0]?.status ?? 'UNKNOWN')
+      : 'UNKNOWN';
+    if (!deployments.ok) notes.push(`DescribeServiceDeployments failed (${deployments.error})`);
     if (ROLLING_BACK.has(status)) {
       return {
         action: 'rollback-in-progress',
         detail: `ECS is already rolling back deployment ${deploymentArn} (${status}).`,
+        deploymentArn,
       };
     }
     if (IN_PROGRESS.has(status)) {
-      await awsCall('ecs StopServiceDeployment', () =>
-        ecs.send(
-          new StopServiceDeploymentCommand({ serviceDeploymentArn: deploymentArn, stopType: 'ROLLBACK' }),
+      const stopped = await tryRead(() =>
+        awsCall('ecs StopServiceDeployment', () =>
+          ecs.send(
+            new StopServiceDeploymentCommand({ serviceDeploymentArn: deploymentArn, stopType: 'ROLLBACK' }),
+          ),
         ),
       );
-      return {
-        action: 'rollback-requested',
-        detail: `Requested a rollback of deployment ${deploymentArn}: ECS moves the service back to ${input.previousTaskDefinitionArn}.`,
-      };
+      if (stopped.ok) {
+        return {
+          action: 'rollback-requested',
+          detail: `Requested a rollback of deployment ${deploymentArn}: ECS moves the service back to ${input.previousTaskDefinitionArn}.`,
+          deploymentArn,
+        };
+      }
+      notes.push(`StopServiceDeployment failed (${stopped.error})`);
     }
   }
-  await awsCall('ecs UpdateService', () =>
+  const updated = await awsCall('ecs UpdateService', () =>
     ecs.send(
       new UpdateServiceCommand({
         cluster: service.clusterArn,
@@ -81,6 +118,8 @@ export const restoreLastGoodRevision = async (
   );
   return {
     action: 'redeployed-previous',
-    detail: `Started a deployment of the previous task definition ${input.previousTaskDefinitionArn}.`,
+    detail: `Started a deployment of the previous task definition ${input.previousTaskDefinitionArn}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}.`,
+    // (A mocked or partial response may carry no service.)
+    deploymentArn: updated?.service?.currentServiceDeployment ?? '',
   };
 };

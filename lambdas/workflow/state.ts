@@ -40,7 +40,13 @@ export interface PatchedImage {
   readonly buildLogLink?: string;
 }
 
-export const WATCH_STATUSES = ['SUCCESSFUL', 'ALARM', 'ROLLED_BACK', 'FAILED'] as const;
+/**
+ * SUCCESSFUL: baked with every watched alarm OK. ALARM: a watched alarm fired (ecsCompleted says
+ * whether ECS had already completed the deployment, so rollback means redeploying the last good
+ * revision). ROLLED_BACK: the service is back on its last good revision. FAILED: ECS failed or another
+ * deployment replaced it. UNKNOWN: Autopatch could not tell whether the service is healthy (fail closed).
+ */
+export const WATCH_STATUSES = ['SUCCESSFUL', 'ALARM', 'ROLLED_BACK', 'FAILED', 'UNKNOWN'] as const;
 export type WatchStatus = (typeof WATCH_STATUSES)[number];
 
 /** "Watch the deployment through the bake time" → `$.watch`: what SendTaskSuccess resumes it with. */
@@ -51,8 +57,10 @@ export interface WatchResult {
   readonly alarmName?: string;
   /** ISO-8601: when that alarm entered ALARM (CloudWatch's StateUpdatedTimestamp), when known. */
   readonly alarmAt?: string;
-  /** ISO-8601: when the watch decided ALARM; "Roll back the deployment" is the next state. */
+  /** ISO-8601: when the watch decided; for ALARM, "Roll back the deployment" is the next state. */
   readonly decidedAt?: string;
+  /** ALARM only: ECS had already completed the deployment (roll back by redeploying the last good revision). */
+  readonly ecsCompleted?: boolean;
   /** A sentence for people (not read by the definition). */
   readonly reason?: string;
 }
@@ -67,6 +75,8 @@ export interface StateError {
 export interface RecoveryResult {
   readonly action: 'rollback-requested' | 'rollback-in-progress' | 'redeployed-previous' | 'nothing-to-do';
   readonly detail: string;
+  /** The service deployment that puts the last good revision back (absent for nothing-to-do). */
+  readonly deploymentArn?: string;
 }
 
 export interface WorkflowState extends RemediationRequest {
@@ -82,8 +92,10 @@ export interface WorkflowState extends RemediationRequest {
   readonly taskDefinition?: { readonly previousArn: string; readonly patchedArn: string };
   /** "Watch the deployment through the bake time". */
   readonly watch?: WatchResult;
-  /** "Start counting rollback checks" / "Check the rollback". */
-  readonly rollback?: { readonly checks: number; readonly latest?: unknown };
+  /** "Deploy the patched revision": the service deployment UpdateService started. */
+  readonly deployment?: { readonly deploymentArn?: string };
+  /** "Wait for the rollback" / "Wait until the last good revision runs". */
+  readonly rollback?: WatchResult;
   readonly rollbackConflict?: StateError;
   /** "Put the service back on its last good revision". */
   readonly recovery?: RecoveryResult;

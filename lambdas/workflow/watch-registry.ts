@@ -1,5 +1,12 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  BatchWriteCommand,
+  DeleteCommand,
+  DynamoDBDocumentClient,
+  GetCommand,
+  QueryCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
 import { LEDGER } from '../shared/contracts';
 import { awsCall } from './aws';
 
@@ -11,18 +18,31 @@ import { awsCall } from './aws';
  * service and holds a watch token.
  *
  * Keys (proposed for LEDGER in shared/contracts.ts):
- * - `WATCH#<serviceKey>` / `DEPLOYMENT`: executionName, deploymentArn, taskDefinitionArn, alarmNames
+ * - `WATCH#<serviceKey>` / `DEPLOYMENT`: the WatchRecord
  * - `ALARM#<alarmName>` / `SERVICE#<serviceKey>`: executionName
+ * - `WATCHES` / `SERVICE#<serviceKey>`: executionName (the heartbeat sweep lists the watches with one Query)
  */
 export interface WatchRecord {
   readonly serviceKey: string;
   readonly executionName: string;
   readonly deploymentArn: string;
+  /** The revision the watch expects the service to end on (patched for a bake, last good for a rollback). */
   readonly taskDefinitionArn: string;
   readonly alarmNames: readonly string[];
+  /** Identifies this wait (a hash of its task token): later waits of the same execution replace it. */
+  readonly watchId?: string;
+  /** bake (absent in records written before it existed) or rollback. */
+  readonly mode?: 'bake' | 'rollback';
+  /** The configured bake, in seconds (bake mode). */
+  readonly bakeSeconds?: number;
+  /** ISO-8601: when the watch began. */
+  readonly watchingSince?: string;
+  /** ISO-8601: the last time the deployment and its alarms were read successfully. */
+  readonly lastAssessedAt?: string;
 }
 
 const watchKey = (serviceKey: string) => ({ pk: `WATCH#${serviceKey}`, sk: 'DEPLOYMENT' });
+const indexKey = (serviceKey: string) => ({ pk: 'WATCHES', sk: `SERVICE#${serviceKey}` });
 const alarmKey = (alarmName: string, serviceKey: string) => ({
   pk: `ALARM#${alarmName}`,
   sk: `SERVICE#${serviceKey}`,
@@ -46,6 +66,12 @@ export class WatchRegistry {
     const expiresAt = Math.floor(this.now().getTime() / 1000) + ttlSeconds;
     const items = [
       { ...watchKey(watch.serviceKey), ...watch, alarmNames: [...watch.alarmNames] },
+      {
+        ...indexKey(watch.serviceKey),
+        serviceKey: watch.serviceKey,
+        executionName: watch.executionName,
+        ...(watch.watchId ? { watchId: watch.watchId } : {}),
+      },
       ...watch.alarmNames.map((name) => ({
         ...alarmKey(name, watch.serviceKey),
         serviceKey: watch.serviceKey,
@@ -80,7 +106,90 @@ export class WatchRegistry {
       deploymentArn: item.deploymentArn,
       taskDefinitionArn: item.taskDefinitionArn,
       alarmNames: item.alarmNames ?? [],
+      ...(item.watchId ? { watchId: item.watchId } : {}),
+      ...(item.mode ? { mode: item.mode } : {}),
+      ...(item.bakeSeconds !== undefined ? { bakeSeconds: item.bakeSeconds } : {}),
+      ...(item.watchingSince ? { watchingSince: item.watchingSince } : {}),
+      ...(item.lastAssessedAt ? { lastAssessedAt: item.lastAssessedAt } : {}),
     };
+  }
+
+  /** Note a successful look at the watched deployment (the heartbeat's fail-closed clock starts again). */
+  async touch(serviceKey: string, watchId: string, at: Date): Promise<void> {
+    try {
+      await awsCall('dynamodb UpdateItem', () =>
+        this.doc.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: watchKey(serviceKey),
+            UpdateExpression: 'SET lastAssessedAt = :at',
+            ConditionExpression: 'watchId = :w',
+            ExpressionAttributeValues: { ':at': at.toISOString(), ':w': watchId },
+          }),
+        ),
+      );
+    } catch (error) {
+      // Another watch replaced this one meanwhile: nothing to note.
+      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+    }
+  }
+
+  /**
+   * Forget a wait once its execution was resumed, unless a later wait replaced it meanwhile (the
+   * alarm index expires by TTL; it is checked against the in-flight execution anyway).
+   */
+  async forget(serviceKey: string, watchId: string): Promise<void> {
+    for (const key of [indexKey(serviceKey), watchKey(serviceKey)]) {
+      try {
+        await awsCall('dynamodb DeleteItem', () =>
+          this.doc.send(
+            new DeleteCommand({
+              TableName: this.tableName,
+              Key: key,
+              ConditionExpression: 'watchId = :w',
+              ExpressionAttributeValues: { ':w': watchId },
+            }),
+          ),
+        );
+      } catch (error) {
+        if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+      }
+    }
+  }
+
+  /** Every service with a watch in force: what the heartbeat sweep looks at. */
+  async list(): Promise<Array<{ serviceKey: string; executionName: string; watchId?: string }>> {
+    const found: Array<{ serviceKey: string; executionName: string; watchId?: string }> = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const out = await awsCall('dynamodb Query', () =>
+        this.doc.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            KeyConditionExpression: '#pk = :pk',
+            ExpressionAttributeNames: { '#pk': 'pk' },
+            ExpressionAttributeValues: { ':pk': 'WATCHES' },
+            ExclusiveStartKey: startKey,
+          }),
+        ),
+      );
+      const nowSeconds = this.now().getTime() / 1000;
+      for (const item of out.Items ?? []) {
+        if (
+          typeof item.serviceKey === 'string' &&
+          typeof item.executionName === 'string' &&
+          !(typeof item.expiresAt === 'number' && item.expiresAt <= nowSeconds)
+        ) {
+          found.push({
+            serviceKey: item.serviceKey,
+            executionName: item.executionName,
+            ...(typeof item.watchId === 'string' ? { watchId: item.watchId } : {}),
+          });
+        }
+      }
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+    return found;
   }
 
   /** The services whose in-flight remediation watches this alarm. */

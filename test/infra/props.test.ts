@@ -152,13 +152,14 @@ describe('runtime configuration', () => {
           cluster: 'prod',
           service: 'api',
           alarmNames: ['api-5xx'],
-          bakeTimeMinutes: 60,
           rebuild: { mode: 'patch-os' },
         },
       ],
       discoverByTag: { key: 'team:autopatch', value: 'yes' },
       defaults: { bakeTimeMinutes: 15, deploymentTimeoutSeconds: 7_200 },
     });
+    // A target that sets no bake takes workflowDefaults' (15 here), not a second default of its own.
+    expect(config().targets[0]?.bakeTimeMinutes).toBeUndefined();
     expect(config().policy).toEqual(DEFAULT_POLICY);
   });
 

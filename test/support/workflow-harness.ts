@@ -378,7 +378,9 @@ export class FakeAccount {
         taskDefinitionArn: PATCHED_TASK_DEFINITION,
         replaced: {},
       }))
-      .on('Deploy the patched revision', () => ({ Service: { TaskDefinition: PATCHED_TASK_DEFINITION } }))
+      .on('Deploy the patched revision', () => ({
+        Service: { TaskDefinition: PATCHED_TASK_DEFINITION, CurrentServiceDeployment: DEPLOYMENT_ARN },
+      }))
       .on(
         'Watch the deployment through the bake time',
         (): WatchResult => ({
@@ -387,11 +389,19 @@ export class FakeAccount {
         }),
       )
       .on('Roll back the deployment', () => ({ ServiceDeploymentArn: DEPLOYMENT_ARN }))
-      .on('Check the rollback', () => ({ ServiceDeployments: [{ Status: 'ROLLBACK_SUCCESSFUL' }] }))
+      .on(
+        'Wait for the rollback',
+        (): WatchResult => ({ status: 'ROLLED_BACK', deploymentArn: DEPLOYMENT_ARN, reason: 'rolled back' }),
+      )
       .on('Put the service back on its last good revision', () => ({
         action: 'rollback-requested',
         detail: `Requested a rollback of deployment ${DEPLOYMENT_ARN}.`,
+        deploymentArn: DEPLOYMENT_ARN,
       }))
+      .on(
+        'Wait until the last good revision runs',
+        (): WatchResult => ({ status: 'ROLLED_BACK', deploymentArn: DEPLOYMENT_ARN, reason: 'back' }),
+      )
       .on('Record the outcome and release the lock', finishWith)
       .on('Release the lock anyway', finishWith);
   }

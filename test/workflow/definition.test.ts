@@ -87,6 +87,8 @@ describe('the remediation definition', () => {
     expect(Object.fromEntries(paths)).toEqual({
       'Wait for approval': '$.target.approvalTimeoutSeconds',
       'Watch the deployment through the bake time': '$.target.deploymentTimeoutSeconds',
+      'Wait for the rollback': '$.target.deploymentTimeoutSeconds',
+      'Wait until the last good revision runs': '$.target.deploymentTimeoutSeconds',
     });
     for (const [, path] of paths) {
       const [value] = JSONPath({
@@ -141,12 +143,43 @@ describe('the remediation definition', () => {
     }
   });
 
-  it('watches the bake with one token wait, not a loop whose transitions grow with the bake time', () => {
-    const watch = states.get('Watch the deployment through the bake time');
-    expect(watch?.Resource).toBe('arn:aws:states:::lambda:invoke.waitForTaskToken');
-    // The only loop is the bounded rollback poll (at most 40 checks).
-    const rolledBack = JSON.stringify(states.get('Rolled back yet?'));
-    expect(rolledBack).toContain('"NumericGreaterThanEquals":40');
+  it('waits for the bake and every rollback with token waits, never a loop whose transitions grow with time', () => {
+    for (const name of [
+      'Watch the deployment through the bake time',
+      'Wait for the rollback',
+      'Wait until the last good revision runs',
+    ]) {
+      const wait = states.get(name) as AslState & { Parameters: { Payload: Record<string, unknown> } };
+      expect({ name, resource: wait.Resource }).toEqual({
+        name,
+        resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
+      });
+      // The deadline is the timeout itself: a States.Timeout is never retried.
+      const retried = (wait.Retry ?? []).flatMap((r) => r.ErrorEquals);
+      expect(retried).not.toContain('States.Timeout');
+      expect(wait.Parameters.Payload.mode).toBe(name.startsWith('Watch') ? 'bake' : 'rollback');
+    }
+    // No Wait state loops back on the deployment path (the only Wait states gather, hold for a window).
+    const waits = entries.filter(([, s]) => s.Type === 'Wait').map(([n]) => n);
+    expect(waits.sort()).toEqual([
+      'Wait for the burst to go quiet',
+      'Wait for the maintenance window',
+      'Wait for the rest of the burst',
+    ]);
+  });
+
+  it('takes the deployment to watch from the UpdateService response, and the configured bake to the watch', () => {
+    const deploy = states.get('Deploy the patched revision') as AslState & { ResultSelector?: unknown };
+    expect(deploy.ResultSelector).toEqual({ 'deploymentArn.$': '$.Service.CurrentServiceDeployment' });
+    const watch = states.get('Watch the deployment through the bake time') as AslState & {
+      Parameters: { Payload: Record<string, unknown> };
+    };
+    expect(watch.Parameters.Payload).toEqual(
+      expect.objectContaining({
+        'deploymentArn.$': '$.deployment.deploymentArn',
+        'bakeTimeMinutes.$': '$.target.bakeTimeMinutes',
+      }),
+    );
   });
 
   it('names its Task states (the simulation routes them by name)', () => {
@@ -161,8 +194,9 @@ describe('the remediation definition', () => {
       'Deploy the patched revision',
       'Watch the deployment through the bake time',
       'Roll back the deployment',
-      'Check the rollback',
+      'Wait for the rollback',
       'Put the service back on its last good revision',
+      'Wait until the last good revision runs',
       'Record the outcome and release the lock',
       'Release the lock anyway',
     ]);
@@ -186,7 +220,7 @@ describe('RemediationWorkflow construct', () => {
 
   it('runs every Lambda on arm64 Node.js 22 with tracing, each with a KMS-encrypted log group', () => {
     const functions = template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(functions)).toHaveLength(9);
+    expect(Object.keys(functions)).toHaveLength(10);
     for (const fn of Object.values(functions)) {
       expect(fn.Properties).toEqual(
         expect.objectContaining({

@@ -355,34 +355,23 @@ describe('remediation workflow paths', () => {
     released(account, run);
   });
 
-  it('rolls back when an alarm fires during the bake, and names the alarm', async () => {
-    let checks = 0;
-    const account = new FakeAccount()
-      .on('Watch the deployment through the bake time', () => ({
-        status: 'ALARM',
-        alarmName: 'payments-api-5xx',
-        deploymentArn: DEPLOYMENT_ARN,
-      }))
-      .on('Check the rollback', () => ({
-        ServiceDeployments: [{ Status: ++checks < 3 ? 'ROLLBACK_IN_PROGRESS' : 'ROLLBACK_SUCCESSFUL' }],
-      }));
+  it('rolls back when an alarm fires during the deployment, waits for ECS, and names the alarm', async () => {
+    const account = new FakeAccount().on('Watch the deployment through the bake time', () => ({
+      status: 'ALARM',
+      alarmName: 'payments-api-5xx',
+      deploymentArn: DEPLOYMENT_ARN,
+      ecsCompleted: false,
+      reason: 'Alarm payments-api-5xx went into ALARM 3 minutes after the deploy, during the deployment.',
+    }));
     const run = await runWorkflow(remediationRequest(), account);
 
-    const poll = [
-      'Wait for the rollback',
-      'Check the rollback',
-      'Count the rollback check',
-      'Rolled back yet?',
-    ];
     expect(run.states).toEqual([
       ...START,
       ...BUILD,
       ...DEPLOY,
       'Roll back the deployment',
-      'Start counting rollback checks',
-      ...poll,
-      ...poll,
-      ...poll,
+      'Wait for the rollback',
+      'Rolled back yet?',
       'An alarm fired and the deployment was rolled back',
       ...FINISH,
       'Rolled back',
@@ -391,9 +380,114 @@ describe('remediation workflow paths', () => {
       ServiceDeploymentArn: DEPLOYMENT_ARN,
       StopType: 'ROLLBACK',
     });
+    // The rollback is waited for as an event-driven watch on the same deployment, back to the last good revision.
+    expect(run.calls.get('Wait for the rollback')?.[0]).toEqual(
+      expect.objectContaining({
+        mode: 'rollback',
+        deploymentArn: DEPLOYMENT_ARN,
+        taskDefinitionArn: PREVIOUS_TASK_DEFINITION,
+      }),
+    );
     expect(run.error).toBe('RolledBack');
-    expect(run.cause).toMatch(/Alarm payments-api-5xx fired during the bake/);
+    expect(run.cause).toMatch(/Alarm payments-api-5xx went into ALARM 3 minutes after the deploy/);
     released(account, run);
+  });
+
+  it('redeploys the last good revision when an alarm fires after ECS completed, and waits until it runs', async () => {
+    const account = new FakeAccount()
+      .on('Watch the deployment through the bake time', () => ({
+        status: 'ALARM',
+        alarmName: 'payments-api-5xx',
+        deploymentArn: DEPLOYMENT_ARN,
+        ecsCompleted: true,
+        reason: 'Alarm payments-api-5xx went into ALARM 40 minutes after the deploy, during the bake.',
+      }))
+      .on('Put the service back on its last good revision', () => ({
+        action: 'redeployed-previous',
+        detail: 'Started a deployment of the previous task definition.',
+        deploymentArn: 'arn:aws:ecs:eu-central-1:123456789012:service-deployment/prod/payments-api/restore',
+      }));
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).toEqual([
+      ...START,
+      ...BUILD,
+      ...DEPLOY,
+      'An alarm fired after ECS completed the deployment',
+      'Put the service back on its last good revision',
+      'Is the last good revision on its way?',
+      'Wait until the last good revision runs',
+      'Back on the last good revision?',
+      'Why was it put back?',
+      'An alarm fired and the deployment was rolled back',
+      ...FINISH,
+      'Rolled back',
+    ]);
+    expect(run.calls.get('Wait until the last good revision runs')?.[0]).toEqual(
+      expect.objectContaining({
+        mode: 'rollback',
+        deploymentArn: 'arn:aws:ecs:eu-central-1:123456789012:service-deployment/prod/payments-api/restore',
+      }),
+    );
+    expect(run.calls.has('Roll back the deployment')).toBe(false);
+    expect(run.error).toBe('RolledBack');
+    expect(run.cause).toMatch(/40 minutes after the deploy.*redeployed prod\/payments-api back/);
+    released(account, run);
+  });
+
+  it('fails closed: when the watch cannot tell whether the service is healthy, the last good revision goes back', async () => {
+    const account = new FakeAccount().on('Watch the deployment through the bake time', () => ({
+      status: 'UNKNOWN',
+      deploymentArn: DEPLOYMENT_ARN,
+      reason: 'Watched alarm payments-api-5xx does not exist.',
+    }));
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).toEqual([
+      ...START,
+      ...BUILD,
+      ...DEPLOY,
+      'Autopatch cannot tell whether the service is healthy',
+      'Put the service back on its last good revision',
+      'Is the last good revision on its way?',
+      'Wait until the last good revision runs',
+      'Back on the last good revision?',
+      'Why was it put back?',
+      'The remediation failed',
+      ...FINISH,
+      'Failed',
+    ]);
+    expect(run.error).toBe('Failed');
+    expect(run.cause).toMatch(/HealthUnknown: Watched alarm payments-api-5xx does not exist/);
+    expect(run.cause).toMatch(/runs its last good revision/);
+    released(account, run);
+  });
+
+  it('pages with the command to run when the last good revision cannot be put back', async () => {
+    const account = new FakeAccount()
+      .on('Watch the deployment through the bake time', () => ({
+        status: 'FAILED',
+        deploymentArn: DEPLOYMENT_ARN,
+      }))
+      .on('Wait until the last good revision runs', () => ({
+        status: 'FAILED',
+        deploymentArn: DEPLOYMENT_ARN,
+        reason: 'Putting payments-api back did not work: ROLLBACK_FAILED.',
+      }));
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states.slice(-7)).toEqual([
+      'Wait until the last good revision runs',
+      'Back on the last good revision?',
+      'The service could not be put back',
+      'The remediation failed',
+      ...FINISH,
+      'Failed',
+    ]);
+    expect(run.cause).toMatch(/could NOT confirm the service is back/);
+    expect(run.cause).toContain(
+      `aws ecs update-service --cluster ${remediationRequest().service.clusterArn} --service payments-api --task-definition ${PREVIOUS_TASK_DEFINITION}`,
+    );
   });
 
   it('ends RolledBack when ECS rolled the deployment back by itself', async () => {
@@ -426,7 +520,9 @@ describe('remediation workflow paths', () => {
       calls += 1;
       if (calls === 1)
         throw serviceError('Ecs.ThrottlingException', 'Rate exceeded (Service: Ecs, Status Code: 400)');
-      return { Service: { TaskDefinition: PATCHED_TASK_DEFINITION } };
+      return {
+        Service: { TaskDefinition: PATCHED_TASK_DEFINITION, CurrentServiceDeployment: DEPLOYMENT_ARN },
+      };
     });
     const run = await runWorkflow(remediationRequest(), account);
 
@@ -490,7 +586,13 @@ const unexpected = (task = 'Acquire the service lock'): Error =>
     : serviceError('UnexpectedError', 'something nobody planned for');
 const REACH: Record<
   string,
-  { approve?: boolean; setup?: (a: FakeAccount) => void; path: readonly string[] }
+  {
+    approve?: boolean;
+    setup?: (a: FakeAccount) => void;
+    path: readonly string[];
+    /** The outcome when not Failed (an alarm fired and the service is back: RolledBack). */
+    outcome?: 'RolledBack';
+  }
 > = {
   'Acquire the service lock': { path: ['Acquire the service lock', 'The remediation failed'] },
   'Take the findings gathered meanwhile': {
@@ -517,16 +619,19 @@ const REACH: Record<
     path: [
       'Deploy the patched revision',
       'Put the service back on its last good revision',
-      'The remediation failed',
+      'Is the last good revision on its way?',
+      'Wait until the last good revision runs',
     ],
   },
   'Watch the deployment through the bake time': {
     path: [
       'Watch the deployment through the bake time',
       'Put the service back on its last good revision',
-      'The remediation failed',
+      'Is the last good revision on its way?',
+      'Wait until the last good revision runs',
     ],
   },
+  // An alarm fired: whatever fails on the way back, once the service is back the outcome is RolledBack.
   'Roll back the deployment': {
     setup: (a) =>
       a.on('Watch the deployment through the bake time', () => ({
@@ -534,20 +639,23 @@ const REACH: Record<
         alarmName: 'x',
         deploymentArn: DEPLOYMENT_ARN,
       })),
+    outcome: 'RolledBack',
     path: [
       'Roll back the deployment',
       'Put the service back on its last good revision',
-      'The remediation failed',
+      'Is the last good revision on its way?',
+      'Wait until the last good revision runs',
     ],
   },
-  'Check the rollback': {
+  'Wait for the rollback': {
     setup: (a) =>
       a.on('Watch the deployment through the bake time', () => ({
         status: 'ALARM',
         alarmName: 'x',
         deploymentArn: DEPLOYMENT_ARN,
       })),
-    path: ['Check the rollback', 'Put the service back on its last good revision', 'The remediation failed'],
+    outcome: 'RolledBack',
+    path: ['Wait for the rollback', 'Put the service back on its last good revision'],
   },
   'Put the service back on its last good revision': {
     setup: (a) =>
@@ -560,6 +668,14 @@ const REACH: Record<
       'Put the service back on its last good revision',
       'The remediation failed',
     ],
+  },
+  'Wait until the last good revision runs': {
+    setup: (a) =>
+      a.on('Watch the deployment through the bake time', () => ({
+        status: 'FAILED',
+        deploymentArn: DEPLOYMENT_ARN,
+      })),
+    path: ['Wait until the last good revision runs', 'The remediation failed'],
   },
   'Record the outcome and release the lock': {
     path: [
@@ -590,7 +706,7 @@ describe('every Task: an unexpected error ends in the failure path with the lock
     const run = await runWorkflow(request, account);
 
     expect(run.status).toBe('FAILED');
-    expect(run.error).toBe('Failed');
+    expect(run.error).toBe(reach.outcome ?? 'Failed');
     const from = run.states.indexOf(reach.path[0] as string);
     expect(from).toBeGreaterThanOrEqual(0);
     expect(run.states.slice(from, from + reach.path.length)).toEqual(reach.path);
@@ -599,10 +715,10 @@ describe('every Task: an unexpected error ends in the failure path with the lock
       expect(run.states.slice(-3)).toEqual([
         'Record the outcome and release the lock',
         'Which outcome?',
-        'Failed',
+        reach.outcome === 'RolledBack' ? 'Rolled back' : 'Failed',
       ]);
-      expect(run.cause).toMatch(/UnexpectedError: something nobody planned for/);
-      expect(account.outcomes).toEqual([expect.objectContaining({ outcome: 'Failed' })]);
+      if (!reach.outcome) expect(run.cause).toMatch(/UnexpectedError: something nobody planned for/);
+      expect(account.outcomes).toEqual([expect.objectContaining({ outcome: reach.outcome ?? 'Failed' })]);
     }
   });
 
@@ -618,7 +734,7 @@ describe('every Task: an unexpected error ends in the failure path with the lock
       patchedTaskDefinitionArn: PATCHED_TASK_DEFINITION,
     });
     expect(run.cause).toMatch(/failed while deploying the patched revision/);
-    expect(run.cause).toMatch(/Requested a rollback of deployment/);
+    expect(run.cause).toMatch(/Requested a rollback of deployment .* runs its last good revision/);
   });
 
   it('when even the lock release fails, ends saying the lock is still held', async () => {

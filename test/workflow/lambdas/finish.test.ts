@@ -266,7 +266,7 @@ describe('finish', () => {
       error: { Error: 'DeploymentTimedOut', Cause: 'not decided within 7200 seconds' },
       recoveryError: { Error: 'Lambda.ServiceException', Cause: 'boom' },
     });
-    expect(out.cause).toContain('could NOT put the service back');
+    expect(out.cause).toContain('could NOT confirm the service is back on its last good revision');
     expect(out.cause).toContain(`--task-definition ${PREVIOUS_TASK_DEFINITION}`);
   });
 
@@ -478,9 +478,12 @@ describe('rollbackIncomplete', () => {
       false,
     ],
     [
-      'ECS still rolling back when the wait ran out',
-      { ...patchedState, error: { Error: 'RollbackTimedOut' } },
-      true,
+      'the last good revision put back and seen running',
+      {
+        ...recovery('redeployed-previous'),
+        rollback: { status: 'ROLLED_BACK', deploymentArn: DEPLOYMENT_ARN },
+      },
+      false,
     ],
     [
       'putting the service back failed',
@@ -533,7 +536,8 @@ describe('outcomeMetrics', () => {
       ...patchedState,
       requestedAt: 'not a time',
       watch: { status: 'ALARM', alarmName: 'a', deploymentArn: DEPLOYMENT_ARN },
-      error: { Error: 'RollbackTimedOut' },
+      error: { Error: 'RollbackNotConfirmed' },
+      recoveryError: { Error: 'RestoreNotConfirmed', Cause: 'ROLLBACK_FAILED' },
     };
 
     expect(outcomeMetrics(input('Failed', state), NOW)).toEqual([
