@@ -3,7 +3,7 @@ import type { Ledger } from '../shared/ledger';
 import { type Assessment, assessDeployment, type DeploymentClients } from './deployment';
 import type { WatchResult } from './state';
 import { resumeWatch, subjectOf, UNREADABLE_LIMIT_MS, type WatchDeps } from './watch-deployment';
-import type { WatchRegistry } from './watch-registry';
+import type { WatchRecord, WatchRegistry } from './watch-registry';
 
 /** ECS Deployment State Change (source aws.ecs): resources[0] is the service ARN. */
 export const ecsDeploymentEventSchema = z.object({
@@ -68,7 +68,12 @@ export interface CheckOptions {
    */
   readonly heartbeat?: boolean;
   readonly now?: Date;
+  /** The heartbeat's record of the wait (from the registry's list): no need to read it again. */
+  readonly watch?: WatchRecord;
 }
+
+/** A good look is noted at most this often (it only has to beat UNREADABLE_LIMIT_MS). */
+const TOUCH_EVERY_MS = 2 * 60_000;
 
 const describeError = (error: unknown): string =>
   error instanceof Error ? `${error.name}: ${error.message}` : String(error);
@@ -86,15 +91,23 @@ export const checkService = async (
   options: CheckOptions = {},
 ): Promise<Handled> => {
   const now = options.now ?? new Date();
-  const inFlight = await deps.ledger.getInFlight(serviceKey);
-  if (!inFlight) return { serviceKey, action: 'not-watching' };
-  const watch = await deps.registry.get(serviceKey);
-  if (!watch || watch.executionName !== inFlight.executionName) return { serviceKey, action: 'not-watching' };
-  const token = await deps.ledger.getTaskToken(inFlight.executionName, 'watch');
+  let watch = options.watch;
+  let service = watch?.service;
+  if (!watch || !service) {
+    // An event: is a remediation in flight for the service, and does it wait on a watch?
+    const inFlight = await deps.ledger.getInFlight(serviceKey);
+    if (!inFlight) return { serviceKey, action: 'not-watching' };
+    watch = await deps.registry.get(serviceKey);
+    if (!watch || watch.executionName !== inFlight.executionName)
+      return { serviceKey, action: 'not-watching' };
+    service = inFlight.request.service;
+  }
+  // The token is the execution's current wait; a used one only answers TaskDoesNotExist.
+  const token = await deps.ledger.getTaskToken(watch.executionName, 'watch');
   if (!token) return { serviceKey, action: 'not-watching' };
   let assessment: Assessment;
   try {
-    assessment = await assessDeployment(subjectOf(watch, inFlight.request.service), deps, now);
+    assessment = await assessDeployment(subjectOf(watch, service), deps, now);
   } catch (error) {
     if (!options.heartbeat) throw error;
     const lastRead = Date.parse(watch.lastAssessedAt ?? watch.watchingSince ?? '');
@@ -113,7 +126,10 @@ export const checkService = async (
     };
   }
   if (!assessment.decided) {
-    if (watch.watchId) await deps.registry.touch(serviceKey, watch.watchId, now);
+    // The heartbeat notes a good look (the fail-closed clock), at most every TOUCH_EVERY_MS.
+    const last = Date.parse(watch.lastAssessedAt ?? '');
+    if (options.heartbeat && watch.watchId && !(now.getTime() - last < TOUCH_EVERY_MS))
+      await deps.registry.touch(serviceKey, watch.watchId, now);
     return {
       serviceKey,
       action: 'undecided',
@@ -166,11 +182,13 @@ export const heartbeat = async (
   now = new Date(),
 ) => {
   const handled: Handled[] = [];
-  for (const { serviceKey, watchId } of await deps.registry.list()) {
+  for (const watch of await deps.registry.list()) {
+    const { serviceKey } = watch;
     try {
-      const result = await checkService(serviceKey, deps, { heartbeat: true, now });
-      // A wait whose execution is gone (it ended, or was stopped) is forgotten.
-      if (result.action === 'not-watching' && watchId) await deps.registry.forget(serviceKey, watchId);
+      const result = await checkService(serviceKey, deps, { heartbeat: true, now, watch });
+      // A wait whose execution no longer waits (it ended, or was stopped) is forgotten.
+      if ((result.action === 'not-watching' || result.action === 'already-resumed') && watch.watchId)
+        await deps.registry.forget(serviceKey, watch.watchId);
       handled.push(result);
     } catch (error) {
       handled.push({ serviceKey, action: 'unreadable', error: describeError(error) });

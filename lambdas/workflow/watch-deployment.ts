@@ -96,6 +96,7 @@ export const startWatch = async (
   const base = {
     watchId,
     serviceKey: input.service.key,
+    service: input.service,
     executionName: input.executionName,
     taskDefinitionArn: input.taskDefinitionArn,
     mode,

@@ -7,7 +7,7 @@ import {
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { LEDGER } from '../shared/contracts';
+import { LEDGER, type ServiceRef } from '../shared/contracts';
 import { awsCall } from './aws';
 
 /**
@@ -20,10 +20,13 @@ import { awsCall } from './aws';
  * Keys (proposed for LEDGER in shared/contracts.ts):
  * - `WATCH#<serviceKey>` / `DEPLOYMENT`: the WatchRecord
  * - `ALARM#<alarmName>` / `SERVICE#<serviceKey>`: executionName
- * - `WATCHES` / `SERVICE#<serviceKey>`: executionName (the heartbeat sweep lists the watches with one Query)
+ * - `WATCHES` / `SERVICE#<serviceKey>`: the WatchRecord again, with lastAssessedAt (the heartbeat
+ *   lists every wait, whole, with one Query)
  */
 export interface WatchRecord {
   readonly serviceKey: string;
+  /** The service itself (absent in records written before it existed). */
+  readonly service?: ServiceRef;
   readonly executionName: string;
   readonly deploymentArn: string;
   /** The revision the watch expects the service to end on (patched for a bake, last good for a rollback). */
@@ -40,6 +43,24 @@ export interface WatchRecord {
   /** ISO-8601: the last time the deployment and its alarms were read successfully. */
   readonly lastAssessedAt?: string;
 }
+
+/** A stored item → the record (fields added later are optional). */
+const recordOf = (item: Record<string, unknown>): WatchRecord => {
+  const w = item as unknown as WatchRecord;
+  return {
+    serviceKey: w.serviceKey,
+    executionName: w.executionName,
+    deploymentArn: w.deploymentArn,
+    taskDefinitionArn: w.taskDefinitionArn,
+    alarmNames: w.alarmNames ?? [],
+    ...(w.service ? { service: w.service } : {}),
+    ...(w.watchId ? { watchId: w.watchId } : {}),
+    ...(w.mode ? { mode: w.mode } : {}),
+    ...(w.bakeSeconds !== undefined ? { bakeSeconds: w.bakeSeconds } : {}),
+    ...(w.watchingSince ? { watchingSince: w.watchingSince } : {}),
+    ...(w.lastAssessedAt ? { lastAssessedAt: w.lastAssessedAt } : {}),
+  };
+};
 
 const watchKey = (serviceKey: string) => ({ pk: `WATCH#${serviceKey}`, sk: 'DEPLOYMENT' });
 const indexKey = (serviceKey: string) => ({ pk: 'WATCHES', sk: `SERVICE#${serviceKey}` });
@@ -66,12 +87,7 @@ export class WatchRegistry {
     const expiresAt = Math.floor(this.now().getTime() / 1000) + ttlSeconds;
     const items = [
       { ...watchKey(watch.serviceKey), ...watch, alarmNames: [...watch.alarmNames] },
-      {
-        ...indexKey(watch.serviceKey),
-        serviceKey: watch.serviceKey,
-        executionName: watch.executionName,
-        ...(watch.watchId ? { watchId: watch.watchId } : {}),
-      },
+      { ...indexKey(watch.serviceKey), ...watch, alarmNames: [...watch.alarmNames] },
       ...watch.alarmNames.map((name) => ({
         ...alarmKey(name, watch.serviceKey),
         serviceKey: watch.serviceKey,
@@ -100,18 +116,7 @@ export class WatchRegistry {
     const item = out.Item as (WatchRecord & { expiresAt?: number }) | undefined;
     if (!item || (item.expiresAt !== undefined && item.expiresAt * 1000 <= this.now().getTime()))
       return undefined;
-    return {
-      serviceKey: item.serviceKey,
-      executionName: item.executionName,
-      deploymentArn: item.deploymentArn,
-      taskDefinitionArn: item.taskDefinitionArn,
-      alarmNames: item.alarmNames ?? [],
-      ...(item.watchId ? { watchId: item.watchId } : {}),
-      ...(item.mode ? { mode: item.mode } : {}),
-      ...(item.bakeSeconds !== undefined ? { bakeSeconds: item.bakeSeconds } : {}),
-      ...(item.watchingSince ? { watchingSince: item.watchingSince } : {}),
-      ...(item.lastAssessedAt ? { lastAssessedAt: item.lastAssessedAt } : {}),
-    };
+    return recordOf(item as unknown as Record<string, unknown>);
   }
 
   /** Note a successful look at the watched deployment (the heartbeat's fail-closed clock starts again). */
@@ -121,7 +126,7 @@ export class WatchRegistry {
         this.doc.send(
           new UpdateCommand({
             TableName: this.tableName,
-            Key: watchKey(serviceKey),
+            Key: indexKey(serviceKey),
             UpdateExpression: 'SET lastAssessedAt = :at',
             ConditionExpression: 'watchId = :w',
             ExpressionAttributeValues: { ':at': at.toISOString(), ':w': watchId },
@@ -157,41 +162,6 @@ export class WatchRegistry {
     }
   }
 
-  /** Every service with a watch in force: what the heartbeat sweep looks at. */
-  async list(): Promise<Array<{ serviceKey: string; executionName: string; watchId?: string }>> {
-    const found: Array<{ serviceKey: string; executionName: string; watchId?: string }> = [];
-    let startKey: Record<string, unknown> | undefined;
-    do {
-      const out = await awsCall('dynamodb Query', () =>
-        this.doc.send(
-          new QueryCommand({
-            TableName: this.tableName,
-            KeyConditionExpression: '#pk = :pk',
-            ExpressionAttributeNames: { '#pk': 'pk' },
-            ExpressionAttributeValues: { ':pk': 'WATCHES' },
-            ExclusiveStartKey: startKey,
-          }),
-        ),
-      );
-      const nowSeconds = this.now().getTime() / 1000;
-      for (const item of out.Items ?? []) {
-        if (
-          typeof item.serviceKey === 'string' &&
-          typeof item.executionName === 'string' &&
-          !(typeof item.expiresAt === 'number' && item.expiresAt <= nowSeconds)
-        ) {
-          found.push({
-            serviceKey: item.serviceKey,
-            executionName: item.executionName,
-            ...(typeof item.watchId === 'string' ? { watchId: item.watchId } : {}),
-          });
-        }
-      }
-      startKey = out.LastEvaluatedKey;
-    } while (startKey);
-    return found;
-  }
-
   /** The services whose in-flight remediation watches this alarm. */
   async servicesWatching(alarmName: string): Promise<string[]> {
     const keys: string[] = [];
@@ -220,5 +190,36 @@ export class WatchRegistry {
       startKey = out.LastEvaluatedKey;
     } while (startKey);
     return [...new Set(keys)].sort();
+  }
+
+  /** Every wait in force, whole: what the heartbeat sweep looks at (one Query). */
+  async list(): Promise<WatchRecord[]> {
+    const found: WatchRecord[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const out = await awsCall('dynamodb Query', () =>
+        this.doc.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            KeyConditionExpression: '#pk = :pk',
+            ExpressionAttributeNames: { '#pk': 'pk' },
+            ExpressionAttributeValues: { ':pk': 'WATCHES' },
+            ExclusiveStartKey: startKey,
+          }),
+        ),
+      );
+      const nowSeconds = this.now().getTime() / 1000;
+      for (const item of out.Items ?? []) {
+        if (
+          typeof item.serviceKey === 'string' &&
+          typeof item.executionName === 'string' &&
+          !(typeof item.expiresAt === 'number' && item.expiresAt <= nowSeconds)
+        ) {
+          found.push(recordOf(item));
+        }
+      }
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+    return found;
   }
 }

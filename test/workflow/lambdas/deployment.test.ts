@@ -145,16 +145,7 @@ const memory = (inFlight?: Partial<InFlight>, watch?: WatchRecord) => {
         forgotten.push(watchId);
         if (current?.watchId === watchId) current = undefined;
       },
-      list: async () =>
-        current
-          ? [
-              {
-                serviceKey: current.serviceKey,
-                executionName: current.executionName,
-                ...(current.watchId ? { watchId: current.watchId } : {}),
-              },
-            ]
-          : [],
+      list: async () => (current ? [current] : []),
     },
   };
 };
@@ -385,6 +376,7 @@ describe('startWatch (the wait Tasks: register, look once, no polling)', () => {
         watch: {
           watchId: watchIdOf(TASK_TOKEN),
           serviceKey: 'prod/payments-api',
+          service: request.service,
           executionName: request.executionName,
           deploymentArn: DEPLOYMENT_ARN,
           taskDefinitionArn: PATCHED_TASK_DEFINITION,
@@ -445,6 +437,7 @@ describe('events and the heartbeat', () => {
   const pinned: WatchRecord = {
     watchId: 'w-1',
     serviceKey: 'prod/payments-api',
+    service: request.service,
     executionName: request.executionName,
     deploymentArn: DEPLOYMENT_ARN,
     taskDefinitionArn: PATCHED_TASK_DEFINITION,
@@ -472,7 +465,6 @@ describe('events and the heartbeat', () => {
 
     expect(handled).toEqual([expect.objectContaining({ action: 'undecided' })]);
     expect(sfn.commandCalls(SendTaskSuccessCommand)).toHaveLength(0);
-    expect(m.touched).toEqual(['w-1']);
   });
 
   it('ends the bake from the heartbeat, with no event at all', async () => {
@@ -483,6 +475,8 @@ describe('events and the heartbeat', () => {
     const due = await heartbeat({ ...clients, ...m }, minutesAfter(COMPLETED_AT, 61));
 
     expect(early).toEqual([expect.objectContaining({ action: 'undecided' })]);
+    // A good look restarts the fail-closed clock.
+    expect(m.touched).toEqual(['w-1']);
     expect(due).toEqual([
       expect.objectContaining({
         action: 'resumed',

@@ -1,0 +1,138 @@
+import { DescribeServicesCommand, type ECSClient } from '@aws-sdk/client-ecs';
+import type { ServiceRef } from '../shared/contracts';
+import { awsCall } from './aws';
+import { type DeploymentClients, readAlarms, watchedAlarms } from './deployment';
+
+/** What to do with a service that no alarm can judge (none watched, or in INSUFFICIENT_DATA). */
+export type WithoutAlarms = 'approve' | 'deploy';
+
+/**
+ * How long a remediation waits for an alarm that was already in ALARM before it deployed anything,
+ * re-checking every 10 minutes, before it gives up as Deferred.
+ */
+export const DEFER_LIMIT_SECONDS = 24 * 3_600;
+
+export interface GateInput {
+  readonly service: ServiceRef;
+  /** target.alarmNames; the service's own deployment alarms are added. */
+  readonly alarmNames: readonly string[];
+  /** target.withoutAlarms (absent in requests from before it existed: the safe default). */
+  readonly withoutAlarms?: WithoutAlarms;
+  /** Where the check runs: before anything is built, or right before traffic moves. */
+  readonly stage: 'plan' | 'deploy';
+  /** The previous check's result, to time how long an alarm has kept the deployment waiting. */
+  readonly previous?: Partial<GateResult>;
+}
+
+export type GateVerdict = 'ready' | 'firing' | 'deferred' | 'missing' | 'unobserved' | 'unsupported';
+
+export interface GateResult {
+  readonly verdict: GateVerdict;
+  /** unobserved: a human approves before anything is built (withoutAlarms 'approve'). */
+  readonly approvalRequired: boolean;
+  /** A sentence for on-call: why this verdict. */
+  readonly reason: string;
+  readonly stage: GateInput['stage'];
+  readonly alarmNames: readonly string[];
+  readonly controller: string;
+  /** ISO-8601: when this remediation first found a watched alarm already firing (at this stage). */
+  readonly firingSince?: string;
+}
+
+/**
+ * "Check the service can be watched" / "Check the alarms before deploying": before anything is
+ * built, and again right before traffic moves, make sure the deployment can be judged at all.
+ * - unsupported: the service is gone, or another deployment controller (CODE_DEPLOY, EXTERNAL) owns
+ *   its deployments: nothing is built.
+ * - missing: a watched alarm does not exist (misspelt, deleted): nobody could tell if it breaks.
+ * - firing: a watched alarm is already in ALARM: deploying now would blame the patch for it, so the
+ *   remediation waits and checks again; deferred once it has waited DEFER_LIMIT_SECONDS.
+ * - unobserved: no watched alarm at all, or one in INSUFFICIENT_DATA: approval required unless the
+ *   target says withoutAlarms 'deploy'.
+ * Read errors propagate (retried by the state, then the one failure path: nothing deployed).
+ */
+export const checkGate = async (
+  input: GateInput,
+  clients: DeploymentClients & { ecs: Pick<ECSClient, 'send'> },
+  now: Date = new Date(),
+): Promise<GateResult> => {
+  const out = await awsCall('ecs DescribeServices', () =>
+    clients.ecs.send(
+      new DescribeServicesCommand({
+        cluster: input.service.clusterArn,
+        services: [input.service.serviceName],
+      }),
+    ),
+  );
+  const service = out.services?.[0];
+  const base = { stage: input.stage, approvalRequired: false };
+  if (!service || service.status === 'INACTIVE') {
+    return {
+      ...base,
+      verdict: 'unsupported',
+      controller: 'NONE',
+      alarmNames: [],
+      reason: `Service ${input.service.key} does not exist (any more) in ${input.service.clusterArn}: nothing to patch.`,
+    };
+  }
+  const controller = service.deploymentController?.type ?? 'ECS';
+  const alarmNames = watchedAlarms(service, input.alarmNames);
+  if (controller !== 'ECS') {
+    return {
+      ...base,
+      verdict: 'unsupported',
+      controller,
+      alarmNames,
+      reason: `Service ${input.service.key} uses the ${controller} deployment controller: its deployments are not made with UpdateService, so Autopatch does not rebuild for it. Patch it through ${controller === 'CODE_DEPLOY' ? 'its CodeDeploy application' : 'the tool that deploys it'}.`,
+    };
+  }
+  const alarms = await readAlarms(clients.cloudwatch, alarmNames);
+  if (alarms.missing.length > 0) {
+    return {
+      ...base,
+      verdict: 'missing',
+      controller,
+      alarmNames,
+      reason: `Watched alarm ${alarms.missing.join(', ')} does not exist: nobody could tell whether ${input.service.key} breaks after the deploy. Fix the alarm name (targets[].alarmNames, or the service's deployment alarms) and retry.`,
+    };
+  }
+  const firing = alarms.firing[0];
+  if (firing) {
+    const previous = input.previous?.stage === input.stage ? input.previous.firingSince : undefined;
+    const firingSince = previous ?? now.toISOString();
+    const waited = (now.getTime() - Date.parse(firingSince)) / 1000;
+    const deferred = waited >= DEFER_LIMIT_SECONDS;
+    return {
+      ...base,
+      verdict: deferred ? 'deferred' : 'firing',
+      controller,
+      alarmNames,
+      firingSince,
+      reason: deferred
+        ? `Alarm ${firing.name} was already in ALARM before Autopatch deployed anything, and stayed so for ${Math.round(waited / 3_600)} hours: nothing was deployed.`
+        : `Alarm ${firing.name} is already in ALARM${firing.since ? ` (since ${firing.since.toISOString()})` : ''}, before anything is deployed: Autopatch waits for it to clear rather than deploy and blame the patch.`,
+    };
+  }
+  if (alarmNames.length === 0 || alarms.insufficient.length > 0) {
+    const approvalRequired = input.withoutAlarms !== 'deploy';
+    const what =
+      alarmNames.length === 0
+        ? `No alarm watches ${input.service.key} (no targets[].alarmNames, no ECS deployment alarms)`
+        : `Alarm ${alarms.insufficient.join(', ')} is in INSUFFICIENT_DATA`;
+    return {
+      ...base,
+      verdict: 'unobserved',
+      approvalRequired,
+      controller,
+      alarmNames,
+      reason: `${what}: nothing could tell whether the patched revision is healthy. ${approvalRequired ? 'A person approves before it is deployed (target withoutAlarms: approve).' : 'Deployed anyway, as the target says (withoutAlarms: deploy).'}`,
+    };
+  }
+  return {
+    ...base,
+    verdict: 'ready',
+    controller,
+    alarmNames,
+    reason: `Every watched alarm exists and none is in ALARM (${alarmNames.join(', ')}).`,
+  };
+};
