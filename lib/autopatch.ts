@@ -106,8 +106,9 @@ export interface AutopatchProps {
    */
   readonly logRetention?: logs.RetentionDays;
   /**
-   * Most triage invocations that run at once (reserved concurrency, also the SQS event source's
-   * maximum concurrency), so a burst of findings cannot stampede the ECS and Step Functions APIs.
+   * Most triage invocations that run at once (the SQS event source's maximum concurrency), so a
+   * burst of findings cannot stampede the ECS and Step Functions APIs. Nothing is reserved from the
+   * account's Lambda concurrency, so this deploys in accounts with a low concurrency quota.
    * Between 2 and 1000.
    * @default 5
    */
@@ -241,7 +242,7 @@ export class Autopatch extends Construct {
       encryptionKey: this.encryptionKey,
       config: runtimeConfig(resolved),
       logRetention: resolved.logRetention,
-      reservedConcurrency: resolved.triageConcurrency,
+      maxConcurrency: resolved.triageConcurrency,
     });
     this.triageFunction = triage.function;
     this.triageLogGroup = triage.logGroup;

@@ -53,11 +53,15 @@ export interface TriageFunctionProps {
   readonly config: TriageRuntimeConfig;
   readonly logRetention: logs.RetentionDays;
   /**
-   * Upper bound on concurrent triage invocations, so a burst of findings cannot stampede the ECS and
-   * Step Functions APIs. Also caps the SQS pollers, so Lambda never throttles (a throttled batch
-   * counts as a receive and would push findings to the DLQ early).
+   * Upper bound on concurrent triage invocations (the SQS event source's maximum concurrency), so a
+   * burst of findings cannot stampede the ECS and Step Functions APIs. Not reserved concurrency:
+   * Lambda refuses a reservation that would bring the account's unreserved concurrency below its
+   * minimum (100; all of it in a new account whose quota is 10), so `cdk deploy` failed there. The event source's cap needs no quota and, unlike reserved concurrency,
+   * keeps the pollers from invoking more than this many at once, so Lambda does not throttle triage
+   * (a throttled batch counts as a receive and would push findings to the DLQ early) unless the
+   * whole account runs out of concurrency.
    */
-  readonly reservedConcurrency: number;
+  readonly maxConcurrency: number;
 }
 
 /**
@@ -104,7 +108,6 @@ export class TriageFunction extends Construct {
       role: this.role,
       logGroup: this.logGroup,
       tracing: lambda.Tracing.ACTIVE,
-      reservedConcurrentExecutions: props.reservedConcurrency,
       environment,
       bundling: {
         minify: true,
@@ -119,7 +122,7 @@ export class TriageFunction extends Construct {
         batchSize: TRIAGE_BATCH_SIZE,
         maxBatchingWindow: TRIAGE_BATCHING_WINDOW,
         reportBatchItemFailures: true,
-        maxConcurrency: props.reservedConcurrency,
+        maxConcurrency: props.maxConcurrency,
       }),
     );
 
