@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { ArnFormat, type CfnElement, Duration, Stack, Token, Validations } from 'aws-cdk-lib';
+import { ArnFormat, type CfnElement, Duration, Fn, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -422,8 +422,7 @@ export class RemediationWorkflow extends Construct {
 
     // ---------------------------------------------------------------- State machine
     this.stateMachineLogGroup = new logs.LogGroup(this, 'StateMachineLogs', {
-      // Step Functions requires the /aws/vendedlogs/ prefix for large resource policies.
-      logGroupName: `/aws/vendedlogs/states/${this.stateMachineName}`,
+      logGroupName: stateMachineLogGroupName(this.stateMachineName, stack),
       encryptionKey: key,
       retention,
     });
@@ -608,6 +607,21 @@ export class RemediationWorkflow extends Construct {
 }
 
 const pascal = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
+
+/**
+ * `/aws/vendedlogs/states/<state machine name>-<first 8 hex digits of the stack's id>`.
+ *
+ * Every log group Autopatch creates is kept when the stack is deleted (the execution history is the
+ * audit trail of what was deployed), so a fixed name would make the next `cdk deploy` after a
+ * `cdk destroy` fail with "already exists". The other log groups have names CloudFormation generates;
+ * this one keeps a name of its own for its prefix: Step Functions delivers logs through CloudWatch
+ * Logs' vended-logs delivery, which adds each log group to the account's CloudWatch Logs resource
+ * policy (limited to 5,120 characters) unless the name starts with `/aws/vendedlogs/`, which one
+ * policy entry covers. The stack id's GUID is new for every stack created, so a recreated stack
+ * writes to a new group next to the retained one; updates of the same stack keep the name.
+ */
+export const stateMachineLogGroupName = (stateMachineName: string, stack: Stack): string =>
+  `/aws/vendedlogs/states/${stateMachineName}-${Fn.select(0, Fn.split('-', Fn.select(2, Fn.split('/', stack.stackId))))}`;
 
 /**
  * The definition file as deployed: unchanged, except the rescan poll's MaxAttempts, sized from the
