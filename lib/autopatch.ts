@@ -114,6 +114,15 @@ export interface AutopatchProps {
    */
   readonly triageConcurrency?: number;
   /**
+   * More accounts whose Inspector findings Autopatch accepts, on top of the account it is deployed
+   * in. Only events that reach this account's default event bus count (Inspector publishes a
+   * finding in the account that owns the image; another account's findings arrive here only if a
+   * rule there forwards them), and the images must be ones this account's ECS services run and
+   * Autopatch may rebuild.
+   * @default - the deploying account only
+   */
+  readonly findingAccounts?: readonly string[];
+  /**
    * What happens to the ledger (locks and remediation history) when the stack is deleted.
    * @default RemovalPolicy.RETAIN
    */
@@ -141,6 +150,7 @@ export interface AutopatchProps {
 export const DEFAULT_SERVICE_TAG: ServiceTag = { key: 'autopatch:enabled', value: 'true' };
 const DEFAULT_TRIAGE_CONCURRENCY = 5;
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+const ACCOUNT_ID = /^\d{12}$/;
 
 /** Props after validation, with every default applied. */
 interface ResolvedProps {
@@ -152,6 +162,8 @@ interface ResolvedProps {
   readonly emails: readonly string[];
   readonly logRetention: logs.RetentionDays;
   readonly triageConcurrency: number;
+  /** The deploying account first, then `findingAccounts`, without duplicates. */
+  readonly findingAccounts: readonly string[];
 }
 
 /**
@@ -201,6 +213,7 @@ export class Autopatch extends Construct {
       visibilityTimeout: Duration.seconds(
         6 * TRIAGE_TIMEOUT.toSeconds() + TRIAGE_BATCHING_WINDOW.toSeconds(),
       ),
+      accounts: resolved.findingAccounts,
     });
     this.queue = intake.queue;
     this.deadLetterQueue = intake.deadLetterQueue;
@@ -359,6 +372,23 @@ export class Autopatch extends Construct {
       );
     }
 
+    const findingAccounts = [Stack.of(this).account];
+    if (props.findingAccounts !== undefined && !Array.isArray(props.findingAccounts)) {
+      errors.push('findingAccounts: must be a list of 12-digit AWS account ids');
+    } else {
+      (props.findingAccounts ?? []).forEach((account: unknown, index) => {
+        if (Token.isUnresolved(account)) {
+          findingAccounts.push(account as string);
+        } else if (typeof account !== 'string' || !ACCOUNT_ID.test(account)) {
+          errors.push(
+            `findingAccounts[${index}]: ${JSON.stringify(account)} is not a 12-digit AWS account id`,
+          );
+        } else if (!findingAccounts.includes(account)) {
+          findingAccounts.push(account);
+        }
+      });
+    }
+
     if (errors.length === 0 && tag.value && defaults.value) {
       const resolved: ResolvedProps = {
         policy,
@@ -369,6 +399,7 @@ export class Autopatch extends Construct {
         emails,
         logRetention,
         triageConcurrency,
+        findingAccounts,
       };
       const tooBig = triageEnvironmentProblem(runtimeConfig(resolved));
       if (!tooBig) return resolved;

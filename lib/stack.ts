@@ -29,6 +29,7 @@ const contextSchema = z.strictObject({
   triageConcurrency: z.custom<number>().optional(),
   alarms: z.custom<AutopatchAlarmsOptions>().optional(),
   accountAlias: z.custom<string>().optional(),
+  findingAccounts: z.custom<readonly string[]>().optional(),
 });
 
 const readJsonFile = (file: string, what: string): unknown => {
@@ -99,6 +100,7 @@ export const autopatchPropsFromContext = (scope: Construct): AutopatchProps => {
     ...(context.triageConcurrency !== undefined ? { triageConcurrency: context.triageConcurrency } : {}),
     ...(context.alarms !== undefined ? { alarms: context.alarms } : {}),
     ...(context.accountAlias !== undefined ? { accountAlias: context.accountAlias } : {}),
+    ...(context.findingAccounts !== undefined ? { findingAccounts: context.findingAccounts } : {}),
   };
 };
 

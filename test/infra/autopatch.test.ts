@@ -46,7 +46,7 @@ const triageStatements = () =>
   statements.filter((s) => s.kind === 'identity' && s.path.startsWith(`${autopatch.node.path}/Triage/`));
 
 describe('intake', () => {
-  test('the rule matches exactly active ECR image package vulnerabilities from Inspector, on the default bus', () => {
+  test('the rule matches exactly active ECR image package vulnerabilities from Inspector in this account, on the default bus', () => {
     const toQueue = Object.entries(template.findResources('AWS::Events::Rule')).filter(([, r]) =>
       JSON.stringify(r.Properties.Targets).includes(ids.queue),
     );
@@ -60,6 +60,7 @@ describe('intake', () => {
         status: ['ACTIVE'],
         resources: { type: ['AWS_ECR_CONTAINER_IMAGE'] },
       },
+      account: [{ Ref: 'AWS::AccountId' }],
     });
     expect(rule.EventBusName).toBeUndefined();
     expect(rule.State).toBe('ENABLED');

@@ -1,5 +1,6 @@
-import type { Template } from 'aws-cdk-lib/assertions';
-import type { AutopatchStack } from '../../lib/stack';
+import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { AutopatchStack } from '../../lib/stack';
 import { logicalIdOf, synthAutopatch } from '../support/synth';
 
 /**
@@ -70,5 +71,48 @@ describe('log groups survive cdk destroy without blocking the next deploy', () =
         CloudWatchLogs: { Status: 'ENABLED', GroupName: { Ref: build } },
       });
     }
+  });
+});
+
+describe('the intake rule accepts findings of the accounts Autopatch serves', () => {
+  const accountsOf = (t: Template): unknown => {
+    const rules = resourcesOf(t, 'AWS::Events::Rule').filter(([, r]) =>
+      JSON.stringify((r.Properties as Json).EventPattern).includes('Inspector2 Finding'),
+    );
+    expect(rules).toHaveLength(1);
+    const properties = rules[0]?.[1].Properties as Json | undefined;
+    return (properties?.EventPattern as Json | undefined)?.account;
+  };
+
+  test('by default, the deploying account only (what a single-account user had before)', () => {
+    expect(accountsOf(template)).toEqual([{ Ref: 'AWS::AccountId' }]);
+  });
+
+  test('findingAccounts adds accounts after the deploying one', () => {
+    const { template: t } = synthAutopatch({ props: { findingAccounts: ['111122223333', '444455556666'] } });
+    expect(accountsOf(t)).toEqual([{ Ref: 'AWS::AccountId' }, '111122223333', '444455556666']);
+  });
+
+  test('a concrete deploying account is not listed twice', () => {
+    const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const pinned = new AutopatchStack(app, 'Pinned', {
+      env: { account: '111122223333', region: 'eu-west-1' },
+      autopatch: { findingAccounts: ['111122223333', '444455556666', '444455556666'] },
+    });
+    expect(accountsOf(Template.fromStack(pinned))).toEqual(['111122223333', '444455556666']);
+  });
+
+  test('cdk.json context.autopatch.findingAccounts is read', () => {
+    const { template: t } = synthAutopatch({ context: { autopatch: { findingAccounts: ['111122223333'] } } });
+    expect(accountsOf(t)).toEqual([{ Ref: 'AWS::AccountId' }, '111122223333']);
+  });
+
+  test('every malformed account id is reported at once, naming its index', () => {
+    expect(() =>
+      synthAutopatch({ props: { findingAccounts: ['12345', 'abcdefghijkl', '111122223333'] } }),
+    ).toThrow(/findingAccounts\[0\]: "12345" is not a 12-digit AWS account id\n {2}- findingAccounts\[1\]/);
+    expect(() =>
+      synthAutopatch({ props: { findingAccounts: '111122223333' as unknown as readonly string[] } }),
+    ).toThrow(/findingAccounts: must be a list/);
   });
 });
