@@ -123,6 +123,15 @@ export interface AutopatchProps {
    */
   readonly findingAccounts?: readonly string[];
   /**
+   * Create the arm64 CodeBuild projects that patch and rebuild arm64 images. CodeBuild offers arm64
+   * builds (ARM_CONTAINER) in some Regions only, and creating one elsewhere fails the deployment.
+   * Set false to deploy an environment-agnostic stack in such a Region (arm64 images then end
+   * BuildCouldNotRun), or true where CodeBuild offers ARM but `CODEBUILD_ARM_REGIONS` does not list it.
+   * @default - when the stack's Region is known at synth, whether it is in `CODEBUILD_ARM_REGIONS`;
+   * otherwise true
+   */
+  readonly armBuilds?: boolean;
+  /**
    * What happens to the ledger (locks and remediation history) when the stack is deleted.
    * @default RemovalPolicy.RETAIN
    */
@@ -245,6 +254,7 @@ export class Autopatch extends Construct {
       defaults: resolved.defaults,
       logRetention: resolved.logRetention,
       ...(props.accountAlias ? { accountAlias: props.accountAlias } : {}),
+      ...(props.armBuilds !== undefined ? { armBuilds: props.armBuilds } : {}),
     });
     this.stateMachine = this.workflow.stateMachine;
 
@@ -349,6 +359,9 @@ export class Autopatch extends Construct {
 
     if (props.dryRun !== undefined && typeof props.dryRun !== 'boolean') {
       errors.push(`dryRun: must be true or false, got ${JSON.stringify(props.dryRun)}`);
+    }
+    if (props.armBuilds !== undefined && typeof props.armBuilds !== 'boolean') {
+      errors.push(`armBuilds: must be true or false, got ${JSON.stringify(props.armBuilds)}`);
     }
 
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;

@@ -30,6 +30,7 @@ const contextSchema = z.strictObject({
   alarms: z.custom<AutopatchAlarmsOptions>().optional(),
   accountAlias: z.custom<string>().optional(),
   findingAccounts: z.custom<readonly string[]>().optional(),
+  armBuilds: z.custom<boolean>().optional(),
 });
 
 const readJsonFile = (file: string, what: string): unknown => {
@@ -101,6 +102,7 @@ export const autopatchPropsFromContext = (scope: Construct): AutopatchProps => {
     ...(context.alarms !== undefined ? { alarms: context.alarms } : {}),
     ...(context.accountAlias !== undefined ? { accountAlias: context.accountAlias } : {}),
     ...(context.findingAccounts !== undefined ? { findingAccounts: context.findingAccounts } : {}),
+    ...(context.armBuilds !== undefined ? { armBuilds: context.armBuilds } : {}),
   };
 };
 

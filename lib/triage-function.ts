@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack, Token } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -166,8 +166,20 @@ export class TriageFunction extends Construct {
     // first batches are not failed by AccessDenied.
     this.function.node.addDependency(policy);
     acknowledge(policy, IAM5_ANY_RESOURCE, NAG_REASONS.ecsUnscopable);
-    acknowledge(policy, iam5Resource(ecsArnPattern('service')), NAG_REASONS.ecsServices);
-    acknowledge(policy, iam5Resource(ecsArnPattern('task')), NAG_REASONS.ecsTasks);
+    acknowledge(policy, iam5Resource(this.ecsArnPattern('service')), NAG_REASONS.ecsServices);
+    acknowledge(policy, iam5Resource(this.ecsArnPattern('task')), NAG_REASONS.ecsTasks);
+  }
+
+  /**
+   * The finding's ARN as cdk-nag renders it: like nag.ts's ecsArnPattern in an environment-agnostic
+   * stack, with the literal Region and account of a stack that has them (`env`), which cdk-nag prints
+   * instead of `<AWS::Region>`/`<AWS::AccountId>`.
+   */
+  private ecsArnPattern(resource: string): string {
+    const { region, account } = Stack.of(this);
+    return ecsArnPattern(resource)
+      .replace('<AWS::Region>', Token.isUnresolved(region) ? '<AWS::Region>' : region)
+      .replace('<AWS::AccountId>', Token.isUnresolved(account) ? '<AWS::AccountId>' : account);
   }
 }
 

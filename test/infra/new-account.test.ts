@@ -1,7 +1,9 @@
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import type { AutopatchProps } from '../../lib/autopatch';
 import { AutopatchStack } from '../../lib/stack';
-import { logicalIdOf, synthAutopatch } from '../support/synth';
+import { CODEBUILD_ARM_REGIONS, NO_ARM_BUILDER } from '../../lib/workflow';
+import { logicalIdOf, synthAutopatch, unacknowledgedNagFindings } from '../support/synth';
 
 /**
  * What a first `cdk deploy` in a new or low-quota account needs, and what a redeploy after
@@ -100,6 +102,8 @@ describe('the intake rule accepts findings of the accounts Autopatch serves', ()
       autopatch: { findingAccounts: ['111122223333', '444455556666', '444455556666'] },
     });
     expect(accountsOf(Template.fromStack(pinned))).toEqual(['111122223333', '444455556666']);
+    // cdk-nag names findings with the literal account and Region of such a stack: still acknowledged.
+    expect(unacknowledgedNagFindings(pinned)).toEqual([]);
   });
 
   test('cdk.json context.autopatch.findingAccounts is read', () => {
@@ -114,5 +118,83 @@ describe('the intake rule accepts findings of the accounts Autopatch serves', ()
     expect(() =>
       synthAutopatch({ props: { findingAccounts: '111122223333' as unknown as readonly string[] } }),
     ).toThrow(/findingAccounts: must be a list/);
+  });
+});
+
+describe('arm64 CodeBuild projects only where CodeBuild offers ARM_CONTAINER', () => {
+  /** A stack pinned to a Region (as `env: { region }` or CDK_DEFAULT_REGION would make it). */
+  const inRegion = (region: string | undefined, autopatch: AutopatchProps = {}) => {
+    const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const built = new AutopatchStack(app, 'Regional', { ...(region ? { env: { region } } : {}), autopatch });
+    return { stack: built, template: Template.fromStack(built) };
+  };
+  const environmentTypes = (t: Template): string[] =>
+    resourcesOf(t, 'AWS::CodeBuild::Project')
+      .map(([, p]) => ((p.Properties as Json).Environment as { Type: string }).Type)
+      .sort();
+  const planBuildsEnvironment = (s: AutopatchStack, t: Template): Record<string, unknown> =>
+    t.toJSON().Resources[logicalIdOf(s, s.autopatch.workflow.planBuildsFunction)].Properties.Environment
+      .Variables;
+  const BOTH = ['ARM_CONTAINER', 'ARM_CONTAINER', 'LINUX_CONTAINER', 'LINUX_CONTAINER'];
+  const X86_ONLY = ['LINUX_CONTAINER', 'LINUX_CONTAINER'];
+
+  test('an environment-agnostic stack (the Region is a token) keeps both architectures', () => {
+    expect(environmentTypes(template)).toEqual(BOTH);
+    expect(stack.autopatch.workflow.patchOsProjects.arm).toBeDefined();
+  });
+
+  test.each([['us-east-1'], ['ap-southeast-2']])('%s, where CodeBuild offers ARM, gets both', (region) => {
+    expect(CODEBUILD_ARM_REGIONS).toContain(region);
+    expect(environmentTypes(inRegion(region).template)).toEqual(BOTH);
+  });
+
+  test.each([['eu-west-3'], ['cn-north-1']])(
+    '%s gets x86_64 projects only, and plan-builds is told there is no arm64 builder',
+    (region) => {
+      const { stack: s, template: t } = inRegion(region);
+      expect(environmentTypes(t)).toEqual(X86_ONLY);
+      expect(s.autopatch.workflow.patchOsProjects.arm).toBeUndefined();
+      expect(s.autopatch.workflow.sourceProjects.arm).toBeUndefined();
+      expect(planBuildsEnvironment(s, t)).toMatchObject({
+        PATCH_OS_PROJECT_ARM: NO_ARM_BUILDER,
+        SOURCE_PROJECT_ARM: NO_ARM_BUILDER,
+        PATCH_OS_PROJECT_X86: { Ref: logicalIdOf(s, s.autopatch.workflow.patchOsProjects.x86) },
+      });
+      // A CodeBuild project name: letters, digits, '-' and '_'.
+      expect(NO_ARM_BUILDER).toMatch(/^[A-Za-z0-9][A-Za-z0-9_-]{1,254}$/);
+    },
+  );
+
+  test('without arm64 projects, the state machine may start the x86_64 ones only, and cdk-nag stays clean', () => {
+    const { stack: s, template: t } = inRegion('eu-west-3');
+    const projects = resourcesOf(t, 'AWS::CodeBuild::Project').map(([id]) => id);
+    const startBuild = JSON.stringify(t.toJSON().Resources).match(/codebuild:StartBuild/g);
+    expect(startBuild).not.toBeNull();
+    const machineRole = t.toJSON().Resources as Record<string, { Type: string; Properties: Json }>;
+    const statements = Object.values(machineRole)
+      .filter((r) => r.Type === 'AWS::IAM::Policy')
+      .flatMap(
+        (r) =>
+          (r.Properties.PolicyDocument as { Statement: Array<{ Action: unknown; Resource: unknown }> })
+            .Statement,
+      )
+      .filter((st) => JSON.stringify(st.Action).includes('codebuild:StartBuild'));
+    expect(statements).toHaveLength(1);
+    expect(statements[0]?.Resource).toEqual(projects.map((id) => ({ 'Fn::GetAtt': [id, 'Arn'] })));
+    expect(unacknowledgedNagFindings(s)).toEqual([]);
+  });
+
+  test('armBuilds overrides the Region either way (prop and cdk.json context)', () => {
+    expect(environmentTypes(inRegion(undefined, { armBuilds: false }).template)).toEqual(X86_ONLY);
+    expect(environmentTypes(inRegion('eu-west-3', { armBuilds: true }).template)).toEqual(BOTH);
+    expect(
+      environmentTypes(synthAutopatch({ context: { autopatch: { armBuilds: false } } }).template),
+    ).toEqual(X86_ONLY);
+  });
+
+  test('armBuilds must be a boolean', () => {
+    expect(() => synthAutopatch({ props: { armBuilds: 'no' as unknown as boolean } })).toThrow(
+      /armBuilds: must be true or false, got "no"/,
+    );
   });
 });
