@@ -114,11 +114,11 @@ export interface AutopatchProps {
    */
   readonly triageConcurrency?: number;
   /**
-   * More accounts whose Inspector findings Autopatch accepts, on top of the account it is deployed
-   * in. Only events that reach this account's default event bus count (Inspector publishes a
-   * finding in the account that owns the image; another account's findings arrive here only if a
-   * rule there forwards them), and the images must be ones this account's ECS services run and
-   * Autopatch may rebuild.
+   * More accounts whose Inspector finding events Autopatch accepts (the events' `account`), on top
+   * of the account it is deployed in. Only events that reach this account's default event bus count
+   * (another account's arrive only if a rule there forwards them), and the images must be ones this
+   * account's ECS services run and Autopatch may rebuild (its build projects push to this account's
+   * repositories only).
    * @default - the deploying account only
    */
   readonly findingAccounts?: readonly string[];

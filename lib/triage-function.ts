@@ -56,10 +56,10 @@ export interface TriageFunctionProps {
    * Upper bound on concurrent triage invocations (the SQS event source's maximum concurrency), so a
    * burst of findings cannot stampede the ECS and Step Functions APIs. Not reserved concurrency:
    * Lambda refuses a reservation that would bring the account's unreserved concurrency below its
-   * minimum (100; all of it in a new account whose quota is 10), so `cdk deploy` failed there. The event source's cap needs no quota and, unlike reserved concurrency,
-   * keeps the pollers from invoking more than this many at once, so Lambda does not throttle triage
-   * (a throttled batch counts as a receive and would push findings to the DLQ early) unless the
-   * whole account runs out of concurrency.
+   * minimum (100; all of it in a new account whose quota is 10), so `cdk deploy` failed there. The
+   * event source's cap takes nothing from the quota and keeps the pollers from invoking more than
+   * this many at once, so Lambda does not throttle triage (a throttled batch counts as a receive and
+   * would push findings to the DLQ early) unless the whole account runs out of concurrency.
    */
   readonly maxConcurrency: number;
 }

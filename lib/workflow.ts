@@ -77,9 +77,10 @@ export const CODEBUILD_ARM_REGIONS: readonly string[] = [
  * Whether the arm64 build projects are created: as asked, else by the stack's Region. A Region that is
  * a token (environment-agnostic stack, the default `cdk deploy`) keeps them: a CfnCondition on the
  * Region would turn every reference to the arm64 projects (the state machine's StartBuild statement,
- * plan-builds' environment) into an Fn::If that the simulation and its IAM evaluator do not read, and
- * a wrong guess either way is loud: in a Region without ARM_CONTAINER the deploy fails naming the
- * project, and the fix is `armBuilds: false` (or a stack with an explicit Region).
+ * plan-builds' environment) into an Fn::If that the simulation and its IAM evaluator do not read. A
+ * wrong guess is loud either way: in a Region without ARM_CONTAINER the deploy fails at the arm64
+ * project (expected from the CodeBuild API reference, not verified), and the fix is
+ * `armBuilds: false` or a stack with an explicit Region; docs/deploy.md says so.
  */
 export const createsArmBuilds = (region: string, armBuilds?: boolean): boolean =>
   armBuilds ?? (Token.isUnresolved(region) || CODEBUILD_ARM_REGIONS.includes(region));
