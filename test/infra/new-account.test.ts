@@ -1,8 +1,11 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import type { AutopatchProps } from '../../lib/autopatch';
 import { AutopatchStack } from '../../lib/stack';
 import { CODEBUILD_ARM_REGIONS, NO_ARM_BUILDER } from '../../lib/workflow';
+import { matchesPattern } from '../../simulation/model/eventbus';
 import { logicalIdOf, synthAutopatch, unacknowledgedNagFindings } from '../support/synth';
 
 /**
@@ -109,6 +112,26 @@ describe('the intake rule accepts findings of the accounts Autopatch serves', ()
   test('cdk.json context.autopatch.findingAccounts is read', () => {
     const { template: t } = synthAutopatch({ context: { autopatch: { findingAccounts: ['111122223333'] } } });
     expect(accountsOf(t)).toEqual([{ Ref: 'AWS::AccountId' }, '111122223333']);
+  });
+
+  test('a real finding event matches in its own account, and in another only when findingAccounts lists it', () => {
+    const event = JSON.parse(
+      readFileSync(path.join(__dirname, '..', 'fixtures', 'events', 'finding-ecr-ubuntu-2024.json'), 'utf8'),
+    ) as { account: string };
+    const patternIn = (t: Template, deployingAccount: string): Record<string, unknown> => {
+      const rule = resourcesOf(t, 'AWS::Events::Rule').find(([, r]) =>
+        JSON.stringify((r.Properties as Json).EventPattern).includes('Inspector2 Finding'),
+      );
+      const pattern = JSON.stringify((rule?.[1].Properties as Json).EventPattern);
+      return JSON.parse(
+        pattern.replace(JSON.stringify({ Ref: 'AWS::AccountId' }), JSON.stringify(deployingAccount)),
+      );
+    };
+    const other = '999988887777';
+    expect(matchesPattern(patternIn(template, event.account), event)).toBe(true);
+    expect(matchesPattern(patternIn(template, other), event)).toBe(false);
+    const { template: t } = synthAutopatch({ props: { findingAccounts: [event.account] } });
+    expect(matchesPattern(patternIn(t, other), event)).toBe(true);
   });
 
   test('every malformed account id is reported at once, naming its index', () => {
