@@ -122,7 +122,8 @@ describe('the intake rule accepts findings of the accounts Autopatch serves', ()
       const rule = resourcesOf(t, 'AWS::Events::Rule').find(([, r]) =>
         JSON.stringify((r.Properties as Json).EventPattern).includes('Inspector2 Finding'),
       );
-      const pattern = JSON.stringify((rule?.[1].Properties as Json).EventPattern);
+      const properties = rule?.[1].Properties as Json | undefined;
+      const pattern = JSON.stringify(properties?.EventPattern ?? {});
       return JSON.parse(
         pattern.replace(JSON.stringify({ Ref: 'AWS::AccountId' }), JSON.stringify(deployingAccount)),
       );
