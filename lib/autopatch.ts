@@ -106,12 +106,31 @@ export interface AutopatchProps {
    */
   readonly logRetention?: logs.RetentionDays;
   /**
-   * Most triage invocations that run at once (reserved concurrency, also the SQS event source's
-   * maximum concurrency), so a burst of findings cannot stampede the ECS and Step Functions APIs.
+   * Most triage invocations that run at once (the SQS event source's maximum concurrency), so a
+   * burst of findings cannot stampede the ECS and Step Functions APIs. Nothing is reserved from the
+   * account's Lambda concurrency, so this deploys in accounts with a low concurrency quota.
    * Between 2 and 1000.
    * @default 5
    */
   readonly triageConcurrency?: number;
+  /**
+   * More accounts whose Inspector finding events Autopatch accepts (the events' `account`), on top
+   * of the account it is deployed in. Only events that reach this account's default event bus count
+   * (another account's arrive only if a rule there forwards them), and the images must be ones this
+   * account's ECS services run and Autopatch may rebuild (its build projects push to this account's
+   * repositories only).
+   * @default - the deploying account only
+   */
+  readonly findingAccounts?: readonly string[];
+  /**
+   * Create the arm64 CodeBuild projects that patch and rebuild arm64 images. CodeBuild offers arm64
+   * builds (ARM_CONTAINER) in some Regions only, and creating one elsewhere fails the deployment.
+   * Set false to deploy an environment-agnostic stack in such a Region (arm64 images then end
+   * BuildCouldNotRun), or true where CodeBuild offers ARM but `CODEBUILD_ARM_REGIONS` does not list it.
+   * @default - when the stack's Region is known at synth, whether it is in `CODEBUILD_ARM_REGIONS`;
+   * otherwise true
+   */
+  readonly armBuilds?: boolean;
   /**
    * What happens to the ledger (locks and remediation history) when the stack is deleted.
    * @default RemovalPolicy.RETAIN
@@ -140,6 +159,7 @@ export interface AutopatchProps {
 export const DEFAULT_SERVICE_TAG: ServiceTag = { key: 'autopatch:enabled', value: 'true' };
 const DEFAULT_TRIAGE_CONCURRENCY = 5;
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+const ACCOUNT_ID = /^\d{12}$/;
 
 /** Props after validation, with every default applied. */
 interface ResolvedProps {
@@ -151,6 +171,8 @@ interface ResolvedProps {
   readonly emails: readonly string[];
   readonly logRetention: logs.RetentionDays;
   readonly triageConcurrency: number;
+  /** The deploying account first, then `findingAccounts`, without duplicates. */
+  readonly findingAccounts: readonly string[];
 }
 
 /**
@@ -200,6 +222,7 @@ export class Autopatch extends Construct {
       visibilityTimeout: Duration.seconds(
         6 * TRIAGE_TIMEOUT.toSeconds() + TRIAGE_BATCHING_WINDOW.toSeconds(),
       ),
+      accounts: resolved.findingAccounts,
     });
     this.queue = intake.queue;
     this.deadLetterQueue = intake.deadLetterQueue;
@@ -231,6 +254,7 @@ export class Autopatch extends Construct {
       defaults: resolved.defaults,
       logRetention: resolved.logRetention,
       ...(props.accountAlias ? { accountAlias: props.accountAlias } : {}),
+      ...(props.armBuilds !== undefined ? { armBuilds: props.armBuilds } : {}),
     });
     this.stateMachine = this.workflow.stateMachine;
 
@@ -241,7 +265,7 @@ export class Autopatch extends Construct {
       encryptionKey: this.encryptionKey,
       config: runtimeConfig(resolved),
       logRetention: resolved.logRetention,
-      reservedConcurrency: resolved.triageConcurrency,
+      maxConcurrency: resolved.triageConcurrency,
     });
     this.triageFunction = triage.function;
     this.triageLogGroup = triage.logGroup;
@@ -336,6 +360,9 @@ export class Autopatch extends Construct {
     if (props.dryRun !== undefined && typeof props.dryRun !== 'boolean') {
       errors.push(`dryRun: must be true or false, got ${JSON.stringify(props.dryRun)}`);
     }
+    if (props.armBuilds !== undefined && typeof props.armBuilds !== 'boolean') {
+      errors.push(`armBuilds: must be true or false, got ${JSON.stringify(props.armBuilds)}`);
+    }
 
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
     // A numeric enum also maps names back to numbers: only the numbers are retention periods.
@@ -358,6 +385,23 @@ export class Autopatch extends Construct {
       );
     }
 
+    const findingAccounts = [Stack.of(this).account];
+    if (props.findingAccounts !== undefined && !Array.isArray(props.findingAccounts)) {
+      errors.push('findingAccounts: must be a list of 12-digit AWS account ids');
+    } else {
+      (props.findingAccounts ?? []).forEach((account: unknown, index) => {
+        if (Token.isUnresolved(account)) {
+          findingAccounts.push(account as string);
+        } else if (typeof account !== 'string' || !ACCOUNT_ID.test(account)) {
+          errors.push(
+            `findingAccounts[${index}]: ${JSON.stringify(account)} is not a 12-digit AWS account id`,
+          );
+        } else if (!findingAccounts.includes(account)) {
+          findingAccounts.push(account);
+        }
+      });
+    }
+
     if (errors.length === 0 && tag.value && defaults.value) {
       const resolved: ResolvedProps = {
         policy,
@@ -368,6 +412,7 @@ export class Autopatch extends Construct {
         emails,
         logRetention,
         triageConcurrency,
+        findingAccounts,
       };
       const tooBig = triageEnvironmentProblem(runtimeConfig(resolved));
       if (!tooBig) return resolved;

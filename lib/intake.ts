@@ -15,9 +15,18 @@ export interface IntakeProps {
   readonly visibilityTimeout: Duration;
   /** Receives before a message moves to the dead-letter queue. @default 5 */
   readonly maxReceiveCount?: number;
+  /**
+   * The accounts whose Inspector finding events the rule accepts (the events' `account` field). Events
+   * from other accounts can reach the default bus when a rule elsewhere forwards them.
+   * @default - the stack's account only
+   */
+  readonly accounts?: readonly string[];
 }
 
-/** Inspector findings Autopatch acts on: active package vulnerabilities in ECR container images. */
+/**
+ * Inspector findings Autopatch acts on: active package vulnerabilities in ECR container images. The
+ * intake rule adds the accounts it accepts (`account`), see {@link IntakeProps.accounts}.
+ */
 export const INSPECTOR_FINDING_PATTERN: events.EventPattern = {
   source: ['aws.inspector2'],
   detailType: ['Inspector2 Finding'],
@@ -65,8 +74,12 @@ export class Intake extends Construct {
     const ruleArn = Stack.of(this).formatArn({ service: 'events', resource: 'rule', resourceName: ruleName });
     this.rule = new events.Rule(this, 'Rule', {
       ruleName,
-      description: 'Autopatch intake: active Inspector package vulnerabilities in ECR container images.',
-      eventPattern: INSPECTOR_FINDING_PATTERN,
+      description:
+        'Autopatch intake: active Inspector package vulnerabilities in ECR container images, from the accounts Autopatch serves.',
+      eventPattern: {
+        ...INSPECTOR_FINDING_PATTERN,
+        account: [...(props.accounts ?? [Stack.of(this).account])],
+      },
     });
     this.rule.addTarget({
       bind: () => ({

@@ -29,6 +29,8 @@ const contextSchema = z.strictObject({
   triageConcurrency: z.custom<number>().optional(),
   alarms: z.custom<AutopatchAlarmsOptions>().optional(),
   accountAlias: z.custom<string>().optional(),
+  findingAccounts: z.custom<readonly string[]>().optional(),
+  armBuilds: z.custom<boolean>().optional(),
 });
 
 const readJsonFile = (file: string, what: string): unknown => {
@@ -99,6 +101,8 @@ export const autopatchPropsFromContext = (scope: Construct): AutopatchProps => {
     ...(context.triageConcurrency !== undefined ? { triageConcurrency: context.triageConcurrency } : {}),
     ...(context.alarms !== undefined ? { alarms: context.alarms } : {}),
     ...(context.accountAlias !== undefined ? { accountAlias: context.accountAlias } : {}),
+    ...(context.findingAccounts !== undefined ? { findingAccounts: context.findingAccounts } : {}),
+    ...(context.armBuilds !== undefined ? { armBuilds: context.armBuilds } : {}),
   };
 };
 

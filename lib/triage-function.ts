@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack, Token } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -53,11 +53,15 @@ export interface TriageFunctionProps {
   readonly config: TriageRuntimeConfig;
   readonly logRetention: logs.RetentionDays;
   /**
-   * Upper bound on concurrent triage invocations, so a burst of findings cannot stampede the ECS and
-   * Step Functions APIs. Also caps the SQS pollers, so Lambda never throttles (a throttled batch
-   * counts as a receive and would push findings to the DLQ early).
+   * Upper bound on concurrent triage invocations (the SQS event source's maximum concurrency), so a
+   * burst of findings cannot stampede the ECS and Step Functions APIs. Not reserved concurrency:
+   * Lambda refuses a reservation that would bring the account's unreserved concurrency below its
+   * minimum (100; all of it in a new account whose quota is 10), so `cdk deploy` failed there. The
+   * event source's cap takes nothing from the quota and keeps the pollers from invoking more than
+   * this many at once, so Lambda does not throttle triage (a throttled batch counts as a receive and
+   * would push findings to the DLQ early) unless the whole account runs out of concurrency.
    */
-  readonly reservedConcurrency: number;
+  readonly maxConcurrency: number;
 }
 
 /**
@@ -104,7 +108,6 @@ export class TriageFunction extends Construct {
       role: this.role,
       logGroup: this.logGroup,
       tracing: lambda.Tracing.ACTIVE,
-      reservedConcurrentExecutions: props.reservedConcurrency,
       environment,
       bundling: {
         minify: true,
@@ -119,7 +122,7 @@ export class TriageFunction extends Construct {
         batchSize: TRIAGE_BATCH_SIZE,
         maxBatchingWindow: TRIAGE_BATCHING_WINDOW,
         reportBatchItemFailures: true,
-        maxConcurrency: props.reservedConcurrency,
+        maxConcurrency: props.maxConcurrency,
       }),
     );
 
@@ -163,8 +166,20 @@ export class TriageFunction extends Construct {
     // first batches are not failed by AccessDenied.
     this.function.node.addDependency(policy);
     acknowledge(policy, IAM5_ANY_RESOURCE, NAG_REASONS.ecsUnscopable);
-    acknowledge(policy, iam5Resource(ecsArnPattern('service')), NAG_REASONS.ecsServices);
-    acknowledge(policy, iam5Resource(ecsArnPattern('task')), NAG_REASONS.ecsTasks);
+    acknowledge(policy, iam5Resource(this.ecsArnPattern('service')), NAG_REASONS.ecsServices);
+    acknowledge(policy, iam5Resource(this.ecsArnPattern('task')), NAG_REASONS.ecsTasks);
+  }
+
+  /**
+   * The finding's ARN as cdk-nag renders it: like nag.ts's ecsArnPattern in an environment-agnostic
+   * stack, with the literal Region and account of a stack that has them (`env`), which cdk-nag prints
+   * instead of `<AWS::Region>`/`<AWS::AccountId>`.
+   */
+  private ecsArnPattern(resource: string): string {
+    const { region, account } = Stack.of(this);
+    return ecsArnPattern(resource)
+      .replace('<AWS::Region>', Token.isUnresolved(region) ? '<AWS::Region>' : region)
+      .replace('<AWS::AccountId>', Token.isUnresolved(account) ? '<AWS::AccountId>' : account);
   }
 }
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { ArnFormat, type CfnElement, Duration, Stack, Token, Validations } from 'aws-cdk-lib';
+import { ArnFormat, type CfnElement, Duration, Fn, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -44,7 +44,52 @@ export interface RemediationWorkflowProps {
   readonly logRetention?: logs.RetentionDays;
   /** Shown next to the account id in approval requests and outcome notifications. @default - the id only */
   readonly accountAlias?: string;
+  /**
+   * Create the arm64 CodeBuild projects (which patch and rebuild arm64 images). CodeBuild offers
+   * ARM_CONTAINER in some Regions only ({@link CODEBUILD_ARM_REGIONS}) and creating such a project
+   * elsewhere fails the deployment.
+   * @default - when the stack's Region is known at synth, whether CodeBuild offers ARM_CONTAINER
+   * there; when it is not (an environment-agnostic stack), true
+   */
+  readonly armBuilds?: boolean;
 }
+
+/**
+ * Regions where CodeBuild offers the ARM_CONTAINER environment type, as the CodeBuild API reference
+ * (ProjectEnvironment/Fleet `environmentType`, in @aws-sdk/client-codebuild's model) lists them.
+ * Not checked against every Region's console: pass `armBuilds: true` where CodeBuild offers it and
+ * this list does not say so yet.
+ */
+export const CODEBUILD_ARM_REGIONS: readonly string[] = [
+  'us-east-1',
+  'us-east-2',
+  'us-west-2',
+  'eu-west-1',
+  'eu-central-1',
+  'ap-south-1',
+  'ap-northeast-1',
+  'ap-southeast-1',
+  'ap-southeast-2',
+  'sa-east-1',
+];
+
+/**
+ * Whether the arm64 build projects are created: as asked, else by the stack's Region. A Region that is
+ * a token (environment-agnostic stack, the default `cdk deploy`) keeps them: a CfnCondition on the
+ * Region would turn every reference to the arm64 projects (the state machine's StartBuild statement,
+ * plan-builds' environment) into an Fn::If that the simulation and its IAM evaluator do not read. A
+ * wrong guess is loud either way: in a Region without ARM_CONTAINER the deploy fails at the arm64
+ * project (expected from the CodeBuild API reference, not verified), and the fix is
+ * `armBuilds: false` or a stack with an explicit Region; docs/deploy.md says so.
+ */
+export const createsArmBuilds = (region: string, armBuilds?: boolean): boolean =>
+  armBuilds ?? (Token.isUnresolved(region) || CODEBUILD_ARM_REGIONS.includes(region));
+
+/**
+ * What plan-builds receives as the arm64 project name when there is none: a name no project has,
+ * so an arm64 image's build fails at StartBuild (BuildCouldNotRun) with a Cause that names the reason.
+ */
+export const NO_ARM_BUILDER = 'Autopatch-no-arm64-CodeBuild-in-this-Region';
 
 /** The rescan poll of "Verify the patched image by rescan" (its first Retry): 20 s × 1.5ⁿ, at most 300 s apart. */
 export const RESCAN_POLL = { intervalSeconds: 20, backoffRate: 1.5, maxDelaySeconds: 300 } as const;
@@ -135,10 +180,10 @@ export class RemediationWorkflow extends Construct {
   public readonly sweepFunction: nodejs.NodejsFunction;
   /** Runs the sweep every minute. */
   public readonly sweepSchedule: events.Rule;
-  /** OS patch layer builds, per CPU architecture. */
-  public readonly patchOsProjects: { readonly x86: codebuild.Project; readonly arm: codebuild.Project };
-  /** Rebuilds from source, per CPU architecture. */
-  public readonly sourceProjects: { readonly x86: codebuild.Project; readonly arm: codebuild.Project };
+  /** OS patch layer builds, per CPU architecture (no arm64 project where CodeBuild offers no ARM, see props.armBuilds). */
+  public readonly patchOsProjects: { readonly x86: codebuild.Project; readonly arm?: codebuild.Project };
+  /** Rebuilds from source, per CPU architecture (no arm64 project where CodeBuild offers no ARM, see props.armBuilds). */
+  public readonly sourceProjects: { readonly x86: codebuild.Project; readonly arm?: codebuild.Project };
   public readonly buildLogGroup: logs.LogGroup;
   public readonly deploymentStateRule: events.Rule;
   public readonly alarmStateRule: events.Rule;
@@ -255,20 +300,16 @@ export class RemediationWorkflow extends Construct {
           logging: { cloudWatch: { logGroup: this.buildLogGroup } },
         }),
       );
+    const arm = createsArmBuilds(stack.region, props.armBuilds);
     this.patchOsProjects = {
       x86: project('PatchOsX86Project', patchOsBuildSpec, false, 'OS patch layer'),
-      arm: project('PatchOsArmProject', patchOsBuildSpec, true, 'OS patch layer'),
+      ...(arm ? { arm: project('PatchOsArmProject', patchOsBuildSpec, true, 'OS patch layer') } : {}),
     };
     this.sourceProjects = {
       x86: project('SourceX86Project', sourceBuildSpec, false, 'rebuild from source'),
-      arm: project('SourceArmProject', sourceBuildSpec, true, 'rebuild from source'),
+      ...(arm ? { arm: project('SourceArmProject', sourceBuildSpec, true, 'rebuild from source') } : {}),
     };
-    const ownProjects = [
-      this.patchOsProjects.x86,
-      this.patchOsProjects.arm,
-      this.sourceProjects.x86,
-      this.sourceProjects.arm,
-    ];
+    const ownProjects = [...Object.values(this.patchOsProjects), ...Object.values(this.sourceProjects)];
     const repositories = arn('ecr', 'repository', '*');
     for (const p of ownProjects) {
       // Images live in any repository of the account (services are also discovered by tag).
@@ -299,7 +340,7 @@ export class RemediationWorkflow extends Construct {
         sources.flatMap((s) => /^https:\/\/git-codecommit\.[^/]+\/v1\/repos\/([^/#]+)/.exec(s)?.[1] ?? []),
       ),
     ];
-    for (const p of [this.sourceProjects.x86, this.sourceProjects.arm]) {
+    for (const p of Object.values(this.sourceProjects)) {
       if (buckets.length > 0) {
         p.addToRolePolicy(
           new iam.PolicyStatement({
@@ -322,9 +363,15 @@ export class RemediationWorkflow extends Construct {
     ].map((name) => arn('codebuild', 'project', name));
 
     functions.planBuilds.addEnvironment('PATCH_OS_PROJECT_X86', this.patchOsProjects.x86.projectName);
-    functions.planBuilds.addEnvironment('PATCH_OS_PROJECT_ARM', this.patchOsProjects.arm.projectName);
+    functions.planBuilds.addEnvironment(
+      'PATCH_OS_PROJECT_ARM',
+      this.patchOsProjects.arm?.projectName ?? NO_ARM_BUILDER,
+    );
     functions.planBuilds.addEnvironment('SOURCE_PROJECT_X86', this.sourceProjects.x86.projectName);
-    functions.planBuilds.addEnvironment('SOURCE_PROJECT_ARM', this.sourceProjects.arm.projectName);
+    functions.planBuilds.addEnvironment(
+      'SOURCE_PROJECT_ARM',
+      this.sourceProjects.arm?.projectName ?? NO_ARM_BUILDER,
+    );
 
     // ---------------------------------------------------------------- Lambda permissions
     const services = arn('ecs', 'service', '*');
@@ -438,8 +485,7 @@ export class RemediationWorkflow extends Construct {
 
     // ---------------------------------------------------------------- State machine
     this.stateMachineLogGroup = new logs.LogGroup(this, 'StateMachineLogs', {
-      // Step Functions requires the /aws/vendedlogs/ prefix for large resource policies.
-      logGroupName: `/aws/vendedlogs/states/${this.stateMachineName}`,
+      logGroupName: stateMachineLogGroupName(this.stateMachineName, stack),
       encryptionKey: key,
       retention,
     });
@@ -631,6 +677,21 @@ export class RemediationWorkflow extends Construct {
 }
 
 const pascal = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
+
+/**
+ * `/aws/vendedlogs/states/<state machine name>-<first 8 hex digits of the stack's id>`.
+ *
+ * Every log group Autopatch creates is kept when the stack is deleted (the execution history is the
+ * audit trail of what was deployed), so a fixed name would make the next `cdk deploy` after a
+ * `cdk destroy` fail with "already exists". The other log groups have names CloudFormation generates;
+ * this one keeps a name of its own for its prefix: Step Functions delivers logs through CloudWatch
+ * Logs' vended-logs delivery, which adds each log group to the account's CloudWatch Logs resource
+ * policy (limited to 5,120 characters) unless the name starts with `/aws/vendedlogs/`, which one
+ * policy entry covers. The stack id's GUID is new for every stack created, so a recreated stack
+ * writes to a new group next to the retained one; updates of the same stack keep the name.
+ */
+export const stateMachineLogGroupName = (stateMachineName: string, stack: Stack): string =>
+  `/aws/vendedlogs/states/${stateMachineName}-${Fn.select(0, Fn.split('-', Fn.select(2, Fn.split('/', stack.stackId))))}`;
 
 /**
  * The definition file as deployed: unchanged, except the rescan poll's MaxAttempts, sized from the

@@ -5,6 +5,7 @@ import {
   type Inspector2Client,
   ListCoverageCommand,
   ListFindingsCommand,
+  type ScanStatus,
 } from '@aws-sdk/client-inspector2';
 import type { AffectedImage } from '../shared/contracts';
 import { awsCall as call } from './aws';
@@ -23,6 +24,12 @@ export interface VerifyRescanInput {
   /** The CodeBuild build as the startBuild.sync integration returns it (`Build`). */
   readonly build: unknown;
   readonly rescanTimeoutSeconds: number;
+  /**
+   * The `Inspector2 Scan` event that resumed the wait for this rescan, if one did: evidence that
+   * Inspector scanned the digest, accepted while ListCoverage has not caught up (see
+   * {@link scanEvidenceFromEvent}). Anything else here is ignored.
+   */
+  readonly scanEvent?: unknown;
 }
 
 export interface VerifyRescanDeps {
@@ -33,8 +40,6 @@ export interface VerifyRescanDeps {
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const WORSE_THAN_MEDIUM = new Set(['CRITICAL', 'HIGH']);
-/** Coverage states that mean "a scan is coming": keep polling. */
-const PENDING_REASONS = new Set(['PENDING_INITIAL_SCAN', 'SCAN_IN_PROGRESS', 'PENDING_REVIVAL_SCAN']);
 
 type Record_ = Readonly<Record<string, unknown>>;
 const isRecord = (v: unknown): v is Record_ => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -55,10 +60,186 @@ export const readBuild = (build: unknown): { digest?: string; id?: string; logLi
   return { ...(digest ? { digest } : {}), ...(id ? { id } : {}), ...(logLink ? { logLink } : {}) };
 };
 
+// ---------------------------------------------------------------- Evidence of a scan
+
+/** What an `Inspector2 Scan` event says about one image. */
+export interface ScanEvidence {
+  /** The event's `detail.repository-name`, which is the repository's ARN. */
+  readonly repositoryArn: string;
+  /** The repository's name, from its ARN (`…:repository/<name>`); may hold slashes. */
+  readonly repository: string;
+  /** The registry (account id) in the repository's ARN. */
+  readonly registry: string;
+  readonly digest: string;
+  /** `detail.scan-status`, e.g. INITIAL_SCAN_COMPLETE. */
+  readonly scanStatus: string;
+  /** When the scan was reported (the event's `time`). */
+  readonly scannedAt: Date;
+  /** `detail.finding-severity-counts`; TOTAL is the number of findings the scan produced. */
+  readonly severityCounts: Readonly<Record<string, number>>;
+}
+
+/** `scan-status` values that say a scan of the image finished. */
+export const SCAN_COMPLETE_STATUSES: readonly string[] = ['INITIAL_SCAN_COMPLETE'];
+
+const REPOSITORY_ARN = /^arn:[\w-]+:ecr:[\w-]+:(\d{12}):repository\/(.+)$/;
+
+/**
+ * The evidence in an `Inspector2 Scan` event (source aws.inspector2) that Inspector finished scanning
+ * an ECR image; undefined for anything else: another event, a scan that did not complete, a detail
+ * without a repository ARN, a digest or a time. Pure: the workflow can hand the event that resumed
+ * its wait straight to the verify step, which still checks that it names the rebuilt digest.
+ */
+export const scanEvidenceFromEvent = (event: unknown): ScanEvidence | undefined => {
+  if (!isRecord(event) || event.source !== 'aws.inspector2' || event['detail-type'] !== 'Inspector2 Scan')
+    return undefined;
+  const detail = event.detail;
+  if (!isRecord(detail)) return undefined;
+  const scanStatus = str(detail['scan-status']);
+  const repositoryArn = str(detail['repository-name']);
+  const digest = str(detail['image-digest']);
+  const time = str(event.time);
+  const scannedAt = time ? new Date(time) : undefined;
+  const arn = repositoryArn ? REPOSITORY_ARN.exec(repositoryArn) : null;
+  if (!scanStatus || !SCAN_COMPLETE_STATUSES.includes(scanStatus) || !repositoryArn || !arn) return undefined;
+  if (!digest || !DIGEST.test(digest) || !scannedAt || Number.isNaN(scannedAt.getTime())) return undefined;
+  const counts = isRecord(detail['finding-severity-counts']) ? detail['finding-severity-counts'] : {};
+  const severityCounts = Object.fromEntries(
+    Object.entries(counts).filter(
+      (entry): entry is [string, number] => Number.isInteger(entry[1]) && (entry[1] as number) >= 0,
+    ),
+  );
+  return {
+    repositoryArn,
+    repository: arn[2] as string,
+    registry: arn[1] as string,
+    digest,
+    scanStatus,
+    scannedAt,
+    severityCounts,
+  };
+};
+
+/**
+ * Coverage reasons of an image Inspector scanned once and does not keep monitoring: scan on push,
+ * a repository set to manual scanning (enhanced scanning does not scan it again), a scan duration
+ * that lapsed. They prove a scan only with a scan time at or after the push.
+ */
+const SCANNED_ONCE_REASONS = new Set([
+  'SCAN_FREQUENCY_SCAN_ON_PUSH',
+  'SCAN_FREQUENCY_MANUAL',
+  'SCAN_ELIGIBILITY_EXPIRED',
+]);
+/** Coverage reasons that mean "a scan is coming": keep polling. INTERNAL_ERROR: Inspector resumes by itself. */
+const PENDING_REASONS = new Set([
+  'PENDING_INITIAL_SCAN',
+  'SCAN_IN_PROGRESS',
+  'PENDING_REVIVAL_SCAN',
+  'INTERNAL_ERROR',
+]);
+
+/** What to do about an image Inspector will never scan, by coverage reason. */
+const NEVER_ADVICE: Readonly<Record<string, string>> = {
+  UNSUPPORTED_OS:
+    "Inspector does not support the image's operating system, architecture or manifest type: rebuild it on a supported base image.",
+  UNSUPPORTED_MEDIA_TYPE:
+    "Inspector does not support the image's media type: push it as a Docker v2 or OCI image.",
+  IMAGE_SIZE_EXCEEDED: 'The image is larger than Inspector scans.',
+  EXCLUDED_BY_TAG: 'The image is excluded from scanning by a tag.',
+  SCAN_FREQUENCY_MANUAL:
+    "The repository's scan frequency is manual, and Inspector's enhanced scanning does not scan such images: add the repository to a continuous or on-push scan filter.",
+  SCAN_ELIGIBILITY_EXPIRED:
+    "The image's scan duration lapsed before Inspector scanned it: lengthen the ECR re-scan duration in Inspector's settings.",
+  ACCESS_DENIED: 'A repository or registry policy denies Inspector access to the image.',
+  ACCESS_DENIED_TO_ENCRYPTION_KEY:
+    "The repository's KMS key policy does not let Inspector decrypt the image.",
+  IMAGE_ARCHIVED: 'The image was archived in ECR.',
+  RESOURCE_TERMINATED: 'The image was deleted.',
+  PENDING_DISABLE: 'Inspector is being disabled for this account or resource type.',
+};
+
+export type CoverageVerdict =
+  /** Inspector scanned the digest: its findings are the answer. `closedCount`: a finding CLOSED by the coverage state still counts. */
+  | {
+      readonly kind: 'scanned';
+      readonly evidence: string;
+      readonly closedCount: boolean;
+      readonly byEventOnly: boolean;
+    }
+  | { readonly kind: 'pending'; readonly state: string }
+  | { readonly kind: 'never'; readonly reason: string; readonly advice: string };
+
+export interface CoverageFacts {
+  /** The image's coverage (ListCoverage), if Inspector lists it yet. */
+  readonly status?: ScanStatus | undefined;
+  readonly lastScannedAt?: Date | undefined;
+  /** When ECR received the digest. */
+  readonly pushedAt: Date;
+  /** An `Inspector2 Scan` event for this digest (already matched to it). */
+  readonly event?: ScanEvidence | undefined;
+}
+
+/** Event times have whole seconds, push times milliseconds: a scan reported in the push's second counts. */
+const CLOCK_SLACK_MS = 1_000;
+
+/**
+ * Has Inspector scanned this digest since it was pushed, is a scan still coming, or will it never
+ * come? Pure; one rule per documented coverage state:
+ * - ACTIVE/SUCCESSFUL: monitored continually, scanned.
+ * - scanned once (SCAN_FREQUENCY_SCAN_ON_PUSH, SCAN_FREQUENCY_MANUAL, SCAN_ELIGIBILITY_EXPIRED) with
+ *   `lastScannedAt` at or after the push: scanned; findings that the state closed still count.
+ * - an Inspector2 Scan event for the digest, reported at or after the push, while coverage lags
+ *   (not listed yet, pending, scan on push): scanned.
+ * - PENDING_INITIAL_SCAN, SCAN_IN_PROGRESS, PENDING_REVIVAL_SCAN, INTERNAL_ERROR, scan on push not
+ *   done yet, or not listed yet: pending.
+ * - any other INACTIVE state (UNSUPPORTED_OS, IMAGE_SIZE_EXCEEDED, manual or expired without a scan,
+ *   ACCESS_DENIED, ...): never, with what to do.
+ * - ACTIVE with a reason this code does not know: pending (the timeout ends the wait).
+ */
+export const coverageVerdict = (facts: CoverageFacts): CoverageVerdict => {
+  const { status, lastScannedAt, pushedAt, event } = facts;
+  const code = status?.statusCode;
+  const reason = status?.reason;
+  const state = status ? `${code}/${reason}` : 'not in Inspector coverage yet';
+  const sincePush = (at: Date | undefined): boolean =>
+    at !== undefined && at.getTime() + CLOCK_SLACK_MS >= pushedAt.getTime();
+
+  if (code === 'ACTIVE' && reason === 'SUCCESSFUL')
+    return { kind: 'scanned', evidence: state, closedCount: false, byEventOnly: false };
+  if (reason && SCANNED_ONCE_REASONS.has(reason) && sincePush(lastScannedAt)) {
+    return {
+      kind: 'scanned',
+      evidence: `${state}, last scanned ${lastScannedAt?.toISOString()}`,
+      closedCount: true,
+      byEventOnly: false,
+    };
+  }
+  const lagging =
+    !status ||
+    (reason !== undefined && (PENDING_REASONS.has(reason) || reason === 'SCAN_FREQUENCY_SCAN_ON_PUSH'));
+  if (event && sincePush(event.scannedAt) && (lagging || code === 'ACTIVE')) {
+    return {
+      kind: 'scanned',
+      evidence: `Inspector2 Scan event ${event.scanStatus} at ${event.scannedAt.toISOString()} (coverage: ${state})`,
+      closedCount: true,
+      byEventOnly: true,
+    };
+  }
+  if (lagging || code !== 'INACTIVE' || !reason) return { kind: 'pending', state };
+  return {
+    kind: 'never',
+    reason,
+    advice: NEVER_ADVICE[reason] ?? 'Check that enhanced scanning covers this repository.',
+  };
+};
+
+// ---------------------------------------------------------------- Inspector queries
+
 const listFindings = async (
   inspector: VerifyRescanDeps['inspector'],
   repository: string,
   digest: string,
+  statuses: readonly string[] = ['ACTIVE'],
 ): Promise<Finding[]> => {
   const findings: Finding[] = [];
   let nextToken: string | undefined;
@@ -69,7 +250,8 @@ const listFindings = async (
           filterCriteria: {
             ecrImageRepositoryName: [{ comparison: 'EQUALS', value: repository }],
             ecrImageHash: [{ comparison: 'EQUALS', value: digest }],
-            findingStatus: [{ comparison: 'EQUALS', value: 'ACTIVE' }],
+            // Values of one criterion are ORed.
+            findingStatus: statuses.map((value) => ({ comparison: 'EQUALS', value })),
             findingType: [{ comparison: 'EQUALS', value: 'PACKAGE_VULNERABILITY' }],
           },
           maxResults: 100,
@@ -112,6 +294,25 @@ const findCoverage = async (
     nextToken = out.nextToken;
   } while (nextToken);
   return undefined;
+};
+
+/** When ECR received the digest; now when ECR does not say, so the wait is measured from now (fail closed). */
+const imagePushedAt = async (
+  deps: VerifyRescanDeps,
+  image: AffectedImage,
+  digest: string,
+  now: () => Date,
+): Promise<Date> => {
+  const out = await call('ecr DescribeImages', () =>
+    deps.ecr.send(
+      new DescribeImagesCommand({
+        repositoryName: image.repository,
+        registryId: image.registry,
+        imageIds: [{ imageDigest: digest }],
+      }),
+    ),
+  );
+  return out.imageDetails?.[0]?.imagePushedAt ?? now();
 };
 
 const list = (ids: readonly string[]): string => ids.join(', ');
@@ -158,37 +359,50 @@ export const verifyRescan = async (
   }
 
   const coverage = await findCoverage(deps.inspector, image.repository, input.targetTag, newDigest);
-  const status = coverage?.scanStatus;
-  const scanned = status?.statusCode === 'ACTIVE' && status.reason === 'SUCCESSFUL';
-  if (!scanned) {
-    if (status?.statusCode === 'INACTIVE' && status.reason && !PENDING_REASONS.has(status.reason)) {
-      throw new RescanUnavailableError(
-        `Inspector cannot scan ${image.repository}@${newDigest} (${status.reason}), so the fix cannot be proven. ` +
-          'Check enhanced scanning for this repository.',
-      );
-    }
-    const pushed = await call('ecr DescribeImages', () =>
-      deps.ecr.send(
-        new DescribeImagesCommand({
-          repositoryName: image.repository,
-          registryId: image.registry,
-          imageIds: [{ imageDigest: newDigest }],
-        }),
-      ),
+  const continual =
+    coverage?.scanStatus?.statusCode === 'ACTIVE' && coverage.scanStatus.reason === 'SUCCESSFUL';
+  // ACTIVE/SUCCESSFUL settles it without the push time: no ECR call on the common path.
+  const pushedAt = continual ? now() : await imagePushedAt(deps, image, newDigest, now);
+  const event = input.scanEvent === undefined ? undefined : scanEvidenceFromEvent(input.scanEvent);
+  const verdict = coverageVerdict({
+    status: coverage?.scanStatus,
+    lastScannedAt: coverage?.lastScannedAt,
+    pushedAt,
+    event:
+      event &&
+      event.digest === newDigest &&
+      event.repository === image.repository &&
+      event.registry === image.registry
+        ? event
+        : undefined,
+  });
+  const what = `${image.repository}:${input.targetTag} (${newDigest})`;
+  const waited = Math.round((now().getTime() - pushedAt.getTime()) / 1000);
+  const pending = (state: string): Error =>
+    waited >= input.rescanTimeoutSeconds
+      ? new RescanTimedOutError(
+          `Inspector had not scanned ${what} ${waited} s after the push (limit ${input.rescanTimeoutSeconds} s; coverage: ${state}).`,
+        )
+      : new RescanPendingError(`Waiting for Inspector to scan ${what}: ${state} after ${waited} s.`);
+  if (verdict.kind === 'never') {
+    throw new RescanUnavailableError(
+      `Inspector cannot scan ${image.repository}@${newDigest} (${verdict.reason}), so the fix cannot be proven. ${verdict.advice}`,
     );
-    const pushedAt = pushed.imageDetails?.[0]?.imagePushedAt ?? now();
-    const waited = Math.round((now().getTime() - pushedAt.getTime()) / 1000);
-    const what = `${image.repository}:${input.targetTag} (${newDigest})`;
-    const state = status ? `${status.statusCode}/${status.reason}` : 'not in Inspector coverage yet';
-    if (waited >= input.rescanTimeoutSeconds) {
-      throw new RescanTimedOutError(
-        `Inspector had not scanned ${what} ${waited} s after the push (limit ${input.rescanTimeoutSeconds} s; coverage: ${state}).`,
-      );
-    }
-    throw new RescanPendingError(`Waiting for Inspector to scan ${what}: ${state} after ${waited} s.`);
   }
+  if (verdict.kind === 'pending') throw pending(verdict.state);
 
-  const findings = await listFindings(deps.inspector, image.repository, newDigest);
+  const findings = await listFindings(
+    deps.inspector,
+    image.repository,
+    newDigest,
+    verdict.closedCount ? ['ACTIVE', 'CLOSED'] : ['ACTIVE'],
+  );
+  const reported = event?.severityCounts.TOTAL;
+  if (verdict.byEventOnly && reported !== undefined && findings.length < reported) {
+    // The scan event can arrive before ListFindings shows what the scan found: an empty list then
+    // would pass a patch nobody checked. Wait until the findings (or the coverage) catch up.
+    throw pending(`${verdict.evidence}; it reported ${reported} findings, ${findings.length} listed so far`);
+  }
   const present = new Set(findings.map(vulnerabilityId).filter((id): id is string => id !== undefined));
   const remaining = image.cves.filter((cve) => present.has(cve));
   const severe = [

@@ -179,9 +179,9 @@ describe('runtime configuration', () => {
     });
   });
 
-  test('the concurrency cap applies to the function and to the SQS pollers', () => {
+  test("the concurrency cap is the SQS pollers' maximum concurrency, and reserves nothing", () => {
     const fn = template.toJSON().Resources[logicalIdOf(stack, stack.autopatch.triageFunction)];
-    expect(fn.Properties.ReservedConcurrentExecutions).toBe(3);
+    expect(fn.Properties).not.toHaveProperty('ReservedConcurrentExecutions');
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       ScalingConfig: { MaximumConcurrency: 3 },
     });

@@ -213,7 +213,10 @@ describe('RemediationWorkflow construct', () => {
       DefinitionSubstitutions: Match.objectLike({ FinishFunctionArn: Match.anyValue() }),
     });
     template.hasResourceProperties('AWS::Logs::LogGroup', {
-      LogGroupName: '/aws/vendedlogs/states/AutopatchTest-Remediation',
+      // Unique to the stack (its id), so a retained group does not block a redeploy after cdk destroy.
+      LogGroupName: {
+        'Fn::Join': ['', ['/aws/vendedlogs/states/AutopatchTest-Remediation-', Match.anyValue()]],
+      },
       KmsKeyId: Match.anyValue(),
     });
   });

@@ -9,7 +9,12 @@ const deps = { inspector: new Inspector2Client({}), ecr: new ECRClient({}) };
 
 /** "Verify the patched image by rescan". Errors are the workflow's contract: they propagate by name. */
 export const handler = async (event: VerifyRescanInput): Promise<PatchedImage> => {
-  logger.appendKeys({ repository: event.image.repository, tag: event.targetTag });
+  logger.appendKeys({
+    repository: event.image.repository,
+    tag: event.targetTag,
+    // Whether an Inspector2 Scan event resumed this check (it counts as evidence of the scan).
+    scanEvent: event.scanEvent !== undefined,
+  });
   try {
     const verified = await verifyRescan(event, deps);
     logger.info('verified', { newDigest: verified.newDigest, cvesClosed: verified.cvesClosed });
