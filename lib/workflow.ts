@@ -147,6 +147,11 @@ const FUNCTIONS = {
     timeout: 60,
     description: 'Autopatch: resume watching executions on ECS deployment and alarm events',
   },
+  gate: {
+    file: 'gate',
+    timeout: 60,
+    description: 'Autopatch: check that a service can be deployed and watched before building and deploying',
+  },
   sweep: {
     file: 'sweep',
     timeout: 120,
@@ -459,6 +464,8 @@ export class RemediationWorkflow extends Construct {
       watcher.addToRolePolicy(taskResponse);
     }
 
+    functions.gate.addToRolePolicy(describeEcs);
+    functions.gate.addToRolePolicy(describeAlarms);
     functions.restore.addToRolePolicy(describeEcs);
     functions.restore.addToRolePolicy(deploy);
     functions.restore.addToRolePolicy(stopDeployment);
@@ -489,6 +496,18 @@ export class RemediationWorkflow extends Construct {
       encryptionKey: key,
       retention,
     });
+    /** Each ${…FunctionArn} the definition invokes, and the function behind it. */
+    const invokedByDefinition: Record<string, nodejs.NodejsFunction> = {
+      AcquireLockFunctionArn: functions.acquireLock,
+      RequestApprovalFunctionArn: functions.requestApproval,
+      PlanBuildsFunctionArn: functions.planBuilds,
+      VerifyRescanFunctionArn: functions.verifyRescan,
+      RegisterTaskDefinitionFunctionArn: functions.registerTaskDefinition,
+      WatchDeploymentFunctionArn: functions.watchDeployment,
+      RollbackFunctionArn: functions.restore,
+      GateFunctionArn: functions.gate,
+      FinishFunctionArn: functions.finish,
+    };
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
       stateMachineName: this.stateMachineName,
       stateMachineType: sfn.StateMachineType.STANDARD,
@@ -496,31 +515,14 @@ export class RemediationWorkflow extends Construct {
       // holds only its S3 location; inline, `cdk diff` shows definition changes and tests read the exact
       // definition that deploys. The file stays the source of truth (see renderDefinition).
       definitionBody: sfn.DefinitionBody.fromString(renderDefinition(props.defaults.rescanTimeoutSeconds)),
-      definitionSubstitutions: {
-        AcquireLockFunctionArn: functions.acquireLock.functionArn,
-        RequestApprovalFunctionArn: functions.requestApproval.functionArn,
-        PlanBuildsFunctionArn: functions.planBuilds.functionArn,
-        VerifyRescanFunctionArn: functions.verifyRescan.functionArn,
-        RegisterTaskDefinitionFunctionArn: functions.registerTaskDefinition.functionArn,
-        WatchDeploymentFunctionArn: functions.watchDeployment.functionArn,
-        RollbackFunctionArn: functions.restore.functionArn,
-        FinishFunctionArn: functions.finish.functionArn,
-      },
+      definitionSubstitutions: Object.fromEntries(
+        Object.entries(invokedByDefinition).map(([name, fn]) => [name, fn.functionArn]),
+      ),
       logs: { destination: this.stateMachineLogGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
       tracingEnabled: true,
     });
-    for (const role of [
-      'acquireLock',
-      'requestApproval',
-      'planBuilds',
-      'verifyRescan',
-      'registerTaskDefinition',
-      'watchDeployment',
-      'restore',
-      'finish',
-    ] as const) {
-      functions[role].grantInvoke(this.stateMachine);
-    }
+    // The grants follow from the substitutions the definition invokes: one list, so they cannot drift.
+    for (const fn of Object.values(invokedByDefinition)) fn.grantInvoke(this.stateMachine);
     this.stateMachine.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['codebuild:StartBuild', 'codebuild:StopBuild', 'codebuild:BatchGetBuilds'],

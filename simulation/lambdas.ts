@@ -20,6 +20,7 @@ const MODULES: Record<string, () => Promise<{ handler: Handler }>> = {
   finish: () => import('../lambdas/workflow/handlers/finish'),
   deploymentEvents: () => import('../lambdas/workflow/handlers/deployment-events'),
   sweep: () => import('../lambdas/workflow/handlers/sweep'),
+  gate: () => import('../lambdas/workflow/handlers/gate'),
 };
 
 export type LambdaHandler = (event: unknown, context: Context) => Promise<unknown>;

@@ -32,6 +32,11 @@ export const targetSchema = z.strictObject({
    * not two that disagree).
    */
   bakeTimeMinutes: z.number().int().min(0).max(1440).optional(),
+  /**
+   * A service no alarm can judge (no watched alarm at all, or one in INSUFFICIENT_DATA before the
+   * deploy): 'approve' (a person approves first) or 'deploy'. Absent: workflowDefaults.withoutAlarms.
+   */
+  withoutAlarms: z.enum(['approve', 'deploy']).optional(),
   /** Service tags, used by policy rules that match on tags. */
   tags: z.record(z.string(), z.string()).default({}),
 });
@@ -40,6 +45,8 @@ export type TargetConfigInput = z.input<typeof targetSchema>;
 
 export const workflowDefaultsSchema = z.strictObject({
   bakeTimeMinutes: z.number().int().min(0).max(1440).default(60),
+  /** A service no alarm can judge: approval required (safe), unless 'deploy'. */
+  withoutAlarms: z.enum(['approve', 'deploy']).default('approve'),
   deploymentTimeoutSeconds: z.number().int().min(300).max(86_400).default(7_200),
   rescanTimeoutSeconds: z.number().int().min(60).max(86_400).default(3_600),
   approvalTimeoutSeconds: z.number().int().min(60).max(31_536_000).default(86_400),

@@ -80,7 +80,15 @@ export interface TargetSettings {
   readonly gatherSeconds?: number;
   /** ...but at most this long after the execution started. */
   readonly gatherMaxSeconds?: number;
+  /**
+   * A service no alarm can judge (none watched, or one in INSUFFICIENT_DATA): 'approve' (a person
+   * approves first; also when absent, in requests from before it existed) or 'deploy'.
+   */
+  readonly withoutAlarms?: WithoutAlarms;
 }
+
+/** What to do with a service that no alarm can judge before deploying. */
+export type WithoutAlarms = 'approve' | 'deploy';
 
 /** The execution input that triage starts the remediation workflow with. */
 export interface RemediationRequest {
@@ -110,6 +118,7 @@ export const OUTCOMES = [
   'PatchIneffective',
   'RescanTimedOut',
   'RolledBack',
+  'Deferred',
   'Failed',
 ] as const;
 export type Outcome = (typeof OUTCOMES)[number];

@@ -117,6 +117,7 @@ export const aggregate = (
           approvalTimeoutSeconds: opts.defaults.approvalTimeoutSeconds,
           gatherSeconds: opts.defaults.gatherSeconds,
           gatherMaxSeconds: opts.defaults.gatherMaxSeconds,
+          withoutAlarms: target?.withoutAlarms ?? opts.defaults.withoutAlarms,
         },
         findingsCount: new Set(coveredFindings(images)).size,
         requestedAt: firstObserved,

@@ -31,6 +31,10 @@ export const WORKFLOW_ERRORS = {
   healthUnknown: 'HealthUnknown',
   /** Putting the last good revision back did not complete: on-call gets the command to do it by hand. */
   restoreNotConfirmed: 'RestoreNotConfirmed',
+  /** Before deploying: a watched alarm does not exist. */
+  watchedAlarmMissing: 'WatchedAlarmMissing',
+  /** Before building: the service is gone or another deployment controller deploys it. */
+  unsupportedDeploymentController: 'UnsupportedDeploymentController',
 
   // Raised by Step Functions and the services it calls.
   all: 'States.ALL',

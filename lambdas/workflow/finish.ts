@@ -181,7 +181,7 @@ const manualRestore = (state: WorkflowState, previousArn: string): string =>
 /** What state the service was left in, for a failure. */
 const serviceState = (state: WorkflowState): string => {
   const td = state.taskDefinition;
-  if (!td || !state.error || state.error.Error === 'TaskDefinitionMismatchError') {
+  if (!td || !state.error || state.error.Error === 'TaskDefinitionMismatchError' || !state.deployment) {
     return 'Nothing was deployed: the service still runs its previous revision.';
   }
   const manual = manualRestore(state, td.previousArn);
@@ -272,6 +272,13 @@ export const explain = (input: FinishInput): { reason: string; cause: string } =
       return {
         reason,
         cause: `${reason} The CVEs (${cves.join(', ')}) are still open. What to do: find out why the patched image misbehaves (the alarm, the service events, the new tasks' logs) before remediating again; the patched image stays in ECR.`,
+      };
+    }
+    case 'Deferred': {
+      const reason = `${state.gate?.reason ?? 'A watched alarm was already in ALARM before anything was deployed and did not clear in time.'}`;
+      return {
+        reason,
+        cause: `${reason} ${unchanged} What to do: find out why the alarm fires without the patch (it is not the patch: nothing was deployed), fix it or the alarm, then retry. ${retry}`,
       };
     }
     default: {

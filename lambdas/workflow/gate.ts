@@ -1,10 +1,7 @@
 import { DescribeServicesCommand, type ECSClient } from '@aws-sdk/client-ecs';
-import type { ServiceRef } from '../shared/contracts';
+import type { ServiceRef, TargetSettings } from '../shared/contracts';
 import { awsCall } from './aws';
 import { type DeploymentClients, readAlarms, watchedAlarms } from './deployment';
-
-/** What to do with a service that no alarm can judge (none watched, or in INSUFFICIENT_DATA). */
-export type WithoutAlarms = 'approve' | 'deploy';
 
 /**
  * How long a remediation waits for an alarm that was already in ALARM before it deployed anything,
@@ -14,10 +11,11 @@ export const DEFER_LIMIT_SECONDS = 24 * 3_600;
 
 export interface GateInput {
   readonly service: ServiceRef;
-  /** target.alarmNames; the service's own deployment alarms are added. */
-  readonly alarmNames: readonly string[];
-  /** target.withoutAlarms (absent in requests from before it existed: the safe default). */
-  readonly withoutAlarms?: WithoutAlarms;
+  /**
+   * The request's target: alarmNames (the service's own deployment alarms are added) and
+   * withoutAlarms (absent in requests from before it existed: the safe default).
+   */
+  readonly target: Pick<TargetSettings, 'alarmNames' | 'withoutAlarms'>;
   /** Where the check runs: before anything is built, or right before traffic moves. */
   readonly stage: 'plan' | 'deploy';
   /** The previous check's result, to time how long an alarm has kept the deployment waiting. */
@@ -35,8 +33,8 @@ export interface GateResult {
   readonly stage: GateInput['stage'];
   readonly alarmNames: readonly string[];
   readonly controller: string;
-  /** ISO-8601: when this remediation first found a watched alarm already firing (at this stage). */
-  readonly firingSince?: string;
+  /** ISO-8601: when this remediation first found a watched alarm already firing at this stage ('' if none). */
+  readonly firingSince: string;
 }
 
 /**
@@ -65,7 +63,7 @@ export const checkGate = async (
     ),
   );
   const service = out.services?.[0];
-  const base = { stage: input.stage, approvalRequired: false };
+  const base = { stage: input.stage, approvalRequired: false, firingSince: '' };
   if (!service || service.status === 'INACTIVE') {
     return {
       ...base,
@@ -76,7 +74,7 @@ export const checkGate = async (
     };
   }
   const controller = service.deploymentController?.type ?? 'ECS';
-  const alarmNames = watchedAlarms(service, input.alarmNames);
+  const alarmNames = watchedAlarms(service, input.target.alarmNames);
   if (controller !== 'ECS') {
     return {
       ...base,
@@ -99,7 +97,7 @@ export const checkGate = async (
   const firing = alarms.firing[0];
   if (firing) {
     const previous = input.previous?.stage === input.stage ? input.previous.firingSince : undefined;
-    const firingSince = previous ?? now.toISOString();
+    const firingSince = previous || now.toISOString();
     const waited = (now.getTime() - Date.parse(firingSince)) / 1000;
     const deferred = waited >= DEFER_LIMIT_SECONDS;
     return {
@@ -114,7 +112,7 @@ export const checkGate = async (
     };
   }
   if (alarmNames.length === 0 || alarms.insufficient.length > 0) {
-    const approvalRequired = input.withoutAlarms !== 'deploy';
+    const approvalRequired = input.target.withoutAlarms !== 'deploy';
     const what =
       alarmNames.length === 0
         ? `No alarm watches ${input.service.key} (no targets[].alarmNames, no ECS deployment alarms)`

@@ -5,6 +5,12 @@ import { accountOf, links, regionOf } from './aws';
 import { publishNotification } from './notify';
 import type { WorkflowState } from './state';
 
+/** Why the alarm check asked for approval (no alarm can judge the service), when it did. */
+const gateReason = (request: object): string | undefined => {
+  const gate = (request as { gate?: { verdict?: string; approvalRequired?: boolean; reason?: string } }).gate;
+  return gate?.verdict === 'unobserved' && gate.approvalRequired ? gate.reason : undefined;
+};
+
 export interface RequestApprovalInput {
   readonly taskToken: string;
   readonly executionName: string;
@@ -52,6 +58,7 @@ export const approvalMessage = (
     `Autopatch wants to patch ECS service ${request.service.key} and needs your approval.`,
     '',
     `Why: ${request.decision.reason}`,
+    ...(gateReason(request) ? [`Also: ${gateReason(request)}`] : []),
     `Account: ${account}${context.accountAlias ? ` (${context.accountAlias})` : ''}`,
     `Region: ${region}`,
     `CVEs (${cves.length}): ${cves.join(', ')}`,
@@ -67,7 +74,7 @@ export const approvalMessage = (
     ),
     '',
     'If approved, Autopatch rebuilds these images, proves the fix with an Inspector rescan, deploys the ' +
-      `patched task definition and watches it for ${request.target.bakeTimeMinutes} minutes, rolling back if an alarm fires.`,
+      `patched task definition and watches it through a ${request.target.bakeTimeMinutes}-minute bake after production traffic reaches it, rolling back if an alarm fires.`,
     '',
     `Approve: ${commands.approve}`,
     `Reject:  ${commands.reject}`,

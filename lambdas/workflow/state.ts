@@ -92,6 +92,8 @@ export interface WorkflowState extends RemediationRequest {
   readonly taskDefinition?: { readonly previousArn: string; readonly patchedArn: string };
   /** "Watch the deployment through the bake time". */
   readonly watch?: WatchResult;
+  /** "Check the service can be watched" / "Check the alarms before deploying". */
+  readonly gate?: Partial<import('./gate').GateResult> & { readonly checks?: number };
   /** "Deploy the patched revision": the service deployment UpdateService started. */
   readonly deployment?: { readonly deploymentArn?: string };
   /** "Wait for the rollback" / "Wait until the last good revision runs". */
