@@ -953,6 +953,14 @@ export type ParsedEvent =
 
 const describeValue = (v: unknown): string => (typeof v === 'string' ? quote(v) : show(v));
 
+/** Issues shown in a rejection reason: a hostile event can fail thousands of checks at once. */
+const MAX_ISSUES_SHOWN = 10;
+
+const someIssues = (issues: readonly Issue[]): string =>
+  issues.length <= MAX_ISSUES_SHOWN
+    ? formatIssues(issues)
+    : `${formatIssues(issues.slice(0, MAX_ISSUES_SHOWN))}; and ${issues.length - MAX_ISSUES_SHOWN} more issues`;
+
 /**
  * Parse one EventBridge event (already JSON-decoded) into a finding or a scan.
  * @throws InvalidEventError naming every offending field path, or saying the event is not one of
@@ -977,7 +985,7 @@ export const parseEvent = (raw: unknown): ParsedEvent => {
     const result = inspectorFindingEventSchema.safeParse(raw, { reportInput: true });
     if (!result.success) {
       throw new InvalidEventError(
-        `invalid ${FINDING_DETAIL_TYPE} event: ${formatIssues(result.error.issues)}`,
+        `invalid ${FINDING_DETAIL_TYPE} event: ${someIssues(result.error.issues)}`,
         {
           cause: result.error,
         },
@@ -987,7 +995,7 @@ export const parseEvent = (raw: unknown): ParsedEvent => {
   }
   const result = inspectorScanEventSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
-    throw new InvalidEventError(`invalid ${SCAN_DETAIL_TYPE} event: ${formatIssues(result.error.issues)}`, {
+    throw new InvalidEventError(`invalid ${SCAN_DETAIL_TYPE} event: ${someIssues(result.error.issues)}`, {
       cause: result.error,
     });
   }
