@@ -260,7 +260,20 @@ const toIso = (s: string): string => {
  */
 export const MAX_TIMESTAMP_LENGTH = 64;
 
-const timestampText = z.string().max(MAX_TIMESTAMP_LENGTH, { abort: true });
+// No control or format characters either: `updatedAt` is kept as sent (half of the dedup key).
+const timestampText = z
+  .string()
+  .max(MAX_TIMESTAMP_LENGTH, { abort: true })
+  .superRefine((value, ctx) => {
+    if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(value)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a timestamp without control characters, received ${quote(value)}`,
+        input: value,
+        abort: true,
+      });
+    }
+  });
 
 /** A timestamp field, normalised to ISO-8601 (UTC, milliseconds). */
 const isoTimestamp = timestampText.transform((s, ctx) => {
