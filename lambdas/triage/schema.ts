@@ -66,8 +66,11 @@ const EXAMPLES = 'expected ISO-8601, "Wed Sep 04 16:55:38.411 UTC 2024" or "Dec 
  * characters (bidi overrides, U+2028...) and C1 controls are escaped too, so a reason never carries
  * a hostile value's line breaks or reordering into a log or a report.
  */
-const quote = (s: string): string =>
-  JSON.stringify(s.length > 64 ? `${s.slice(0, 61)}...` : s).replace(
+const quote = (s: string): string => printable(JSON.stringify(s.length > 64 ? `${s.slice(0, 61)}...` : s));
+
+/** Text with its control, format and separator characters shown as `\uXXXX` escapes instead of acting. */
+export const printable = (s: string): string =>
+  s.replace(
     /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu,
     (c) => `\\u${(c.codePointAt(0) as number).toString(16).padStart(4, '0')}`,
   );
@@ -1030,7 +1033,7 @@ export const parseSqsRecord = (record: unknown): ParsedEvent => {
   try {
     event = JSON.parse(body);
   } catch (error) {
-    throw new InvalidEventError(`body is not JSON: ${(error as Error).message}`, { cause: error });
+    throw new InvalidEventError(`body is not JSON: ${printable((error as Error).message)}`, { cause: error });
   }
   return parseEvent(event);
 };

@@ -20,6 +20,7 @@ import {
   imageDigestSchema,
   imageTagSchema,
   parseEvent,
+  printable,
   registryIdSchema,
   repositoryNameSchema,
   vulnerabilityIdSchema,
@@ -104,7 +105,9 @@ const parseInput = (input: TriageInput): Finding | { scan: true } => {
     try {
       raw = JSON.parse(raw);
     } catch (error) {
-      throw new InvalidEventError(`body is not JSON: ${(error as Error).message}`, { cause: error });
+      throw new InvalidEventError(`body is not JSON: ${printable((error as Error).message)}`, {
+        cause: error,
+      });
     }
   }
   const parsed = parseEvent(raw);
@@ -317,7 +320,7 @@ const seenKeyOf = (finding: Finding, itemIds: readonly string[]): SeenKey => ({
 });
 
 const describeError = (error: unknown): string =>
-  error instanceof Error ? `${error.name}: ${error.message}`.slice(0, 500) : String(error).slice(0, 500);
+  printable(error instanceof Error ? `${error.name}: ${error.message}` : String(error)).slice(0, 500);
 
 /**
  * Image tags a request carries per image. They are for reference only (the inventory matched them
