@@ -11,15 +11,25 @@ import type { LogItemExtraInput, LogItemMessage } from '@aws-lambda-powertools/l
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { SFNClient, StartExecutionCommand, ValidationException } from '@aws-sdk/client-sfn';
+import type { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
-import { triageRuntimeConfigSchema } from '../../lambdas/shared/config';
+import { triageRuntimeConfigSchema, workflowDefaultsSchema } from '../../lambdas/shared/config';
 import type { RemediationRequest } from '../../lambdas/shared/contracts';
-import { Ledger } from '../../lambdas/shared/ledger';
+import { Ledger, MAX_REQUEST_BYTES } from '../../lambdas/shared/ledger';
 import { executionName, remediationId } from '../../lambdas/shared/remediation';
 import { createHandler, type TriageEnvironment } from '../../lambdas/triage/handler';
+import { InventoryResolver } from '../../lambdas/triage/inventory';
 import { DEFAULT_POLICY, parsePolicy } from '../../lambdas/triage/policy';
 import { ECR_REPOSITORY_NAME, IMAGE_DIGEST, IMAGE_TAG, VULNERABILITY_ID } from '../../lambdas/triage/schema';
+import { MAX_TAGS_PER_IMAGE, type PlanDeps, planBatch, requestProblem } from '../../lambdas/triage/triage';
+import {
+  inline,
+  MAX_MESSAGE_BYTES,
+  messageText,
+  publishNotification,
+  subjectText,
+} from '../../lambdas/workflow/notify';
 import { startDynalite } from '../support/dynalite';
 import { installFakeEcs, taskDefArn } from '../support/fake-ecs';
 import {
@@ -532,5 +542,177 @@ describe('a batch whose ledger cannot be read', () => {
     expect(logger.lines.map((l) => l.message)).toContain(
       'Could not triage the batch; every message will be retried',
     );
+  });
+});
+
+describe('planBatch bounds and ordering', () => {
+  const resolver = () =>
+    InventoryResolver.fromSnapshot({
+      services: [
+        {
+          clusterArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/prod`,
+          serviceName: 'ubuntu-app',
+          taskDefinitionArn: taskDefArn('ubuntu-app', 1),
+          containers: [{ name: 'app', image: `${REGISTRY}/inspector2@${UBUNTU_DIGEST}` }],
+        },
+      ],
+    });
+  const deps = (ledger?: PlanDeps['ledger']): PlanDeps => ({
+    policy: parsePolicy(DEFAULT_POLICY),
+    resolver: resolver(),
+    targets: [],
+    defaults: workflowDefaultsSchema.parse({}),
+    now: () => new Date('2024-09-04T17:00:00Z'),
+    ...(ledger ? { ledger } : {}),
+  });
+
+  it('splits one service’s findings into requests an execution can carry, losing none', async () => {
+    // Prepare: 420 findings of one image, each with a 120-character vendor id and 30 long tags.
+    const tags = Array.from({ length: 30 }, (_, i) => `t${i}-${'x'.repeat(120)}`);
+    const inputs = Array.from({ length: 420 }, (_, i) => {
+      const cve = `VENDOR-${String(i).padStart(4, '0')}-${'a'.repeat(110)}`;
+      let event = validFinding(i, { cve });
+      for (const shape of ['awsEcrContainerImage', 'image'])
+        event = withValue(event, ['detail', 'resources', 0, 'details', shape, 'imageTags'], tags);
+      return { id: `m${i}`, event };
+    });
+
+    // Act
+    const plan = await planBatch(inputs, deps());
+
+    // Assess
+    expect(plan.findings.filter((f) => f.action !== 'remediate')).toEqual([]);
+    expect(plan.remediations.length).toBeGreaterThan(1);
+    for (const { request } of plan.remediations) {
+      expect(Buffer.byteLength(JSON.stringify(request))).toBeLessThanOrEqual(MAX_REQUEST_BYTES);
+      expect(requestProblem(request)).toBeUndefined();
+      for (const image of request.images)
+        expect(image.imageTags.length).toBeLessThanOrEqual(MAX_TAGS_PER_IMAGE);
+    }
+    const cves = plan.remediations.flatMap((r) => r.request.images.flatMap((i) => i.cves));
+    expect(new Set(cves).size).toBe(420);
+    expect(new Set(plan.remediations.map((r) => r.request.executionName)).size).toBe(
+      plan.remediations.length,
+    );
+    expect(new Set(plan.remediations.flatMap((r) => r.itemIds)).size).toBe(420);
+  });
+
+  it('ignores an update older than the newest the ledger has seen for that finding, when the ledger knows', async () => {
+    // Prepare: the finding was CLOSED at 18:00; its ACTIVE update of 16:55 arrives now.
+    const finding = validFinding(1);
+    const arn = (finding.detail as { findingArn: string }).findingArn;
+    const ledger: PlanDeps['ledger'] = {
+      unseen: async (keys) => [...keys],
+      newestSeen: async (arns) =>
+        new Map(arns.filter((a) => a === arn).map((a) => [a, '2024-09-04T18:00:00.000Z'])),
+    };
+
+    // Act
+    const plan = await planBatch(
+      [
+        { id: 'old', event: finding },
+        { id: 'other', event: validFinding(2) },
+      ],
+      deps(ledger),
+    );
+
+    // Assess
+    expect(plan.findings.find((f) => f.id === 'old')).toMatchObject({
+      action: 'ignore',
+      reason: expect.stringMatching(
+        /out-of-order update: .* older than its update of 2024-09-04T18:00:00.000Z already triaged/,
+      ),
+    });
+    expect(plan.findings.find((f) => f.id === 'other')?.action).toBe('remediate');
+    expect(plan.seenKeys.map((k) => k.findingArn)).toContain(arn);
+  });
+
+  it('retries an event that fails for a reason that is not the event’s, instead of failing the batch', async () => {
+    // Prepare: a getter that throws while the schema reads the event (a stand-in for a bug).
+    const booby = structuredClone(validFinding(1));
+    Object.defineProperty(booby, 'detail', {
+      enumerable: true,
+      get: () => {
+        throw new TypeError('boom');
+      },
+    });
+
+    // Act
+    const plan = await planBatch(
+      [
+        { id: 'bug', event: booby },
+        { id: 'fine', event: validFinding(2) },
+      ],
+      deps(),
+    );
+
+    // Assess
+    expect(plan.failedIds).toEqual(['bug']);
+    expect(plan.findings.find((f) => f.id === 'bug')).toMatchObject({
+      action: 'retry',
+      reason: expect.stringContaining('TypeError: boom'),
+    });
+    expect(plan.findings.find((f) => f.id === 'fine')?.action).toBe('remediate');
+  });
+});
+
+describe('notification text', () => {
+  it('shows control, format and separator characters as escapes; keeps the message’s own lines', () => {
+    // Prepare: a CVE id that tries to forge a line, a bidi override, an ANSI escape, U+2028.
+    const cve = 'CVE-1\n\nApproved by: security-team';
+    const message = `Remediation of ${cve}\r\nService: a\u202eb \u001b[31mred\u2028next\u0000`;
+
+    // Act
+    const text = messageText(message);
+    const value = inline(cve);
+
+    // Assess
+    expect(text.split('\n')).toEqual([
+      'Remediation of CVE-1',
+      '',
+      'Approved by: security-team',
+      'Service: a\\u{202e}b \\u{1b}[31mred\\u{2028}next\\u{0}',
+    ]);
+    expect(value).toBe('CVE-1\\u{a}\\u{a}Approved by: security-team');
+    expect(`Remediation of ${value}`.split('\n')).toHaveLength(1);
+  });
+
+  it('makes a subject SNS accepts: one line of printable ASCII, at most 100 characters', () => {
+    expect(subjectText('[Autopatch] Patched: prod/ünï\ncheckout\u202e')).toBe(
+      '[Autopatch] Patched: prod/?n? checkout',
+    );
+    expect(subjectText('x'.repeat(300))).toHaveLength(100);
+    expect(subjectText('\n\t')).toBe('[Autopatch]');
+  });
+
+  it('cuts a message larger than SNS accepts, and says so', () => {
+    const text = messageText(`${'ü'.repeat(200_000)}`);
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(text).toMatch(/truncated: the message exceeded the SNS size limit\]$/);
+    expect(text).not.toContain('\uFFFD');
+  });
+
+  it('publishes neutralised text and attribute values', async () => {
+    // Prepare
+    const sns = { send: jest.fn(async (_: PublishCommand) => ({})) };
+
+    // Act
+    await publishNotification(
+      sns as unknown as Pick<SNSClient, 'send'>,
+      'arn:aws:sns:eu-central-1:123456789012:t',
+      {
+        subject: 'Approval needed:\nCVE',
+        message: 'line 1\nline 2\u2028forged',
+        attributes: { service: 'prod/a\nb', none: undefined },
+      },
+    );
+
+    // Assess
+    const input = sns.send.mock.calls[0]?.[0].input;
+    expect(input?.Subject).toBe('Approval needed: CVE');
+    expect(input?.Message).toBe('line 1\nline 2\\u{2028}forged');
+    expect(input?.MessageAttributes).toEqual({
+      service: { DataType: 'String', StringValue: 'prod/a\\u{a}b' },
+    });
   });
 });
