@@ -190,7 +190,10 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
       id: c.input.id,
       findingArn: c.finding.findingArn,
       action: 'ignore',
-      reason: `out-of-order update: ${c.finding.findingArn} (updatedAt ${c.finding.updatedAt}) is older than its update of ${newer} ${where}`,
+      reason:
+        c.finding.updatedAt === newer
+          ? `duplicate delivery: ${c.finding.findingArn} (updatedAt ${c.finding.updatedAtRaw}) is the same instant as its update of ${newer} ${where}, written differently`
+          : `out-of-order update: ${c.finding.findingArn} (updatedAt ${c.finding.updatedAt}) is older than its update of ${newer} ${where}`,
       services: [],
     });
     seenKeys.push(seenKeyOf(c.finding, c.ids));
