@@ -66,7 +66,8 @@ const EXAMPLES = 'expected ISO-8601, "Wed Sep 04 16:55:38.411 UTC 2024" or "Dec 
  * characters (bidi overrides, U+2028...) and C1 controls are escaped too, so a reason never carries
  * a hostile value's line breaks or reordering into a log or a report.
  */
-const quote = (s: string): string => printable(JSON.stringify(s.length > 64 ? `${s.slice(0, 61)}...` : s));
+const quote = (s: string, max = 64): string =>
+  printable(JSON.stringify(s.length > max ? `${s.slice(0, max - 3)}...` : s));
 
 /** Text with its control, format and separator characters shown as `\uXXXX` escapes instead of acting. */
 export const printable = (s: string): string =>
@@ -758,7 +759,7 @@ const checkFinding = (detail: FindingDetail, ctx: z.core.$RefinementCtx<FindingD
       ctx.addIssue({
         code: 'custom',
         path: ['resources', index, 'details'],
-        message: `awsEcrContainerImage.${field.replace(' and ', ` ${a} and `)} ${b} disagree`,
+        message: `awsEcrContainerImage.${field.replace(' and ', ` ${quote(a, 80)} and `)} ${quote(b, 80)} disagree`,
       });
     }
   }

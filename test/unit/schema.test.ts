@@ -753,7 +753,7 @@ describe('parseEvent: Inspector2 Finding', () => {
     const event = withValue(
       REAL_FINDING,
       ['detail', 'resources', 0, 'details', 'image', 'imageDigest'],
-      'sha256:other',
+      `sha256:${'f'.repeat(64)}`,
     );
 
     // Act
@@ -761,7 +761,7 @@ describe('parseEvent: Inspector2 Finding', () => {
 
     // Assess
     expect(error.message).toContain(
-      `detail.resources[0].details: awsEcrContainerImage.imageHash ${DIGEST} and image.imageDigest sha256:other disagree`,
+      `detail.resources[0].details: awsEcrContainerImage.imageHash "${DIGEST}" and image.imageDigest "sha256:${'f'.repeat(64)}" disagree`,
     );
   });
 
