@@ -383,6 +383,8 @@ describe('hostile input corpus through the triage handler', () => {
     expect(crashes).toEqual([]);
     expect(wrong).toEqual([]);
     expect([...result.values()].filter((r) => r.outcome === 'lost')).toEqual([]);
+    // No reason carries a hostile value's control characters into a log line.
+    expect([...result.values()].filter((r) => UNSAFE.test(r.reason))).toEqual([]);
     // Assess: rejections name the offending field or say why the body is not an event.
     for (const m of messages.filter((m) => m.hostile?.expect === 'rejected')) {
       const { reason } = result.get(m.id) as { reason: string };
