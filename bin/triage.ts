@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { workflowDefaultsSchema } from '../lambdas/shared/config';
 import { InventoryResolver } from '../lambdas/triage/inventory';
 import { DEFAULT_POLICY, parsePolicy } from '../lambdas/triage/policy';
-import { planBatch, type TriageInput } from '../lambdas/triage/triage';
+import { planBatch, requestProblem, type TriageInput } from '../lambdas/triage/triage';
 
 const USAGE =
   'usage: npm run triage -- --inventory <inventory.json> [--policy <policy.json>] [--now <ISO time>] <event.json>...';
@@ -104,6 +104,12 @@ const main = async (): Promise<void> => {
     defaults: workflowDefaultsSchema.parse({}),
     now: () => now,
   });
+  const problems = new Map(
+    plan.remediations.flatMap(({ request }) => {
+      const problem = requestProblem(request);
+      return problem ? [[request, problem] as const] : [];
+    }),
+  );
   const output = {
     findings: [
       ...unreadable.map((u) => ({ id: u.id, action: 'reject', reason: u.reason, services: [] })),
@@ -128,6 +134,8 @@ const main = async (): Promise<void> => {
         rebuild: i.rebuild.mode,
       })),
       executionName: request.executionName,
+      // What the Lambda would drop instead of starting (and why); absent when it would start.
+      ...(problems.has(request) ? { rejected: problems.get(request) } : {}),
     })),
   };
   process.stdout.write(`${JSON.stringify(output, null, 2)}\n`);

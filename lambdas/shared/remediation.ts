@@ -64,7 +64,13 @@ export const executionName = (
   );
   const what = cves.length === 1 ? (cves[0] as string) : `${cves.length}cves`;
   const digests = images.map((i) => i.imageDigest).sort();
-  const first = (digests[0] ?? '').replace(/^sha256:/, '').slice(0, 8) || 'nodigest';
+  // Triage admits only "sha256:<64 hex>" digests; a request from elsewhere (an older ledger item, a
+  // console re-run) still cannot put ':' or anything else outside the allowed set into the name.
+  const first =
+    (digests[0] ?? '')
+      .replace(/^sha256:/, '')
+      .replace(ALLOWED, '')
+      .slice(0, 8) || 'nodigest';
   // A short hash of everything that identifies the remediation keeps names unique when the readable
   // parts collide: two CVE sets with the same count, several images, or services of the same name
   // in two clusters (the readable part names the service only; the key is cluster/service).
@@ -72,8 +78,8 @@ export const executionName = (
     .update(JSON.stringify({ service: service.key, cves, digests }))
     .digest('hex')
     .slice(0, 6);
-  const tail = `-${what.replace(ALLOWED, '_')}-${first}${digests.length > 1 ? `x${digests.length}` : ''}-${fingerprint}-${compactTime(at)}`;
-  const readable = serviceName.replace(ALLOWED, '_').slice(0, Math.max(1, NAME_MAX - tail.length));
+  const tail = `-${what.replace(ALLOWED, '_').slice(0, 24)}-${first}${digests.length > 1 ? `x${digests.length}` : ''}-${fingerprint}-${compactTime(at)}`;
+  const readable = serviceName.replace(ALLOWED, '_').slice(0, Math.max(1, NAME_MAX - tail.length)) || '_';
   return `${readable}${tail}`.slice(0, NAME_MAX);
 };
 

@@ -11,7 +11,7 @@ import { Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS } from '../shared/metrics';
 import { InventoryResolver } from './inventory';
 import { type Policy, parsePolicy } from './policy';
-import { executePlan, planBatch } from './triage';
+import { executePlan, planBatch, type TriagePlan } from './triage';
 
 export interface TriageEnvironment {
   readonly config: TriageRuntimeConfig;
@@ -71,11 +71,23 @@ export const createHandler = (
   });
   const { logger, metrics } = tools;
 
+  /** Every message of the batch as a failure: the whole batch is retried (and dead-lettered if it persists). */
+  const retryAll = (event: SQSEvent): SQSBatchResponse => ({
+    batchItemFailures: event.Records.map((r) => ({ itemIdentifier: r.messageId })),
+  });
+
   return async (event: SQSEvent, context?: Context): Promise<SQSBatchResponse> => {
-    const plan = await planBatch(
-      event.Records.map((r) => ({ id: r.messageId, event: r.body })),
-      { policy: env.policy, resolver, targets: config.targets, defaults: config.defaults, now, ledger },
-    );
+    let plan: TriagePlan;
+    try {
+      plan = await planBatch(
+        event.Records.map((r) => ({ id: r.messageId, event: r.body })),
+        { policy: env.policy, resolver, targets: config.targets, defaults: config.defaults, now, ledger },
+      );
+    } catch (error) {
+      // Bad events never get here (they are rejected one by one); this is the ledger or a bug.
+      logger.error('Could not triage the batch; every message will be retried', { error });
+      return retryAll(event);
+    }
 
     const byAction = new Map<string, number>();
     for (const f of plan.findings) {
@@ -83,6 +95,8 @@ export const createHandler = (
       if (f.action === 'reject') {
         // A poison record: logged with its reason and counted, never retried, never blocks the batch.
         logger.warn('Rejected a malformed event', { messageId: f.id, reason: f.reason });
+      } else if (f.action === 'retry') {
+        logger.error('Could not triage an event; it will be retried', { messageId: f.id, reason: f.reason });
       } else {
         logger.info('Decision', {
           messageId: f.id,
@@ -98,8 +112,7 @@ export const createHandler = (
       m.addDimension(METRIC_DIMENSIONS.action, action);
       m.addMetric(METRICS.findings, MetricUnit.Count, count);
     }
-    metrics.addMetric(METRICS.poisonEvents, MetricUnit.Count, byAction.get('reject') ?? 0);
-
+    let poison = byAction.get('reject') ?? 0;
     let failed = new Set(plan.failedIds);
     if (config.dryRun) {
       for (const r of plan.remediations) {
@@ -110,17 +123,34 @@ export const createHandler = (
       }
       metrics.addMetric(METRICS.remediationsPlanned, MetricUnit.Count, plan.remediations.length);
     } else {
-      const outcome = await executePlan(plan, {
-        ledger,
-        sfn: clients.sfn,
-        stateMachineArn: env.stateMachineArn,
-      });
+      let outcome: Awaited<ReturnType<typeof executePlan>>;
+      try {
+        outcome = await executePlan(plan, {
+          ledger,
+          sfn: clients.sfn,
+          stateMachineArn: env.stateMachineArn,
+        });
+      } catch (error) {
+        logger.error('Could not carry out the batch; every message will be retried', { error });
+        metrics.publishStoredMetrics();
+        return retryAll(event);
+      }
       failed = new Set(outcome.failedIds);
+      poison += outcome.rejected.size;
       for (const r of outcome.results) {
         if (r.kind === 'failed')
           logger.error('Could not start a remediation; its messages will be retried', {
             service: r.service,
             error: r.error,
+          });
+        else if (r.kind === 'rejected')
+          // Never retried, and its lock is left: it cannot block the service.
+          logger.error('Dropped a remediation that can never start', {
+            service: r.service,
+            executionName: r.executionName,
+            reason: r.reason,
+            resumed: r.resumed,
+            messageIds: r.itemIds,
           });
         else logger.info(`Remediation ${r.kind}`, { ...r });
       }
@@ -142,6 +172,7 @@ export const createHandler = (
         outcome.results.filter((r) => r.kind === 'merged').length,
       );
     }
+    metrics.addMetric(METRICS.poisonEvents, MetricUnit.Count, poison);
     metrics.publishStoredMetrics();
 
     return processPartialResponse(

@@ -61,7 +61,20 @@ const EPOCH_MILLIS = /^\d{12,13}$/;
 
 const EXAMPLES = 'expected ISO-8601, "Wed Sep 04 16:55:38.411 UTC 2024" or "Dec 3, 2021, 6:02:30 PM"';
 
-const quote = (s: string): string => JSON.stringify(s.length > 64 ? `${s.slice(0, 61)}...` : s);
+/**
+ * A value as a short JSON string for an error message. JSON escapes C0 controls; format and separator
+ * characters (bidi overrides, U+2028...) and C1 controls are escaped too, so a reason never carries
+ * a hostile value's line breaks or reordering into a log or a report.
+ */
+const quote = (s: string, max = 64): string =>
+  printable(JSON.stringify(s.length > max ? `${s.slice(0, max - 3)}...` : s));
+
+/** Text with its control, format and separator characters shown as `\uXXXX` escapes instead of acting. */
+export const printable = (s: string): string =>
+  s.replace(
+    /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu,
+    (c) => `\\u${(c.codePointAt(0) as number).toString(16).padStart(4, '0')}`,
+  );
 
 const monthNumber = (name: string, raw: string): number => {
   const word = name.replace(/\.$/, '').toLowerCase();
@@ -244,8 +257,30 @@ const toIso = (s: string): string => {
   return iso;
 };
 
+/**
+ * Longest timestamp text read: the longest real format ("Wednesday, September 04, 2024 at 16:55:38.411
+ * PM UTC+02:00") is about 60 characters. Bounded before any pattern runs, so a hostile 2,000-character
+ * `updatedAt` is refused in constant time and never reaches a DynamoDB key.
+ */
+export const MAX_TIMESTAMP_LENGTH = 64;
+
+// No control or format characters either: `updatedAt` is kept as sent (half of the dedup key).
+const timestampText = z
+  .string()
+  .max(MAX_TIMESTAMP_LENGTH, { abort: true })
+  .superRefine((value, ctx) => {
+    if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(value)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a timestamp without control characters, received ${quote(value)}`,
+        input: value,
+        abort: true,
+      });
+    }
+  });
+
 /** A timestamp field, normalised to ISO-8601 (UTC, milliseconds). */
-const isoTimestamp = z.string().transform((s, ctx) => {
+const isoTimestamp = timestampText.transform((s, ctx) => {
   try {
     return toIso(s);
   } catch (error) {
@@ -255,7 +290,7 @@ const isoTimestamp = z.string().transform((s, ctx) => {
 });
 
 /** A timestamp field whose raw text matters too (`updatedAt` is half of the deduplication key). */
-const rawAndIsoTimestamp = z.string().transform((s, ctx) => {
+const rawAndIsoTimestamp = timestampText.transform((s, ctx) => {
   try {
     return { raw: s, iso: toIso(s) };
   } catch (error) {
@@ -398,6 +433,104 @@ export const formatIssues = (
     .join('; ');
 
 // ---------------------------------------------------------------------------------------------------
+// Bounded values
+// ---------------------------------------------------------------------------------------------------
+
+/*
+ * Every string of an event that can reach a DynamoDB key, an execution name, a shell, a Dockerfile
+ * or a notification is checked here, before anything else sees it: lengths first (so no pattern runs
+ * on a huge input and no key exceeds DynamoDB's 2,048 / 1,024-byte limits), then the value's own
+ * grammar. A value that fails is a poison event, rejected with a reason naming the field.
+ */
+
+/** An ECR image digest: "sha256:" and 64 lowercase hex digits, as ECR and the registry API write it. */
+export const IMAGE_DIGEST = /^sha256:[a-f0-9]{64}$/;
+/** An ECR repository name: AWS's own pattern (ecr:CreateRepository), 2-256 characters. */
+export const ECR_REPOSITORY_NAME = /^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*\/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
+/** A registry id (the AWS account that owns the repository). */
+export const REGISTRY_ID = /^\d{12}$/;
+/** An ECR image tag: the Docker tag grammar ECR enforces, at most 128 characters. */
+export const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+/**
+ * A CVE or vendor advisory id: "CVE-2024-6119", "GHSA-jfh8-c2jp-5v3q", "ALAS2-2023-2065",
+ * "RHSA-2023:1234", "USN-6986-1". Letters, digits, '.', '_', ':' and '-'; at most 128 characters.
+ */
+export const VULNERABILITY_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+/** An AWS region name: "eu-central-1", "us-gov-west-1", "cn-north-1". */
+export const AWS_REGION = /^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$/;
+/** An Inspector finding ARN. Its id is printable ASCII (the documented example holds a placeholder). */
+export const FINDING_ARN =
+  /^arn:aws[a-z-]{0,20}:inspector2:[a-z0-9-]{1,32}:\d{12}:finding\/[\x21-\x7e]{1,128}$/;
+/** A short identifier Inspector defines: platform, architecture, package manager, source, detector id. */
+const TOKEN = /^[A-Za-z0-9][A-Za-z0-9._/+@:-]*$/;
+/**
+ * Free text without control, format or line-separator characters: no newline can start a forged line
+ * in a log or a notification, no bidi override can make text read other than it is.
+ */
+const PLAIN_TEXT = /^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$/u;
+
+/** The bounds, in characters (every value bounded here is ASCII or checked to be short). */
+export const LIMITS = {
+  findingArn: 256,
+  repositoryName: 256,
+  imageTag: 128,
+  imageTags: 1_000,
+  vulnerabilityId: 128,
+  token: 128,
+  title: 1_024,
+  text: 2_048,
+  description: 65_536,
+  packages: 1_000,
+  resources: 100,
+  resourceTags: 50,
+} as const;
+
+/** A string of `min`..`max` characters matching `pattern`; the message says what was expected. */
+const matching = (pattern: RegExp, expected: string, max: number, min = 1) =>
+  z
+    .string()
+    .min(min, { abort: true })
+    .max(max, { abort: true })
+    .superRefine((value, ctx) => {
+      if (!pattern.test(value)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected ${expected}, received ${quote(value)}`,
+          input: value,
+        });
+      }
+    });
+
+const plainText = (max: number) =>
+  matching(PLAIN_TEXT, 'text without control or line-separator characters', max, 0);
+
+export const imageDigestSchema = matching(
+  IMAGE_DIGEST,
+  'an image digest: "sha256:" and 64 lowercase hex digits',
+  71,
+);
+export const repositoryNameSchema = matching(
+  ECR_REPOSITORY_NAME,
+  'an ECR repository name (lowercase letters and digits, separated by ".", "_", "-" or "/")',
+  LIMITS.repositoryName,
+  2,
+);
+export const registryIdSchema = matching(REGISTRY_ID, 'a 12-digit registry (account) id', 12);
+export const imageTagSchema = matching(
+  IMAGE_TAG,
+  'an image tag (letters, digits, "_", "." and "-", not starting with "." or "-")',
+  LIMITS.imageTag,
+);
+export const vulnerabilityIdSchema = matching(
+  VULNERABILITY_ID,
+  'a vulnerability id such as "CVE-2024-6119" (letters, digits, ".", "_", ":" and "-")',
+  LIMITS.vulnerabilityId,
+);
+export const regionSchema = matching(AWS_REGION, 'an AWS region such as "eu-central-1"', 32);
+const tokenSchema = matching(TOKEN, 'an identifier (letters, digits and . _ / + @ : -)', LIMITS.token);
+const accountIdSchema = matching(REGISTRY_ID, 'a 12-digit account id', 12);
+
+// ---------------------------------------------------------------------------------------------------
 // Inspector2 Finding
 // ---------------------------------------------------------------------------------------------------
 
@@ -412,61 +545,70 @@ export type ExploitAvailable = (typeof EXPLOIT_AVAILABILITIES)[number];
 export const ECR_IMAGE_RESOURCE = 'AWS_ECR_CONTAINER_IMAGE';
 
 const vulnerablePackageSchema = z.object({
-  name: z.string().min(1),
-  version: z.string(),
+  name: plainText(LIMITS.text).pipe(z.string().min(1)),
+  version: plainText(LIMITS.text),
   // Inspector writes "NotAvailable" when no fixed version exists; kept as reported.
-  fixedInVersion: z.string().optional(),
-  packageManager: z.string().min(1).optional(),
-  arch: z.string().optional(),
-  release: z.string().optional(),
+  fixedInVersion: plainText(LIMITS.text).optional(),
+  packageManager: tokenSchema.optional(),
+  arch: plainText(LIMITS.text).optional(),
+  release: plainText(LIMITS.text).optional(),
   epoch: z.number().optional(),
-  filePath: z.string().optional(),
-  remediation: z.string().optional(),
+  filePath: plainText(LIMITS.text).optional(),
+  remediation: plainText(LIMITS.text).optional(),
 });
 
 /** `awsEcrContainerImage`: the long-documented ECR shape (digest in `imageHash`). */
 const ecrImageDetailsSchema = z.object({
-  repositoryName: z.string().min(1).optional(),
-  registry: z.string().min(1).optional(),
-  imageHash: z.string().min(1).optional(),
-  imageTags: z.array(z.string()).optional(),
-  platform: z.string().optional(),
-  architecture: z.string().optional(),
+  repositoryName: repositoryNameSchema.optional(),
+  registry: registryIdSchema.optional(),
+  imageHash: imageDigestSchema.optional(),
+  imageTags: z.array(imageTagSchema).max(LIMITS.imageTags).optional(),
+  platform: tokenSchema.optional(),
+  architecture: tokenSchema.optional(),
   pushedAt: isoTimestamp.optional(),
 });
 
 /** `image`: the newer provider-neutral shape (digest in `imageDigest`). */
 const neutralImageDetailsSchema = z.object({
-  repositoryName: z.string().min(1).optional(),
-  registry: z.string().min(1).optional(),
-  imageDigest: z.string().min(1).optional(),
-  imageTags: z.array(z.string()).optional(),
-  platform: z.string().optional(),
-  architecture: z.string().optional(),
+  repositoryName: repositoryNameSchema.optional(),
+  registry: registryIdSchema.optional(),
+  imageDigest: imageDigestSchema.optional(),
+  imageTags: z.array(imageTagSchema).max(LIMITS.imageTags).optional(),
+  platform: tokenSchema.optional(),
+  architecture: tokenSchema.optional(),
   pushedAt: isoTimestamp.optional(),
 });
 
 const resourceSchema = z.object({
-  id: z.string().min(1),
-  // Any string: EC2 instances, Lambda functions and resource types Inspector adds later are parsed
-  // (so they can be reported and ignored by policy), not rejected as poison.
-  type: z.string().min(1),
-  region: z.string().min(1).optional(),
-  partition: z.string().optional(),
+  id: plainText(LIMITS.text).pipe(z.string().min(1)),
+  // Any identifier: EC2 instances, Lambda functions and resource types Inspector adds later are
+  // parsed (so they can be reported and ignored by policy), not rejected as poison.
+  type: tokenSchema,
+  region: regionSchema.optional(),
+  partition: tokenSchema.optional(),
   details: z
     .object({
       awsEcrContainerImage: ecrImageDetailsSchema.optional(),
       image: neutralImageDetailsSchema.optional(),
     })
     .optional(),
-  tags: z.record(z.string(), z.string()).optional(),
+  tags: z
+    .record(plainText(LIMITS.token), plainText(LIMITS.text))
+    .refine((tags) => Object.keys(tags).length <= LIMITS.resourceTags, {
+      message: `must have at most ${LIMITS.resourceTags} tags`,
+    })
+    .optional(),
 });
 
 const findingDetailSchema = z.object({
-  awsAccountId: z.string().min(1),
-  findingArn: z.string().min(1),
-  title: z.string(),
-  description: z.string().optional(),
+  awsAccountId: accountIdSchema,
+  findingArn: matching(
+    FINDING_ARN,
+    'an Inspector finding ARN ("arn:aws:inspector2:<region>:<account>:finding/<id>")',
+    LIMITS.findingArn,
+  ),
+  title: plainText(LIMITS.title),
+  description: z.string().max(LIMITS.description).optional(),
   severity: z.enum(SEVERITIES),
   status: z.enum(FINDING_STATUSES),
   type: z.enum(FINDING_TYPES),
@@ -479,13 +621,13 @@ const findingDetailSchema = z.object({
   fixAvailable: z.enum(FIX_AVAILABILITIES).optional(),
   packageVulnerabilityDetails: z
     .object({
-      vulnerabilityId: z.string().min(1),
-      vulnerablePackages: z.array(vulnerablePackageSchema).default([]),
-      source: z.string().optional(),
+      vulnerabilityId: vulnerabilityIdSchema,
+      vulnerablePackages: z.array(vulnerablePackageSchema).max(LIMITS.packages).default([]),
+      source: tokenSchema.optional(),
     })
     .optional(),
-  codeVulnerabilityDetails: z.object({ detectorId: z.string().optional() }).optional(),
-  resources: z.array(resourceSchema).min(1),
+  codeVulnerabilityDetails: z.object({ detectorId: tokenSchema.optional() }).optional(),
+  resources: z.array(resourceSchema).min(1).max(LIMITS.resources),
 });
 
 export interface FindingPackage {
@@ -547,6 +689,23 @@ export interface Finding {
 type FindingDetail = z.output<typeof findingDetailSchema>;
 
 /**
+ * The resource a finding is about. Inspector lists one resource per finding today, but nothing in the
+ * format says the image comes first: the first ECR image resource wherever it is listed, else the first.
+ */
+const subjectIndex = (resources: FindingDetail['resources']): number =>
+  Math.max(
+    0,
+    resources.findIndex((r) => r.type === ECR_IMAGE_RESOURCE),
+  );
+
+/** The digest and repository one ECR resource names (either shape), for comparing resources. */
+const imageIdentity = (resource: FindingDetail['resources'][number]): string => {
+  const ecr = resource.details?.awsEcrContainerImage;
+  const neutral = resource.details?.image;
+  return `${ecr?.repositoryName ?? neutral?.repositoryName}@${ecr?.imageHash ?? neutral?.imageDigest}`;
+};
+
+/**
  * Cross-field facts the shape alone cannot express. Checked before normalising, so that `toFinding`
  * can rely on them.
  */
@@ -558,14 +717,26 @@ const checkFinding = (detail: FindingDetail, ctx: z.core.$RefinementCtx<FindingD
       message: 'expected object for a PACKAGE_VULNERABILITY finding, but the field is missing',
     });
   }
-  const resource = detail.resources[0];
+  const index = subjectIndex(detail.resources);
+  const resource = detail.resources[index];
   if (resource?.type !== ECR_IMAGE_RESOURCE) return;
+  // Two different images in one finding: patching either could be patching the wrong one.
+  const images = new Set(
+    detail.resources.filter((r) => r.type === ECR_IMAGE_RESOURCE).map((r) => imageIdentity(r)),
+  );
+  if (images.size > 1) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['resources'],
+      message: `names ${images.size} different ECR images (${[...images].slice(0, 3).map(quote).join(', ')}); a finding is about one image`,
+    });
+  }
   const ecr = resource.details?.awsEcrContainerImage;
   const neutral = resource.details?.image;
   if (!ecr && !neutral) {
     ctx.addIssue({
       code: 'custom',
-      path: ['resources', 0, 'details'],
+      path: ['resources', index, 'details'],
       message: `an ${ECR_IMAGE_RESOURCE} resource needs details.awsEcrContainerImage or details.image`,
     });
     return;
@@ -574,22 +745,28 @@ const checkFinding = (detail: FindingDetail, ctx: z.core.$RefinementCtx<FindingD
   if (!ecr?.imageHash && !neutral?.imageDigest) {
     ctx.addIssue({
       code: 'custom',
-      path: ['resources', 0, 'details', where, ecr ? 'imageHash' : 'imageDigest'],
+      path: ['resources', index, 'details', where, ecr ? 'imageHash' : 'imageDigest'],
       message: 'expected an image digest, but the field is missing',
     });
   }
-  if (ecr?.imageHash && neutral?.imageDigest && ecr.imageHash !== neutral.imageDigest) {
-    // Two different digests for one resource: patching either could be patching the wrong image.
-    ctx.addIssue({
-      code: 'custom',
-      path: ['resources', 0, 'details'],
-      message: `awsEcrContainerImage.imageHash ${ecr.imageHash} and image.imageDigest ${neutral.imageDigest} disagree`,
-    });
+  // Both shapes describe the same image: when they disagree, either could be the wrong one.
+  for (const [field, a, b] of [
+    ['imageHash and image.imageDigest', ecr?.imageHash, neutral?.imageDigest],
+    ['repositoryName and image.repositoryName', ecr?.repositoryName, neutral?.repositoryName],
+    ['registry and image.registry', ecr?.registry, neutral?.registry],
+  ] as const) {
+    if (a && b && a !== b) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['resources', index, 'details'],
+        message: `awsEcrContainerImage.${field.replace(' and ', ` ${quote(a, 80)} and `)} ${quote(b, 80)} disagree`,
+      });
+    }
   }
   if (!ecr?.repositoryName && !neutral?.repositoryName) {
     ctx.addIssue({
       code: 'custom',
-      path: ['resources', 0, 'details', where, 'repositoryName'],
+      path: ['resources', index, 'details', where, 'repositoryName'],
       message: 'expected string, but the field is missing',
     });
   }
@@ -600,7 +777,7 @@ const ecrRepositoryUri = (registry: string, region: string, repository: string):
 
 const toFinding = (event: { region: string; detail: FindingDetail }): Finding => {
   const d = event.detail;
-  const resource = d.resources[0] as FindingDetail['resources'][number];
+  const resource = d.resources[subjectIndex(d.resources)] as FindingDetail['resources'][number];
   const region = resource.region ?? event.region;
   const vulnerablePackages = d.packageVulnerabilityDetails?.vulnerablePackages ?? [];
   const packages: FindingPackage[] = vulnerablePackages.map((p) => ({
@@ -669,16 +846,16 @@ const toFinding = (event: { region: string; detail: FindingDetail }): Finding =>
  * every locale included); with `import * as z` only what is used stays (97 KB).
  */
 const EventBridgeSchema = z.object({
-  version: z.string(),
-  id: z.string(),
+  version: plainText(LIMITS.token),
+  id: plainText(LIMITS.token),
   source: z.string(),
-  account: z.string(),
+  account: accountIdSchema,
   time: z.iso.datetime(),
-  region: z.string(),
-  resources: z.array(z.string()),
+  region: regionSchema,
+  resources: z.array(plainText(LIMITS.text)).max(LIMITS.resources),
   'detail-type': z.string(),
   detail: z.unknown(),
-  'replay-name': z.string().optional(),
+  'replay-name': plainText(LIMITS.token).optional(),
 });
 
 export const FINDING_DETAIL_TYPE = 'Inspector2 Finding';
@@ -699,11 +876,11 @@ export const inspectorFindingEventSchema = EventBridgeSchema.extend({
 const REPOSITORY_ARN = /^arn:(aws[a-z-]*):ecr:([a-z0-9-]+):(\d{12}):repository\/(.+)$/;
 
 const scanDetailSchema = z.object({
-  'scan-status': z.string().min(1),
+  'scan-status': tokenSchema,
   // Documented as a repository ARN; a bare repository name is accepted too (registry = event account).
-  'repository-name': z.string().min(1),
-  'image-digest': z.string().min(1),
-  'image-tags': z.array(z.string()).default([]),
+  'repository-name': plainText(LIMITS.text).pipe(z.string().min(1)),
+  'image-digest': imageDigestSchema,
+  'image-tags': z.array(imageTagSchema).max(LIMITS.imageTags).default([]),
   // Inspector lists only some levels (CRITICAL, HIGH, MEDIUM, TOTAL in the documented example).
   'finding-severity-counts': z
     .object({
@@ -741,12 +918,29 @@ export const inspectorScanEventSchema = EventBridgeSchema.extend({
   source: z.literal(INSPECTOR_SOURCE),
   'detail-type': z.literal(SCAN_DETAIL_TYPE),
   detail: scanDetailSchema,
-}).transform((event): ScanEvent => {
+}).transform((event, ctx): ScanEvent => {
   const d = event.detail;
   const arn = REPOSITORY_ARN.exec(d['repository-name']);
   const region = arn ? (arn[2] as string) : event.region;
   const registry = arn ? (arn[3] as string) : event.account;
   const repository = arn ? (arn[4] as string) : d['repository-name'];
+  // The parts of the ARN reach the rescan's repository URI: held to the same grammar as a finding's.
+  for (const [schema, value] of [
+    [repositoryNameSchema, repository],
+    [regionSchema, region],
+  ] as const) {
+    const checked = schema.safeParse(value);
+    if (!checked.success) {
+      for (const issue of checked.error.issues) {
+        ctx.issues.push({
+          code: 'custom',
+          message: describeIssue(issue),
+          path: ['detail', 'repository-name'],
+          input: value,
+        });
+      }
+    }
+  }
   const counts: Partial<Record<Severity | 'TOTAL', number>> = {};
   for (const [level, count] of Object.entries(d['finding-severity-counts'])) {
     if (count !== undefined) counts[level as Severity | 'TOTAL'] = count;
@@ -776,6 +970,14 @@ export type ParsedEvent =
 
 const describeValue = (v: unknown): string => (typeof v === 'string' ? quote(v) : show(v));
 
+/** Issues shown in a rejection reason: a hostile event can fail thousands of checks at once. */
+const MAX_ISSUES_SHOWN = 10;
+
+const someIssues = (issues: readonly Issue[]): string =>
+  issues.length <= MAX_ISSUES_SHOWN
+    ? formatIssues(issues)
+    : `${formatIssues(issues.slice(0, MAX_ISSUES_SHOWN))}; and ${issues.length - MAX_ISSUES_SHOWN} more issues`;
+
 /**
  * Parse one EventBridge event (already JSON-decoded) into a finding or a scan.
  * @throws InvalidEventError naming every offending field path, or saying the event is not one of
@@ -800,7 +1002,7 @@ export const parseEvent = (raw: unknown): ParsedEvent => {
     const result = inspectorFindingEventSchema.safeParse(raw, { reportInput: true });
     if (!result.success) {
       throw new InvalidEventError(
-        `invalid ${FINDING_DETAIL_TYPE} event: ${formatIssues(result.error.issues)}`,
+        `invalid ${FINDING_DETAIL_TYPE} event: ${someIssues(result.error.issues)}`,
         {
           cause: result.error,
         },
@@ -810,7 +1012,7 @@ export const parseEvent = (raw: unknown): ParsedEvent => {
   }
   const result = inspectorScanEventSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
-    throw new InvalidEventError(`invalid ${SCAN_DETAIL_TYPE} event: ${formatIssues(result.error.issues)}`, {
+    throw new InvalidEventError(`invalid ${SCAN_DETAIL_TYPE} event: ${someIssues(result.error.issues)}`, {
       cause: result.error,
     });
   }
@@ -832,7 +1034,7 @@ export const parseSqsRecord = (record: unknown): ParsedEvent => {
   try {
     event = JSON.parse(body);
   } catch (error) {
-    throw new InvalidEventError(`body is not JSON: ${(error as Error).message}`, { cause: error });
+    throw new InvalidEventError(`body is not JSON: ${printable((error as Error).message)}`, { cause: error });
   }
   return parseEvent(event);
 };

@@ -1,12 +1,30 @@
 import { ExecutionAlreadyExists, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import * as z from 'zod';
 import type { TargetConfig, WorkflowDefaults } from '../shared/config';
-import { type Action, coveredFindings, type RebuildMode, type RemediationRequest } from '../shared/contracts';
+import {
+  type Action,
+  coveredFindings,
+  type RebuildMode,
+  type RemediationRequest,
+  SEVERITIES,
+} from '../shared/contracts';
 import { InvalidEventError, TransientError } from '../shared/errors';
-import type { Ledger } from '../shared/ledger';
+import { type Ledger, MAX_REQUEST_BYTES } from '../shared/ledger';
 import { aggregate, type Contribution, type ServicePlan, targetFor } from './aggregate';
 import type { InventoryResolver, ServiceUse } from './inventory';
 import { evaluate, type Policy } from './policy';
-import { type Finding, parseEvent } from './schema';
+import {
+  AWS_REGION,
+  type Finding,
+  formatIssues,
+  imageDigestSchema,
+  imageTagSchema,
+  parseEvent,
+  printable,
+  registryIdSchema,
+  repositoryNameSchema,
+  vulnerabilityIdSchema,
+} from './schema';
 
 /** One input to triage: an id to report failures by (SQS message id, file name) and the raw event. */
 export interface TriageInput {
@@ -15,11 +33,15 @@ export interface TriageInput {
   readonly event: unknown;
 }
 
-/** What triage decided for one input. `reject` means the input was not a valid event. */
+/**
+ * What triage decided for one input. `reject` means the input was not a valid event (never retried);
+ * `retry` that it could not be triaged for a reason that is not the event's (retried, and
+ * dead-lettered by the queue if it keeps failing).
+ */
 export interface FindingReport {
   readonly id: string;
   readonly findingArn?: string;
-  readonly action: Action | 'reject';
+  readonly action: Action | 'reject' | 'retry';
   readonly reason: string;
   readonly services: readonly string[];
 }
@@ -27,8 +49,21 @@ export interface FindingReport {
 /** A delivery to mark as seen once settled, with the batch items that carried it. */
 export interface SeenKey {
   readonly findingArn: string;
+  /** As Inspector wrote it: the deduplication key. */
   readonly updatedAt: string;
+  /** The same instant as ISO-8601, for ordering the updates of one finding. */
+  readonly updatedAtIso: string;
   readonly itemIds: readonly string[];
+}
+
+/**
+ * What the ledger knows of the order of a finding's updates. Not part of the Ledger yet: when it
+ * offers `newestSeen`, triage ignores updates older than one already triaged (an ACTIVE update
+ * delivered after the CLOSED one that followed it). Within a batch, triage orders updates itself.
+ */
+export interface FindingVersions {
+  /** The newest `updatedAt` (ISO-8601) marked seen for each finding ARN it knows. */
+  newestSeen(findingArns: readonly string[]): Promise<ReadonlyMap<string, string>>;
 }
 
 export interface TriagePlan {
@@ -46,19 +81,33 @@ export interface PlanDeps {
   readonly targets: readonly TargetConfig[];
   readonly defaults: WorkflowDefaults;
   readonly now: () => Date;
-  /** When present, findings already seen (duplicate deliveries) are dropped. */
-  readonly ledger?: Pick<Ledger, 'unseen'>;
+  /**
+   * When present, findings already seen (duplicate deliveries) are dropped, and, when it also knows
+   * the order of a finding's updates, so are updates older than one already seen.
+   */
+  readonly ledger?: Pick<Ledger, 'unseen'> & Partial<FindingVersions>;
 }
 
 const keyOf = (f: Finding): string => `${f.findingArn}\n${f.updatedAtRaw}`;
 
+/** Largest event read: EventBridge caps an event at 256 KB, so anything larger is not one of its. */
+export const MAX_EVENT_BYTES = 256 * 1024;
+
 const parseInput = (input: TriageInput): Finding | { scan: true } => {
   let raw = input.event;
   if (typeof raw === 'string') {
+    const bytes = Buffer.byteLength(raw, 'utf8');
+    if (bytes > MAX_EVENT_BYTES) {
+      throw new InvalidEventError(
+        `body is ${bytes} bytes, larger than any EventBridge event (${MAX_EVENT_BYTES} bytes)`,
+      );
+    }
     try {
       raw = JSON.parse(raw);
     } catch (error) {
-      throw new InvalidEventError(`body is not JSON: ${(error as Error).message}`, { cause: error });
+      throw new InvalidEventError(`body is not JSON: ${printable((error as Error).message)}`, {
+        cause: error,
+      });
     }
   }
   const parsed = parseEvent(raw);
@@ -94,8 +143,19 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
         });
       } else parsed.push({ input, finding: result });
     } catch (error) {
-      if (!(error instanceof InvalidEventError)) throw error;
-      reports.push({ id: input.id, action: 'reject', reason: error.message, services: [] });
+      if (error instanceof InvalidEventError) {
+        reports.push({ id: input.id, action: 'reject', reason: error.message, services: [] });
+        continue;
+      }
+      // Not the event's fault as far as we know (a bug): retried, and dead-lettered if it persists,
+      // rather than dropped or allowed to fail the whole batch.
+      failedIds.add(input.id);
+      reports.push({
+        id: input.id,
+        action: 'retry',
+        reason: `could not be triaged (${describeError(error)}): retried, dead-lettered if it keeps failing`,
+        services: [],
+      });
     }
   }
 
@@ -114,7 +174,36 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
       });
     } else firstByKey.set(keyOf(p.finding), { ...p, ids: [p.input.id] });
   }
-  let candidates = [...firstByKey.values()];
+  // Out-of-order updates: of one finding's updates in the batch, only the newest counts.
+  const newestInBatch = new Map<string, Finding>();
+  for (const { finding } of firstByKey.values()) {
+    const newest = newestInBatch.get(finding.findingArn);
+    if (!newest || finding.updatedAt > newest.updatedAt) newestInBatch.set(finding.findingArn, finding);
+  }
+  const seenKeys: SeenKey[] = [];
+  const superseded = (
+    c: { input: TriageInput; finding: Finding; ids: string[] },
+    newer: string,
+    where: string,
+  ): void => {
+    reports.push({
+      id: c.input.id,
+      findingArn: c.finding.findingArn,
+      action: 'ignore',
+      reason:
+        c.finding.updatedAt === newer
+          ? `duplicate delivery: ${c.finding.findingArn} (updatedAt ${c.finding.updatedAtRaw}) is the same instant as its update of ${newer} ${where}, written differently`
+          : `out-of-order update: ${c.finding.findingArn} (updatedAt ${c.finding.updatedAt}) is older than its update of ${newer} ${where}`,
+      services: [],
+    });
+    seenKeys.push(seenKeyOf(c.finding, c.ids));
+  };
+  let candidates = [...firstByKey.values()].filter((c) => {
+    const newest = newestInBatch.get(c.finding.findingArn) as Finding;
+    if (newest === c.finding) return true;
+    superseded(c, newest.updatedAt, 'in this batch');
+    return false;
+  });
   if (deps.ledger && candidates.length > 0) {
     const unseen = await deps.ledger.unseen(
       candidates.map((c) => ({ findingArn: c.finding.findingArn, updatedAt: c.finding.updatedAtRaw })),
@@ -130,10 +219,18 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
       });
     }
     candidates = candidates.filter((c) => fresh.has(keyOf(c.finding)));
+    if (deps.ledger.newestSeen && candidates.length > 0) {
+      const newest = await deps.ledger.newestSeen([...new Set(candidates.map((c) => c.finding.findingArn))]);
+      candidates = candidates.filter((c) => {
+        const seen = newest.get(c.finding.findingArn);
+        if (seen === undefined || seen <= c.finding.updatedAt) return true;
+        superseded(c, seen, 'already triaged');
+        return false;
+      });
+    }
   }
 
   const contributions: Contribution[] = [];
-  const seenKeys: SeenKey[] = [];
   for (const { input, finding, ids } of candidates) {
     // Decide first without service context: most findings are settled here without any API call.
     const base = evaluate(deps.policy, finding, { now });
@@ -148,7 +245,7 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
         reason: base.reason,
         services: [],
       });
-      seenKeys.push({ findingArn: finding.findingArn, updatedAt: finding.updatedAtRaw, itemIds: ids });
+      seenKeys.push(seenKeyOf(finding, ids));
       continue;
     }
     let uses: ServiceUse[];
@@ -165,7 +262,7 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
       });
       continue;
     }
-    seenKeys.push({ findingArn: finding.findingArn, updatedAt: finding.updatedAtRaw, itemIds: ids });
+    seenKeys.push(seenKeyOf(finding, ids));
     if (uses.length === 0) {
       reports.push({
         id: input.id,
@@ -214,12 +311,135 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
     });
   }
 
-  const remediations = aggregate(contributions, { targets: deps.targets, defaults: deps.defaults, now });
+  const remediations = boundedPlans(contributions, { targets: deps.targets, defaults: deps.defaults, now });
   return { findings: reports, remediations, seenKeys, failedIds: [...failedIds] };
 };
 
+const seenKeyOf = (finding: Finding, itemIds: readonly string[]): SeenKey => ({
+  findingArn: finding.findingArn,
+  updatedAt: finding.updatedAtRaw,
+  updatedAtIso: finding.updatedAt,
+  itemIds,
+});
+
+const describeError = (error: unknown): string =>
+  printable(error instanceof Error ? `${error.name}: ${error.message}` : String(error)).slice(0, 500);
+
+/**
+ * Image tags a request carries per image. They are for reference only (the inventory matched them
+ * already), and ECR allows 1,000 of 128 characters each: more than a whole execution input can hold.
+ */
+export const MAX_TAGS_PER_IMAGE = 20;
+
+const requestBytes = (request: RemediationRequest): number =>
+  Buffer.byteLength(JSON.stringify(request), 'utf8');
+
+/**
+ * One remediation per service, each within MAX_REQUEST_BYTES (what one execution can carry through
+ * its state): a service whose findings in this batch would make a larger request gets several,
+ * split by finding, which the ledger then merges or queues as it does for any later request.
+ */
+const boundedPlans = (
+  contributions: readonly Contribution[],
+  opts: Parameters<typeof aggregate>[1],
+): ServicePlan[] => {
+  const plansFor = (list: readonly Contribution[]): ServicePlan[] =>
+    aggregate(list, opts).flatMap((plan) => {
+      const request: RemediationRequest = {
+        ...plan.request,
+        images: plan.request.images.map((i) =>
+          i.imageTags.length > MAX_TAGS_PER_IMAGE
+            ? { ...i, imageTags: i.imageTags.slice(0, MAX_TAGS_PER_IMAGE) }
+            : i,
+        ),
+      };
+      if (list.length === 1 || requestBytes(request) <= MAX_REQUEST_BYTES) return [{ ...plan, request }];
+      const half = Math.ceil(list.length / 2);
+      return [...plansFor(list.slice(0, half)), ...plansFor(list.slice(half))];
+    });
+  const byService = new Map<string, Contribution[]>();
+  for (const c of contributions) {
+    const list = byService.get(c.use.service.key);
+    if (list) list.push(c);
+    else byService.set(c.use.service.key, [c]);
+  }
+  return [...byService.keys()].sort().flatMap((key) => plansFor(byService.get(key) as Contribution[]));
+};
+
+// ---------------------------------------------------------------------------------------------------
+// What may be started
+// ---------------------------------------------------------------------------------------------------
+
+/** Step Functions caps an execution's input at 256 KiB. */
+export const MAX_EXECUTION_INPUT_BYTES = 256 * 1024;
+
+/**
+ * StartExecution errors that say this request can never start (its name or input is refused),
+ * as the SDK's own model names them (@aws-sdk/client-sfn, StartExecutionCommand). Anything else
+ * (throttling, KMS, a missing state machine) is not the request's fault and is retried.
+ */
+export const PERMANENT_START_ERRORS: ReadonlySet<string> = new Set([
+  'ValidationException',
+  'InvalidExecutionInput',
+  'InvalidName',
+]);
+
+const EXECUTION_NAME = /^[A-Za-z0-9_-]{1,80}$/;
+const NAME_PART = /^[A-Za-z0-9_-]{1,255}$/;
+const REPOSITORY_URI = new RegExp(
+  `^(\\d{12})\\.dkr\\.ecr\\.(${AWS_REGION.source.slice(1, -1)})\\.amazonaws\\.com(?:\\.cn)?/(.{2,256})$`,
+);
+
+const affectedImageSchema = z
+  .object({
+    repository: repositoryNameSchema,
+    registry: registryIdSchema,
+    repositoryUri: z.string().max(400),
+    imageDigest: imageDigestSchema,
+    imageTags: z.array(imageTagSchema).max(1_000),
+    containers: z.array(z.string().regex(NAME_PART)).max(100),
+    cves: z.array(vulnerabilityIdSchema).min(1),
+    severity: z.enum(SEVERITIES),
+  })
+  .superRefine((image, ctx) => {
+    const m = REPOSITORY_URI.exec(image.repositoryUri);
+    if (!m || m[1] !== image.registry || m[3] !== image.repository) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['repositoryUri'],
+        message: `expected "<registry>.dkr.ecr.<region>.amazonaws.com/<repository>" for ${image.registry}/${image.repository}`,
+      });
+    }
+  });
+
+/** The parts of a request that reach an execution name, a ledger key, a build or a notification. */
+const startableRequestSchema = z.object({
+  executionName: z.string().regex(EXECUTION_NAME, 'expected 1-80 letters, digits, "-" or "_"'),
+  service: z.object({
+    clusterArn: z.string().min(1).max(2_048),
+    serviceName: z.string().regex(NAME_PART),
+    key: z.string().min(3).max(512),
+  }),
+  images: z.array(affectedImageSchema).min(1),
+});
+
+/**
+ * Why a request can never be started, or undefined when it can. Triage builds requests only from
+ * validated findings, but a lock may hold one stored before those checks existed, or written by
+ * another version: it is checked again here, before StartExecution and before it can hold a service.
+ */
+export const requestProblem = (request: RemediationRequest): string | undefined => {
+  const checked = startableRequestSchema.safeParse(request);
+  if (!checked.success) return `invalid request: ${formatIssues(checked.error.issues.slice(0, 10))}`;
+  const bytes = requestBytes(request);
+  if (bytes > MAX_EXECUTION_INPUT_BYTES) {
+    return `the request is ${bytes} bytes, more than an execution input may be (${MAX_EXECUTION_INPUT_BYTES})`;
+  }
+  return undefined;
+};
+
 export interface ExecuteDeps {
-  readonly ledger: Pick<Ledger, 'claim' | 'markStarted' | 'markSeen'>;
+  readonly ledger: Pick<Ledger, 'claim' | 'markStarted' | 'markSeen' | 'release' | 'getInFlight'>;
   readonly sfn: SFNClient;
   readonly stateMachineArn: string;
 }
@@ -227,9 +447,26 @@ export interface ExecuteDeps {
 export type StartResult =
   | { readonly service: string; readonly kind: 'started' | 'resumed'; readonly executionName: string }
   | { readonly service: string; readonly kind: 'queued' | 'merged'; readonly inFlight: string }
-  | { readonly service: string; readonly kind: 'failed'; readonly error: Error };
+  | { readonly service: string; readonly kind: 'failed'; readonly error: Error }
+  /**
+   * A request that can never start was dropped and its lock left: this batch's own request
+   * (`resumed: false`, its items are not retried) or one an earlier batch left claimed (`resumed: true`).
+   */
+  | {
+      readonly service: string;
+      readonly kind: 'rejected';
+      readonly executionName: string;
+      readonly reason: string;
+      readonly resumed: boolean;
+      /** This batch's items that carried it (none for a resumed request). */
+      readonly itemIds: readonly string[];
+    };
 
-const start = async (deps: ExecuteDeps, request: RemediationRequest): Promise<string> => {
+type StartAttempt = { readonly arn: string } | { readonly refused: string };
+
+const start = async (deps: ExecuteDeps, request: RemediationRequest): Promise<StartAttempt> => {
+  const problem = requestProblem(request);
+  if (problem) return { refused: problem };
   try {
     const out = await deps.sfn.send(
       new StartExecutionCommand({
@@ -238,11 +475,16 @@ const start = async (deps: ExecuteDeps, request: RemediationRequest): Promise<st
         input: JSON.stringify(request),
       }),
     );
-    return out.executionArn as string;
+    return { arn: out.executionArn as string };
   } catch (error) {
     // Same name and input already started (a retried batch): that is the execution we wanted.
     if (error instanceof ExecutionAlreadyExists) {
-      return `${deps.stateMachineArn.replace(':stateMachine:', ':execution:')}:${request.executionName}`;
+      return {
+        arn: `${deps.stateMachineArn.replace(':stateMachine:', ':execution:')}:${request.executionName}`,
+      };
+    }
+    if (error instanceof Error && PERMANENT_START_ERRORS.has(error.name)) {
+      return { refused: `Step Functions refused to start it: ${describeError(error)}` };
     }
     throw error;
   }
@@ -252,38 +494,115 @@ const start = async (deps: ExecuteDeps, request: RemediationRequest): Promise<st
 const MAX_CLAIM_ROUNDS = 4;
 
 /**
+ * Start what a release handed over (the requests queued behind a dropped one), dropping in turn any
+ * that cannot start. Bounded: what is left stays claimed, and the next claim for the service resumes it.
+ */
+const startReleased = async (
+  deps: ExecuteDeps,
+  serviceKey: string,
+  first: RemediationRequest,
+): Promise<StartResult[]> => {
+  const results: StartResult[] = [];
+  let next: RemediationRequest | undefined = first;
+  for (let round = 0; next && round < MAX_CLAIM_ROUNDS; round++) {
+    const attempt = await start(deps, next);
+    if ('arn' in attempt) {
+      await deps.ledger.markStarted(serviceKey, next.executionName, attempt.arn);
+      results.push({ service: serviceKey, kind: 'resumed', executionName: next.executionName });
+      break;
+    }
+    results.push({
+      service: serviceKey,
+      kind: 'rejected',
+      executionName: next.executionName,
+      reason: attempt.refused,
+      resumed: true,
+      itemIds: [],
+    });
+    next = (await deps.ledger.release(serviceKey, next.executionName)).next;
+  }
+  return results;
+};
+
+/**
  * Carry a plan out: claim each service in the ledger and start (or resume) its execution, or queue
  * the findings for the run in flight. Returns the batch item ids to retry: those of any service whose
  * claim or start failed, plus those that failed while planning. Findings are marked seen only once
  * their service is settled, so a retry of a failed item is never mistaken for a duplicate.
+ *
+ * A request that can never start (invalid, or refused by Step Functions as invalid) is dropped with
+ * its reason and its claim released, so it never holds the service: later findings claim it anew.
+ * Its batch items are reported in `rejected` and not retried.
  */
 export const executePlan = async (
   plan: TriagePlan,
   deps: ExecuteDeps,
-): Promise<{ results: StartResult[]; failedIds: string[]; markSeenError?: Error }> => {
+): Promise<{
+  results: StartResult[];
+  failedIds: string[];
+  /** Batch item ids whose request was dropped as unstartable, with the reason. */
+  rejected: ReadonlyMap<string, string>;
+  markSeenError?: Error;
+}> => {
   const failed = new Set(plan.failedIds);
+  const rejected = new Map<string, string>();
   const results: StartResult[] = [];
   for (const { request, itemIds } of plan.remediations) {
+    const serviceKey = request.service.key;
+    const problem = requestProblem(request);
+    if (problem) {
+      // Never claimed: an unstartable request must not hold the service even for a moment.
+      results.push({
+        service: serviceKey,
+        kind: 'rejected',
+        executionName: request.executionName,
+        reason: problem,
+        resumed: false,
+        itemIds,
+      });
+      for (const id of itemIds) rejected.set(id, problem);
+      continue;
+    }
     try {
       // A resumed claim is an earlier batch's request: once it is started, claim again for this
       // batch's own findings (they merge, queue, or - if that run already ended - claim anew).
       for (let round = 0; ; round++) {
         if (round === MAX_CLAIM_ROUNDS) {
-          throw new TransientError(
-            `the lock of ${request.service.key} kept changing; retrying the batch items`,
-          );
+          throw new TransientError(`the lock of ${serviceKey} kept changing; retrying the batch items`);
         }
         const claim = await deps.ledger.claim(request);
         if (claim.kind === 'queued' || claim.kind === 'merged') {
-          results.push({ service: request.service.key, kind: claim.kind, inFlight: claim.inFlight });
+          results.push({ service: serviceKey, kind: claim.kind, inFlight: claim.inFlight });
           break;
         }
-        const toStart = claim.kind === 'resume' ? claim.request : request;
-        const arn = await start(deps, toStart);
-        await deps.ledger.markStarted(toStart.service.key, toStart.executionName, arn);
+        const resumed = claim.kind === 'resume';
+        const toStart = resumed ? claim.request : request;
+        const attempt = await start(deps, toStart);
+        if ('refused' in attempt) {
+          // Leave the lock, under the name it was claimed with (a stored request may not even name
+          // itself properly). Requests queued behind it become the next claim, resumed next round.
+          const holder = resumed
+            ? ((await deps.ledger.getInFlight(serviceKey))?.executionName ?? toStart.executionName)
+            : request.executionName;
+          const { next } = await deps.ledger.release(serviceKey, holder);
+          results.push({
+            service: serviceKey,
+            kind: 'rejected',
+            executionName: holder,
+            reason: attempt.refused,
+            resumed,
+            itemIds: resumed ? [] : itemIds,
+          });
+          if (resumed) continue; // the next claim resumes what was queued behind it, or claims anew
+          for (const id of itemIds) rejected.set(id, attempt.refused);
+          // Requests queued behind ours while it was being refused: start them now, as a release does.
+          if (next) results.push(...(await startReleased(deps, serviceKey, next)));
+          break;
+        }
+        await deps.ledger.markStarted(serviceKey, toStart.executionName, attempt.arn);
         results.push({
-          service: request.service.key,
-          kind: claim.kind === 'resume' ? 'resumed' : 'started',
+          service: serviceKey,
+          kind: resumed ? 'resumed' : 'started',
           executionName: toStart.executionName,
         });
         const covered = new Set(coveredFindings(toStart.images));
@@ -291,13 +610,13 @@ export const executePlan = async (
       }
     } catch (error) {
       for (const id of itemIds) failed.add(id);
-      results.push({ service: request.service.key, kind: 'failed', error: error as Error });
+      results.push({ service: serviceKey, kind: 'failed', error: error as Error });
     }
   }
   // A delivery whose message is retried stays unseen, so the retry is not mistaken for a duplicate.
   const settled = plan.seenKeys
     .filter((k) => !k.itemIds.some((id) => failed.has(id)))
-    .map(({ findingArn, updatedAt }) => ({ findingArn, updatedAt }));
+    .map(({ findingArn, updatedAt, updatedAtIso }) => ({ findingArn, updatedAt, updatedAtIso }));
   let markSeenError: Error | undefined;
   if (settled.length > 0) {
     try {
@@ -308,5 +627,5 @@ export const executePlan = async (
       markSeenError = error as Error;
     }
   }
-  return { results, failedIds: [...failed], ...(markSeenError ? { markSeenError } : {}) };
+  return { results, failedIds: [...failed], rejected, ...(markSeenError ? { markSeenError } : {}) };
 };

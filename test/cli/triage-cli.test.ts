@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parsePolicy } from '../../lambdas/triage/policy';
 
@@ -59,6 +60,20 @@ describe('npm run triage', () => {
     expect(run.status).toBe(0);
     const [low] = (JSON.parse(run.stdout) as TriageOutput).findings;
     expect(low).toMatchObject({ action: 'ignore', reason: expect.stringMatching(/low-noise/) });
+  });
+
+  it('prints a valid, empty result for a file holding no events', () => {
+    // Prepare
+    const dir = mkdtempSync(join(tmpdir(), 'autopatch-triage-'));
+    const empty = join(dir, 'empty.json');
+    writeFileSync(empty, '[]\n');
+
+    // Act
+    const run = triage('--inventory', 'examples/inventory.json', empty);
+
+    // Assess
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ findings: [], remediations: [] });
   });
 
   it('exits 2 with the usage on bad command-line use', () => {

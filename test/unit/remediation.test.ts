@@ -69,6 +69,34 @@ describe('executionName', () => {
     expect(stagingCart).not.toBe(prodCart);
   });
 
+  it.each([
+    ['an md5 digest', { imageDigest: 'md5:0123456789abcdef' }],
+    ['an uppercase digest', { imageDigest: `SHA256:${'A'.repeat(64)}` }],
+    ['an empty digest', { imageDigest: '' }],
+    ['a CVE id with a newline and a colon', { cves: ['CVE-1\nRHSA-2023:1'] }],
+    ['a 300-character CVE id', { cves: [`CVE-2024-${'9'.repeat(300)}`] }],
+    ['a unicode CVE id', { cves: ['CVE-２０２４-٦١١٩'] }],
+  ])('stays a valid, unique name with %s', (_, over) => {
+    // Act
+    const name = executionName(prod('checkout'), [image(over)], at);
+    const other = executionName(
+      prod('checkout'),
+      [image({ ...over, containers: ['x'] })],
+      new Date(at.getTime() + 1_000),
+    );
+
+    // Assess: allowed characters only, the time and fingerprint kept (they make it unique).
+    expect(name).toMatch(/^[A-Za-z0-9_-]{1,80}$/);
+    expect(name).not.toMatch(FORBIDDEN);
+    expect(name).toMatch(/-[0-9a-f]{6}-20240904T165538Z$/);
+    expect(other).not.toBe(name);
+  });
+
+  it('keeps a readable service part when the service name has nothing allowed in it', () => {
+    const name = executionName(prod('ü'), [image()], at);
+    expect(name).toMatch(/^_-CVE-2024-6119-aaaaaaaa-/);
+  });
+
   it('gives a stable remediation id per service and name', () => {
     expect(remediationId('prod/svc', 'n')).toBe(remediationId('prod/svc', 'n'));
     expect(remediationId('prod/svc', 'n')).not.toBe(remediationId('prod/other', 'n'));

@@ -627,6 +627,91 @@ describe('parseEvent: Inspector2 Finding', () => {
     expect(error.message).toMatch(/^invalid Inspector2 Finding event: /);
   });
 
+  it('finds the ECR image wherever it is listed among the resources', () => {
+    // Prepare
+    const [ecr] = (REAL_FINDING.detail as { resources: unknown[] }).resources;
+    const ec2 = { type: 'AWS_EC2_INSTANCE', id: 'arn:aws:ec2:eu-central-1:123456789012:instance/i-1' };
+    const event = withValue(REAL_FINDING, ['detail', 'resources'], [ec2, ec2, ecr]);
+
+    // Act
+    const finding = findingOf(event);
+
+    // Assess
+    expect(finding.resourceType).toBe('AWS_ECR_CONTAINER_IMAGE');
+    expect(finding.image?.repository).toBe('inspector2');
+  });
+
+  it('rejects a finding naming two different ECR images', () => {
+    const [ecr] = (REAL_FINDING.detail as { resources: unknown[] }).resources;
+    const other = withValue(
+      withValue(
+        ecr as Record<string, unknown>,
+        ['details', 'awsEcrContainerImage', 'repositoryName'],
+        'other',
+      ),
+      ['details', 'image', 'repositoryName'],
+      'other',
+    );
+    expect(() => parseEvent(withValue(REAL_FINDING, ['detail', 'resources'], [ecr, other]))).toThrow(
+      /detail\.resources: names 2 different ECR images/,
+    );
+  });
+
+  it.each([
+    ['an md5 digest', ['imageHash', 'imageDigest'], 'md5:0123', /expected an image digest/],
+    [
+      'a repository name with a newline',
+      ['repositoryName', 'repositoryName'],
+      'a\nb',
+      /expected an ECR repository name/,
+    ],
+    ['a 300 KB tag', ['imageTags', 'imageTags'], ['t'.repeat(300_000)], /must have at most 128 characters/],
+    [
+      'a registry that is not an account id',
+      ['registry', 'registry'],
+      '12345',
+      /expected a 12-digit registry/,
+    ],
+  ])('rejects %s, naming the field', (_, [ecrField, neutralField], value, message) => {
+    // Prepare
+    const path = (shape: string, field: string) => ['detail', 'resources', 0, 'details', shape, field];
+    const event = withValue(
+      withValue(REAL_FINDING, path('awsEcrContainerImage', ecrField as string), value),
+      path('image', neutralField as string),
+      value,
+    );
+
+    // Act / Assess
+    expect(() => parseEvent(event)).toThrow(message);
+  });
+
+  it('rejects a 2,000-character updatedAt or findingArn before it can reach a DynamoDB key', () => {
+    expect(() => parseEvent(withValue(REAL_FINDING, ['detail', 'updatedAt'], 'x'.repeat(2_000)))).toThrow(
+      /detail\.updatedAt: must have at most 64 characters/,
+    );
+    expect(() =>
+      parseEvent(
+        withValue(
+          REAL_FINDING,
+          ['detail', 'findingArn'],
+          `arn:aws:inspector2:eu-central-1:123456789012:finding/${'a'.repeat(2_000)}`,
+        ),
+      ),
+    ).toThrow(/detail\.findingArn: must have at most 256 characters/);
+  });
+
+  it('rejects a CVE id that would inject lines into a notification', () => {
+    expect(() =>
+      parseEvent(
+        withValue(
+          REAL_FINDING,
+          ['detail', 'packageVulnerabilityDetails', 'vulnerabilityId'],
+          'CVE-1\nApproved: yes',
+        ),
+      ),
+    ).toThrow(/vulnerabilityId: expected a vulnerability id .*received "CVE-1\\nApproved: yes"/);
+  });
+
   it('rejects an ECR image without any digest', () => {
     // Prepare
     let event = withValue(
@@ -668,7 +753,7 @@ describe('parseEvent: Inspector2 Finding', () => {
     const event = withValue(
       REAL_FINDING,
       ['detail', 'resources', 0, 'details', 'image', 'imageDigest'],
-      'sha256:other',
+      `sha256:${'f'.repeat(64)}`,
     );
 
     // Act
@@ -676,7 +761,7 @@ describe('parseEvent: Inspector2 Finding', () => {
 
     // Assess
     expect(error.message).toContain(
-      `detail.resources[0].details: awsEcrContainerImage.imageHash ${DIGEST} and image.imageDigest sha256:other disagree`,
+      `detail.resources[0].details: awsEcrContainerImage.imageHash "${DIGEST}" and image.imageDigest "sha256:${'f'.repeat(64)}" disagree`,
     );
   });
 
