@@ -181,7 +181,8 @@ const manualRestore = (state: WorkflowState, previousArn: string): string =>
 /** What state the service was left in, for a failure. */
 const serviceState = (state: WorkflowState): string => {
   const td = state.taskDefinition;
-  if (!td || !state.error || state.error.Error === 'TaskDefinitionMismatchError' || !state.deployment) {
+  const neverDeployed = !state.deployment && !state.watch && !state.recovery && !state.recoveryError;
+  if (!td || !state.error || state.error.Error === 'TaskDefinitionMismatchError' || neverDeployed) {
     return 'Nothing was deployed: the service still runs its previous revision.';
   }
   const manual = manualRestore(state, td.previousArn);

@@ -25,6 +25,7 @@ import { workflowDefaultsSchema } from '../../lambdas/shared/config';
 import type { AffectedImage, RemediationRequest } from '../../lambdas/shared/contracts';
 import type { OutcomeRecord } from '../../lambdas/shared/ledger';
 import { type FinishInput, finish } from '../../lambdas/workflow/finish';
+import type { GateResult } from '../../lambdas/workflow/gate';
 import { planBuilds } from '../../lambdas/workflow/plan-builds';
 import type { PatchedImage, PlannedBuild, WatchResult } from '../../lambdas/workflow/state';
 import { RemediationWorkflow } from '../../lib/workflow';
@@ -273,6 +274,17 @@ export const rebuiltDigest = (old: string): string => digest(old.slice(7, 9).spl
  * A scripted AWS account: the ledger (lock, queue, history), the clients the finish Lambda uses
  * (mocked, recording), and one handler per Task state. Tests replace handlers with `on(state, fn)`.
  */
+/** The alarm check's answer when every watched alarm exists and is OK. */
+const gateReady = (input: Json, stage: 'plan' | 'deploy'): GateResult => ({
+  verdict: 'ready',
+  approvalRequired: false,
+  reason: 'Every watched alarm exists and none is in ALARM.',
+  stage,
+  alarmNames: ((input as { target?: { alarmNames?: string[] } } | null)?.target?.alarmNames ?? []).slice(),
+  controller: 'ECS',
+  firingSince: '',
+});
+
 export class FakeAccount {
   /** Outcome records written, in order. */
   readonly outcomes: OutcomeRecord[] = [];
@@ -373,6 +385,8 @@ export class FakeAccount {
         };
         return verified;
       })
+      .on('Check the service can be watched', (input) => gateReady(input, 'plan'))
+      .on('Check the alarms before deploying', (input) => gateReady(input, 'deploy'))
       .on('Register the patched task definition', () => ({
         previousTaskDefinitionArn: PREVIOUS_TASK_DEFINITION,
         taskDefinitionArn: PATCHED_TASK_DEFINITION,

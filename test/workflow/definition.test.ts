@@ -61,7 +61,7 @@ describe('the remediation definition', () => {
       expect(outcomeFails).toContain(outcome);
     }
     const routed = (definition.States['Which outcome?']?.Choices ?? []).map((c) => c.Next);
-    expect(routed).toHaveLength(8);
+    expect(routed).toHaveLength(9);
   });
 
   it('catches every unexpected error of a top-level Task (States.ALL last), and the Map catches its iterations', () => {
@@ -159,10 +159,13 @@ describe('the remediation definition', () => {
       expect(retried).not.toContain('States.Timeout');
       expect(wait.Parameters.Payload.mode).toBe(name.startsWith('Watch') ? 'bake' : 'rollback');
     }
-    // No Wait state loops back on the deployment path (the only Wait states gather, hold for a window).
+    // No Wait state loops on the deployment and bake: the only Wait states gather, hold for a window,
+    // or hold while an alarm fires before anything is deployed.
     const waits = entries.filter(([, s]) => s.Type === 'Wait').map(([n]) => n);
     expect(waits.sort()).toEqual([
       'Wait for the burst to go quiet',
+      'Wait for the firing alarm to clear',
+      'Wait for the firing alarm to clear before deploying',
       'Wait for the maintenance window',
       'Wait for the rest of the burst',
     ]);
@@ -186,11 +189,13 @@ describe('the remediation definition', () => {
     expect(taskStateNames(definition)).toEqual([
       'Acquire the service lock',
       'Take the findings gathered meanwhile',
+      'Check the service can be watched',
       'Wait for approval',
       'Plan the image builds',
       'Build the patched image',
       'Verify the patched image by rescan',
       'Register the patched task definition',
+      'Check the alarms before deploying',
       'Deploy the patched revision',
       'Watch the deployment through the bake time',
       'Roll back the deployment',
@@ -223,7 +228,7 @@ describe('RemediationWorkflow construct', () => {
 
   it('runs every Lambda on arm64 Node.js 22 with tracing, each with a KMS-encrypted log group', () => {
     const functions = template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(functions)).toHaveLength(10);
+    expect(Object.keys(functions)).toHaveLength(11);
     for (const fn of Object.values(functions)) {
       expect(fn.Properties).toEqual(
         expect.objectContaining({

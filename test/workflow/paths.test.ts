@@ -28,6 +28,9 @@ const START = [
   'Take the findings gathered meanwhile',
   'Still gathering?',
   'Maintenance window?',
+  'Start checking the alarms',
+  'Check the service can be watched',
+  'Can the service be watched?',
   'Approval required?',
 ];
 const BUILD = [
@@ -38,6 +41,8 @@ const BUILD = [
 ];
 const DEPLOY = [
   'Register the patched task definition',
+  'Check the alarms before deploying',
+  'Still safe to deploy?',
   'Deploy the patched revision',
   'Watch the deployment through the bake time',
   'How did the deployment end?',
@@ -254,13 +259,113 @@ describe('remediation workflow paths', () => {
       account,
     );
 
-    expect(run.states.slice(0, 10)).toEqual([
-      ...START.slice(0, -1),
+    // The alarms are checked after the window, when the deployment is about to happen.
+    expect(run.states.slice(0, 13)).toEqual([
+      ...START.slice(0, 7),
       'Wait for the maintenance window',
-      'Approval required?',
+      ...START.slice(7),
       'Plan the image builds',
     ]);
     expect(run.states.at(-1)).toBe('Patched');
+  });
+
+  describe('the alarm checks before building and before deploying', () => {
+    const gate =
+      (verdict: string, extra: Record<string, unknown> = {}) =>
+      () => ({
+        verdict,
+        approvalRequired: false,
+        reason: `gate says ${verdict}`,
+        stage: 'plan',
+        alarmNames: ['payments-api-5xx'],
+        controller: 'ECS',
+        firingSince: '',
+        ...extra,
+      });
+
+    it('builds nothing for a service whose watched alarm does not exist, and names it', async () => {
+      const account = new FakeAccount().on(
+        'Check the service can be watched',
+        gate('missing', { reason: 'Watched alarm payments-api-5xxx does not exist' }),
+      );
+      const run = await runWorkflow(remediationRequest(), account);
+
+      expect(run.states).toContain('A watched alarm does not exist');
+      expect(run.states).not.toContain('Plan the image builds');
+      expect(run.error).toBe('Failed');
+      expect(run.cause).toMatch(/WatchedAlarmMissing: Watched alarm payments-api-5xxx does not exist/);
+      expect(run.cause).toMatch(/Nothing was deployed/);
+      released(account, run);
+    });
+
+    it('builds nothing for a service another deployment controller deploys', async () => {
+      const account = new FakeAccount().on(
+        'Check the service can be watched',
+        gate('unsupported', { controller: 'EXTERNAL', reason: 'uses the EXTERNAL deployment controller' }),
+      );
+      const run = await runWorkflow(remediationRequest(), account);
+
+      expect(run.states).toContain('Autopatch cannot deploy this service');
+      expect(run.states).not.toContain('Plan the image builds');
+      expect(run.cause).toMatch(/UnsupportedDeploymentController: uses the EXTERNAL deployment controller/);
+    });
+
+    it('asks a person first when no alarm can judge the service', async () => {
+      const account = new FakeAccount().on(
+        'Check the service can be watched',
+        gate('unobserved', { approvalRequired: true, reason: 'No alarm watches prod/payments-api' }),
+      );
+      const run = await runWorkflow(remediationRequest(), account);
+
+      expect(run.states.slice(0, 11)).toEqual([...START.slice(0, -1), 'Wait for approval']);
+      expect(run.states.at(-1)).toBe('Patched');
+    });
+
+    it('waits while an alarm fires before deploying, then deploys once it cleared', async () => {
+      let checks = 0;
+      const account = new FakeAccount().on('Check the alarms before deploying', () =>
+        gate(++checks < 3 ? 'firing' : 'ready', { stage: 'deploy' })(),
+      );
+      const run = await runWorkflow(remediationRequest(), account);
+
+      const hold = [
+        'Wait for the firing alarm to clear before deploying',
+        'Check the alarms before deploying',
+        'Still safe to deploy?',
+      ];
+      expect(run.states).toEqual([
+        ...START,
+        ...BUILD,
+        'Register the patched task definition',
+        'Check the alarms before deploying',
+        'Still safe to deploy?',
+        ...hold,
+        ...hold,
+        'Deploy the patched revision',
+        'Watch the deployment through the bake time',
+        'How did the deployment end?',
+        'The service is patched',
+        ...FINISH,
+        'Patched',
+      ]);
+    });
+
+    it('ends Deferred, deploying nothing, when the alarm does not clear in time', async () => {
+      const account = new FakeAccount().on(
+        'Check the alarms before deploying',
+        gate('deferred', {
+          stage: 'deploy',
+          reason: 'Alarm payments-api-5xx was already in ALARM for 24 hours',
+        }),
+      );
+      const run = await runWorkflow(remediationRequest(), account);
+
+      expect(run.states.slice(-4)).toEqual(['The alarm did not clear in time', ...FINISH, 'Deferred']);
+      expect(run.calls.has('Deploy the patched revision')).toBe(false);
+      expect(run.error).toBe('Deferred');
+      expect(run.cause).toMatch(/already in ALARM for 24 hours.*Nothing was deployed/);
+      released(account, run);
+    });
   });
 
   it('ends BuildFailed with the build log link when the build fails', async () => {
@@ -614,6 +719,12 @@ const REACH: Record<
   },
   'Register the patched task definition': {
     path: ['Register the patched task definition', 'The remediation failed'],
+  },
+  'Check the service can be watched': {
+    path: ['Check the service can be watched', 'The remediation failed'],
+  },
+  'Check the alarms before deploying': {
+    path: ['Check the alarms before deploying', 'The remediation failed'],
   },
   'Deploy the patched revision': {
     path: [
