@@ -53,7 +53,11 @@ export interface ServiceReport {
     readonly startOffsetMs: number;
     readonly endOffsetMs?: number;
     readonly bakeMinutes: number;
+    /** The alarms watched for the service (deployment alarms and its target's). */
     readonly alarms: readonly string[];
+    readonly taskDefinition: string;
+    /** Every watched alarm existed and stayed OK from the deployment's start to its end (or the run's). */
+    readonly alarmsOk: boolean;
   }>;
   /** From the last watched alarm going to ALARM to the first rollback (ECS's own or requested). */
   readonly alarmToRollbackMs?: number;

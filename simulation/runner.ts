@@ -692,21 +692,39 @@ const simulate = async (
           startOffsetMs: d.createdAt.getTime() - start,
           ...(d.finishedAt ? { endOffsetMs: d.finishedAt.getTime() - start } : {}),
           bakeMinutes: s.settings.strategy === 'BLUE_GREEN' ? s.settings.bakeTimeMinutes : 0,
-          alarms: [...s.settings.alarms],
+          alarms: [...watchedAlarms(s.key)],
+          taskDefinition: d.target.taskDefinitionArn,
+          alarmsOk: alarmsOkDuring(s.key, d.createdAt.getTime(), d.finishedAt?.getTime() ?? end),
         })),
       alarmToRollbackMs: alarmToRollback(s.key),
     };
   }
-  function alarmToRollback(key: string): number | undefined {
-    const rollback = ecsModel?.rollbacks.find((r) => r.service === key);
-    if (!rollback) return undefined;
-    const service = ecsModel?.find(key);
-    const watched = new Set([
-      ...(service?.settings.alarms ?? []),
+  /** The alarms watched for a service: its deployment alarms and its target's alarmNames. */
+  function watchedAlarms(key: string): Set<string> {
+    return new Set([
+      ...(ecsModel?.find(key)?.settings.alarms ?? []),
       ...scenario.targets
         .filter((t) => `${t.cluster.split('/').pop()}/${t.service}` === key)
         .flatMap((t) => t.alarmNames),
     ]);
+  }
+  /** Every watched alarm existed and was OK from `from` to `to` (no ALARM, no INSUFFICIENT_DATA). */
+  function alarmsOkDuring(key: string, from: number, to: number): boolean {
+    const transitions = cloudwatchModel?.transitions ?? [];
+    return [...watchedAlarms(key)].every((name) => {
+      if (cloudwatchModel?.state(name) === undefined) return false;
+      const before = transitions.filter((t) => t.name === name && t.at <= from).at(-1);
+      const initial = before?.state ?? scenario.account.alarms.find((a) => a.name === name)?.state ?? 'OK';
+      return (
+        initial === 'OK' &&
+        !transitions.some((t) => t.name === name && t.at > from && t.at <= to && t.state !== 'OK')
+      );
+    });
+  }
+  function alarmToRollback(key: string): number | undefined {
+    const rollback = ecsModel?.rollbacks.find((r) => r.service === key);
+    if (!rollback) return undefined;
+    const watched = watchedAlarms(key);
     const fired = (cloudwatchModel?.transitions ?? []).filter(
       (t) => t.state === 'ALARM' && watched.has(t.name) && t.at <= rollback.at,
     );
