@@ -17,7 +17,13 @@ export const VIOLATION_KINDS = [
   'unannounced-outcome',
   /** A finding ended in no decision, no queued request and not in the (alarmed) dead-letter queue. */
   'finding-lost',
-  /** The simulated world itself reported errors (a Lambda crashed outside any execution, say). */
+  /**
+   * A Lambda invoked asynchronously by an EventBridge rule failed on an event three times (its two
+   * retries included): Lambda drops the event, and nothing alarms unless the function has an
+   * on-failure destination.
+   */
+  'event-dropped',
+  /** The simulated world itself reported an error (a model callback failed, the run did not complete). */
   'world-error',
 ] as const;
 export type ViolationKind = (typeof VIOLATION_KINDS)[number];
@@ -109,7 +115,11 @@ export const checkInvariants = (report: SimulationReport, options: InvariantOpti
       kind: 'finding-lost',
       text: `${unaccounted} of ${report.intake.sent} finding message(s) ended in no decision and not in the dead-letter queue`,
     });
-  if ((report.findings.remediate ?? 0) > 0 && report.executions.length === 0)
+  if (
+    (report.findings.remediate ?? 0) > 0 &&
+    report.executions.length === 0 &&
+    report.intake.deadLetters === 0
+  )
     out.push({
       kind: 'finding-lost',
       text: `triage decided to remediate ${report.findings.remediate} finding(s) but no execution ever started`,
@@ -117,7 +127,11 @@ export const checkInvariants = (report: SimulationReport, options: InvariantOpti
 
   // Triage logging an error while AWS fails (and leaving the message to be retried) is what it should
   // do; an exception inside the simulated world is not.
-  for (const error of report.errors)
-    if (!error.startsWith('triage: ')) out.push({ kind: 'world-error', text: error });
+  for (const error of report.errors) {
+    if (error.startsWith('triage: ')) continue;
+    // asyncInvoke's label: "<function> (<detail-type>)", thrown once Lambda's retries are spent.
+    const dropped = /^T\+-?\d+s [A-Za-z]+ \([^)]+\): /.test(error);
+    out.push({ kind: dropped ? 'event-dropped' : 'world-error', text: error });
+  }
   return out;
 };

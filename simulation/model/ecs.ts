@@ -739,11 +739,16 @@ export class EcsModel {
       d.lifecycleStage = undefined;
       const previous = d.source?.taskDefinitionArn ?? d.target.taskDefinitionArn;
       d.service.taskDefinitionArn = previous;
-      const blue = d.service.tasks.filter((t) => !d.greenTasks.includes(t));
-      d.service.tasks =
-        blue.length > 0
-          ? blue
-          : this.launch(d.service, previous, rollbackId, d.service.settings.desiredCount, done);
+      // The previous revision's tasks serve again (blue/green kept them through the bake); ECS starts
+      // what is missing and stops anything else (tasks an earlier failed rollback left behind).
+      const blue = d.service.tasks.filter(
+        (t) => !d.greenTasks.includes(t) && t.taskDefinitionArn === previous,
+      );
+      const missing = Math.max(0, d.service.settings.desiredCount - blue.length);
+      d.service.tasks = [
+        ...blue.slice(0, d.service.settings.desiredCount),
+        ...(missing > 0 ? this.launch(d.service, previous, rollbackId, missing, done) : []),
+      ];
       this.serviceEvent(d.service, `rolled back to ${last(previous)}.`);
       this.world.note('ecs', `${d.service.key}: deployment ${d.index} rolled back to ${last(previous)}`);
       this.emit(
