@@ -314,6 +314,7 @@ const simulate = async (
       integrations: simulatedClients(world, 1),
       codebuild,
       bus,
+      invokeFault: (functionName) => faults.checkInvoke(functionName),
     });
     (modelHandlers as { sfn: ModelHandlerSet['sfn'] }).sfn = sfn.handlers;
 
@@ -735,7 +736,7 @@ const simulate = async (
     services,
     ...(locksLeft === undefined ? {} : { locks: locksLeft }),
     builds: codebuildModel?.builds.length ?? 0,
-    faultsInjected: faults.injected.length,
+    faultsInjected: faults.count,
     ...(faults.clearedAt() === undefined
       ? {}
       : { faultsClearedOffsetMs: (faults.clearedAt() as number) - start }),

@@ -10,7 +10,14 @@ import * as z from 'zod';
 import { discoverByTagSchema, targetSchema, workflowDefaultsSchema } from '../lambdas/shared/config';
 import { OUTCOMES, SEVERITIES } from '../lambdas/shared/contracts';
 import { parsePolicy } from '../lambdas/triage/policy';
-import { errorNames, OPERATIONS, resolveError, SERVICES } from './model/catalog';
+import {
+  errorNames,
+  LAMBDA_INVOKE_ERRORS,
+  OPERATIONS,
+  resolveError,
+  resolveLambdaError,
+  SERVICES,
+} from './model/catalog';
 import { isIsoInstant, parseDuration, resolveAt } from './time';
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
@@ -228,7 +235,8 @@ const approvalSpec = z.strictObject({
 export type ApprovalSpec = z.infer<typeof approvalSpec>;
 
 const faultSpec = z.strictObject({
-  service: z.enum(SERVICES),
+  /** A service the model answers, or "lambda" (operation Invoke: the state machine invoking its functions). */
+  service: z.enum([...SERVICES, 'lambda']),
   /** API operation name as in the service's API reference, e.g. DescribeServices. */
   operation: z.string().min(1),
   /**
@@ -656,6 +664,23 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
   });
 
   s.faults.forEach((f, i) => {
+    if (f.service === 'lambda') {
+      if (f.operation !== 'Invoke')
+        issue(
+          ['faults', i, 'operation'],
+          `lambda has no modelled operation ${f.operation} (modelled: Invoke)`,
+        );
+      if (!resolveLambdaError(f.error))
+        issue(
+          ['faults', i, 'error'],
+          `lambda Invoke does not fail with ${f.error} (it can: throttling, server, access-denied, ${Object.values(
+            LAMBDA_INVOKE_ERRORS,
+          )
+            .map((e) => e.name)
+            .join(', ')})`,
+        );
+      return;
+    }
     const ops = OPERATIONS[f.service];
     if (!ops.includes(f.operation)) {
       issue(

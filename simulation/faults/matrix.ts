@@ -4,7 +4,14 @@
  * clock and checked against the invariants. The operations come from a clean run of the base scenario
  * (the model records every call), so a call Autopatch starts making is in the matrix at once.
  */
-import { errorOfKind, FAULT_KINDS, type FaultKind, SERVICES, type ServiceName } from '../model/catalog';
+import {
+  errorOfKind,
+  FAULT_KINDS,
+  type FaultKind,
+  LAMBDA_INVOKE_ERRORS,
+  SERVICES,
+  type ServiceName,
+} from '../model/catalog';
 import type { SimulationReport } from '../report';
 import { runScenario } from '../runner';
 import type { FaultSpec, Scenario } from '../scenario';
@@ -22,7 +29,7 @@ export const HORIZON = '2d';
 export interface FaultCase {
   /** "ecs:UpdateService throttling once first". */
   readonly id: string;
-  readonly service: ServiceName;
+  readonly service: ServiceName | 'lambda';
   readonly operation: string;
   readonly kind: FaultKind;
   /** The service's own name for that error (ECS ServerException, CloudWatch Throttling…). */
@@ -44,11 +51,12 @@ export interface CaseResult {
   readonly apiCalls: Readonly<Record<string, number>>;
 }
 
-const isService = (s: string): s is ServiceName => (SERVICES as readonly string[]).includes(s);
+const isService = (s: string): s is ServiceName | 'lambda' =>
+  s === 'lambda' || (SERVICES as readonly string[]).includes(s);
 
 /**
- * The cases for the calls a clean run made ("<service>:<Operation>" → count). Lambda Invoke (the
- * state machine's own calls to its functions) is not an AWS service fault the model injects.
+ * The cases for the calls a clean run made ("<service>:<Operation>" → count), lambda:Invoke (the
+ * state machine invoking its functions) included.
  */
 export const buildMatrix = (apiCalls: Readonly<Record<string, number>>): FaultCase[] => {
   const cases: FaultCase[] = [];
@@ -65,7 +73,7 @@ export const buildMatrix = (apiCalls: Readonly<Record<string, number>>): FaultCa
             service,
             operation,
             kind,
-            error: errorOfKind(service, kind),
+            error: service === 'lambda' ? LAMBDA_INVOKE_ERRORS[kind].name : errorOfKind(service, kind),
             mode,
             position,
             after,

@@ -190,6 +190,26 @@ export const SERVICE_ERRORS: Record<
 };
 
 /**
+ * Lambda's Invoke API as Step Functions reports its failures to the state's Retry/Catch: throttled
+ * (429), a Lambda service error (500), or refused (403 AccessDenied, reported as AWSLambdaException).
+ */
+export const LAMBDA_INVOKE_ERRORS: Readonly<Record<FaultKind, { name: string; message: string }>> = {
+  throttling: { name: 'Lambda.TooManyRequestsException', message: 'Rate Exceeded.' },
+  server: { name: 'Lambda.ServiceException', message: 'Lambda was unable to process the request.' },
+  'access-denied': {
+    name: 'Lambda.AWSLambdaException',
+    message: 'User is not authorized to perform: lambda:InvokeFunction (Status Code: 403)',
+  },
+};
+
+/** The invoke error a scenario's `error` stands for, for faults in service "lambda". */
+export const resolveLambdaError = (error: string): { name: string; message: string } | undefined => {
+  const kind = ERROR_ALIASES[error];
+  if (kind) return LAMBDA_INVOKE_ERRORS[kind];
+  return Object.values(LAMBDA_INVOKE_ERRORS).find((e) => e.name === error || e.name === `Lambda.${error}`);
+};
+
+/**
  * Names scenarios wrote before the catalog was per service, kept working: each stands for the
  * service's own error of that kind (InternalServerError on ECS is its ServerException). SNS's wire
  * codes are accepted for the SDK's names.
