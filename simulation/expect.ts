@@ -1,12 +1,13 @@
 import type { SimulationReport } from './report';
 import type { Expectations } from './scenario';
+import { durationMs, formatDuration } from './time';
 
 const list = (values: readonly string[]) => (values.length === 0 ? 'none' : values.join(', '));
 
 /** How reality differs from a scenario's `expect`, one sentence per difference (empty: it does not). */
 export const checkExpectations = (
   expect: Expectations | undefined,
-  report: Pick<SimulationReport, 'executions' | 'findings' | 'intake'>,
+  report: Pick<SimulationReport, 'executions' | 'findings' | 'intake' | 'world'>,
 ): string[] => {
   if (!expect) return [];
   const out: string[] = [];
@@ -31,6 +32,72 @@ export const checkExpectations = (
   }
   if (expect.deadLetters !== undefined && report.intake.deadLetters !== expect.deadLetters) {
     out.push(`deadLetters: expected ${expect.deadLetters}, got ${report.intake.deadLetters}`);
+  }
+  const world = report.world;
+  for (const [key, wanted] of Object.entries(expect.services ?? {})) {
+    const actual = world?.services[key];
+    if (!actual) {
+      out.push(`services.${key}: the run did not report it`);
+      continue;
+    }
+    if (wanted.revision !== undefined && actual.revision !== wanted.revision)
+      out.push(`services.${key}.revision: expected ${wanted.revision}, got ${actual.revision}`);
+    if (wanted.status !== undefined && actual.status !== wanted.status)
+      out.push(`services.${key}.status: expected ${wanted.status}, got ${actual.status}`);
+    if (wanted.runs !== undefined) {
+      const runs = list(actual.digests.map((d) => d.slice(0, 19)));
+      const ok =
+        wanted.runs === 'original'
+          ? actual.digests.join(',') === actual.originalDigests.join(',')
+          : wanted.runs === 'patched'
+            ? actual.patched
+            : wanted.runs.startsWith('sha256:')
+              ? actual.digests.length > 0 && actual.digests.every((d) => d === wanted.runs)
+              : (report.world?.imageRefs?.[wanted.runs] ?? []).length > 0 &&
+                actual.digests.every((d) => report.world?.imageRefs?.[wanted.runs as string]?.includes(d));
+      if (!ok) out.push(`services.${key}.runs: expected ${wanted.runs}, got ${runs}`);
+    }
+  }
+  if (expect.locks !== undefined && world?.locks !== expect.locks)
+    out.push(`locks: expected ${expect.locks} left in the ledger, got ${world?.locks ?? 'unknown'}`);
+  if (expect.builds !== undefined && world?.builds !== expect.builds)
+    out.push(`builds: expected ${expect.builds}, got ${world?.builds ?? 'unknown'}`);
+  const lastOf = (service: string) => report.executions.filter((e) => e.service === service).at(-1);
+  for (const [service, text] of Object.entries(expect.cause ?? {})) {
+    const e = lastOf(service);
+    const said = e ? (e.cause ?? (e.output === undefined ? '' : JSON.stringify(e.output))) : undefined;
+    if (said === undefined) out.push(`cause.${service}: expected "${text}", got no execution`);
+    else if (!said.includes(text))
+      out.push(`cause.${service}: expected it to contain "${text}", got "${said.slice(0, 300)}"`);
+  }
+  const within = (
+    label: string,
+    ms: number | undefined,
+    b: { atLeast?: string | number; atMost?: string | number },
+  ) => {
+    if (ms === undefined) {
+      out.push(`${label}: expected a time, got none`);
+      return;
+    }
+    if (b.atLeast !== undefined && ms < durationMs(b.atLeast))
+      out.push(
+        `${label}: expected at least ${formatDuration(durationMs(b.atLeast))}, got ${formatDuration(ms)}`,
+      );
+    if (b.atMost !== undefined && ms > durationMs(b.atMost))
+      out.push(
+        `${label}: expected at most ${formatDuration(durationMs(b.atMost))}, got ${formatDuration(ms)}`,
+      );
+  };
+  for (const [service, b] of Object.entries(expect.duration ?? {})) {
+    const e = lastOf(service);
+    within(`duration.${service}`, e?.durationMs, b);
+  }
+  for (const [service, b] of Object.entries(expect.alarmToRollback ?? {})) {
+    within(`alarmToRollback.${service}`, world?.services[service]?.alarmToRollbackMs, b);
+  }
+  if (expect.running !== undefined) {
+    const running = report.executions.filter((e) => e.status === 'RUNNING').length;
+    if (running !== expect.running) out.push(`running: expected ${expect.running}, got ${running}`);
   }
   return out;
 };

@@ -107,6 +107,22 @@ export const renderSummary = (r: SimulationReport): string => {
     'Notifications',
     `${r.notifications.length} SNS message(s) · ${r.outcomeEvents.length} outcome event(s)`,
   );
+  if (r.world) {
+    const services = Object.entries(r.world.services).sort(([a], [b]) => a.localeCompare(b));
+    row(
+      'Services',
+      services
+        .map(
+          ([key, s]) =>
+            `${key} revision ${s.revision}${s.status === 'ACTIVE' ? '' : ` ${s.status}`} (${s.digests.length === 0 ? 'no tasks' : s.patched ? 'patched' : s.digests.join(',') === s.originalDigests.join(',') ? 'original image' : 'another image'})`,
+        )
+        .join(' · ') || '-',
+    );
+    row(
+      'Ledger, builds',
+      `${r.world.locks ?? '?'} lock(s) left · ${r.world.builds} build(s) · ${r.world.faultsInjected} failed call(s) injected${r.world.deliveriesTampered > 0 ? ` · ${r.world.deliveriesTampered} event deliveries lost or late` : ''}`,
+    );
+  }
   const byService = countBy(
     Object.entries(r.apiCalls).flatMap(([k, n]) =>
       Array.from({ length: n }, () => k.split(':')[0] as string),

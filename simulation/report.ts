@@ -35,6 +35,50 @@ export interface ExecutionReport {
   readonly cause?: string;
 }
 
+/** What a service runs at the end of a run, and what its deployments did. */
+export interface ServiceReport {
+  readonly status: string;
+  readonly taskDefinition: string;
+  readonly revision: number;
+  readonly originalRevision: number;
+  /** Image digests its running tasks report, sorted. */
+  readonly digests: readonly string[];
+  readonly originalDigests: readonly string[];
+  /** Every digest it runs is an image CodeBuild built (a patched image). */
+  readonly patched: boolean;
+  /** The deployments started during the run (not the initial one). */
+  readonly deployments: ReadonlyArray<{
+    readonly index: number;
+    readonly status: string;
+    readonly startOffsetMs: number;
+    readonly endOffsetMs?: number;
+    readonly bakeMinutes: number;
+    /** The alarms watched for the service (deployment alarms and its target's). */
+    readonly alarms: readonly string[];
+    readonly taskDefinition: string;
+    /** Every watched alarm existed and stayed OK from the deployment's start to its end (or the run's). */
+    readonly alarmsOk: boolean;
+  }>;
+  /** From the last watched alarm going to ALARM to the first rollback (ECS's own or requested). */
+  readonly alarmToRollbackMs?: number;
+}
+
+/** The state of the simulated account at the end of a run. */
+export interface WorldReport {
+  readonly services: Readonly<Record<string, ServiceReport>>;
+  /** Service locks left in the ledger (absent when the ledger could not be read). */
+  readonly locks?: number;
+  readonly builds: number;
+  readonly faultsInjected: number;
+  /** When the scenario's API faults stopped failing calls (absent: never, or none fired). */
+  readonly faultsClearedOffsetMs?: number;
+  /** Every API fault had stopped failing calls by the end of the run. */
+  readonly faultsCleared: boolean;
+  readonly deliveriesTampered: number;
+  /** "<repository>:<tag>" and "<repository>@<digest>" → the digest each names at the end. */
+  readonly imageRefs?: Readonly<Record<string, readonly string[]>>;
+}
+
 export interface SimulationReport {
   readonly scenario: {
     readonly name: string;
@@ -71,6 +115,8 @@ export interface SimulationReport {
   readonly outcomeEvents: ReadonlyArray<{ readonly offsetMs: number; readonly detail: unknown }>;
   /** Exceptions inside the simulated world (event deliveries, model callbacks) and triage errors. */
   readonly errors: readonly string[];
+  /** The account at the end (absent when the run could not start). */
+  readonly world?: WorldReport;
   /** Expectation mismatches, one sentence each (empty when the scenario has none or all hold). */
   readonly mismatches: readonly string[];
 }

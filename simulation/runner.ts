@@ -6,6 +6,7 @@
  */
 import '../lambdas/shared/polyfills';
 import type { StateValue } from '@aws-sdk/client-cloudwatch';
+import { type DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { Ledger } from '../lambdas/shared/ledger';
 import { DEFAULT_POLICY } from '../lambdas/triage/policy';
 import { resolveApproval } from '../lambdas/workflow/approval';
@@ -18,15 +19,23 @@ import { CloudWatchModel } from './model/cloudwatch';
 import { type BuildPlan, CodeBuildModel } from './model/codebuild';
 import { EcrModel, type Image } from './model/ecr';
 import { EcsModel } from './model/ecs';
-import { type BusEvent, EventBus } from './model/eventbus';
+import { type BusEvent, type DeliveryFate, EventBus } from './model/eventbus';
+import { ScriptedFaults } from './model/faults';
 import { InspectorModel } from './model/inspector';
 import { EventBridgeModel, SnsModel, SsmModel } from './model/outputs';
 import { SqsModel } from './model/sqs';
 import { type Execution, StepFunctionsModel, taskStates } from './model/stepfunctions';
 import { World } from './model/world';
-import { type ExecutionReport, outcomeOf, type SimulationReport, stateHistory } from './report';
-import { burstCves, resolveImageRef, type Scenario, scenarioImages } from './scenario';
-import { activate, FaultInjector, type ModelHandlerSet, simulatedClients } from './sdk';
+import {
+  type ExecutionReport,
+  outcomeOf,
+  type ServiceReport,
+  type SimulationReport,
+  stateHistory,
+  type WorldReport,
+} from './report';
+import { burstCves, type ChangeSpec, resolveImageRef, type Scenario, scenarioImages } from './scenario';
+import { activate, type ModelHandlerSet, simulatedClients } from './sdk';
 import { renderStack, type StackRule } from './stack';
 import { durationMs, resolveAt } from './time';
 import { TriageFleet } from './triage';
@@ -90,6 +99,25 @@ export interface RunOptions {
   /** Seeds Math.random during the run (retry jitter): the same seed gives the same run. */
   readonly seed?: number;
 }
+
+/** Service locks (sk LOCK) left in the ledger table, read straight from dynalite after the run. */
+const countLocks = async (client: DynamoDBClient, tableName: string): Promise<number> => {
+  let count = 0;
+  let startKey: Record<string, unknown> | undefined;
+  do {
+    const out = await client.send(
+      new ScanCommand({
+        TableName: tableName,
+        FilterExpression: 'sk = :lock',
+        ExpressionAttributeValues: { ':lock': { S: 'LOCK' } },
+        ...(startKey ? { ExclusiveStartKey: startKey as never } : {}),
+      }),
+    );
+    count += out.Count ?? 0;
+    startKey = out.LastEvaluatedKey;
+  } while (startKey);
+  return count;
+};
 
 const setEnvironment = (values: Record<string, string>): (() => void) => {
   const previous = new Map<string, string | undefined>();
@@ -178,7 +206,7 @@ const simulate = async (
   const clock = new VirtualClock(start, options.seed ?? 1);
   clock.install();
   const world = new World(accountId, region, clock, `autopatch:${scenario.name}`);
-  const faults = new FaultInjector(scenario.faults);
+  const faults = new ScriptedFaults(scenario.faults, start);
   let deactivate: (() => void) | undefined;
   let run: { steps: number; virtualMs: number; stoppedBy: string } = {
     steps: 0,
@@ -191,6 +219,13 @@ const simulate = async (
   let sns: SnsModel | undefined;
   let bus: EventBus | undefined;
   const firstFindingAt = new Map<string, number>();
+  let ecsModel: EcsModel | undefined;
+  let ecrModel: EcrModel | undefined;
+  let cloudwatchModel: CloudWatchModel | undefined;
+  let codebuildModel: CodeBuildModel | undefined;
+  const originalDigests = new Map<string, string[]>();
+  const originalRevisions = new Map<string, number>();
+  let locksLeft: number | undefined;
 
   try {
     // ------------------------------------------------------------------ the account
@@ -243,10 +278,26 @@ const simulate = async (
             desiredCount: s.desiredCount,
             deployMinutes: s.deployMinutes,
             rollbackMinutes: s.rollbackMinutes,
+            deploymentController: s.deploymentController,
           },
           before,
         );
+        const key = `${cluster.name}/${s.name}`;
+        const state = ecs.state(key);
+        originalDigests.set(key, state.digests);
+        originalRevisions.set(key, state.revision);
       }
+    }
+    ecsModel = ecs;
+    ecrModel = ecr;
+    cloudwatchModel = cloudwatch;
+    for (const d of scenario.deployments) {
+      ecs.scriptTrouble(d.service, d.deployment, {
+        ...(d.tasksFailAfter === undefined
+          ? {}
+          : { tasksFailAfterMinutes: durationMs(d.tasksFailAfter) / MINUTE }),
+        rollbackFails: d.rollbackFails,
+      });
     }
 
     // Builds: the first scenario entry that matches (and is not used up) decides what a build does.
@@ -275,6 +326,7 @@ const simulate = async (
       planFor,
       scenario.scans.never ? undefined : scenario.scans.delayMinutes,
     );
+    codebuildModel = codebuild;
 
     // ------------------------------------------------------------------ the real code
     const modelHandlers: ModelHandlerSet = {
@@ -312,6 +364,7 @@ const simulate = async (
       integrations: simulatedClients(world, 1),
       codebuild,
       bus,
+      invokeFault: (functionName) => faults.checkInvoke(functionName),
     });
     (modelHandlers as { sfn: ModelHandlerSet['sfn'] }).sfn = sfn.handlers;
 
@@ -435,6 +488,84 @@ const simulate = async (
       });
     });
 
+    // ------------------------------------------------------------------ lost and late deliveries
+    const eventFaults = scenario.eventFaults.map((f) => ({
+      f,
+      from: f.from === undefined ? Number.NEGATIVE_INFINITY : resolveAt(f.from, start),
+      until: f.until === undefined ? Number.POSITIVE_INFINITY : resolveAt(f.until, start),
+      seen: 0,
+      fired: 0,
+    }));
+    bus.setDeliveryFate((event, rule): DeliveryFate => {
+      const now = Date.now();
+      for (const x of eventFaults) {
+        const { f } = x;
+        if (event['detail-type'] !== f.detailType) continue;
+        if (f.source !== undefined && event.source !== f.source) continue;
+        if (f.rule !== undefined && rule !== f.rule) continue;
+        if (now < x.from || now >= x.until) continue;
+        x.seen += 1;
+        if (x.seen <= f.after || (!f.persistent && x.fired >= f.times)) continue;
+        x.fired += 1;
+        return f.effect === 'lose' ? { lose: true } : { delayMs: durationMs(f.delay) };
+      }
+      return undefined;
+    });
+
+    // ------------------------------------------------------------------ changes to the world mid-run
+    const imageUri = (ref: string): string => {
+      const { repository, digest } = resolveImageRef(scenario, ref);
+      const suffix = ref.includes('@') ? `@${digest}` : `:${ref.split(':').pop()}`;
+      return `${ecr.registry()}/${repository}${suffix}`;
+    };
+    const applyChange = (c: ChangeSpec): void => {
+      switch (c.kind) {
+        case 'redeploy':
+          ecs.ownerDeploy(c.service, {}, true);
+          return;
+        case 'deploy':
+          ecs.ownerDeploy(
+            c.service,
+            Object.fromEntries(Object.entries(c.images).map(([name, ref]) => [name, imageUri(ref)])),
+            false,
+          );
+          return;
+        case 'scale':
+          ecs.ownerScale(c.service, c.desiredCount);
+          return;
+        case 'delete-service':
+          ecs.ownerDelete(c.service);
+          return;
+        case 'tag':
+          ecs.ownerTag(c.service, c.key, c.value);
+          return;
+        case 'delete-alarm':
+          cloudwatch.deleteAlarm(c.alarm);
+          return;
+        case 'move-image-tag': {
+          const repo = ecr.repo(c.repository);
+          const image = /^sha256:/.test(c.to)
+            ? repo.images.get(c.to)
+            : [...repo.images.values()].find((i) => i.tags.includes(c.to));
+          if (!image) throw new Error(`image ${c.to} is gone from ${c.repository}`);
+          ecr.push({ ...image, tags: [c.tag] });
+          world.note('owner', `${c.repository}:${c.tag} now points at ${image.digest.slice(0, 19)}…`);
+          return;
+        }
+      }
+    };
+    scenario.changes.forEach((c, n) => {
+      const label = `changes[${n}] ${c.kind}`;
+      if (c.afterDeploymentOf === undefined) {
+        world.schedule(resolveAt(c.at, start), label, () => applyChange(c));
+      } else {
+        ecs.onDeploymentStarted((d) => {
+          if (d.service.key !== c.afterDeploymentOf || d.index !== c.deployment) return;
+          world.schedule(resolveAt(c.at, d.createdAt.getTime()), label, () => applyChange(c));
+        });
+      }
+    });
+
     // ------------------------------------------------------------------ the scenario's script
     const deliver = (event: BusEvent, duplicate: number, every: number) => {
       bus?.put(event);
@@ -546,6 +677,10 @@ const simulate = async (
     clock.uninstall();
     deactivate?.();
     restoreEnvironment();
+    locksLeft = await countLocks(dynamo.client, stack.tableName).catch((error: unknown) => {
+      errors.push(`could not read the ledger after the run: ${(error as Error).message}`);
+      return undefined;
+    });
     await dynamo.stop().catch(() => undefined);
   }
 
@@ -591,6 +726,91 @@ const simulate = async (
       findingToPatchedMs[x.service] = x.startOffsetMs + x.durationMs - (first - start);
     }
   }
+  const services: Record<string, ServiceReport> = {};
+  for (const s of ecsModel?.services() ?? []) {
+    const state = ecsModel?.state(s.key);
+    if (!state) continue;
+    const images = state.digests.map(
+      (d) =>
+        [...(ecrModel?.repositories.values() ?? [])].flatMap((r) => {
+          const i = r.images.get(d);
+          return i ? [i] : [];
+        })[0],
+    );
+    services[s.key] = {
+      status: state.status,
+      taskDefinition: state.taskDefinitionArn,
+      revision: state.revision,
+      originalRevision: originalRevisions.get(s.key) ?? 0,
+      digests: state.digests,
+      originalDigests: originalDigests.get(s.key) ?? [],
+      patched: images.length > 0 && images.every((i) => i?.builtFrom !== undefined),
+      deployments: s.deployments
+        .filter((d) => d.index > 0)
+        .map((d) => ({
+          index: d.index,
+          status: d.status,
+          startOffsetMs: d.createdAt.getTime() - start,
+          ...(d.finishedAt ? { endOffsetMs: d.finishedAt.getTime() - start } : {}),
+          bakeMinutes: s.settings.strategy === 'BLUE_GREEN' ? s.settings.bakeTimeMinutes : 0,
+          alarms: [...watchedAlarms(s.key)],
+          taskDefinition: d.target.taskDefinitionArn,
+          alarmsOk: alarmsOkDuring(s.key, d.createdAt.getTime(), d.finishedAt?.getTime() ?? end),
+        })),
+      alarmToRollbackMs: alarmToRollback(s.key),
+    };
+  }
+  /** The alarms watched for a service: its deployment alarms and its target's alarmNames. */
+  function watchedAlarms(key: string): Set<string> {
+    return new Set([
+      ...(ecsModel?.find(key)?.settings.alarms ?? []),
+      ...scenario.targets
+        .filter((t) => `${t.cluster.split('/').pop()}/${t.service}` === key)
+        .flatMap((t) => t.alarmNames),
+    ]);
+  }
+  /** Every watched alarm existed and was OK from `from` to `to` (no ALARM, no INSUFFICIENT_DATA). */
+  function alarmsOkDuring(key: string, from: number, to: number): boolean {
+    const transitions = cloudwatchModel?.transitions ?? [];
+    return [...watchedAlarms(key)].every((name) => {
+      if (cloudwatchModel?.state(name) === undefined) return false;
+      const before = transitions.filter((t) => t.name === name && t.at <= from).at(-1);
+      const initial = before?.state ?? scenario.account.alarms.find((a) => a.name === name)?.state ?? 'OK';
+      return (
+        initial === 'OK' &&
+        !transitions.some((t) => t.name === name && t.at > from && t.at <= to && t.state !== 'OK')
+      );
+    });
+  }
+  function alarmToRollback(key: string): number | undefined {
+    const rollback = ecsModel?.rollbacks.find((r) => r.service === key);
+    if (!rollback) return undefined;
+    const watched = watchedAlarms(key);
+    const fired = (cloudwatchModel?.transitions ?? []).filter(
+      (t) => t.state === 'ALARM' && watched.has(t.name) && t.at <= rollback.at,
+    );
+    const last = fired.at(-1);
+    return last === undefined ? undefined : rollback.at - last.at;
+  }
+  const worldReport: WorldReport = {
+    services,
+    ...(locksLeft === undefined ? {} : { locks: locksLeft }),
+    builds: codebuildModel?.builds.length ?? 0,
+    faultsInjected: faults.count,
+    ...(faults.clearedAt() === undefined
+      ? {}
+      : { faultsClearedOffsetMs: (faults.clearedAt() as number) - start }),
+    faultsCleared: faults.cleared(end),
+    deliveriesTampered: bus?.tampered.length ?? 0,
+    imageRefs: Object.fromEntries(
+      [...(ecrModel?.repositories.values() ?? [])].flatMap((r) =>
+        [...r.images.values()].flatMap((i) => [
+          [`${r.name}@${i.digest}`, [i.digest]] as const,
+          ...i.tags.map((t) => [`${r.name}:${t}`, [i.digest]] as const),
+        ]),
+      ),
+    ),
+  };
   const invocations = sqs?.invocations ?? [];
   const report: Omit<SimulationReport, 'mismatches'> = {
     scenario: {
@@ -622,6 +842,7 @@ const simulate = async (
       .filter((p) => p.event.source === 'autopatch')
       .map((p) => ({ offsetMs: p.at - start, detail: p.event.detail })),
     errors,
+    world: worldReport,
   };
   return { ...report, mismatches: checkExpectations(scenario.expect, report) };
 };

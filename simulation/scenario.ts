@@ -10,8 +10,15 @@ import * as z from 'zod';
 import { discoverByTagSchema, targetSchema, workflowDefaultsSchema } from '../lambdas/shared/config';
 import { OUTCOMES, SEVERITIES } from '../lambdas/shared/contracts';
 import { parsePolicy } from '../lambdas/triage/policy';
-import { FAULTS, OPERATIONS, SERVICES } from './model/catalog';
-import { isIsoInstant, parseDuration } from './time';
+import {
+  errorNames,
+  LAMBDA_INVOKE_ERRORS,
+  OPERATIONS,
+  resolveError,
+  resolveLambdaError,
+  SERVICES,
+} from './model/catalog';
+import { isIsoInstant, parseDuration, resolveAt } from './time';
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const REPOSITORY = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/;
@@ -105,6 +112,8 @@ const serviceSpec = z.strictObject({
   deployMinutes: z.number().min(0).max(240).default(4),
   /** Minutes a rollback takes to put the previous revision back. */
   rollbackMinutes: z.number().min(0).max(240).default(2),
+  /** Who deploys the service: ECS (the default), CODE_DEPLOY or EXTERNAL (UpdateService cannot change its task definition). */
+  deploymentController: z.enum(['ECS', 'CODE_DEPLOY', 'EXTERNAL']).default('ECS'),
 });
 
 const clusterSpec = z.strictObject({
@@ -226,16 +235,124 @@ const approvalSpec = z.strictObject({
 export type ApprovalSpec = z.infer<typeof approvalSpec>;
 
 const faultSpec = z.strictObject({
-  service: z.enum(SERVICES),
+  /** A service the model answers, or "lambda" (operation Invoke: the state machine invoking its functions). */
+  service: z.enum([...SERVICES, 'lambda']),
   /** API operation name as in the service's API reference, e.g. DescribeServices. */
   operation: z.string().min(1),
-  error: z.enum(Object.keys(FAULTS) as [keyof typeof FAULTS, ...Array<keyof typeof FAULTS>]),
+  /**
+   * The error the service returns: one of its own (ECS ServerException, CloudWatch Throttling…), or a
+   * kind it is translated to: "throttling", "server" (or "5xx"), "access-denied". The older generic
+   * names ThrottlingException, InternalServerError and AccessDeniedException stand for those kinds.
+   */
+  error: z.string().min(1),
   /** How many calls fail. */
   times: z.number().int().min(1).max(1000).default(1),
   /** How many calls succeed before the first failure. */
   after: z.number().int().min(0).default(0),
+  /** Every call fails from the first failure on (`times` is ignored): the fault never clears. */
+  persistent: z.boolean().optional(),
+  /** An outage that recovers: every call fails for this long after the first failure, then all succeed. */
+  outage: duration.optional(),
+  /** Only calls in this window of virtual time count and fail (offsets from the start or timestamps). */
+  from: instant.optional(),
+  until: instant.optional(),
 });
 export type FaultSpec = z.infer<typeof faultSpec>;
+
+/** When a change to the world happens: an offset or timestamp, or an offset from a service's nth deployment. */
+const changeTiming = {
+  at: instant,
+  /** "<cluster>/<service>": `at` counts from the start of that service's (nth) deployment. */
+  afterDeploymentOf: z.string().min(1).optional(),
+  deployment: z.number().int().min(1).default(1),
+};
+
+/**
+ * The world changes under Autopatch mid-run: the service's owner deploys, scales, deletes or retags
+ * the service; an alarm is deleted; an image tag moves to another image.
+ */
+const changeSpec = z.discriminatedUnion('kind', [
+  /** The owner redeploys the service's current task definition (UpdateService --force-new-deployment). */
+  z.strictObject({ kind: z.literal('redeploy'), service: z.string().min(1), ...changeTiming }),
+  /** The owner registers a task definition revision with these containers' images and deploys it. */
+  z.strictObject({
+    kind: z.literal('deploy'),
+    service: z.string().min(1),
+    /** Container name → image reference ("<repository>:<tag>" or "<repository>@sha256:…"). */
+    images: z.record(z.string(), z.string().min(1)),
+    ...changeTiming,
+  }),
+  z.strictObject({
+    kind: z.literal('scale'),
+    service: z.string().min(1),
+    desiredCount: z.number().int().min(0).max(100),
+    ...changeTiming,
+  }),
+  z.strictObject({ kind: z.literal('delete-service'), service: z.string().min(1), ...changeTiming }),
+  /** A tag on the service is set (value given) or removed (no value). */
+  z.strictObject({
+    kind: z.literal('tag'),
+    service: z.string().min(1),
+    key: z.string().min(1),
+    value: z.string().optional(),
+    ...changeTiming,
+  }),
+  z.strictObject({ kind: z.literal('delete-alarm'), alarm: z.string().min(1), ...changeTiming }),
+  /** An image tag moves to another image of the repository (a push of that tag). */
+  z.strictObject({
+    kind: z.literal('move-image-tag'),
+    repository: z.string().min(1),
+    tag: z.string().regex(TAG, 'not a valid image tag'),
+    /** The image the tag now points at: a tag or a digest of the same repository. */
+    to: z.string().min(1),
+    ...changeTiming,
+  }),
+]);
+export type ChangeSpec = z.infer<typeof changeSpec>;
+
+/** ECS misbehaving in a service's nth deployment (counting the deployments started after the start). */
+const deploymentTroubleSpec = z.strictObject({
+  service: z.string().min(1),
+  deployment: z.number().int().min(1).default(1),
+  /** The new tasks fail to start this long after the deployment starts: the circuit breaker rolls back. */
+  tasksFailAfter: duration.optional(),
+  /** ECS's own rollback of this deployment fails (ROLLBACK_FAILED). */
+  rollbackFails: z.boolean().default(false),
+});
+
+/** EventBridge loses or delays deliveries of some events to the rules' targets. */
+const eventFaultSpec = z.strictObject({
+  /** The event's detail-type, e.g. "ECS Deployment State Change", "CloudWatch Alarm State Change". */
+  detailType: z.string().min(1),
+  /** Only events from this source (aws.ecs, aws.cloudwatch, aws.inspector2…). */
+  source: z.string().min(1).optional(),
+  /** Only deliveries to targets of this rule (a name as the stack defines it). */
+  rule: z.string().min(1).optional(),
+  effect: z.enum(['lose', 'delay']).default('lose'),
+  /** For effect "delay": how late the delivery arrives. */
+  delay: duration.default('10m'),
+  times: z.number().int().min(1).max(1000).default(1),
+  after: z.number().int().min(0).default(0),
+  persistent: z.boolean().default(false),
+  from: instant.optional(),
+  until: instant.optional(),
+});
+export type EventFaultSpec = z.infer<typeof eventFaultSpec>;
+
+const serviceExpectation = z.strictObject({
+  /** The task definition revision the service runs at the end. */
+  revision: z.number().int().min(1).optional(),
+  /**
+   * The image digests its tasks run at the end: "original" (what it ran at the start), "patched" (an
+   * image Autopatch built), an image reference "<repository>:<tag>" / "<repository>@sha256:…", or a digest.
+   */
+  runs: z.string().min(1).optional(),
+  /** ACTIVE, DRAINING or INACTIVE. */
+  status: z.enum(['ACTIVE', 'DRAINING', 'INACTIVE']).optional(),
+});
+
+/** Bounds on a duration: "at least", "at most". */
+const bounds = z.strictObject({ atLeast: duration.optional(), atMost: duration.optional() });
 
 const ACTIONS = ['remediate', 'approve', 'notify', 'ignore', 'reject'] as const;
 
@@ -248,6 +365,20 @@ const expectSpec = z.strictObject({
   findings: z.partialRecord(z.enum(ACTIONS), z.number().int().min(0)).optional(),
   /** Messages that ended in the intake dead-letter queue. */
   deadLetters: z.number().int().min(0).optional(),
+  /** What each "<cluster>/<service>" runs at the end. */
+  services: z.record(z.string(), serviceExpectation).optional(),
+  /** Service locks left in the ledger at the end (0: none outlived the run). */
+  locks: z.number().int().min(0).optional(),
+  /** CodeBuild builds started. */
+  builds: z.number().int().min(0).optional(),
+  /** Per service: a substring of the Cause (or the output) of its last execution. */
+  cause: z.record(z.string(), z.string().min(1)).optional(),
+  /** Per service: how long its last execution ran (from start to end). */
+  duration: z.record(z.string(), bounds).optional(),
+  /** Per service: from a watched alarm going to ALARM to the rollback starting (ECS's or Autopatch's). */
+  alarmToRollback: z.record(z.string(), bounds).optional(),
+  /** Executions still running at the end. */
+  running: z.number().int().min(0).optional(),
 });
 export type Expectations = z.infer<typeof expectSpec>;
 
@@ -284,6 +415,12 @@ export const scenarioSchema = z
     alarms: z.array(alarmChange).default([]),
     approvals: z.array(approvalSpec).default([]),
     faults: z.array(faultSpec).default([]),
+    /** Changes to the world mid-run (the owner deploys, scales, deletes, retags; an alarm is deleted). */
+    changes: z.array(changeSpec).default([]),
+    /** ECS misbehaving in a deployment: tasks fail to start (circuit breaker), the rollback fails. */
+    deployments: z.array(deploymentTroubleSpec).default([]),
+    /** EventBridge deliveries lost or delayed. */
+    eventFaults: z.array(eventFaultSpec).default([]),
     /** Stop the clock this long after the start even if work remains (default: when everything is done). */
     until: duration.optional(),
     expect: expectSpec.optional(),
@@ -527,6 +664,23 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
   });
 
   s.faults.forEach((f, i) => {
+    if (f.service === 'lambda') {
+      if (f.operation !== 'Invoke')
+        issue(
+          ['faults', i, 'operation'],
+          `lambda has no modelled operation ${f.operation} (modelled: Invoke)`,
+        );
+      if (!resolveLambdaError(f.error))
+        issue(
+          ['faults', i, 'error'],
+          `lambda Invoke does not fail with ${f.error} (it can: throttling, server, access-denied, ${Object.values(
+            LAMBDA_INVOKE_ERRORS,
+          )
+            .map((e) => e.name)
+            .join(', ')})`,
+        );
+      return;
+    }
     const ops = OPERATIONS[f.service];
     if (!ops.includes(f.operation)) {
       issue(
@@ -534,9 +688,59 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
         `${f.service} has no modelled operation ${f.operation} (modelled: ${ops.join(', ')})`,
       );
     }
+    if (!resolveError(f.service, f.error)) {
+      issue(
+        ['faults', i, 'error'],
+        `${f.service} does not return ${f.error} (it can return: ${errorNames(f.service).join(', ')})`,
+      );
+    }
+    if (f.persistent && f.outage !== undefined)
+      issue(['faults', i, 'outage'], 'a fault is either persistent or an outage that recovers, not both');
+    if (
+      f.from !== undefined &&
+      f.until !== undefined &&
+      resolveAt(f.until, Date.parse(s.startTime)) <= resolveAt(f.from, Date.parse(s.startTime))
+    )
+      issue(['faults', i, 'until'], 'until must be later than from');
   });
 
+  s.changes.forEach((c, i) => {
+    if (c.afterDeploymentOf !== undefined)
+      checkService(c.afterDeploymentOf, ['changes', i, 'afterDeploymentOf']);
+    if ('service' in c) checkService(c.service, ['changes', i, 'service']);
+    if (c.kind === 'delete-alarm' && !alarms.has(c.alarm))
+      issue(['changes', i, 'alarm'], `alarm ${c.alarm} is not declared in account.alarms`);
+    if (c.kind === 'deploy') {
+      const [clusterName, serviceName] = c.service.split('/');
+      const declared = s.account.clusters
+        .find((x) => x.name === clusterName)
+        ?.services.find((x) => x.name === serviceName);
+      for (const [container, ref] of Object.entries(c.images)) {
+        if (declared && !declared.containers.some((x) => x.name === container))
+          issue(['changes', i, 'images', container], `${c.service} has no container ${container}`);
+        resolveRef(ref, ['changes', i, 'images', container]);
+      }
+    }
+    if (c.kind === 'move-image-tag') {
+      const repo = repos.get(c.repository);
+      if (!repo) issue(['changes', i, 'repository'], `repository ${c.repository} is not declared`);
+      else if (!(DIGEST.test(c.to) ? repo.digests.has(c.to) : repo.tags.has(c.to)))
+        issue(['changes', i, 'to'], `image ${c.to} does not exist in ${c.repository}`);
+    }
+  });
+  s.deployments.forEach((d, i) => {
+    checkService(d.service, ['deployments', i, 'service']);
+  });
+  s.eventFaults.forEach((f, i) => {
+    if (f.persistent && f.effect === 'delay')
+      issue(
+        ['eventFaults', i, 'persistent'],
+        'a persistent fault loses events; a delay applies to a number of them',
+      );
+  });
   for (const key of Object.keys(s.expect?.outcomes ?? {})) checkService(key, ['expect', 'outcomes', key]);
+  for (const field of ['services', 'cause', 'duration', 'alarmToRollback'] as const)
+    for (const key of Object.keys(s.expect?.[field] ?? {})) checkService(key, ['expect', field, key]);
 };
 
 export interface Scenario extends Parsed {

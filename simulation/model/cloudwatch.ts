@@ -32,6 +32,8 @@ const alarmTime = (d: Date) => d.toISOString().replace('Z', '+0000');
 export class CloudWatchModel {
   private readonly alarms = new Map<string, Alarm>();
   private readonly listeners: Array<(name: string, state: StateValue) => void> = [];
+  /** Every state change, in order (for timing assertions). */
+  readonly transitions: Array<{ at: number; name: string; state: StateValue }> = [];
 
   constructor(
     private readonly world: World,
@@ -55,6 +57,12 @@ export class CloudWatchModel {
     for (const l of this.listeners) l(name, state);
   }
 
+  /** The alarm is deleted (DeleteAlarms): DescribeAlarms no longer returns it; no event is sent. */
+  deleteAlarm(name: string): void {
+    if (!this.alarms.delete(name)) throw new Error(`alarm ${name} does not exist`);
+    this.world.note('cloudwatch', `alarm ${name} deleted`);
+  }
+
   state(name: string): StateValue | undefined {
     return this.alarms.get(name)?.state;
   }
@@ -72,6 +80,7 @@ export class CloudWatchModel {
         ? 'Threshold Crossed: 1 out of the last 1 datapoints was greater than the threshold (5.0).'
         : 'Threshold Crossed: 1 out of the last 1 datapoints was not greater than the threshold (5.0).');
     alarm.updatedAt = now;
+    this.transitions.push({ at: now.getTime(), name, state });
     alarm.history.push({
       at: now,
       summary: `Alarm updated from ${previous.value} to ${state}`,

@@ -54,6 +54,16 @@ export interface ServiceSettings {
   readonly desiredCount: number;
   readonly deployMinutes: number;
   readonly rollbackMinutes: number;
+  /** Who deploys the service: ECS itself (the default), CodeDeploy, or an external controller. */
+  readonly deploymentController?: 'ECS' | 'CODE_DEPLOY' | 'EXTERNAL';
+}
+
+/** How ECS's own machinery misbehaves during one deployment (scripted by a scenario). */
+export interface DeploymentTrouble {
+  /** The new revision's tasks fail to start this long after the deployment starts: the circuit breaker trips. */
+  readonly tasksFailAfterMinutes?: number;
+  /** ECS's rollback of this deployment fails (ROLLBACK_FAILED). */
+  readonly rollbackFails?: boolean;
 }
 
 interface SimTask {
@@ -93,6 +103,9 @@ export interface SimDeployment {
   rollback?: { reason: string; startedAt: Date; serviceRevisionArn: string; id: string };
   readonly cancels: Array<() => void>;
   readonly greenTasks: SimTask[];
+  circuitBreaker: { status: 'MONITORING' | 'MONITORING_COMPLETE' | 'TRIGGERED'; failureCount: number };
+  /** Who started it: Autopatch (through the API) or the scenario's owner. */
+  trouble?: DeploymentTrouble;
 }
 
 export interface SimService {
@@ -103,6 +116,8 @@ export interface SimService {
   readonly key: string;
   readonly createdAt: Date;
   settings: ServiceSettings;
+  /** ACTIVE, or DRAINING/INACTIVE once deleted (DescribeServices still answers with it). */
+  status: 'ACTIVE' | 'DRAINING' | 'INACTIVE';
   taskDefinitionArn: string;
   tasks: SimTask[];
   readonly deployments: SimDeployment[];
@@ -114,6 +129,13 @@ interface Cluster {
   readonly arn: string;
   readonly services: Map<string, SimService>;
 }
+
+/** Service deployment statuses ECS never leaves. */
+const TERMINAL = new Set<string>(['SUCCESSFUL', 'STOPPED', 'ROLLBACK_SUCCESSFUL', 'ROLLBACK_FAILED']);
+/** ECS acts on a stop request within seconds: the *_REQUESTED statuses are visible that long. */
+const REQUEST_LATENCY_MINUTES = 5 / 60;
+/** The circuit breaker's failure threshold for a small service (ECS: 0.5 × desired, between 3 and 200). */
+const CIRCUIT_BREAKER_THRESHOLD = 3;
 
 const last = (arn: string) => arn.slice(arn.lastIndexOf('/') + 1);
 
@@ -137,6 +159,10 @@ export class EcsModel {
   /** Alarm states as CloudWatch reports them; kept in step by the CloudWatch model. */
   private readonly alarmStates = new Map<string, string>();
   private readonly startListeners: Array<(d: SimDeployment) => void> = [];
+  /** Every rollback, when it was decided (ECS's own, or requested with StopServiceDeployment). */
+  readonly rollbacks: Array<{ at: number; service: string; index: number; by: 'ecs' | 'request' }> = [];
+  /** Scripted trouble, by "<cluster>/<service>#<deployment index>". */
+  private readonly troubles = new Map<string, DeploymentTrouble>();
 
   constructor(
     private readonly world: World,
@@ -182,6 +208,7 @@ export class EcsModel {
       key: `${clusterName}/${name}`,
       createdAt: at,
       settings,
+      status: 'ACTIVE',
       taskDefinitionArn: td.taskDefinitionArn as string,
       tasks: [],
       deployments: [],
@@ -209,6 +236,126 @@ export class EcsModel {
 
   services(): SimService[] {
     return [...this.clusters.values()].flatMap((c) => [...c.services.values()]);
+  }
+
+  /** A service by "<cluster>/<service>" (undefined when there is none). */
+  find(key: string): SimService | undefined {
+    const [cluster, name] = key.split('/');
+    return this.clusters.get(cluster ?? '')?.services.get(name ?? '');
+  }
+
+  private must(key: string): SimService {
+    const service = this.find(key);
+    if (!service) throw new Error(`service ${key} does not exist`);
+    return service;
+  }
+
+  /** Script how ECS misbehaves in the `index`th deployment of a service (1 = the first after the start). */
+  scriptTrouble(key: string, index: number, trouble: DeploymentTrouble): void {
+    this.troubles.set(`${key}#${index}`, trouble);
+  }
+
+  // ------------------------------------------------------------- what the service's owner does mid-run
+
+  /**
+   * The owner deploys: a new task definition revision with some containers' images replaced (or the
+   * current one again when `images` is empty and `force` is set), through UpdateService as a pipeline
+   * would. Returns the task definition deployed.
+   */
+  ownerDeploy(key: string, images: Readonly<Record<string, string>>, force: boolean): string {
+    const service = this.must(key);
+    let target = service.taskDefinitionArn;
+    if (Object.keys(images).length > 0) {
+      const current = this.taskDefinition(service.taskDefinitionArn);
+      const td = this.register({
+        ...(current as RegisterTaskDefinitionCommandInput),
+        family: current.family as string,
+        containerDefinitions: (current.containerDefinitions ?? []).map((c) =>
+          c.name !== undefined && images[c.name] !== undefined ? { ...c, image: images[c.name] } : { ...c },
+        ),
+      });
+      target = td.taskDefinitionArn as string;
+      this.world.note('owner', `${key}: registered ${last(target)}`);
+    }
+    this.world.note(
+      'owner',
+      `${key}: UpdateService ${last(target)}${force ? ' (force new deployment)' : ''}`,
+    );
+    this.handlers.UpdateService({
+      cluster: service.clusterName,
+      service: service.name,
+      taskDefinition: target,
+      forceNewDeployment: force,
+    });
+    return target;
+  }
+
+  /** The owner scales the service (no new deployment; tasks start or stop at once). */
+  ownerScale(key: string, desiredCount: number): void {
+    const service = this.must(key);
+    service.settings = { ...service.settings, desiredCount };
+    this.world.note('owner', `${key}: desired count ${desiredCount}`);
+    this.scaleTo(service, desiredCount);
+  }
+
+  private scaleTo(service: SimService, desiredCount: number): void {
+    const now = this.world.now();
+    if (service.tasks.length > desiredCount) {
+      service.tasks = service.tasks.slice(0, desiredCount);
+    } else if (service.tasks.length < desiredCount) {
+      service.tasks.push(
+        ...this.launch(
+          service,
+          service.taskDefinitionArn,
+          service.deployments.at(-1)?.id ?? 'ecs-svc',
+          desiredCount - service.tasks.length,
+          now,
+        ),
+      );
+    }
+  }
+
+  /** The owner deletes the service (DeleteService --force): tasks drain, any deployment stops. */
+  ownerDelete(key: string): void {
+    const service = this.must(key);
+    const now = this.world.now();
+    for (const d of service.deployments) {
+      if (TERMINAL.has(d.status)) continue;
+      this.cancelTimers(d);
+      d.status = 'STOPPED';
+      d.statusReason = 'The service was deleted.';
+      d.stoppedAt = now;
+      d.updatedAt = now;
+    }
+    service.status = 'DRAINING';
+    service.settings = { ...service.settings, desiredCount: 0 };
+    this.world.note('owner', `${key}: service deleted`);
+    this.world.schedule(Date.now() + MINUTE, `${key} drained`, () => {
+      service.status = 'INACTIVE';
+      service.tasks = [];
+    });
+  }
+
+  /** The owner sets (value given) or removes a tag on the service. */
+  ownerTag(key: string, tag: string, value: string | undefined): void {
+    const service = this.must(key);
+    const tags = { ...service.settings.tags };
+    if (value === undefined) delete tags[tag];
+    else tags[tag] = value;
+    service.settings = { ...service.settings, tags };
+    this.world.note('owner', `${key}: tag ${tag}${value === undefined ? ' removed' : `=${value}`}`);
+  }
+
+  /** The revision (task definition ARN) and the digests each service runs now, for assertions. */
+  state(key: string): { taskDefinitionArn: string; revision: number; digests: string[]; status: string } {
+    const service = this.must(key);
+    const td = this.taskDefinition(service.taskDefinitionArn);
+    return {
+      taskDefinitionArn: service.taskDefinitionArn,
+      revision: td.revision ?? 0,
+      digests: [...new Set([...this.runningDigests(service).values()].flatMap((d) => [...d]))].sort(),
+      status: service.status,
+    };
   }
 
   /** The digests a service's running tasks report, by container name. */
@@ -353,7 +500,10 @@ export class EcsModel {
       triggeredAlarms: [],
       cancels: [],
       greenTasks: [],
+      circuitBreaker: { status: 'MONITORING', failureCount: 0 },
     };
+    const trouble = this.troubles.get(`${service.key}#${index}`);
+    if (trouble && index > 0) d.trouble = trouble;
     service.deployments.push(d);
     this.deploymentsByArn.set(d.arn, d);
     return d;
@@ -472,6 +622,8 @@ export class EcsModel {
     // An alarm already firing when the deployment starts trips the rollback at once.
     const firing = s.alarms.find((a) => this.alarmStates.get(a) === 'ALARM');
     if (firing) this.at(d, 0, 'alarm check', () => this.autoRollback(d, firing));
+    const failAfter = d.trouble?.tasksFailAfterMinutes;
+    if (failAfter !== undefined) this.at(d, failAfter, 'tasks fail', () => this.tripCircuitBreaker(d));
     return d;
   }
 
@@ -490,9 +642,38 @@ export class EcsModel {
     this.emit(d, 'SERVICE_DEPLOYMENT_COMPLETED', 'INFO', `ECS deployment ${d.id} completed.`);
   }
 
+  /**
+   * The new revision's tasks keep failing to start (a crash loop, a failing health check): the
+   * deployment circuit breaker counts them up to its threshold, marks the deployment failed and, with
+   * rollback enabled (as Autopatch requires), rolls back by itself.
+   */
+  private tripCircuitBreaker(d: SimDeployment): void {
+    if (d.status !== 'IN_PROGRESS') return;
+    d.circuitBreaker = { status: 'TRIGGERED', failureCount: CIRCUIT_BREAKER_THRESHOLD };
+    this.rollbacks.push({ at: Date.now(), service: d.service.key, index: d.index, by: 'ecs' });
+    d.service.tasks = d.service.tasks.filter((t) => !d.greenTasks.includes(t));
+    d.greenTasks.splice(0);
+    this.serviceEvent(
+      d.service,
+      `deployment ${d.id} deployment failed: tasks failed to start. (circuit breaker: ${CIRCUIT_BREAKER_THRESHOLD} failed tasks)`,
+    );
+    this.world.note(
+      'ecs',
+      `${d.service.key}: tasks of deployment ${d.index} fail to start: the circuit breaker rolls back`,
+    );
+    this.emit(
+      d,
+      'SERVICE_DEPLOYMENT_FAILED',
+      'ERROR',
+      `ECS deployment circuit breaker: tasks failed to start.`,
+    );
+    this.rollBack(d, 'Service deployment rolled back because the circuit breaker threshold was exceeded.');
+  }
+
   private autoRollback(d: SimDeployment, alarm: string): void {
     if (d.status !== 'IN_PROGRESS') return;
     d.alarmsStatus = 'TRIGGERED';
+    this.rollbacks.push({ at: Date.now(), service: d.service.key, index: d.index, by: 'ecs' });
     d.triggeredAlarms = [...new Set([...d.triggeredAlarms, alarm])];
     const reason = `Service deployment rolled back because the CloudWatch alarm(s) ${alarm} entered ALARM state`;
     this.world.note(
@@ -534,17 +715,40 @@ export class EcsModel {
     );
     this.at(d, d.service.settings.rollbackMinutes, 'rollback complete', () => {
       const done = this.world.now();
+      if (d.trouble?.rollbackFails) {
+        // ECS could not put the previous revision back: the service is left as it is, on the new revision.
+        d.status = 'ROLLBACK_FAILED';
+        d.statusReason = `${reason} The rollback failed: tasks of the previous revision failed to start.`;
+        d.finishedAt = done;
+        d.updatedAt = done;
+        d.lifecycleStage = undefined;
+        this.serviceEvent(d.service, `rollback of deployment ${d.id} failed.`);
+        this.world.note('ecs', `${d.service.key}: the rollback of deployment ${d.index} FAILED`);
+        this.emit(
+          d,
+          'SERVICE_DEPLOYMENT_FAILED',
+          'ERROR',
+          `ECS deployment ${rollbackId} failed.`,
+          rollbackId,
+        );
+        return;
+      }
       d.status = 'ROLLBACK_SUCCESSFUL';
       d.finishedAt = done;
       d.updatedAt = done;
       d.lifecycleStage = undefined;
       const previous = d.source?.taskDefinitionArn ?? d.target.taskDefinitionArn;
       d.service.taskDefinitionArn = previous;
-      const blue = d.service.tasks.filter((t) => !d.greenTasks.includes(t));
-      d.service.tasks =
-        blue.length > 0
-          ? blue
-          : this.launch(d.service, previous, rollbackId, d.service.settings.desiredCount, done);
+      // The previous revision's tasks serve again (blue/green kept them through the bake); ECS starts
+      // what is missing and stops anything else (tasks an earlier failed rollback left behind).
+      const blue = d.service.tasks.filter(
+        (t) => !d.greenTasks.includes(t) && t.taskDefinitionArn === previous,
+      );
+      const missing = Math.max(0, d.service.settings.desiredCount - blue.length);
+      d.service.tasks = [
+        ...blue.slice(0, d.service.settings.desiredCount),
+        ...(missing > 0 ? this.launch(d.service, previous, rollbackId, missing, done) : []),
+      ];
       this.serviceEvent(d.service, `rolled back to ${last(previous)}.`);
       this.world.note('ecs', `${d.service.key}: deployment ${d.index} rolled back to ${last(previous)}`);
       this.emit(
@@ -606,7 +810,7 @@ export class EcsModel {
       serviceArn: service.arn,
       serviceName: service.name,
       clusterArn: service.clusterArn,
-      status: 'ACTIVE',
+      status: service.status,
       desiredCount: s.desiredCount,
       runningCount: service.tasks.length,
       pendingCount: 0,
@@ -622,7 +826,7 @@ export class EcsModel {
         deploymentCircuitBreaker: { enable: true, rollback: true },
         alarms: { alarmNames: [...s.alarms], enable: s.alarms.length > 0, rollback: true },
       },
-      deploymentController: { type: 'ECS' },
+      deploymentController: { type: s.deploymentController ?? 'ECS' },
       deployments: this.legacyDeployments(service),
       ...(current ? { currentServiceDeployment: current.arn } : {}),
       events: service.events
@@ -675,7 +879,14 @@ export class EcsModel {
             },
           }
         : {}),
-      deploymentCircuitBreaker: { status: 'MONITORING_COMPLETE', failureCount: 0, threshold: 3 },
+      deploymentCircuitBreaker: {
+        status:
+          d.circuitBreaker.status === 'MONITORING' && TERMINAL.has(d.status)
+            ? 'MONITORING_COMPLETE'
+            : d.circuitBreaker.status,
+        failureCount: d.circuitBreaker.failureCount,
+        threshold: CIRCUIT_BREAKER_THRESHOLD,
+      },
       alarms: {
         status: d.alarmsStatus,
         alarmNames: [...s.alarms],
@@ -749,7 +960,7 @@ export class EcsModel {
     ListServices: (input: ListServicesCommandInput): Out<ListServicesCommandOutput> => {
       const cluster = this.cluster(input.cluster);
       const { items, nextToken } = this.page(
-        [...cluster.services.values()].map((s) => s.arn),
+        [...cluster.services.values()].filter((s) => s.status === 'ACTIVE').map((s) => s.arn),
         input.maxResults,
         input.nextToken,
         10,
@@ -832,11 +1043,29 @@ export class EcsModel {
     },
     UpdateService: (input: UpdateServiceCommandInput): Out<UpdateServiceCommandOutput> => {
       const service = this.service(input.cluster, input.service as string);
+      if (service.status !== 'ACTIVE')
+        throw sdkError('ecs', 'ServiceNotActiveException', 'Service was not ACTIVE.');
+      const controller = service.settings.deploymentController ?? 'ECS';
+      if (
+        controller !== 'ECS' &&
+        input.taskDefinition !== undefined &&
+        this.taskDefinition(input.taskDefinition).taskDefinitionArn !== service.taskDefinitionArn
+      ) {
+        throw sdkError(
+          'ecs',
+          'InvalidParameterException',
+          controller === 'CODE_DEPLOY'
+            ? 'Unable to update task definition on services with a CODE_DEPLOY deployment controller. Use AWS CodeDeploy to trigger a new deployment.'
+            : 'Unable to update task definition on services with an EXTERNAL deployment controller. Use CreateTaskSet to deploy.',
+        );
+      }
       const target = input.taskDefinition
         ? (this.taskDefinition(input.taskDefinition).taskDefinitionArn as string)
         : service.taskDefinitionArn;
-      if (input.desiredCount !== undefined)
+      if (input.desiredCount !== undefined) {
         service.settings = { ...service.settings, desiredCount: input.desiredCount };
+        this.scaleTo(service, input.desiredCount);
+      }
       const inFlight = service.deployments.find((d) => d.status === 'IN_PROGRESS');
       const changed = target !== service.taskDefinitionArn || input.forceNewDeployment === true;
       // The same request again (a retried call) must not start a second deployment.
@@ -891,23 +1120,24 @@ export class EcsModel {
       const d = this.deploymentsByArn.get(input.serviceDeploymentArn as string);
       if (!d)
         throw sdkError('ecs', 'ServiceDeploymentNotFoundException', 'The service deployment does not exist.');
-      if (d.status !== 'IN_PROGRESS') {
+      if (d.status !== 'IN_PROGRESS' && d.status !== 'PENDING') {
         throw sdkError(
           'ecs',
           'ConflictException',
           `The service deployment is ${d.status} and cannot be stopped.`,
         );
       }
-      if ((input.stopType ?? 'ROLLBACK') === 'ROLLBACK') {
-        this.world.note('ecs', `${d.service.key}: rollback of deployment ${d.index} requested`);
-        d.status = 'ROLLBACK_REQUESTED';
-        this.rollBack(d, 'Service deployment rolled back because of a StopServiceDeployment request');
-      } else {
-        this.cancelTimers(d);
-        d.status = 'STOPPED';
-        d.stoppedAt = this.world.now();
-        d.statusReason = 'Stopped by a StopServiceDeployment request.';
-      }
+      if ((input.stopType ?? 'ROLLBACK') !== 'ROLLBACK')
+        throw sdkError('ecs', 'InvalidParameterException', 'The valid values for stopType are ROLLBACK.');
+      this.world.note('ecs', `${d.service.key}: rollback of deployment ${d.index} requested`);
+      this.rollbacks.push({ at: Date.now(), service: d.service.key, index: d.index, by: 'request' });
+      // Nothing moves on while the request is pending: not the bake, not the alarms.
+      this.cancelTimers(d);
+      d.status = 'ROLLBACK_REQUESTED';
+      d.updatedAt = this.world.now();
+      this.at(d, REQUEST_LATENCY_MINUTES, 'rollback starts', () =>
+        this.rollBack(d, 'Service deployment rolled back because of a StopServiceDeployment request'),
+      );
       return { serviceDeploymentArn: d.arn };
     },
     DescribeServiceRevisions: (

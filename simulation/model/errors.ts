@@ -49,6 +49,8 @@ const THROTTLING = new Set([
   'Throttling',
   'TooManyRequestsException',
   'ThrottledException',
+  'ProvisionedThroughputExceededException',
+  'RequestLimitExceeded',
 ]);
 
 export interface SdkErrorOptions {

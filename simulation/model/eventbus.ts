@@ -33,6 +33,9 @@ export interface PublishedEvent {
   readonly matched: readonly string[];
 }
 
+/** What becomes of one event's delivery to one rule's targets: lost, late, or (undefined) on time. */
+export type DeliveryFate = { readonly lose: true } | { readonly delayMs: number } | undefined;
+
 type Json = unknown;
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -137,12 +140,20 @@ export const matchesPattern = (pattern: Record<string, unknown>, event: unknown)
 export class EventBus {
   readonly rules: BusRule[] = [];
   readonly published: PublishedEvent[] = [];
+  /** Deliveries a scenario's event faults lost or delayed. */
+  readonly tampered: Array<{ at: number; detailType: string; rule: string; fate: 'lost' | 'delayed' }> = [];
+  private fate: (event: BusEvent, rule: string) => DeliveryFate = () => undefined;
 
   constructor(
     private readonly world: World,
     /** Delivery latency: EventBridge is asynchronous; a second is typical. */
     private readonly deliveryDelayMs = 1_000,
   ) {}
+
+  /** Decide, per event and matching rule, whether EventBridge loses or delays the delivery. */
+  setDeliveryFate(fate: (event: BusEvent, rule: string) => DeliveryFate): void {
+    this.fate = fate;
+  }
 
   addRule(rule: BusRule): void {
     this.rules.push(rule);
@@ -174,9 +185,35 @@ export class EventBus {
     });
     this.published.push({ at: Date.now(), event, matched: matched.map((r) => r.name) });
     for (const rule of matched) {
+      const fate = this.fate(event, rule.name);
+      if (fate && 'lose' in fate) {
+        this.tampered.push({
+          at: Date.now(),
+          detailType: event['detail-type'],
+          rule: rule.name,
+          fate: 'lost',
+        });
+        this.world.note('eventbridge', `${event['detail-type']} to rule ${rule.name}: delivery LOST`);
+        continue;
+      }
+      const late = fate?.delayMs ?? 0;
+      if (late > 0) {
+        this.tampered.push({
+          at: Date.now(),
+          detailType: event['detail-type'],
+          rule: rule.name,
+          fate: 'delayed',
+        });
+        this.world.note(
+          'eventbridge',
+          `${event['detail-type']} to rule ${rule.name}: delivered ${Math.round(late / 1000)}s late`,
+        );
+      }
       for (const target of rule.targets) {
-        this.world.schedule(Date.now() + delayMs, `delivery of ${event['detail-type']} to ${target.id}`, () =>
-          target.deliver(event),
+        this.world.schedule(
+          Date.now() + delayMs + late,
+          `delivery of ${event['detail-type']} to ${target.id}`,
+          () => target.deliver(event),
         );
       }
     }

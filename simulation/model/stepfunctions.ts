@@ -245,6 +245,11 @@ export interface StepFunctionsOptions {
   readonly codebuild: CodeBuildModel;
   /** Where `Step Functions Execution Status Change` events go. */
   readonly bus: EventBus;
+  /**
+   * Faults in Lambda's Invoke API as Step Functions meets them: the error (Lambda.ServiceException,
+   * Lambda.TooManyRequestsException…) a call fails with, or undefined.
+   */
+  readonly invokeFault?: (functionName: string) => { name: string; message: string } | undefined;
 }
 
 export interface TokenIssued {
@@ -506,6 +511,11 @@ export class StepFunctionsModel {
       );
     }
     this.o.world.recordCall('lambda', 'Invoke');
+    const fault = this.o.invokeFault?.(fnName);
+    if (fault) {
+      // Lambda refused the invocation: the function never ran.
+      throw new TaskError(fault.name, JSON.stringify({ errorType: fault.name, errorMessage: fault.message }));
+    }
     try {
       // Lambda hands the function a JSON copy of the payload and returns a JSON copy of the result.
       const out = await fn.invoke(JSON.parse(JSON.stringify(payload)), this.o.world.lambdaContext(fnName));

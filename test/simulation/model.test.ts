@@ -340,6 +340,187 @@ describe('simulated account', () => {
   });
 });
 
+describe('ECS deployments as AWS documents them', () => {
+  let a: Account;
+  afterEach(() => a.stop());
+
+  /** Register a patched revision and deploy it; the deployment's ARN. */
+  const deploy = async (acc: Account, service = 'checkout') => {
+    const td = await acc.clients.ecs.send(
+      new RegisterTaskDefinitionCommand({
+        family: service,
+        containerDefinitions: [{ name: 'app', image: `x@${DIGEST}` }],
+      }),
+    );
+    const out = await acc.clients.ecs.send(
+      new UpdateServiceCommand({
+        cluster: 'prod',
+        service,
+        taskDefinition: td.taskDefinition?.taskDefinitionArn,
+      }),
+    );
+    return out.service?.currentServiceDeployment as string;
+  };
+  const status = async (acc: Account, arn: string) =>
+    (await acc.clients.ecs.send(new DescribeServiceDeploymentsCommand({ serviceDeploymentArns: [arn] })))
+      .serviceDeployments?.[0];
+  const eventNames = (acc: Account) =>
+    acc.events
+      .filter((e) => e.source === 'aws.ecs')
+      .map((e) => (e.detail as { eventName: string }).eventName);
+
+  it('shows ROLLBACK_REQUESTED, then ROLLBACK_IN_PROGRESS, then ROLLBACK_SUCCESSFUL after StopServiceDeployment', async () => {
+    // Prepare
+    a = account();
+    const arn = await deploy(a);
+    await a.clock.run({ horizonMs: 10 * MINUTE });
+
+    // Act
+    await a.clients.ecs.send(
+      new StopServiceDeploymentCommand({ serviceDeploymentArn: arn, stopType: 'ROLLBACK' }),
+    );
+    const requested = (await status(a, arn))?.status;
+    await a.clock.run({ horizonMs: 10 * MINUTE + 10_000 });
+    const rolling = (await status(a, arn))?.status;
+    await a.clock.run({ horizonMs: 86_400_000 });
+
+    // Assess
+    expect([requested, rolling, (await status(a, arn))?.status]).toEqual([
+      'ROLLBACK_REQUESTED',
+      'ROLLBACK_IN_PROGRESS',
+      'ROLLBACK_SUCCESSFUL',
+    ]);
+  });
+
+  it('trips the circuit breaker when the new tasks fail to start, and rolls back by itself', async () => {
+    // Prepare
+    a = account();
+    a.ecs.scriptTrouble('prod/checkout', 1, { tasksFailAfterMinutes: 2 });
+
+    // Act
+    const arn = await deploy(a);
+    await a.clock.run({ horizonMs: 86_400_000 });
+
+    // Assess
+    const d = await status(a, arn);
+    expect(d).toMatchObject({
+      status: 'ROLLBACK_SUCCESSFUL',
+      deploymentCircuitBreaker: { status: 'TRIGGERED', failureCount: 3, threshold: 3 },
+    });
+    expect(a.ecs.state('prod/checkout')).toMatchObject({ revision: 1 });
+    expect(eventNames(a)).toEqual([
+      'SERVICE_DEPLOYMENT_IN_PROGRESS',
+      'SERVICE_DEPLOYMENT_FAILED',
+      'SERVICE_DEPLOYMENT_IN_PROGRESS',
+      'SERVICE_DEPLOYMENT_COMPLETED',
+    ]);
+  });
+
+  it('can fail its own rollback (ROLLBACK_FAILED), leaving the service on the new revision', async () => {
+    // Prepare
+    a = account();
+    a.ecs.scriptTrouble('prod/checkout', 1, { rollbackFails: true });
+    a.world.schedule(START + 20 * MINUTE, 'alarm', () => a.cloudwatch.setState('checkout-5xx', 'ALARM'));
+
+    // Act
+    const arn = await deploy(a);
+    await a.clock.run({ horizonMs: 86_400_000 });
+
+    // Assess
+    expect((await status(a, arn))?.status).toBe('ROLLBACK_FAILED');
+    expect(a.ecs.state('prod/checkout')).toMatchObject({ revision: 2 });
+    expect(eventNames(a).at(-1)).toBe('SERVICE_DEPLOYMENT_FAILED');
+    expect(a.ecs.rollbacks).toEqual([
+      { at: START + 20 * MINUTE, service: 'prod/checkout', index: 1, by: 'ecs' },
+    ]);
+  });
+
+  it('reports the deployment controller and refuses a task definition change it does not own', async () => {
+    // Prepare
+    a = account();
+    a.ecs.addService(
+      'prod',
+      'legacy',
+      [{ name: 'app', image: `${a.ecr.registry()}/payments/checkout:v1` }],
+      {
+        strategy: 'ROLLING',
+        bakeTimeMinutes: 0,
+        alarms: [],
+        tags: {},
+        desiredCount: 1,
+        deployMinutes: 4,
+        rollbackMinutes: 2,
+        deploymentController: 'CODE_DEPLOY',
+      },
+      new Date(START),
+    );
+
+    // Act
+    const described = await a.clients.ecs.send(
+      new DescribeServicesCommand({ cluster: 'prod', services: ['legacy'] }),
+    );
+    const error = await deploy(a, 'legacy').catch((e: unknown) => e);
+
+    // Assess
+    expect(described.services?.[0]?.deploymentController).toEqual({ type: 'CODE_DEPLOY' });
+    expect(error).toMatchObject({
+      name: 'InvalidParameterException',
+      message: expect.stringMatching(/CODE_DEPLOY/),
+    });
+  });
+
+  it('lets the owner change the world: deploy, scale to 0, delete', async () => {
+    // Prepare
+    a = account();
+
+    // Act: the owner's pipeline deploys; then the service is scaled to 0 and deleted.
+    a.ecs.ownerDeploy('prod/checkout', { app: `${a.ecr.registry()}/payments/checkout@${DIGEST}` }, false);
+    await a.clock.run({ horizonMs: 86_400_000 });
+    const deployed = a.ecs.state('prod/checkout');
+    a.ecs.ownerScale('prod/checkout', 0);
+    const scaled = a.ecs.state('prod/checkout');
+    a.ecs.ownerDelete('prod/checkout');
+    await a.clock.run({ horizonMs: 2 * 86_400_000 });
+    const error = await deploy(a).catch((e: unknown) => e);
+
+    // Assess
+    expect(deployed).toMatchObject({ revision: 2, digests: [DIGEST] });
+    expect(scaled.digests).toEqual([]);
+    expect(a.ecs.state('prod/checkout').status).toBe('INACTIVE');
+    expect(error).toMatchObject({ name: 'ServiceNotActiveException' });
+  });
+});
+
+describe('EventBridge delivery faults', () => {
+  it('loses or delays the deliveries a scenario says, and records them', async () => {
+    // Prepare
+    const clock = new VirtualClock(START, 1);
+    clock.install();
+    const world = new World('123456789012', 'eu-central-1', clock);
+    const bus = new EventBus(world);
+    const seen: number[] = [];
+    bus.addRule({
+      name: 'r',
+      pattern: { source: ['x'] },
+      targets: [{ id: 't', deliver: () => void seen.push(Date.now()) }],
+    });
+    let n = 0;
+    bus.setDeliveryFate(() => {
+      n += 1;
+      return n === 1 ? { lose: true } : n === 2 ? { delayMs: 5 * MINUTE } : undefined;
+    });
+
+    // Act
+    for (let i = 0; i < 3; i++) bus.put(bus.envelope('x', 'thing', [], {}));
+    await clock.run({ horizonMs: 86_400_000 });
+    clock.uninstall();
+
+    // Assess: the third on time, the second five minutes late, the first never.
+    expect(seen.map((t) => t - START)).toEqual([1_000, 5 * MINUTE + 1_000]);
+    expect(bus.tampered.map((t) => t.fate)).toEqual(['lost', 'delayed']);
+  });
+});
+
 describe('intake queue', () => {
   let clock: VirtualClock;
   afterEach(() => clock.uninstall());

@@ -130,6 +130,58 @@ describe('scenario validation', () => {
     expect(problems(raw)).toEqual([expect.stringMatching(/^policy: .*severity/)]);
   });
 
+  it('checks faults against the errors each service really returns', () => {
+    const raw = {
+      ...valid(),
+      faults: [
+        {
+          service: 'cloudwatch',
+          operation: 'DescribeAlarms',
+          error: 'InternalServiceFault',
+          persistent: true,
+        },
+        { service: 'ecs', operation: 'UpdateService', error: 'server', outage: '15m' },
+        { service: 'ecs', operation: 'UpdateService', error: 'InternalServiceFault' },
+        { service: 'sns', operation: 'Publish', error: 'Throttled', persistent: true, outage: '5m' },
+      ],
+    };
+    expect(problems(raw)).toEqual([
+      expect.stringMatching(
+        /^faults\[2\]\.error: ecs does not return InternalServiceFault \(it can return: ThrottlingException, ServerException/,
+      ),
+      'faults[3].outage: a fault is either persistent or an outage that recovers, not both',
+    ]);
+  });
+
+  it('checks changes to the world, deployment trouble and the new expectations', () => {
+    const raw = {
+      ...valid(),
+      changes: [
+        { kind: 'deploy', service: 'prod/checkout', images: { web: 'payments/checkout:v9' }, at: '+5m' },
+        { kind: 'delete-alarm', alarm: 'nope', at: '+5m' },
+        { kind: 'scale', service: 'prod/cart', desiredCount: 0, at: '+5m' },
+        { kind: 'move-image-tag', repository: 'payments/checkout', tag: 'latest', to: 'v1', at: '+5m' },
+      ],
+      deployments: [{ service: 'prod/checkout', tasksFailAfter: '2m', rollbackFails: true }],
+      eventFaults: [{ detailType: 'ECS Deployment State Change', effect: 'delay', delay: '5m', times: 2 }],
+      expect: {
+        services: { 'prod/checkout': { runs: 'original', revision: 1 } },
+        locks: 0,
+        builds: 1,
+        cause: { 'prod/checkout': 'rolled back' },
+        duration: { 'prod/checkout': { atLeast: '30m' } },
+        alarmToRollback: { 'prod/cart': { atMost: '60s' } },
+      },
+    };
+    expect(problems(raw)).toEqual([
+      'changes[0].images.web: prod/checkout has no container web',
+      expect.stringMatching(/^changes\[0\]\.images\.web: image payments\/checkout:v9 does not exist/),
+      'changes[1].alarm: alarm nope is not declared in account.alarms',
+      expect.stringMatching(/^changes\[2\]\.service: service prod\/cart is not declared/),
+      expect.stringMatching(/^expect\.alarmToRollback\.prod\/cart: service prod\/cart is not declared/),
+    ]);
+  });
+
   it('reports every problem at once', () => {
     const raw = valid() as Record<string, unknown>;
     raw.startTime = 'yesterday';
