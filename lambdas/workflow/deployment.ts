@@ -379,6 +379,19 @@ export const assessDeployment = async (
       bakeEndsAt: bakeEndsAt.toISOString(),
     };
   }
+  if ((service.runningCount ?? 1) === 0) {
+    // Nothing took traffic during the bake (the owner scaled it to 0): it proves nothing.
+    return {
+      decided: true,
+      alarmNames,
+      result: {
+        status: 'UNKNOWN',
+        deploymentArn,
+        reason: `${service.serviceName} runs no task at the end of the bake (${sinceText}): nothing took traffic on the patched revision, so nothing shows it is healthy.`,
+        decidedAt: now.toISOString(),
+      },
+    };
+  }
   // Before calling it baked: an alarm that fired and recovered between two looks (its event lost)
   // counts as firing too.
   if (since && alarmNames.length > 0) {

@@ -279,7 +279,7 @@ export const explain = (input: FinishInput): { reason: string; cause: string } =
       const reason = `${state.gate?.reason ?? 'A watched alarm was already in ALARM before anything was deployed and did not clear in time.'}`;
       return {
         reason,
-        cause: `${reason} ${unchanged} What to do: find out why the alarm fires without the patch (it is not the patch: nothing was deployed), fix it or the alarm, then retry. ${retry}`,
+        cause: `${reason} ${unchanged} What to do: an alarm that fires without the patch is not the patch's doing (nothing was deployed): fix what it reports, or the alarm; a service scaled to 0 is patched once it runs again. Then retry. ${retry}`,
       };
     }
     default: {

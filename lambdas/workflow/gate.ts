@@ -45,6 +45,7 @@ export interface GateResult {
  * - missing: a watched alarm does not exist (misspelt, deleted): nobody could tell if it breaks.
  * - firing: a watched alarm is already in ALARM: deploying now would blame the patch for it, so the
  *   remediation waits and checks again; deferred once it has waited DEFER_LIMIT_SECONDS.
+ * - deferred: the service runs no task (desired count 0): nothing could judge a deployment.
  * - unobserved: no watched alarm at all, or one in INSUFFICIENT_DATA: approval required unless the
  *   target says withoutAlarms 'deploy'.
  * Read errors propagate (retried by the state, then the one failure path: nothing deployed).
@@ -82,6 +83,15 @@ export const checkGate = async (
       controller,
       alarmNames,
       reason: `Service ${input.service.key} uses the ${controller} deployment controller: its deployments are not made with UpdateService, so Autopatch does not rebuild for it. Patch it through ${controller === 'CODE_DEPLOY' ? 'its CodeDeploy application' : 'the tool that deploys it'}.`,
+    };
+  }
+  if ((service.desiredCount ?? 1) === 0) {
+    return {
+      ...base,
+      verdict: 'deferred',
+      controller,
+      alarmNames,
+      reason: `Service ${input.service.key} runs no task (desired count 0): a deployment would prove nothing about the patched image, so nothing was deployed. The findings stay open; they start a new remediation when the service runs again and Inspector reports them.`,
     };
   }
   const alarms = await readAlarms(clients.cloudwatch, alarmNames);
