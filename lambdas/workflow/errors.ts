@@ -44,12 +44,16 @@ export const WORKFLOW_ERRORS = {
   lambdaAws: 'Lambda.AWSLambdaException',
   lambdaSdkClient: 'Lambda.SdkClientException',
   lambdaTooManyRequests: 'Lambda.TooManyRequestsException',
+  lambdaClientTimeout: 'Lambda.ClientExecutionTimeoutException',
   // aws-sdk integrations name errors <Service>.<Exception> with the service in PascalCase.
   ecsThrottling: 'Ecs.ThrottlingException',
   ecsServer: 'Ecs.ServerException',
   ecsConflict: 'Ecs.ConflictException',
   codeBuildAccountLimit: 'CodeBuild.AccountLimitExceededException',
   codeBuildThrottling: 'CodeBuild.ThrottlingException',
+  // CodeBuild answers 5xx with the common InternalFailure / ServiceUnavailable; Step Functions adds the suffix.
+  codeBuildInternalFailure: 'CodeBuild.InternalFailureException',
+  codeBuildUnavailable: 'CodeBuild.ServiceUnavailableException',
 } as const;
 
 export type WorkflowErrorName = (typeof WORKFLOW_ERRORS)[keyof typeof WORKFLOW_ERRORS];

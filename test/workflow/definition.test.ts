@@ -120,7 +120,28 @@ describe('the remediation definition', () => {
       }
       if (s.Resource?.startsWith('arn:aws:states:::aws-sdk:ecs:')) {
         const r = retriers.find((x) => x.ErrorEquals.includes('Ecs.ThrottlingException'));
-        expect({ name, jitter: r?.JitterStrategy }).toEqual({ name, jitter: 'FULL' });
+        expect({
+          name,
+          jitter: r?.JitterStrategy,
+          server: r?.ErrorEquals.includes('Ecs.ServerException'),
+        }).toEqual({
+          name,
+          jitter: 'FULL',
+          server: true,
+        });
+      }
+      if (s.Resource?.startsWith('arn:aws:states:::codebuild:')) {
+        // The names CodeBuild really answers with: throttling, account limits, and its 5xx.
+        const retried = retriers.flatMap((x) => x.ErrorEquals);
+        expect({ name, retried: [...retried].sort() }).toEqual({
+          name,
+          retried: [
+            'CodeBuild.AccountLimitExceededException',
+            'CodeBuild.InternalFailureException',
+            'CodeBuild.ServiceUnavailableException',
+            'CodeBuild.ThrottlingException',
+          ],
+        });
       }
     }
   });
