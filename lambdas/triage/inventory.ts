@@ -39,6 +39,8 @@ export interface ServiceUse {
   readonly taskDefinitionArn: string;
   /** The service's tags, with the target configuration's `tags` on top. */
   tags: Record<string, string>;
+  /** Who deploys it: ECS (UpdateService, what Autopatch drives), CODE_DEPLOY or EXTERNAL. */
+  readonly deploymentController: string;
 }
 
 /** The parts of a target the inventory needs (a full TargetConfig fits). */
@@ -83,6 +85,8 @@ const snapshotSchema = z.object({
       serviceName: z.string().min(1),
       taskDefinitionArn: z.string().min(1),
       tags: z.record(z.string(), z.string()).default({}),
+      /** ECS (the default), CODE_DEPLOY or EXTERNAL, as DescribeServices reports deploymentController.type. */
+      deploymentController: z.enum(['ECS', 'CODE_DEPLOY', 'EXTERNAL']).default('ECS'),
       containers: z.array(containerSchema),
     }),
   ),
@@ -102,6 +106,7 @@ interface ServiceRecord {
   readonly service: ServiceRef;
   readonly taskDefinitionArn: string;
   readonly tags: Readonly<Record<string, string>>;
+  readonly deploymentController: string;
   /** Image references as the task definition writes them. */
   readonly containers: ReadonlyArray<{ readonly name: string; readonly image: string }>;
   /** What running tasks report they actually pulled. */
@@ -230,6 +235,7 @@ class InventoryIndex {
         containers: [...containers].sort(),
         taskDefinitionArn: record.taskDefinitionArn,
         tags: { ...record.tags },
+        deploymentController: record.deploymentController,
       }))
       .sort((a, b) => a.service.key.localeCompare(b.service.key));
   }
@@ -245,6 +251,7 @@ const parseSnapshot = (snapshot: unknown): ServiceRecord[] => {
     service: serviceRef(s.clusterArn, s.serviceName),
     taskDefinitionArn: s.taskDefinitionArn,
     tags: s.tags,
+    deploymentController: s.deploymentController,
     containers: s.containers.map((c) => ({ name: c.name, image: c.image })),
     // A snapshot's imageDigest stands for what the running task reports.
     running: s.containers.flatMap((c) =>
@@ -387,6 +394,7 @@ export class InventoryResolver {
       service: serviceRef(service.clusterArn as string, service.serviceName as string),
       taskDefinitionArn: service.taskDefinition as string,
       tags,
+      deploymentController: service.deploymentController?.type ?? 'ECS',
       containers,
       running: running.get(service.serviceName as string) ?? [],
     }));

@@ -281,6 +281,14 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
         if (strongest.action === 'ignore') strongest = decision;
         continue;
       }
+      if (use.deploymentController !== 'ECS') {
+        // Decided here, before any build: Autopatch deploys with UpdateService, which these controllers refuse.
+        strongest = {
+          action: 'notify',
+          reason: `${decision.reason}; but ${use.service.key} is deployed by its ${use.deploymentController} deployment controller, not by ECS: reported, not remediated (patch it through ${use.deploymentController === 'CODE_DEPLOY' ? 'its CodeDeploy application' : 'the tool that deploys it'})`,
+        };
+        continue;
+      }
       const target = targetFor(deps.targets, use);
       const rebuild = rebuildFor(finding, target);
       if (!rebuild) {

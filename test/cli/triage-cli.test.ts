@@ -76,6 +76,29 @@ describe('npm run triage', () => {
     expect(JSON.parse(run.stdout)).toEqual({ findings: [], remediations: [] });
   });
 
+  it('decides notify, before any build, for a service another deployment controller deploys', () => {
+    // Prepare: the example account, with ledger-api deployed by an external tool.
+    const inventory = JSON.parse(readFileSync(join(ROOT, 'examples', 'inventory.json'), 'utf8')) as {
+      services: Array<{ serviceName: string; deploymentController?: string }>;
+    };
+    for (const s of inventory.services)
+      if (s.serviceName === 'ledger-api') s.deploymentController = 'EXTERNAL';
+    const file = join(mkdtempSync(join(tmpdir(), 'autopatch-')), 'inventory.json');
+    writeFileSync(file, JSON.stringify(inventory));
+    const events = readdirSync(join(ROOT, 'examples', 'events')).map((f) => join('examples', 'events', f));
+
+    // Act
+    const run = triage('--inventory', file, '--now', '2024-09-04T17:00:00Z', ...events);
+
+    // Assess
+    expect(run.status).toBe(0);
+    const out = JSON.parse(run.stdout) as TriageOutput;
+    expect(out.remediations.map((r) => r.service)).toEqual(['prod/checkout']);
+    const external = out.findings.filter((f) => /EXTERNAL deployment controller/.test(f.reason));
+    expect(external.length).toBeGreaterThan(0);
+    for (const f of external) expect(f.action).toBe('notify');
+  });
+
   it('exits 2 with the usage on bad command-line use', () => {
     for (const args of [[], ['--inventory', 'examples/inventory.json'], ['--bogus', 'x']]) {
       const run = triage(...args);
