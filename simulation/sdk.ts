@@ -23,10 +23,13 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { clone } from './clone';
+import { currentPrincipal, enforcerFor, iamEnforced, OPERATOR } from './iam/enforcer';
+import type { ResourceLookups } from './iam/requests';
 import { FAULTS, type ServiceName } from './model/catalog';
 import { notModelled, sdkError } from './model/errors';
 import type { World } from './model/world';
 import type { FaultSpec } from './scenario';
+import type { IamStackOptions } from './stack';
 
 /** A model's operations: name → handler taking the command input and returning its output (no $metadata). */
 export type OperationHandlers = Readonly<Record<string, (input: never) => unknown>>;
@@ -73,6 +76,11 @@ export interface Router {
   readonly handlers: ModelHandlerSet;
   /** dynalite's loopback address. */
   readonly dynamo: { readonly hostname: string; readonly port: number };
+  /**
+   * What the scenario deploys that changes IAM (its explicit targets are granted by ARN).
+   * @default - the stack with no explicit targets
+   */
+  readonly iam?: IamStackOptions;
 }
 
 interface HttpRequestLike {
@@ -111,6 +119,58 @@ const SERVICE_IDS: Record<string, ServiceName> = {
 };
 
 const ATTACHED = Symbol.for('autopatch.simulation.attached');
+/** The principal a client was created for (see `simulatedClients`). */
+const PRINCIPAL = Symbol.for('autopatch.simulation.principal');
+
+/**
+ * How each service reports an IAM denial (the SDK's modelled exception where there is one, else the
+ * error code the service sends), and its HTTP status.
+ */
+const ACCESS_DENIED: Record<ServiceName, { name: string; status: number }> = {
+  ecs: { name: 'AccessDeniedException', status: 400 },
+  ecr: { name: 'AccessDeniedException', status: 400 },
+  codebuild: { name: 'AccessDeniedException', status: 400 },
+  inspector2: { name: 'AccessDeniedException', status: 403 },
+  cloudwatch: { name: 'AccessDenied', status: 403 },
+  sns: { name: 'AuthorizationErrorException', status: 403 },
+  eventbridge: { name: 'AccessDeniedException', status: 400 },
+  ssm: { name: 'AccessDeniedException', status: 400 },
+  sfn: { name: 'AccessDeniedException', status: 400 },
+  dynamodb: { name: 'AccessDeniedException', status: 400 },
+};
+
+/** What IAM conditions need to know about the account's resources, asked of the models themselves. */
+const lookupsOf = (router: Router): ResourceLookups => ({
+  serviceTags: (serviceArn) => {
+    const list = router.handlers.ecs.ListTagsForResource as
+      | ((input: { resourceArn: string }) => { tags?: Array<{ key?: string; value?: string }> })
+      | undefined;
+    try {
+      const tags = list?.({ resourceArn: serviceArn }).tags ?? [];
+      return Object.fromEntries(tags.map((t) => [t.key ?? '', t.value ?? '']));
+    } catch {
+      return undefined;
+    }
+  },
+});
+
+/** Fail the call as the service does when IAM denies it. */
+const authorize = async (
+  router: Router,
+  principal: string | undefined,
+  service: ServiceName,
+  operation: string,
+  input: unknown,
+): Promise<void> => {
+  if (!iamEnforced()) return;
+  const denied = await router.world.clock.io(async () => {
+    const enforcer = await enforcerFor(router.world, lookupsOf(router), router.iam);
+    return enforcer.authorize(principal, service, operation, input);
+  });
+  if (!denied) return;
+  const { name, status } = ACCESS_DENIED[service];
+  throw sdkError(service, name, denied.message, { status, requestId: router.world.uuid() });
+};
 let active: Router | undefined;
 /** DynamoDB requests of the active run, one at a time (see `route`). */
 let dynamoQueue: Promise<unknown> = Promise.resolve();
@@ -147,11 +207,13 @@ const route = async (
   next: Next,
   args: MiddlewareArgs,
   context: MiddlewareContext,
+  principal: string | undefined,
 ) => {
   const { world, faults } = router;
   const operation = operationOf(context);
   world.recordCall(service, operation);
   faults.check(service, operation);
+  await authorize(router, principal, service, operation, args.input);
   if (service === 'dynamodb') {
     const request = args.request;
     if (request) {
@@ -183,7 +245,7 @@ const route = async (
 
 /** Give a client the simulation middleware (once). Outside a simulation its requests fail. */
 export const attach = <C>(client: C): C => {
-  const c = client as unknown as SdkClient & { [ATTACHED]?: true };
+  const c = client as unknown as SdkClient & { [ATTACHED]?: true; [PRINCIPAL]?: string };
   if (c[ATTACHED]) return client;
   c[ATTACHED] = true;
   // A DynamoDBDocumentClient starts from a copy of its client's stack: it may have the middleware already.
@@ -196,7 +258,8 @@ export const attach = <C>(client: C): C => {
       // horizon, say) its requests fail instead.
       if (!router) throw new Error('this AWS SDK client belongs to a simulation that is no longer running');
       if (!service) throw new Error(`the simulation does not model the ${c.config.serviceId} service`);
-      return route(router, service, next, args, context);
+      // The client's own principal, else the Lambda invocation this call runs in.
+      return route(router, service, next, args, context, c[PRINCIPAL] ?? currentPrincipal());
     },
     { step: 'finalizeRequest', priority: 'low', name: 'autopatchSimulation', tags: ['SIMULATION'] },
   );
@@ -245,28 +308,48 @@ export interface SimulatedClients {
 }
 
 /**
+ * Who holds clients created without a principal: Step Functions for its integrations (one attempt),
+ * the triage fleet (simulation/triage.ts) for its environments, else a person with their own
+ * credentials (`npm run approve`), whose calls IAM does not evaluate.
+ */
+const defaultPrincipal = (maxAttempts: number): string => {
+  if (maxAttempts === 1) return 'stateMachine';
+  const stack = new Error().stack ?? '';
+  return /[\\/]simulation[\\/]triage\.[jt]s/.test(stack) ? 'triage' : OPERATOR;
+};
+
+/**
  * One full set of clients, as a Lambda function (or Step Functions itself) would hold them.
  * `maxAttempts`: 3 (the SDK default) for Lambda code; 1 for Step Functions' own service integrations,
- * which hand the first error to the state's Retry.
+ * which hand the first error to the state's Retry. `principal`: whose IAM role the calls are evaluated
+ * against ('triage', 'stateMachine', a workflow role, or OPERATOR for none of the stack's).
  */
-export const simulatedClients = (world: World, maxAttempts: number): SimulatedClients => {
+export const simulatedClients = (
+  world: World,
+  maxAttempts: number,
+  principal: string = defaultPrincipal(maxAttempts),
+): SimulatedClients => {
   const config = {
     region: world.region,
     credentials: { accessKeyId: 'SIMULATED', secretAccessKey: 'SIMULATED' },
     maxAttempts,
   };
+  const own = <C>(client: C): C => {
+    (client as { [PRINCIPAL]?: string })[PRINCIPAL] = principal;
+    return attach(client);
+  };
   return {
-    ecs: attach(new ECSClient(config)),
-    ecr: attach(new ECRClient(config)),
-    codebuild: attach(new CodeBuildClient(config)),
-    inspector2: attach(new Inspector2Client(config)),
-    cloudwatch: attach(new CloudWatchClient(config)),
-    sns: attach(new SNSClient(config)),
-    eventbridge: attach(new EventBridgeClient(config)),
-    ssm: attach(new SSMClient(config)),
-    sfn: attach(new SFNClient(config)),
+    ecs: own(new ECSClient(config)),
+    ecr: own(new ECRClient(config)),
+    codebuild: own(new CodeBuildClient(config)),
+    inspector2: own(new Inspector2Client(config)),
+    cloudwatch: own(new CloudWatchClient(config)),
+    sns: own(new SNSClient(config)),
+    eventbridge: own(new EventBridgeClient(config)),
+    ssm: own(new SSMClient(config)),
+    sfn: own(new SFNClient(config)),
     // The endpoint is rewritten to dynalite per request; this one only keeps the SDK from resolving AWS's.
-    dynamodb: attach(new DynamoDBClient({ ...config, endpoint: 'http://127.0.0.1:8000' })),
+    dynamodb: own(new DynamoDBClient({ ...config, endpoint: 'http://127.0.0.1:8000' })),
   };
 };
 
