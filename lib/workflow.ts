@@ -330,15 +330,33 @@ export class RemediationWorkflow extends Construct {
       actions: ['cloudwatch:DescribeAlarms'],
       resources: ['*'],
     });
+    // SendTaskSuccess/Failure have no resource-level permissions (the Service Authorization Reference
+    // lists no resource type): IAM evaluates them against "*", so a state machine ARN never matches.
+    // The task token itself is the capability: only a holder of a live token can answer a task.
     const taskResponse = new iam.PolicyStatement({
       actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
-      resources: [stateMachineArn],
+      resources: ['*'],
     });
+    // Services discovered by tag may be deployed while they carry the tag; explicit targets are
+    // remediated tagged or not, so they are named by ARN (and only them).
     const deploy = new iam.PolicyStatement({
       actions: ['ecs:UpdateService'],
       resources: [services],
       conditions: taggedService,
     });
+    const targetServices = [
+      ...new Set(
+        props.targets.map((t) =>
+          t.cluster.startsWith('arn:')
+            ? `${t.cluster.replace(':cluster/', ':service/')}/${t.service}`
+            : arn('ecs', 'service', `${t.cluster}/${t.service}`),
+        ),
+      ),
+    ];
+    const deployTargets =
+      targetServices.length > 0
+        ? new iam.PolicyStatement({ actions: ['ecs:UpdateService'], resources: targetServices })
+        : undefined;
     // Service deployments are not taggable resources, so a condition on the service's tag would
     // deny every rollback. The workflow only stops the deployment it started itself (the ARN comes
     // from its own watch), and stopping one can only roll it back to the previous revision.
@@ -398,6 +416,7 @@ export class RemediationWorkflow extends Construct {
 
     functions.restore.addToRolePolicy(describeEcs);
     functions.restore.addToRolePolicy(deploy);
+    if (deployTargets) functions.restore.addToRolePolicy(deployTargets);
     functions.restore.addToRolePolicy(stopDeployment);
 
     grantLedgerReadWrite(props.ledger, key, functions.finish);
@@ -412,7 +431,12 @@ export class RemediationWorkflow extends Construct {
       new iam.PolicyStatement({
         actions: ['events:PutEvents'],
         resources: [arn('events', 'event-bus', 'default')],
-        conditions: { StringEquals: { 'events:source': OUTCOME_EVENT.source } },
+        // events:source is multivalued (one PutEvents call carries several entries): every entry's
+        // source must be Autopatch's, and there must be one.
+        conditions: {
+          'ForAllValues:StringEquals': { 'events:source': [OUTCOME_EVENT.source] },
+          Null: { 'events:source': 'false' },
+        },
       }),
     );
     functions.finish.addToRolePolicy(
@@ -473,6 +497,7 @@ export class RemediationWorkflow extends Construct {
       }),
     );
     this.stateMachine.addToRolePolicy(deploy);
+    if (deployTargets) this.stateMachine.addToRolePolicy(deployTargets);
     this.stateMachine.addToRolePolicy(stopDeployment);
     this.stateMachine.addToRolePolicy(
       new iam.PolicyStatement({
