@@ -326,9 +326,10 @@ export class RemediationWorkflow extends Construct {
       actions: ['ecs:DescribeServices', 'ecs:DescribeServiceDeployments'],
       resources: [services, serviceDeployments],
     });
+    // The watched alarms are named at run time (the service's deployment alarms and the target's).
     const describeAlarms = new iam.PolicyStatement({
       actions: ['cloudwatch:DescribeAlarms'],
-      resources: ['*'],
+      resources: [arn('cloudwatch', 'alarm', '*', ArnFormat.COLON_RESOURCE_NAME)],
     });
     // SendTaskSuccess/Failure have no resource-level permissions (the Service Authorization Reference
     // lists no resource type): IAM evaluates them against "*", so a state machine ARN never matches.
@@ -385,10 +386,14 @@ export class RemediationWorkflow extends Construct {
       new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [services] }),
     );
     functions.registerTaskDefinition.addToRolePolicy(
-      // Task definitions have no resource-level permissions for Describe/Register.
+      // DescribeTaskDefinition has no resource-level permissions; RegisterTaskDefinition is on the
+      // task-definition resource type, whose family (the running one's) is known only at run time.
+      new iam.PolicyStatement({ actions: ['ecs:DescribeTaskDefinition'], resources: ['*'] }),
+    );
+    functions.registerTaskDefinition.addToRolePolicy(
       new iam.PolicyStatement({
-        actions: ['ecs:DescribeTaskDefinition', 'ecs:RegisterTaskDefinition'],
-        resources: ['*'],
+        actions: ['ecs:RegisterTaskDefinition'],
+        resources: [arn('ecs', 'task-definition', '*')],
       }),
     );
     functions.registerTaskDefinition.addToRolePolicy(
@@ -575,8 +580,13 @@ export class RemediationWorkflow extends Construct {
         id: 'AwsSolutions-IAM5[Resource::*]',
         reason:
           'Only actions without resource-level permissions: ecr:GetAuthorizationToken, inspector2 List*, ' +
-          'ecs:DescribeTaskDefinition/RegisterTaskDefinition, cloudwatch:DescribeAlarms, X-Ray and Step Functions log delivery.',
+          'ecs:DescribeTaskDefinition, states:SendTaskSuccess/SendTaskFailure, X-Ray and Step Functions log ' +
+          'delivery (Autopatch-IAMAnyResource checks each action against that list).',
       },
+      ...resources(
+        [arn('cloudwatch', 'alarm:*')],
+        "cloudwatch:DescribeAlarms of the watched alarms: the service's deployment alarms, named at run time.",
+      ),
       ...resources(
         [arn('ecs', 'service/*')],
         'Services are also discovered by tag at run time; UpdateService is conditioned on the Autopatch service tag.',
@@ -587,7 +597,7 @@ export class RemediationWorkflow extends Construct {
       ),
       ...resources(
         [arn('ecs', 'task-definition/*')],
-        'New task definition revisions are created at run time; TagResource only as part of RegisterTaskDefinition.',
+        'New task definition revisions (of the running family, known at run time) are registered at run time; TagResource only as part of RegisterTaskDefinition.',
       ),
       ...resources(
         [arn('ecr', 'repository/*')],
