@@ -331,11 +331,12 @@ export class RemediationWorkflow extends Construct {
       actions: ['cloudwatch:DescribeAlarms'],
       resources: [arn('cloudwatch', 'alarm', '*', ArnFormat.COLON_RESOURCE_NAME)],
     });
-    // SendTaskSuccess/Failure have no resource-level permissions (the Service Authorization Reference
-    // lists no resource type): IAM evaluates them against "*", so a state machine ARN never matches.
-    // The task token itself is the capability: only a holder of a live token can answer a task.
+    // SendTaskSuccess has no resource-level permissions (the Service Authorization Reference lists no
+    // resource type): IAM evaluates it against "*", so a state machine ARN never matches. The task
+    // token itself is the capability: only a holder of a live token can answer a task. The watchers
+    // never fail a task (SendTaskFailure is not granted).
     const taskResponse = new iam.PolicyStatement({
-      actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
+      actions: ['states:SendTaskSuccess'],
       resources: ['*'],
     });
     // Services discovered by tag may be deployed while they carry the tag; explicit targets are
@@ -580,7 +581,7 @@ export class RemediationWorkflow extends Construct {
         id: 'AwsSolutions-IAM5[Resource::*]',
         reason:
           'Only actions without resource-level permissions: ecr:GetAuthorizationToken, inspector2 List*, ' +
-          'ecs:DescribeTaskDefinition, states:SendTaskSuccess/SendTaskFailure, X-Ray and Step Functions log ' +
+          'ecs:DescribeTaskDefinition, states:SendTaskSuccess, X-Ray and Step Functions log ' +
           'delivery (Autopatch-IAMAnyResource checks each action against that list).',
       },
       ...resources(
