@@ -22,6 +22,7 @@ import { Inspector2Client } from '@aws-sdk/client-inspector2';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { requestProblems, VALIDATION_ERROR } from './api-models/validate';
 import { clone } from './clone';
 import { currentPrincipal, enforcerFor, iamEnforced, OPERATOR } from './iam/enforcer';
 import type { ResourceLookups } from './iam/requests';
@@ -127,7 +128,7 @@ const PRINCIPAL = Symbol.for('autopatch.simulation.principal');
  * error code the service sends), and its HTTP status.
  */
 const ACCESS_DENIED: Record<ServiceName, { name: string; status: number }> = {
-  ecs: { name: 'AccessDeniedException', status: 400 },
+  ecs: { name: 'AccessDeniedException', status: 403 },
   ecr: { name: 'AccessDeniedException', status: 400 },
   codebuild: { name: 'AccessDeniedException', status: 400 },
   inspector2: { name: 'AccessDeniedException', status: 403 },
@@ -153,6 +154,41 @@ const lookupsOf = (router: Router): ResourceLookups => ({
     }
   },
 });
+
+/** Requests checked against the API models, per run: how many, and the ones rejected. */
+export interface ModelCheckSummary {
+  readonly checked: number;
+  readonly rejected: ReadonlyArray<{ readonly call: string; readonly problems: readonly string[] }>;
+}
+const modelChecks = new WeakMap<
+  World,
+  { checked: number; rejected: ModelCheckSummary['rejected'][number][] }
+>();
+
+/** The API-model record of a run. */
+export const modelCheckSummaryOf = (world: World): ModelCheckSummary | undefined => modelChecks.get(world);
+
+/**
+ * Fail the call as the service rejects a request its API model does not allow (unknown member,
+ * missing required member, wrong type). `AUTOPATCH_SIMULATION_API_MODELS=off` turns it off.
+ */
+const validate = (world: World, service: ServiceName, operation: string, input: unknown): void => {
+  if (process.env.AUTOPATCH_SIMULATION_API_MODELS === 'off') return;
+  const record = modelChecks.get(world) ?? { checked: 0, rejected: [] };
+  modelChecks.set(world, record);
+  record.checked += 1;
+  const problems = requestProblems(service, operation, input);
+  if (problems.length === 0) return;
+  record.rejected.push({ call: `${service}:${operation}`, problems });
+  world.note('api-model', `REJECTED ${service}:${operation}: ${problems.join('; ')}`);
+  const { name, status } = VALIDATION_ERROR[service];
+  throw sdkError(
+    service,
+    name,
+    `${problems.length} validation error${problems.length === 1 ? '' : 's'} detected: ${problems.join('; ')}`,
+    { status, requestId: world.uuid() },
+  );
+};
 
 /** Fail the call as the service does when IAM denies it. */
 const authorize = async (
@@ -213,6 +249,7 @@ const route = async (
   const operation = operationOf(context);
   world.recordCall(service, operation);
   faults.check(service, operation);
+  validate(world, service, operation, args.input);
   await authorize(router, principal, service, operation, args.input);
   if (service === 'dynamodb') {
     const request = args.request;
