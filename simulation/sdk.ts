@@ -24,7 +24,7 @@ import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { requestProblems, VALIDATION_ERROR } from './api-models/validate';
 import { clone } from './clone';
-import { currentPrincipal, enforcerFor, iamEnforced, OPERATOR } from './iam/enforcer';
+import { builtEnforcer, currentPrincipal, enforcerFor, iamEnforced, OPERATOR } from './iam/enforcer';
 import type { ResourceLookups } from './iam/requests';
 import { FAULTS, type ServiceName } from './model/catalog';
 import { notModelled, sdkError } from './model/errors';
@@ -78,8 +78,11 @@ export interface Router {
   /** dynalite's loopback address. */
   readonly dynamo: { readonly hostname: string; readonly port: number };
   /**
-   * What the scenario deploys that changes IAM (its explicit targets are granted by ARN).
-   * @default - the stack with no explicit targets
+   * Enforce IAM on every call, against the stack synthesized with these options (a scenario's
+   * explicit targets are granted by ARN). The simulation runner always sets it; a harness whose
+   * account is not the synthesized stack's (bench/account.ts, with its own table and state machine
+   * names) leaves it out.
+   * @default - IAM is not enforced
    */
   readonly iam?: IamStackOptions;
 }
@@ -198,11 +201,13 @@ const authorize = async (
   operation: string,
   input: unknown,
 ): Promise<void> => {
-  if (!iamEnforced()) return;
-  const denied = await router.world.clock.io(async () => {
-    const enforcer = await enforcerFor(router.world, lookupsOf(router), router.iam);
-    return enforcer.authorize(principal, service, operation, input);
-  });
+  if (!router.iam || !iamEnforced()) return;
+  // Building the enforcer synthesizes and reads files: real I/O the clock must wait for. Once built,
+  // a decision made before is answered from memory (and a new one tells the clock itself).
+  const built = builtEnforcer(router.world);
+  const enforcer =
+    built ?? (await router.world.clock.io(() => enforcerFor(router.world, lookupsOf(router), router.iam)));
+  const denied = await enforcer.authorize(principal, service, operation, input);
   if (!denied) return;
   const { name, status } = ACCESS_DENIED[service];
   throw sdkError(service, name, denied.message, { status, requestId: router.world.uuid() });
@@ -250,7 +255,6 @@ const route = async (
   world.recordCall(service, operation);
   faults.check(service, operation);
   validate(world, service, operation, args.input);
-  await authorize(router, principal, service, operation, args.input);
   if (service === 'dynamodb') {
     const request = args.request;
     if (request) {
@@ -261,12 +265,18 @@ const route = async (
     }
     // Sent one at a time, in the order they are made: with real loopback I/O in the middle of the
     // run, that is what keeps two runs of one scenario identical.
+    // IAM is asked inside the queue, so requests still reach dynalite in the order they are made,
+    // however long a decision takes.
     return world.clock.io(() => {
-      const sent = dynamoQueue.then(() => send(next, args));
+      const sent = dynamoQueue.then(async () => {
+        await authorize(router, principal, service, operation, args.input);
+        return send(next, args);
+      });
       dynamoQueue = sent.catch(() => undefined);
       return sent;
     });
   }
+  await authorize(router, principal, service, operation, args.input);
   const handler = router.handlers[service][operation] as ((input: unknown) => unknown) | undefined;
   if (!handler) throw notModelled(service, operation);
   // Copies both ways: a model must not share objects with the code calling it.

@@ -51,8 +51,16 @@ type RawStruct = [number, string, string, unknown, string[], unknown[], number?]
 const isRawStruct = (s: unknown): s is RawStruct =>
   Array.isArray(s) && (s[0] === 3 || s[0] === 4) && Array.isArray(s[4]);
 
+const inputSchemas = new Map<string, NormalizedSchema | undefined>();
+
 /** The input schema of an operation, or undefined when the client does not ship one. */
 export const inputSchema = (service: ServiceName, operation: string): NormalizedSchema | undefined => {
+  const key = `${service}:${operation}`;
+  if (!inputSchemas.has(key)) inputSchemas.set(key, loadInputSchema(service, operation));
+  return inputSchemas.get(key);
+};
+
+const loadInputSchema = (service: ServiceName, operation: string): NormalizedSchema | undefined => {
   const op = MODULES[service][`${operation}$`] as unknown[] | undefined;
   if (!Array.isArray(op) || op[0] !== 9) return undefined;
   const input = typeof op[4] === 'function' ? (op[4] as () => unknown)() : op[4];
@@ -64,6 +72,19 @@ export const requiredMembers = (schema: NormalizedSchema): string[] => {
   const raw = schema.getSchema();
   if (!isRawStruct(raw)) return [];
   return raw[4].slice(0, typeof raw[6] === 'number' ? raw[6] : 0);
+};
+
+const memberCache = new WeakMap<object, Map<string, NormalizedSchema>>();
+/** A structure's members by name, computed once per schema. */
+const membersOf = (schema: NormalizedSchema): Map<string, NormalizedSchema> => {
+  const raw = schema.getSchema() as object;
+  let members = memberCache.get(raw);
+  if (!members) {
+    members = new Map();
+    for (const [name, member] of schema.structIterator()) members.set(name, member);
+    memberCache.set(raw, members);
+  }
+  return members;
 };
 
 const describe = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v);
@@ -82,8 +103,7 @@ const check = (schema: NormalizedSchema, value: unknown, at: string, problems: s
       problems.push(`${at}: expected a structure (${schema.getName()}), got ${describe(value)}`);
       return;
     }
-    const members = new Map<string, NormalizedSchema>();
-    for (const [name, member] of schema.structIterator()) members.set(name, member);
+    const members = membersOf(schema);
     for (const key of Object.keys(value)) {
       if (!members.has(key))
         problems.push(`${at ? `${at}.` : ''}${key}: ${schema.getName()} has no member ${key}`);

@@ -89,7 +89,7 @@ export class IamEnforcer {
     );
     for (const request of requests) {
       this.authorizations += 1;
-      const decision = await this.evaluator.decide(principal, request);
+      const decision = await this.evaluator.decide(principal, request, (work) => this.world.clock.io(work));
       if (!decision.allowed) {
         this.denials.push({
           at: Date.now(),
@@ -120,27 +120,59 @@ export class IamEnforcer {
   }
 }
 
-const enforcers = new WeakMap<World, IamEnforcer>();
+const enforcers = new WeakMap<World, Promise<IamEnforcer>>();
+const summaries = new WeakMap<World, IamEnforcer>();
 
 /** The IAM record of a run (undefined when IAM was off or nothing was called). */
-export const iamSummaryOf = (world: World): IamSummary | undefined => enforcers.get(world)?.summary();
+export const iamSummaryOf = (world: World): IamSummary | undefined => summaries.get(world)?.summary();
 
-/** The enforcer of a run, built from the synthesized stack the first time the run makes a call. */
-export const enforcerFor = async (
+let warmed: Promise<void> | undefined;
+
+/**
+ * Load the IAM reference data every granted action needs, once per process, before the first
+ * decision: the evaluator reads it from files, and real I/O in the middle of one run but not the next
+ * would let concurrent calls be answered in a different order.
+ */
+const warmUp = (evaluator: IamEvaluator): Promise<void> => {
+  warmed ??= (async () => {
+    const throwaway = new IamEvaluator(evaluator.model);
+    for (const p of evaluator.model.principals.values()) {
+      const actions = new Set(
+        p.identityPolicies.flatMap((i) =>
+          (i.policy.Statement as Array<{ Action?: string | string[] }>).flatMap((s) =>
+            [s.Action ?? []].flat(),
+          ),
+        ),
+      );
+      for (const action of actions) await throwaway.decide(p.name, { action, resource: '*', context: {} });
+    }
+  })();
+  return warmed;
+};
+
+/**
+ * The enforcer of a run, built from the synthesized stack the first time the run makes a call. Every
+ * caller awaits the same promise, so calls made meanwhile go on in the order they were made.
+ */
+/** The enforcer of a run once it is built (no waiting), else undefined. */
+export const builtEnforcer = (world: World): IamEnforcer | undefined => summaries.get(world);
+
+export const enforcerFor = (
   world: World,
   lookups: ResourceLookups,
   options: IamStackOptions = {},
 ): Promise<IamEnforcer> => {
-  const existing = enforcers.get(world);
-  if (existing) return existing;
-  const template = await resolveTemplate(world.accountId, world.region, options);
-  const again = enforcers.get(world);
-  if (again) return again;
-  const enforcer = new IamEnforcer(
-    world,
-    new IamEvaluator(iamModel(template, world.accountId, world.region)),
-    lookups,
-  );
-  enforcers.set(world, enforcer);
+  let enforcer = enforcers.get(world);
+  if (!enforcer) {
+    enforcer = (async () => {
+      const template = await resolveTemplate(world.accountId, world.region, options);
+      const evaluator = new IamEvaluator(iamModel(template, world.accountId, world.region));
+      await warmUp(evaluator);
+      const built = new IamEnforcer(world, evaluator, lookups);
+      summaries.set(world, built);
+      return built;
+    })();
+    enforcers.set(world, enforcer);
+  }
   return enforcer;
 };

@@ -43,12 +43,19 @@ export class IamEvaluator {
     return `arn:${this.model.partition}:sts::${this.model.accountId}:assumed-role/${role}/${name}`;
   }
 
-  /** Decide one request; identical requests are decided once per run. */
-  decide(principalName: string, request: AuthorizationRequest): Promise<Decision> {
+  /**
+   * Decide one request; identical requests are decided once per run. `io` wraps a decision not made
+   * before (the evaluator may read its reference data from files).
+   */
+  decide(
+    principalName: string,
+    request: AuthorizationRequest,
+    io: (work: () => Promise<Decision>) => Promise<Decision> = (work) => work(),
+  ): Promise<Decision> {
     const key = JSON.stringify([principalName, request.action, request.resource, sorted(request.context)]);
     let decision = this.cache.get(key);
     if (!decision) {
-      decision = this.run(principalName, request);
+      decision = io(() => this.run(principalName, request));
       this.cache.set(key, decision);
     }
     return decision;

@@ -145,6 +145,7 @@ describe('the simulation middleware', () => {
       faults: new FaultInjector([]),
       handlers,
       dynamo: { hostname: '127.0.0.1', port: 1 },
+      iam: {},
     });
   });
   afterEach(() => deactivate());
