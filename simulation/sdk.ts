@@ -8,6 +8,11 @@
  * DynamoDB requests do go out, to dynalite on loopback: the middleware points them there, counts
  * them, injects faults and tells the clock that I/O is in flight.
  *
+ * Before a model answers, two oracles the models' authors did not write check the call: the request
+ * against the service's API model as the SDK ships it (simulation/api-models), and IAM, by a real
+ * policy evaluator over the synthesized policies of the principal making the call (simulation/iam).
+ * A call either rejects fails the way the service fails it.
+ *
  * Clients the simulation creates get the middleware at once. The workflow's Lambda handlers create
  * theirs at module scope (`new ECSClient({})`) and take no injected clients, so while a simulation
  * is active every SDK client gets the middleware on its first send (see `activate`).
