@@ -388,8 +388,17 @@ export class RemediationWorkflow extends Construct {
       actions: ['ecs:DescribeServices', 'ecs:DescribeServiceDeployments'],
       resources: [services, serviceDeployments],
     });
+    // The watched alarms are named at run time (the service's deployment alarms and the target's).
     const describeAlarms = new iam.PolicyStatement({
       actions: ['cloudwatch:DescribeAlarms'],
+      resources: [arn('cloudwatch', 'alarm', '*', ArnFormat.COLON_RESOURCE_NAME)],
+    });
+    // SendTaskSuccess has no resource-level permissions (the Service Authorization Reference lists no
+    // resource type): IAM evaluates it against "*", so a state machine ARN never matches. The task
+    // token itself is the capability: only a holder of a live token can answer a task. The watchers
+    // never fail a task (SendTaskFailure is not granted).
+    const taskResponse = new iam.PolicyStatement({
+      actions: ['states:SendTaskSuccess'],
       resources: ['*'],
     });
     // Before calling a bake done, an alarm that fired and recovered between two looks counts too.
@@ -397,15 +406,26 @@ export class RemediationWorkflow extends Construct {
       actions: ['cloudwatch:DescribeAlarmHistory'],
       resources: [arn('cloudwatch', 'alarm', '*', ArnFormat.COLON_RESOURCE_NAME)],
     });
-    const taskResponse = new iam.PolicyStatement({
-      actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
-      resources: [stateMachineArn],
-    });
+    // Services discovered by tag may be deployed while they carry the tag; explicit targets are
+    // remediated tagged or not, so they are named by ARN (and only them).
     const deploy = new iam.PolicyStatement({
       actions: ['ecs:UpdateService'],
       resources: [services],
       conditions: taggedService,
     });
+    const targetServices = [
+      ...new Set(
+        props.targets.map((t) =>
+          t.cluster.startsWith('arn:')
+            ? `${t.cluster.replace(':cluster/', ':service/')}/${t.service}`
+            : arn('ecs', 'service', `${t.cluster}/${t.service}`),
+        ),
+      ),
+    ];
+    const deployTargets =
+      targetServices.length > 0
+        ? new iam.PolicyStatement({ actions: ['ecs:UpdateService'], resources: targetServices })
+        : undefined;
     // Service deployments are not taggable resources, so a condition on the service's tag would
     // deny every rollback. The workflow only stops the deployment it started itself (the ARN comes
     // from its own watch), and stopping one can only roll it back to the previous revision.
@@ -434,10 +454,14 @@ export class RemediationWorkflow extends Construct {
       new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [services] }),
     );
     functions.registerTaskDefinition.addToRolePolicy(
-      // Task definitions have no resource-level permissions for Describe/Register.
+      // DescribeTaskDefinition has no resource-level permissions; RegisterTaskDefinition is on the
+      // task-definition resource type, whose family (the running one's) is known only at run time.
+      new iam.PolicyStatement({ actions: ['ecs:DescribeTaskDefinition'], resources: ['*'] }),
+    );
+    functions.registerTaskDefinition.addToRolePolicy(
       new iam.PolicyStatement({
-        actions: ['ecs:DescribeTaskDefinition', 'ecs:RegisterTaskDefinition'],
-        resources: ['*'],
+        actions: ['ecs:RegisterTaskDefinition'],
+        resources: [arn('ecs', 'task-definition', '*')],
       }),
     );
     functions.registerTaskDefinition.addToRolePolicy(
@@ -468,6 +492,7 @@ export class RemediationWorkflow extends Construct {
     functions.gate.addToRolePolicy(describeAlarms);
     functions.restore.addToRolePolicy(describeEcs);
     functions.restore.addToRolePolicy(deploy);
+    if (deployTargets) functions.restore.addToRolePolicy(deployTargets);
     functions.restore.addToRolePolicy(stopDeployment);
 
     grantLedgerReadWrite(props.ledger, key, functions.finish);
@@ -482,7 +507,12 @@ export class RemediationWorkflow extends Construct {
       new iam.PolicyStatement({
         actions: ['events:PutEvents'],
         resources: [arn('events', 'event-bus', 'default')],
-        conditions: { StringEquals: { 'events:source': OUTCOME_EVENT.source } },
+        // events:source is multivalued (one PutEvents call carries several entries): every entry's
+        // source must be Autopatch's, and there must be one.
+        conditions: {
+          'ForAllValues:StringEquals': { 'events:source': [OUTCOME_EVENT.source] },
+          Null: { 'events:source': 'false' },
+        },
       }),
     );
     functions.finish.addToRolePolicy(
@@ -537,6 +567,7 @@ export class RemediationWorkflow extends Construct {
       }),
     );
     this.stateMachine.addToRolePolicy(deploy);
+    if (deployTargets) this.stateMachine.addToRolePolicy(deployTargets);
     this.stateMachine.addToRolePolicy(stopDeployment);
 
     // ---------------------------------------------------------------- Deployment and alarm events
@@ -617,8 +648,13 @@ export class RemediationWorkflow extends Construct {
         id: 'AwsSolutions-IAM5[Resource::*]',
         reason:
           'Only actions without resource-level permissions: ecr:GetAuthorizationToken, inspector2 List*, ' +
-          'ecs:DescribeTaskDefinition/RegisterTaskDefinition, cloudwatch:DescribeAlarms, X-Ray and Step Functions log delivery.',
+          'ecs:DescribeTaskDefinition, states:SendTaskSuccess, X-Ray and Step Functions log ' +
+          'delivery (Autopatch-IAMAnyResource checks each action against that list).',
       },
+      ...resources(
+        [arn('cloudwatch', 'alarm:*')],
+        "cloudwatch:DescribeAlarms of the watched alarms: the service's deployment alarms, named at run time.",
+      ),
       ...resources(
         [arn('ecs', 'service/*')],
         'Services are also discovered by tag at run time; UpdateService is conditioned on the Autopatch service tag.',
@@ -629,7 +665,7 @@ export class RemediationWorkflow extends Construct {
       ),
       ...resources(
         [arn('ecs', 'task-definition/*')],
-        'New task definition revisions are created at run time; TagResource only as part of RegisterTaskDefinition.',
+        'New task definition revisions (of the running family, known at run time) are registered at run time; TagResource only as part of RegisterTaskDefinition.',
       ),
       ...resources(
         [arn('ecr', 'repository/*')],

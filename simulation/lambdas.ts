@@ -6,6 +6,7 @@
  * the simulated account through `activate` (see sdk.ts).
  */
 import type { Context } from 'aws-lambda';
+import { runAs } from './iam/enforcer';
 
 type Handler = (event: never, context: never) => Promise<unknown>;
 
@@ -36,7 +37,10 @@ export const loadHandlers = async (roles: readonly string[]): Promise<Map<string
       );
     }
     const { handler } = await load();
-    out.set(role, handler as unknown as LambdaHandler);
+    // Its SDK calls are made with its own role: IAM evaluates them against that role's policies.
+    out.set(role, (event, context) =>
+      runAs(role, () => (handler as unknown as LambdaHandler)(event, context)),
+    );
   }
   return out;
 };

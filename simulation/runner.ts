@@ -347,6 +347,7 @@ const simulate = async (
       faults,
       handlers: modelHandlers,
       dynamo: { hostname: address.hostname, port: Number(address.port) },
+      iam: { targets: scenario.targets },
     });
 
     const byArn = new Map(stack.functions.map((f) => [f.arn, f.role]));

@@ -8,6 +8,11 @@
  * DynamoDB requests do go out, to dynalite on loopback: the middleware points them there, counts
  * them, injects faults and tells the clock that I/O is in flight.
  *
+ * Before a model answers, two oracles the models' authors did not write check the call: the request
+ * against the service's API model as the SDK ships it (simulation/api-models), and IAM, by a real
+ * policy evaluator over the synthesized policies of the principal making the call (simulation/iam).
+ * A call either rejects fails the way the service fails it.
+ *
  * Clients the simulation creates get the middleware at once. The workflow's Lambda handlers create
  * theirs at module scope (`new ECSClient({})`) and take no injected clients, so while a simulation
  * is active every SDK client gets the middleware on its first send (see `activate`).
@@ -22,11 +27,15 @@ import { Inspector2Client } from '@aws-sdk/client-inspector2';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { requestProblems, VALIDATION_ERROR } from './api-models/validate';
 import { clone } from './clone';
+import { builtEnforcer, currentPrincipal, enforcerFor, iamEnforced, OPERATOR } from './iam/enforcer';
+import type { ResourceLookups } from './iam/requests';
 import { FAULTS, type ServiceName } from './model/catalog';
 import { notModelled, sdkError } from './model/errors';
 import type { World } from './model/world';
 import type { FaultSpec } from './scenario';
+import type { IamStackOptions } from './stack';
 
 /** A model's operations: name → handler taking the command input and returning its output (no $metadata). */
 export type OperationHandlers = Readonly<Record<string, (input: never) => unknown>>;
@@ -73,6 +82,14 @@ export interface Router {
   readonly handlers: ModelHandlerSet;
   /** dynalite's loopback address. */
   readonly dynamo: { readonly hostname: string; readonly port: number };
+  /**
+   * Enforce IAM on every call, against the stack synthesized with these options (a scenario's
+   * explicit targets are granted by ARN). The simulation runner always sets it; a harness whose
+   * account is not the synthesized stack's (bench/account.ts, with its own table and state machine
+   * names) leaves it out.
+   * @default - IAM is not enforced
+   */
+  readonly iam?: IamStackOptions;
 }
 
 interface HttpRequestLike {
@@ -111,6 +128,95 @@ const SERVICE_IDS: Record<string, ServiceName> = {
 };
 
 const ATTACHED = Symbol.for('autopatch.simulation.attached');
+/** The principal a client was created for (see `simulatedClients`). */
+const PRINCIPAL = Symbol.for('autopatch.simulation.principal');
+
+/**
+ * How each service reports an IAM denial (the SDK's modelled exception where there is one, else the
+ * error code the service sends), and its HTTP status.
+ */
+const ACCESS_DENIED: Record<ServiceName, { name: string; status: number }> = {
+  ecs: { name: 'AccessDeniedException', status: 403 },
+  ecr: { name: 'AccessDeniedException', status: 400 },
+  codebuild: { name: 'AccessDeniedException', status: 400 },
+  inspector2: { name: 'AccessDeniedException', status: 403 },
+  cloudwatch: { name: 'AccessDenied', status: 403 },
+  sns: { name: 'AuthorizationErrorException', status: 403 },
+  eventbridge: { name: 'AccessDeniedException', status: 400 },
+  ssm: { name: 'AccessDeniedException', status: 400 },
+  sfn: { name: 'AccessDeniedException', status: 400 },
+  dynamodb: { name: 'AccessDeniedException', status: 400 },
+};
+
+/** What IAM conditions need to know about the account's resources, asked of the models themselves. */
+const lookupsOf = (router: Router): ResourceLookups => ({
+  serviceTags: (serviceArn) => {
+    const list = router.handlers.ecs.ListTagsForResource as
+      | ((input: { resourceArn: string }) => { tags?: Array<{ key?: string; value?: string }> })
+      | undefined;
+    try {
+      const tags = list?.({ resourceArn: serviceArn }).tags ?? [];
+      return Object.fromEntries(tags.map((t) => [t.key ?? '', t.value ?? '']));
+    } catch {
+      return undefined;
+    }
+  },
+});
+
+/** Requests checked against the API models, per run: how many, and the ones rejected. */
+export interface ModelCheckSummary {
+  readonly checked: number;
+  readonly rejected: ReadonlyArray<{ readonly call: string; readonly problems: readonly string[] }>;
+}
+const modelChecks = new WeakMap<
+  World,
+  { checked: number; rejected: ModelCheckSummary['rejected'][number][] }
+>();
+
+/** The API-model record of a run. */
+export const modelCheckSummaryOf = (world: World): ModelCheckSummary | undefined => modelChecks.get(world);
+
+/**
+ * Fail the call as the service rejects a request its API model does not allow (unknown member,
+ * missing required member, wrong type). `AUTOPATCH_SIMULATION_API_MODELS=off` turns it off.
+ */
+const validate = (world: World, service: ServiceName, operation: string, input: unknown): void => {
+  if (process.env.AUTOPATCH_SIMULATION_API_MODELS === 'off') return;
+  const record = modelChecks.get(world) ?? { checked: 0, rejected: [] };
+  modelChecks.set(world, record);
+  record.checked += 1;
+  const problems = requestProblems(service, operation, input);
+  if (problems.length === 0) return;
+  record.rejected.push({ call: `${service}:${operation}`, problems });
+  world.note('api-model', `REJECTED ${service}:${operation}: ${problems.join('; ')}`);
+  const { name, status } = VALIDATION_ERROR[service];
+  throw sdkError(
+    service,
+    name,
+    `${problems.length} validation error${problems.length === 1 ? '' : 's'} detected: ${problems.join('; ')}`,
+    { status, requestId: world.uuid() },
+  );
+};
+
+/** Fail the call as the service does when IAM denies it. */
+const authorize = async (
+  router: Router,
+  principal: string | undefined,
+  service: ServiceName,
+  operation: string,
+  input: unknown,
+): Promise<void> => {
+  if (!router.iam || !iamEnforced()) return;
+  // Building the enforcer synthesizes and reads files: real I/O the clock must wait for. Once built,
+  // a decision made before is answered from memory (and a new one tells the clock itself).
+  const built = builtEnforcer(router.world);
+  const enforcer =
+    built ?? (await router.world.clock.io(() => enforcerFor(router.world, lookupsOf(router), router.iam)));
+  const denied = await enforcer.authorize(principal, service, operation, input);
+  if (!denied) return;
+  const { name, status } = ACCESS_DENIED[service];
+  throw sdkError(service, name, denied.message, { status, requestId: router.world.uuid() });
+};
 let active: Router | undefined;
 /** DynamoDB requests of the active run, one at a time (see `route`). */
 let dynamoQueue: Promise<unknown> = Promise.resolve();
@@ -147,11 +253,13 @@ const route = async (
   next: Next,
   args: MiddlewareArgs,
   context: MiddlewareContext,
+  principal: string | undefined,
 ) => {
   const { world, faults } = router;
   const operation = operationOf(context);
   world.recordCall(service, operation);
   faults.check(service, operation);
+  validate(world, service, operation, args.input);
   if (service === 'dynamodb') {
     const request = args.request;
     if (request) {
@@ -162,12 +270,18 @@ const route = async (
     }
     // Sent one at a time, in the order they are made: with real loopback I/O in the middle of the
     // run, that is what keeps two runs of one scenario identical.
+    // IAM is asked inside the queue, so requests still reach dynalite in the order they are made,
+    // however long a decision takes.
     return world.clock.io(() => {
-      const sent = dynamoQueue.then(() => send(next, args));
+      const sent = dynamoQueue.then(async () => {
+        await authorize(router, principal, service, operation, args.input);
+        return send(next, args);
+      });
       dynamoQueue = sent.catch(() => undefined);
       return sent;
     });
   }
+  await authorize(router, principal, service, operation, args.input);
   const handler = router.handlers[service][operation] as ((input: unknown) => unknown) | undefined;
   if (!handler) throw notModelled(service, operation);
   // Copies both ways: a model must not share objects with the code calling it.
@@ -183,7 +297,7 @@ const route = async (
 
 /** Give a client the simulation middleware (once). Outside a simulation its requests fail. */
 export const attach = <C>(client: C): C => {
-  const c = client as unknown as SdkClient & { [ATTACHED]?: true };
+  const c = client as unknown as SdkClient & { [ATTACHED]?: true; [PRINCIPAL]?: string };
   if (c[ATTACHED]) return client;
   c[ATTACHED] = true;
   // A DynamoDBDocumentClient starts from a copy of its client's stack: it may have the middleware already.
@@ -196,7 +310,8 @@ export const attach = <C>(client: C): C => {
       // horizon, say) its requests fail instead.
       if (!router) throw new Error('this AWS SDK client belongs to a simulation that is no longer running');
       if (!service) throw new Error(`the simulation does not model the ${c.config.serviceId} service`);
-      return route(router, service, next, args, context);
+      // The client's own principal, else the Lambda invocation this call runs in.
+      return route(router, service, next, args, context, c[PRINCIPAL] ?? currentPrincipal());
     },
     { step: 'finalizeRequest', priority: 'low', name: 'autopatchSimulation', tags: ['SIMULATION'] },
   );
@@ -245,28 +360,48 @@ export interface SimulatedClients {
 }
 
 /**
+ * Who holds clients created without a principal: Step Functions for its integrations (one attempt),
+ * the triage fleet (simulation/triage.ts) for its environments, else a person with their own
+ * credentials (`npm run approve`), whose calls IAM does not evaluate.
+ */
+const defaultPrincipal = (maxAttempts: number): string => {
+  if (maxAttempts === 1) return 'stateMachine';
+  const stack = new Error().stack ?? '';
+  return /[\\/]simulation[\\/]triage\.[jt]s/.test(stack) ? 'triage' : OPERATOR;
+};
+
+/**
  * One full set of clients, as a Lambda function (or Step Functions itself) would hold them.
  * `maxAttempts`: 3 (the SDK default) for Lambda code; 1 for Step Functions' own service integrations,
- * which hand the first error to the state's Retry.
+ * which hand the first error to the state's Retry. `principal`: whose IAM role the calls are evaluated
+ * against ('triage', 'stateMachine', a workflow role, or OPERATOR for none of the stack's).
  */
-export const simulatedClients = (world: World, maxAttempts: number): SimulatedClients => {
+export const simulatedClients = (
+  world: World,
+  maxAttempts: number,
+  principal: string = defaultPrincipal(maxAttempts),
+): SimulatedClients => {
   const config = {
     region: world.region,
     credentials: { accessKeyId: 'SIMULATED', secretAccessKey: 'SIMULATED' },
     maxAttempts,
   };
+  const own = <C>(client: C): C => {
+    (client as { [PRINCIPAL]?: string })[PRINCIPAL] = principal;
+    return attach(client);
+  };
   return {
-    ecs: attach(new ECSClient(config)),
-    ecr: attach(new ECRClient(config)),
-    codebuild: attach(new CodeBuildClient(config)),
-    inspector2: attach(new Inspector2Client(config)),
-    cloudwatch: attach(new CloudWatchClient(config)),
-    sns: attach(new SNSClient(config)),
-    eventbridge: attach(new EventBridgeClient(config)),
-    ssm: attach(new SSMClient(config)),
-    sfn: attach(new SFNClient(config)),
+    ecs: own(new ECSClient(config)),
+    ecr: own(new ECRClient(config)),
+    codebuild: own(new CodeBuildClient(config)),
+    inspector2: own(new Inspector2Client(config)),
+    cloudwatch: own(new CloudWatchClient(config)),
+    sns: own(new SNSClient(config)),
+    eventbridge: own(new EventBridgeClient(config)),
+    ssm: own(new SSMClient(config)),
+    sfn: own(new SFNClient(config)),
     // The endpoint is rewritten to dynalite per request; this one only keeps the SDK from resolving AWS's.
-    dynamodb: attach(new DynamoDBClient({ ...config, endpoint: 'http://127.0.0.1:8000' })),
+    dynamodb: own(new DynamoDBClient({ ...config, endpoint: 'http://127.0.0.1:8000' })),
   };
 };
 

@@ -53,7 +53,7 @@ const cacheKey = (): string => {
   return hash.digest('hex').slice(0, 24);
 };
 
-const synthesize = async (): Promise<Synthesized> => {
+const synthesize = async (props?: { targets: never }): Promise<Synthesized> => {
   // Loaded lazily: aws-cdk-lib takes a while to load, and a cached template does not need it.
   const [{ App }, { Template }, { AutopatchStack }] = await Promise.all([
     import('aws-cdk-lib'),
@@ -64,7 +64,7 @@ const synthesize = async (): Promise<Synthesized> => {
   // handlers from source) and CloudFormation's built-in template validation (seconds of WASM that
   // `cdk synth` and the infrastructure tests already run).
   const app = new App({ context: { 'aws:cdk:bundling-stacks': [] }, builtinCloudFormationValidation: false });
-  const stack = new AutopatchStack(app, 'AutopatchStack', {});
+  const stack = new AutopatchStack(app, 'AutopatchStack', props ? { autopatch: props } : {});
   const { autopatch } = stack;
   const id = (construct: { node: { defaultChild?: unknown } }) =>
     stack.getLogicalId(construct.node.defaultChild as Parameters<typeof stack.getLogicalId>[0]);
@@ -217,6 +217,8 @@ const resolver = (resources: Record<string, Resource>, accountId: string, region
         return arn('codebuild', `project/${ref(id)}`);
       case 'AWS::Events::Rule':
         return arn('events', `rule/${ref(id)}`);
+      case 'AWS::Logs::LogGroup':
+        return arn('logs', `log-group:${ref(id)}:*`);
       default:
         return arn('unknown', id);
     }
@@ -346,5 +348,96 @@ export const renderStack = async (accountId: string, region: string): Promise<Re
     },
     tableName: ref(ids.ledger),
     topicArn: ref(ids.topic),
+  };
+};
+
+export interface ResolvedTemplate {
+  /** The template's resources as synthesized (references still `Ref` / `Fn::GetAtt`). */
+  readonly raw: Readonly<Record<string, Resource>>;
+  /** The same resources with every intrinsic resolved to the simulated account's values. */
+  readonly resolved: Readonly<Record<string, Resource>>;
+  /** Logical id → workflow role (acquireLock, finish, ...). */
+  readonly functionRoles: Readonly<Record<string, string>>;
+  readonly ids: Synthesized['ids'];
+  /** `Fn::GetAtt [logicalId, Arn]` in the simulated account. */
+  readonly arnOf: (logicalId: string) => string;
+  /** `Ref logicalId` in the simulated account. */
+  readonly refOf: (logicalId: string) => string;
+}
+
+/** What a scenario configures that changes the synthesized IAM policies (explicit targets are granted by ARN). */
+export interface IamStackOptions {
+  readonly targets?: readonly unknown[];
+}
+
+const iamMemo = new Map<string, Promise<Synthesized>>();
+
+/**
+ * The stack as the scenario would deploy it: synthesized with its explicit targets (they change the
+ * grants), cached like `synthesizedStack` under a key that also covers the targets. Without targets it
+ * is the default stack.
+ */
+const synthesizedForIam = (options: IamStackOptions): Promise<Synthesized> => {
+  const targets = options.targets ?? [];
+  if (targets.length === 0) return synthesizedStack();
+  const key = createHash('sha256').update(JSON.stringify(targets)).digest('hex').slice(0, 16);
+  let memoized = iamMemo.get(key);
+  if (!memoized) {
+    memoized = (async () => {
+      const sources = cacheKey();
+      const file = path.join(CACHE_DIR, `iam-${sources}-${key}.json`);
+      try {
+        const cached = JSON.parse(readFileSync(file, 'utf8')) as Synthesized;
+        if (cached.version === CACHE_VERSION) return cached;
+      } catch {
+        // Not cached yet.
+      }
+      const fresh = await synthesize({ targets: targets as never });
+      try {
+        mkdirSync(CACHE_DIR, { recursive: true });
+        for (const old of readdirSync(CACHE_DIR))
+          if (old.startsWith('iam-') && !old.startsWith(`iam-${sources}-`))
+            rmSync(path.join(CACHE_DIR, old), { force: true });
+        writeFileSync(file, JSON.stringify(fresh));
+      } catch {
+        // Read-only checkout: synthesize every time.
+      }
+      return fresh;
+    })();
+    iamMemo.set(key, memoized);
+  }
+  return memoized;
+};
+
+/**
+ * The whole template resolved for one simulated account: what simulation/iam reads the principals,
+ * their policies and the resource and key policies from. A resource whose properties cannot be
+ * resolved is left as synthesized.
+ */
+export const resolveTemplate = async (
+  accountId: string,
+  region: string,
+  options: IamStackOptions = {},
+): Promise<ResolvedTemplate> => {
+  const s = await synthesizedForIam(options);
+  const { resolve, ref, getAtt } = resolver(s.resources, accountId, region);
+  const resolved: Record<string, Resource> = {};
+  for (const [id, r] of Object.entries(s.resources)) {
+    try {
+      resolved[id] = {
+        ...r,
+        ...(r.Properties ? { Properties: resolve(r.Properties) as Record<string, Json> } : {}),
+      };
+    } catch {
+      resolved[id] = r;
+    }
+  }
+  return {
+    raw: s.resources,
+    resolved,
+    functionRoles: s.functionRoles,
+    ids: s.ids,
+    arnOf: (logicalId) => getAtt(logicalId, 'Arn'),
+    refOf: (logicalId) => ref(logicalId),
   };
 };

@@ -294,7 +294,7 @@ describe('RemediationWorkflow construct', () => {
     expect(source).toBeDefined();
   });
 
-  it('deploys only services carrying the Autopatch tag, and grants no wildcard actions', () => {
+  it('deploys services carrying the Autopatch tag and the explicit targets by ARN, and grants no wildcard actions', () => {
     const policies = Object.values(template.findResources('AWS::IAM::Policy'));
     const statements = policies.flatMap(
       (p) => p.Properties.PolicyDocument.Statement as Array<Record<string, unknown>>,
@@ -302,9 +302,18 @@ describe('RemediationWorkflow construct', () => {
     const actions = (s: Record<string, unknown>) => [s.Action].flat() as string[];
     const deploying = statements.filter((s) => actions(s).includes('ecs:UpdateService'));
     expect(deploying.length).toBeGreaterThan(0);
+    // Discovered services by their tag; explicit targets (remediated tagged or not) by service ARN only.
     for (const s of deploying) {
-      expect(s.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/autopatch:enabled': 'true' } });
+      if (s.Condition !== undefined) {
+        expect(s.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/autopatch:enabled': 'true' } });
+      } else {
+        const resources = JSON.stringify(s.Resource);
+        expect(resources).toContain(':service/prod/payments-api');
+        expect(resources).toContain(':service/prod/ledger-api');
+        expect(resources).not.toContain('*');
+      }
     }
+    expect(deploying.some((s) => s.Condition === undefined)).toBe(true);
     // Service deployments carry no tags: StopServiceDeployment is scoped to service deployments only.
     const stopping = statements.filter((s) => actions(s).includes('ecs:StopServiceDeployment'));
     expect(stopping.length).toBeGreaterThan(0);
