@@ -488,7 +488,9 @@ export class RemediationWorkflow extends Construct {
       watcher.addToRolePolicy(taskResponse);
     }
 
-    functions.gate.addToRolePolicy(describeEcs);
+    functions.gate.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [services] }),
+    );
     functions.gate.addToRolePolicy(describeAlarms);
     functions.restore.addToRolePolicy(describeEcs);
     functions.restore.addToRolePolicy(deploy);

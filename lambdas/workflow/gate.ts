@@ -1,7 +1,8 @@
+import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DescribeServicesCommand, type ECSClient } from '@aws-sdk/client-ecs';
 import type { ServiceRef, TargetSettings } from '../shared/contracts';
+import { readAlarms, watchedAlarms } from './alarms';
 import { awsCall } from './aws';
-import { type DeploymentClients, readAlarms, watchedAlarms } from './deployment';
 
 /**
  * How long a remediation waits for an alarm that was already in ALARM before it deployed anything,
@@ -52,7 +53,7 @@ export interface GateResult {
  */
 export const checkGate = async (
   input: GateInput,
-  clients: DeploymentClients & { ecs: Pick<ECSClient, 'send'> },
+  clients: { readonly ecs: Pick<ECSClient, 'send'>; readonly cloudwatch: Pick<CloudWatchClient, 'send'> },
   now: Date = new Date(),
 ): Promise<GateResult> => {
   const out = await awsCall('ecs DescribeServices', () =>

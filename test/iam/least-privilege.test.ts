@@ -70,6 +70,7 @@ const sampleInputs = (service: string, operation: string): Array<Record<string, 
     'inspector2:ListCoverage': [{}],
     'inspector2:ListFindings': [{}],
     'cloudwatch:DescribeAlarms': [{ AlarmNames: ['checkout-5xx'] }],
+    'cloudwatch:DescribeAlarmHistory': [{ AlarmName: 'checkout-5xx', HistoryItemType: 'StateUpdate' }],
     'sns:Publish': [{ TopicArn: template.refOf(template.ids.topic), Message: 'm' }],
     'eventbridge:PutEvents': [
       { Entries: [{ Source: 'autopatch', DetailType: 'Autopatch Remediation Outcome' }] },
@@ -124,6 +125,8 @@ const LAMBDAS = [
   'restore',
   'finish',
   'deploymentEvents',
+  'gate',
+  'sweep',
 ];
 
 describe('every SDK command a Lambda sends is allowed for its role', () => {
@@ -142,19 +145,10 @@ describe('every SDK command a Lambda sends is allowed for its role', () => {
 
 describe('every service integration of the definition is allowed for the state machine', () => {
   test('lambda:invoke, codebuild:startBuild.sync and the aws-sdk:ecs calls', async () => {
-    const functionArns = new Map(
-      Object.entries(template.functionRoles).map(([id, role]) => [role, template.arnOf(id)]),
-    );
-    const substitution: Record<string, string> = {
-      AcquireLockFunctionArn: 'acquireLock',
-      RequestApprovalFunctionArn: 'requestApproval',
-      PlanBuildsFunctionArn: 'planBuilds',
-      VerifyRescanFunctionArn: 'verifyRescan',
-      RegisterTaskDefinitionFunctionArn: 'registerTaskDefinition',
-      WatchDeploymentFunctionArn: 'watchDeployment',
-      RollbackFunctionArn: 'restore',
-      FinishFunctionArn: 'finish',
-    };
+    // Each ${…FunctionArn} the definition names, resolved as the stack substitutes it.
+    const substitution = ((
+      template.resolved[template.ids.stateMachine]?.Properties as { DefinitionSubstitutions?: unknown } | undefined
+    )?.DefinitionSubstitutions ?? {}) as Record<string, string>;
     const projects = Object.entries(template.raw)
       .filter(([, r]) => r.Type === 'AWS::CodeBuild::Project')
       .map(([id]) => template.refOf(id));
@@ -164,7 +158,7 @@ describe('every service integration of the definition is allowed for the state m
       const sdk = /^arn:aws:states:::aws-sdk:([a-z0-9]+):([A-Za-z0-9]+)$/.exec(task.resource);
       if (lambda) {
         const name = /^\$\{(\w+)\}$/.exec(String(task.parameters.FunctionName))?.[1] ?? '';
-        const fn = functionArns.get(substitution[name] ?? '');
+        const fn = substitution[name];
         expect({ state: task.state, fn }).toEqual({ state: task.state, fn: expect.any(String) });
         requests.push({ action: 'lambda:InvokeFunction', resource: fn as string, context: {} });
       } else if (task.resource === 'arn:aws:states:::codebuild:startBuild.sync') {
@@ -237,12 +231,13 @@ describe('the other way: what is not granted', () => {
 });
 
 describe('what reaches Autopatch from AWS services is allowed by the resource and key policies', () => {
-  test('EventBridge rules invoke the deployment-events Lambda; the intake rule sends to the queue and uses its key', async () => {
+  test('EventBridge rules invoke the deployment-events Lambda and the sweep; the intake rule sends to the queue and uses its key', async () => {
     const rules = Object.entries(template.raw).filter(([, r]) => r.Type === 'AWS::Events::Rule');
     const events = servicePrincipal('events.amazonaws.com');
     const deploymentEvents = [...model.functionPrincipals].find(
       ([, p]) => p === 'deploymentEvents',
     )?.[0] as string;
+    const sweep = [...model.functionPrincipals].find(([, p]) => p === 'sweep')?.[0] as string;
     const queue = template.arnOf(template.ids.queue);
     const key = model.keys.get(queue) as string;
     const problems: string[] = [];
@@ -255,6 +250,7 @@ describe('what reaches Autopatch from AWS services is allowed by the resource an
       const requests: AuthorizationRequest[] = [];
       if (targets.includes(deploymentEvents))
         requests.push({ action: 'lambda:InvokeFunction', resource: deploymentEvents, context });
+      if (targets.includes(sweep)) requests.push({ action: 'lambda:InvokeFunction', resource: sweep, context });
       if (targets.includes(queue))
         requests.push(
           { action: 'sqs:SendMessage', resource: queue, context },

@@ -102,7 +102,8 @@ describe('requests checked against the API models', () => {
       expect({ state: task.state, problems }).toEqual({ state: task.state, problems: [] });
       checked += 1;
     }
-    expect(checked).toBeGreaterThanOrEqual(4);
+    // Deploy the patched revision, Roll back the deployment, Build the patched image.
+    expect(checked).toBeGreaterThanOrEqual(3);
   });
 });
 const placeholder = 'value-from-a-path';
