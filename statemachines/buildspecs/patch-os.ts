@@ -123,7 +123,9 @@ case "$PATCH_PM" in
     if [ -n "$targets" ]; then apt-get install "$@" --only-upgrade $targets
     else apt-get "$@" --with-new-pkgs upgrade; fi
     apt-get clean
-    rm -rf /var/lib/apt/lists/* ;;
+    set +f
+    rm -rf /var/lib/apt/lists/*
+    set -f ;;
   apk)
     # shellcheck disable=SC2086 # one word per package
     if [ -n "$targets" ]; then apk upgrade --no-cache $targets; else apk upgrade --no-cache; fi ;;

@@ -17,7 +17,16 @@
  * debootstrap rootfs between runs.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AffectedImage, PatchPackage, RebuildMode } from '../../lambdas/shared/contracts';
@@ -76,11 +85,8 @@ const REPOSITORY = 'autopatch-test/app';
  * The installed packages of an image the registry holds (package → version), read from its dpkg
  * status file: vfs storage mounts an image's top layer in place, where a container would copy it.
  */
-const dpkgList = async (ctx: Context, ref: string): Promise<Map<string, string>> => {
-  const opts = { env: ctx.env, logFile };
-  await run('podman', ['pull', '--quiet', ref], opts);
-  const root = (await run('podman', ['image', 'mount', ref], opts)).stdout.trim();
-  try {
+const dpkgList = (ctx: Context, ref: string): Promise<Map<string, string>> =>
+  inImage(ctx, ref, (root) => {
     const packages = new Map<string, string>();
     for (const stanza of readFileSync(join(root, 'var/lib/dpkg/status'), 'utf8').split(/\n\n+/)) {
       const field = (name: string) => new RegExp(`^${name}: (.*)$`, 'm').exec(stanza)?.[1];
@@ -89,6 +95,15 @@ const dpkgList = async (ctx: Context, ref: string): Promise<Map<string, string>>
       if (pkg && version && field('Status') === 'install ok installed') packages.set(pkg, version);
     }
     return packages;
+  });
+
+/** Reads the files of an image the registry holds (vfs storage mounts an image's top layer in place). */
+const inImage = async <T>(ctx: Context, ref: string, read: (root: string) => T): Promise<T> => {
+  const opts = { env: ctx.env, logFile };
+  await run('podman', ['pull', '--quiet', ref], opts);
+  const root = (await run('podman', ['image', 'mount', ref], opts)).stdout.trim();
+  try {
+    return read(root);
   } finally {
     await run('podman', ['image', 'unmount', ref], { ...opts, allowFailure: true });
   }
@@ -301,6 +316,11 @@ const scenarios: Record<string, (ctx: Context, baseline: Map<string, string>) =>
       `${name}: ...although ${otherUpgradable.length} other packages had updates (${otherUpgradable.slice(0, 4).join(', ')}, ...)`,
       otherUpgradable.length > 0,
     );
+    const leftovers = await inImage(ctx, ref, (root) => [
+      ...readdirSync(join(root, 'var/lib/apt/lists')),
+      ...(existsSync(join(root, 'autopatch-patch-layer.sh')) ? ['/autopatch-patch-layer.sh'] : []),
+    ]);
+    same(`${name}: no package lists or patch script left in the image`, leftovers, []);
     const config = await contractChecks(ctx, name, ref);
     labelChecks(name, config.Labels, ctx, 'image-test-vulnerable');
     same(
