@@ -6,7 +6,11 @@ import * as z from 'zod';
  */
 
 const rebuildSchema = z.discriminatedUnion('mode', [
-  z.strictObject({ mode: z.literal('patch-os') }),
+  z.strictObject({
+    mode: z.literal('patch-os'),
+    /** 'vulnerable' (default): only the packages the findings name, to their fixed version; 'all': every update. */
+    packages: z.enum(['vulnerable', 'all']).optional(),
+  }),
   z.strictObject({
     mode: z.literal('source'),
     sourceLocation: z.string().min(1),

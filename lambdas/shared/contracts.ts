@@ -15,8 +15,12 @@ export type Action = 'remediate' | 'approve' | 'notify' | 'ignore';
 
 /** How an image is rebuilt. */
 export type RebuildMode =
-  /** An OS-package patch layer on top of the running image (no source needed). */
-  | { readonly mode: 'patch-os' }
+  /**
+   * An OS-package patch layer on top of the running image (no source needed). `packages`: upgrade
+   * only the packages the findings name, to at least their fixed version ('vulnerable', the default),
+   * or every package with an update ('all').
+   */
+  | { readonly mode: 'patch-os'; readonly packages?: 'vulnerable' | 'all' }
   /** Rebuild from source with the base image pulled fresh, via the construct's source project. */
   | { readonly mode: 'source'; readonly sourceLocation: string; readonly dockerfile?: string }
   /** Start the target's own existing CodeBuild project with overrides. */
@@ -57,10 +61,36 @@ export interface AffectedImage {
    */
   readonly findingArns: readonly string[];
   readonly rebuild: RebuildMode;
+  /**
+   * The OS packages the findings name, each with the version that fixes it when Inspector knows one:
+   * what a targeted patch layer upgrades. Sorted, unique, at most MAX_PATCH_PACKAGES_PER_IMAGE, names
+   * and versions of safe characters only (they reach a shell). Absent when not known exactly (requests
+   * from before this field, a finding without package details, too many packages): the patch layer
+   * then upgrades every package with an update.
+   */
+  readonly packages?: readonly PatchPackage[];
+}
+
+/** One OS package a finding names (Inspector `vulnerablePackages`, packageManager OS). */
+export interface PatchPackage {
+  /** Binary (or source) package name, e.g. "libssl3". */
+  readonly name: string;
+  /** The version that fixes it, as Inspector writes it (e.g. "0:3.0.13-1~deb12u1"); absent when none is known. */
+  readonly fixedInVersion?: string;
 }
 
 /** How many finding ARNs an AffectedImage keeps (see findingArns). */
 export const MAX_FINDING_ARNS_PER_IMAGE = 20;
+
+/** How many packages an AffectedImage names before it falls back to "upgrade everything" (see packages). */
+export const MAX_PATCH_PACKAGES_PER_IMAGE = 100;
+/**
+ * Package names and versions that may reach the patch layer's shell: no quotes, spaces, '=' or
+ * expansions. Debian and Alpine names are lower case; RPM names may have upper case and '_'
+ * ("perl-IO-Socket-SSL", "python3-PyYAML").
+ */
+export const SAFE_PACKAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9+._-]{0,127}$/;
+export const SAFE_PACKAGE_VERSION = /^[A-Za-z0-9.+~:_-]{1,128}$/;
 
 /** The (digest, CVE) pairs a list of images covers: one per finding. */
 export const coveredFindings = (images: readonly AffectedImage[]): string[] =>

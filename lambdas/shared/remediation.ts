@@ -3,6 +3,8 @@ import {
   type AffectedImage,
   coveredFindings,
   MAX_FINDING_ARNS_PER_IMAGE,
+  MAX_PATCH_PACKAGES_PER_IMAGE,
+  type PatchPackage,
   type RemediationRequest,
   type ServiceRef,
   type Severity,
@@ -15,18 +17,42 @@ const ALLOWED = /[^A-Za-z0-9_-]+/g;
 const worst = (a: Severity, b: Severity): Severity => (severityRank(a) <= severityRank(b) ? a : b);
 const union = (a: readonly string[], b: readonly string[]): string[] => [...new Set([...a, ...b])].sort();
 
+const packageKey = (p: PatchPackage): string => `${p.name}=${p.fixedInVersion ?? ''}`;
+
+/**
+ * Union of two package lists, sorted and unique by (name, fixed version): two findings may name the
+ * same package with different fixes, and the patch layer must reach both. Unknown on either side, or
+ * more than MAX_PATCH_PACKAGES_PER_IMAGE, is unknown (undefined): the patch layer then upgrades
+ * everything, which over-patches rather than missing a fix.
+ */
+export const mergePatchPackages = (
+  a: readonly PatchPackage[] | undefined,
+  b: readonly PatchPackage[] | undefined,
+): PatchPackage[] | undefined => {
+  if (a === undefined || b === undefined) return undefined;
+  const byKey = new Map<string, PatchPackage>();
+  for (const p of [...a, ...b]) byKey.set(packageKey(p), p);
+  if (byKey.size > MAX_PATCH_PACKAGES_PER_IMAGE) return undefined;
+  return [...byKey.entries()].sort(([x], [y]) => x.localeCompare(y)).map(([, p]) => p);
+};
+
 /** Merge two views of the same image digest (findings are folded into one entry per digest). */
-export const mergeImage = (a: AffectedImage, b: AffectedImage): AffectedImage => ({
-  ...a,
-  imageTags: union(a.imageTags, b.imageTags),
-  containers: union(a.containers, b.containers),
-  packageManagers: union(a.packageManagers, b.packageManagers),
-  cves: union(a.cves, b.cves),
-  severity: worst(a.severity, b.severity),
-  findingArns: union(a.findingArns, b.findingArns).slice(0, MAX_FINDING_ARNS_PER_IMAGE),
-  // Source rebuilds fix OS packages too, so once any finding asks for one, the image gets it.
-  rebuild: a.rebuild.mode !== 'patch-os' ? a.rebuild : b.rebuild,
-});
+export const mergeImage = (a: AffectedImage, b: AffectedImage): AffectedImage => {
+  const { packages: _, ...rest } = a;
+  const packages = mergePatchPackages(a.packages, b.packages);
+  return {
+    ...rest,
+    imageTags: union(a.imageTags, b.imageTags),
+    containers: union(a.containers, b.containers),
+    packageManagers: union(a.packageManagers, b.packageManagers),
+    cves: union(a.cves, b.cves),
+    severity: worst(a.severity, b.severity),
+    findingArns: union(a.findingArns, b.findingArns).slice(0, MAX_FINDING_ARNS_PER_IMAGE),
+    // Source rebuilds fix OS packages too, so once any finding asks for one, the image gets it.
+    rebuild: a.rebuild.mode !== 'patch-os' ? a.rebuild : b.rebuild,
+    ...(packages === undefined ? {} : { packages }),
+  };
+};
 
 /** Union of image lists, one entry per digest, in a stable order. */
 export const mergeImages = (...lists: ReadonlyArray<readonly AffectedImage[]>): AffectedImage[] => {

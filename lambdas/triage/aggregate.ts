@@ -2,11 +2,15 @@ import type { TargetConfig, WorkflowDefaults } from '../shared/config';
 import {
   type AffectedImage,
   coveredFindings,
+  MAX_PATCH_PACKAGES_PER_IMAGE,
+  type PatchPackage,
   type RebuildMode,
   type RemediationRequest,
+  SAFE_PACKAGE_NAME,
+  SAFE_PACKAGE_VERSION,
   type Severity,
 } from '../shared/contracts';
-import { executionName, mergeImages, remediationId } from '../shared/remediation';
+import { executionName, mergeImages, mergePatchPackages, remediationId } from '../shared/remediation';
 import type { ServiceUse } from './inventory';
 import type { Finding } from './schema';
 
@@ -28,9 +32,41 @@ export interface ServicePlan {
   readonly itemIds: readonly string[];
 }
 
-const imageOf = (c: Contribution): AffectedImage => {
+/** What Inspector writes as fixedInVersion when there is no fix (kept as reported by the schema). */
+const NO_FIX = /^(NotAvailable|NOT_AVAILABLE|None|)$/i;
+
+/**
+ * The OS packages a finding names, for a patch layer that upgrades only those. Undefined ("not known
+ * exactly": the layer upgrades everything) when the finding names none, or names one that could not
+ * safely reach a shell: under-patching would only show at the rescan, an hour later.
+ */
+export const patchPackagesOf = (finding: Finding): PatchPackage[] | undefined => {
+  const os = finding.packages.filter(
+    (p) => p.packageManager === undefined || p.packageManager.toUpperCase() === 'OS',
+  );
+  if (os.length === 0) return undefined;
+  const packages: PatchPackage[] = [];
+  for (const p of os) {
+    if (!SAFE_PACKAGE_NAME.test(p.name)) return undefined;
+    const fix = p.fixedInVersion?.trim();
+    if (fix === undefined || NO_FIX.test(fix)) packages.push({ name: p.name });
+    else if (SAFE_PACKAGE_VERSION.test(fix)) packages.push({ name: p.name, fixedInVersion: fix });
+    else return undefined;
+  }
+  if (packages.length > MAX_PATCH_PACKAGES_PER_IMAGE) return undefined;
+  return mergePatchPackages(packages, []);
+};
+
+/** The target's patch-os settings (which packages to upgrade) apply to its OS patch layers. */
+const withTargetSettings = (rebuild: RebuildMode, target: TargetConfig | undefined): RebuildMode =>
+  rebuild.mode === 'patch-os' && target?.rebuild.mode === 'patch-os' && target.rebuild.packages !== undefined
+    ? { mode: 'patch-os', packages: target.rebuild.packages }
+    : rebuild;
+
+const imageOf = (c: Contribution, target: TargetConfig | undefined): AffectedImage => {
   const image = c.finding.image;
   if (!image) throw new Error(`finding ${c.finding.findingArn} has no image`); // filtered out earlier
+  const packages = patchPackagesOf(c.finding);
   return {
     repository: image.repository,
     registry: image.registry,
@@ -44,7 +80,8 @@ const imageOf = (c: Contribution): AffectedImage => {
     cves: [c.finding.vulnerabilityId],
     severity: c.finding.severity as Severity,
     findingArns: [c.finding.findingArn],
-    rebuild: c.rebuild,
+    rebuild: withTargetSettings(c.rebuild, target),
+    ...(packages === undefined ? {} : { packages }),
   };
 };
 
@@ -77,7 +114,8 @@ export const aggregate = (
   const plans: ServicePlan[] = [];
   for (const [key, list] of [...byService.entries()].sort(([a], [b]) => a.localeCompare(b))) {
     const first = list[0] as Contribution;
-    const images = mergeImages(list.map(imageOf));
+    const target = targetFor(opts.targets, first.use);
+    const images = mergeImages(list.map((c) => imageOf(c, target)));
     const approve = list.filter((c) => c.action === 'approve');
     // A service waits for a window only when every contribution asks to: one CRITICAL with a known
     // exploit (which policy exempts from windows) pulls the whole remediation forward.
@@ -88,7 +126,6 @@ export const aggregate = (
       list.length === 1
         ? lead.reason
         : `${list.length} findings: ${lead.reason}${approve.length > 0 ? ' (approval required)' : ''}`;
-    const target = targetFor(opts.targets, first.use);
     const bakeTimeMinutes = target?.bakeTimeMinutes ?? opts.defaults.bakeTimeMinutes;
     const name = executionName(first.use.service, images, opts.now);
     const firstObserved = list

@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import type { AffectedImage } from '../shared/contracts';
+import {
+  type AffectedImage,
+  MAX_PATCH_PACKAGES_PER_IMAGE,
+  type PatchPackage,
+  SAFE_PACKAGE_NAME,
+  SAFE_PACKAGE_VERSION,
+} from '../shared/contracts';
 import { ConfigurationError } from '../shared/errors';
 import type { BuildEnvironmentVariable, PlannedBuild } from './state';
 
@@ -54,6 +60,30 @@ const compactTime = (iso: string): string => {
 
 const env = (Name: string, Value: string): BuildEnvironmentVariable => ({ Name, Value, Type: 'PLAINTEXT' });
 
+/** PATCH_PACKAGES longer than this falls back to upgrading everything (the list could not be cut short). */
+export const MAX_PATCH_PACKAGES_CHARS = 8_000;
+
+/**
+ * PATCH_PACKAGES: "name=fixedVersion" (or "name" when no fix is known), space-separated. Undefined
+ * when the image's packages are not known exactly, or do not look safe for a shell (the request may
+ * come from the ledger, written by an older version): the patch layer then upgrades everything.
+ */
+export const patchPackagesVariable = (packages: readonly PatchPackage[] | undefined): string | undefined => {
+  if (packages === undefined || packages.length === 0 || packages.length > MAX_PATCH_PACKAGES_PER_IMAGE) {
+    return undefined;
+  }
+  const safe = packages.every(
+    (p) =>
+      SAFE_PACKAGE_NAME.test(p.name) &&
+      (p.fixedInVersion === undefined || SAFE_PACKAGE_VERSION.test(p.fixedInVersion)),
+  );
+  if (!safe) return undefined;
+  const value = packages
+    .map((p) => (p.fixedInVersion === undefined ? p.name : `${p.name}=${p.fixedInVersion}`))
+    .join(' ');
+  return value.length > MAX_PATCH_PACKAGES_CHARS ? undefined : value;
+};
+
 /**
  * "Plan the image builds": one build per affected image. Every variable is always set (empty when it
  * does not apply) so the buildspecs and the definition never meet a missing field.
@@ -83,6 +113,14 @@ export const planBuilds = (input: PlanBuildsInput, projects: BuildProjects): { b
       // Two services that share a base image rebuild it in their own executions, possibly in the same
       // second: the execution's hash keeps their pushes on separate tags (and immutable-tag repositories happy).
       const targetTag = `autopatch-${shortDigest(image.imageDigest)}-${compactTime(input.startedAt)}-${executionHash}`;
+      const packages = patchPackagesVariable(image.packages);
+      // A targeted patch layer needs the exact list; without it, every update is the safe side.
+      const scope =
+        rebuild.mode !== 'patch-os'
+          ? ''
+          : packages === undefined
+            ? 'all'
+            : (rebuild.packages ?? 'vulnerable');
       return {
         image,
         mode: rebuild.mode,
@@ -99,6 +137,8 @@ export const planBuilds = (input: PlanBuildsInput, projects: BuildProjects): { b
           env('ARCHITECTURE', image.architecture ?? ''),
           env('SOURCE_LOCATION', rebuild.mode === 'source' ? rebuild.sourceLocation : ''),
           env('DOCKERFILE', rebuild.mode === 'source' ? (rebuild.dockerfile ?? 'Dockerfile') : ''),
+          env('PATCH_SCOPE', scope),
+          env('PATCH_PACKAGES', packages ?? ''),
           env('AUTOPATCH_EXECUTION', input.executionName),
           // Informational (build labels, logs): capped, so hundreds of CVEs cannot hit CodeBuild's limits.
           env('AUTOPATCH_CVES', image.cves.join(' ').slice(0, 2_000)),

@@ -1,4 +1,8 @@
-import { packageManagerFor, planBuilds } from '../../../lambdas/workflow/plan-builds';
+import {
+  MAX_PATCH_PACKAGES_CHARS,
+  packageManagerFor,
+  planBuilds,
+} from '../../../lambdas/workflow/plan-builds';
 import { FAKE_PROJECTS, image } from '../../support/workflow-harness';
 
 const plan = (images: Parameters<typeof planBuilds>[0]['images']) =>
@@ -70,5 +74,52 @@ describe('planBuilds', () => {
     );
     expect(own?.projectName).toBe('payments-image');
     expect(env(own).ARCHITECTURE).toBe('');
+  });
+
+  describe('the packages a patch layer upgrades', () => {
+    const libssl = { name: 'libssl3', fixedInVersion: '0:3.0.13-1~deb12u1' };
+
+    it('passes the findings’ packages as PATCH_PACKAGES and patches only those by default', () => {
+      const [build] = plan([image({ packages: [libssl, { name: 'zlib1g' }] })]);
+      expect(env(build)).toEqual(
+        expect.objectContaining({
+          PATCH_SCOPE: 'vulnerable',
+          PATCH_PACKAGES: 'libssl3=0:3.0.13-1~deb12u1 zlib1g',
+        }),
+      );
+    });
+
+    it('takes every update when the target asks for it, still naming the packages to check', () => {
+      const [build] = plan([image({ packages: [libssl], rebuild: { mode: 'patch-os', packages: 'all' } })]);
+      expect(env(build)).toEqual(
+        expect.objectContaining({ PATCH_SCOPE: 'all', PATCH_PACKAGES: 'libssl3=0:3.0.13-1~deb12u1' }),
+      );
+    });
+
+    it.each([
+      ['a request from before the field', undefined],
+      ['an empty list', []],
+      ['a name that could reach a shell', [{ name: 'libssl3$(id)', fixedInVersion: '1' }]],
+      ['a version that could reach a shell', [{ name: 'libssl3', fixedInVersion: "1'; id; '" }]],
+      [
+        'a list too long for a build variable',
+        Array.from({ length: 90 }, (_, i) => ({ name: `lib${'x'.repeat(80)}${i}`, fixedInVersion: '1.0' })),
+      ],
+    ])('takes every update, PATCH_PACKAGES empty, for %s', (_, packages) => {
+      const [build] = plan([image(packages === undefined ? {} : { packages })]);
+      expect(env(build)).toEqual(expect.objectContaining({ PATCH_SCOPE: 'all', PATCH_PACKAGES: '' }));
+      expect(MAX_PATCH_PACKAGES_CHARS).toBeLessThan(90 * 90);
+    });
+
+    it('always sets both variables, empty where they do not apply', () => {
+      const builds = plan([
+        image({ packages: [libssl], rebuild: { mode: 'source', sourceLocation: 's3://src/app.zip' } }),
+        image({ rebuild: { mode: 'project', projectName: 'payments-image' } }),
+      ]);
+      expect(builds.map((b) => [env(b).PATCH_SCOPE, env(b).PATCH_PACKAGES])).toEqual([
+        ['', 'libssl3=0:3.0.13-1~deb12u1'],
+        ['', ''],
+      ]);
+    });
   });
 });
