@@ -147,7 +147,9 @@ describe('every service integration of the definition is allowed for the state m
   test('lambda:invoke, codebuild:startBuild.sync and the aws-sdk:ecs calls', async () => {
     // Each ${…FunctionArn} the definition names, resolved as the stack substitutes it.
     const substitution = ((
-      template.resolved[template.ids.stateMachine]?.Properties as { DefinitionSubstitutions?: unknown } | undefined
+      template.resolved[template.ids.stateMachine]?.Properties as
+        | { DefinitionSubstitutions?: unknown }
+        | undefined
     )?.DefinitionSubstitutions ?? {}) as Record<string, string>;
     const projects = Object.entries(template.raw)
       .filter(([, r]) => r.Type === 'AWS::CodeBuild::Project')
@@ -250,7 +252,8 @@ describe('what reaches Autopatch from AWS services is allowed by the resource an
       const requests: AuthorizationRequest[] = [];
       if (targets.includes(deploymentEvents))
         requests.push({ action: 'lambda:InvokeFunction', resource: deploymentEvents, context });
-      if (targets.includes(sweep)) requests.push({ action: 'lambda:InvokeFunction', resource: sweep, context });
+      if (targets.includes(sweep))
+        requests.push({ action: 'lambda:InvokeFunction', resource: sweep, context });
       if (targets.includes(queue))
         requests.push(
           { action: 'sqs:SendMessage', resource: queue, context },

@@ -40,6 +40,7 @@ const contribution = (f: Finding): Contribution => ({
     containers: ['app'],
     taskDefinitionArn: 'arn:aws:ecs:eu-central-1:123456789012:task-definition/api:1',
     tags: {},
+    deploymentController: 'ECS',
   },
   action: 'remediate',
   reason: 'HIGH',
