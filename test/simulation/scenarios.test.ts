@@ -1,4 +1,3 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { type Io, main, SCENARIO_DIR, shippedScenarios } from '../../simulation/cli';
@@ -40,22 +39,26 @@ describe('shipped scenarios', () => {
       expect(code).toBe(0);
       expect(loadScenario(file).expect).toBeDefined();
     },
+    // The burst (1,000 findings, 8 services, a heartbeat a minute for two virtual hours) takes seconds
+    // alone, and far longer on a machine busy with other work.
+    240_000,
   );
 });
 
-describe('safety scenarios that hold today', () => {
-  // simulation/scenarios/safety/ states the promises under changes to the world and ECS trouble; the
-  // ones Autopatch keeps today are pinned here (the others are what the fault matrix reports).
-  it.each(['circuit-breaker', 'rollback-failed', 'owner-deploys-during-bake'])(
-    '%s meets its expectations',
-    async (name) => {
-      const report = await runScenario(loadScenario(path.join(SCENARIO_DIR, 'safety', `${name}.json`)));
-      expect({ mismatches: report.mismatches, errors: report.errors }).toEqual({
-        mismatches: [],
-        errors: [],
-      });
-    },
-  );
+describe('safety scenarios', () => {
+  // simulation/scenarios/safety/ states the safety promise under changes to the world, lost events and
+  // ECS trouble: every one of them must hold.
+  it.each(
+    readdirSync(path.join(SCENARIO_DIR, 'safety'))
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => path.basename(f, '.json')),
+  )('%s meets its expectations', async (name) => {
+    const report = await runScenario(loadScenario(path.join(SCENARIO_DIR, 'safety', `${name}.json`)));
+    expect({ mismatches: report.mismatches, errors: report.errors }).toEqual({
+      mismatches: [],
+      errors: [],
+    });
+  });
 });
 
 describe('npm run simulate', () => {
@@ -142,27 +145,29 @@ describe('virtual time', () => {
               name: 'app',
               containers: [{ name: 'app', image: 'shop/app:v1' }],
               bakeTimeMinutes,
+              alarms: ['app-5xx'],
               tags: { 'autopatch:enabled': 'true' },
             },
           ],
         },
       ],
+      alarms: [{ name: 'app-5xx' }],
     },
     events: [{ at: '+1m', kind: 'finding', repository: 'shop/app', image: 'v1', cve: 'CVE-2024-6119' }],
   });
 
-  it('bakes for 60 virtual minutes in a handful of clock steps', async () => {
+  it('bakes for the whole 60 virtual minutes after ECS completes, in about one clock step a minute', async () => {
     // Act
     const report = await runScenario(parseScenario(withBake(60)));
 
-    // Assess: the watch state spans the 60-minute bake (plus the traffic shift), yet the whole run is a
-    // few dozen timer jumps: time jumps from event to event instead of ticking.
+    // Assess: the watch state spans the deployment and the whole 60-minute bake Autopatch applies after
+    // ECS completed it; time jumps from event to event, plus the one-minute heartbeat while it runs.
     const execution = report.executions[0];
     const watch = execution?.states.find((s) => s.name === 'Watch the deployment through the bake time');
     expect(execution?.outcome).toBe('Patched');
     expect(watch?.durationMs).toBeGreaterThanOrEqual(60 * 60_000);
     expect(report.virtual.durationMs).toBeGreaterThan(70 * 60_000);
-    expect(report.virtual.steps).toBeLessThan(40);
+    expect(report.virtual.steps).toBeLessThan((report.virtual.durationMs / 60_000) * 2);
   });
 
   it('gives the same run for the same scenario and seed', async () => {
