@@ -172,7 +172,9 @@ const assessRollback = (
   const status = deployment.status ?? 'UNKNOWN';
   const runs = service.taskDefinition;
   const back = lastGood === undefined || runs === lastGood;
-  if (status === 'ROLLBACK_SUCCESSFUL' || (status === 'SUCCESSFUL' && back)) {
+  // Back means the service runs the last good revision: a ROLLBACK_SUCCESSFUL of the deployment that
+  // was meant to put it back (ECS's own deployment alarms rolling a restore back) is the opposite.
+  if ((status === 'ROLLBACK_SUCCESSFUL' || status === 'SUCCESSFUL') && back) {
     return {
       decided: true,
       alarmNames,
@@ -183,7 +185,12 @@ const assessRollback = (
       },
     };
   }
-  if (status === 'SUCCESSFUL' || status === 'ROLLBACK_FAILED' || status === 'STOPPED') {
+  if (
+    status === 'SUCCESSFUL' ||
+    status === 'ROLLBACK_SUCCESSFUL' ||
+    status === 'ROLLBACK_FAILED' ||
+    status === 'STOPPED'
+  ) {
     return {
       decided: true,
       alarmNames,

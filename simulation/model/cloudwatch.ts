@@ -153,16 +153,25 @@ export class CloudWatchModel {
       const alarms = input.AlarmName
         ? [this.alarms.get(input.AlarmName)].filter((a): a is Alarm => !!a)
         : [...this.alarms.values()];
+      // As CloudWatch does: only items inside [StartDate, EndDate], newest first.
+      const from = input.StartDate ? new Date(input.StartDate).getTime() : Number.NEGATIVE_INFINITY;
+      const to = input.EndDate ? new Date(input.EndDate).getTime() : Number.POSITIVE_INFINITY;
+      const type = input.HistoryItemType;
       return {
         AlarmHistoryItems: alarms.flatMap((a) =>
-          a.history.map((h) => ({
-            AlarmName: a.name,
-            AlarmType: 'MetricAlarm',
-            Timestamp: h.at,
-            HistoryItemType: 'StateUpdate',
-            HistorySummary: h.summary,
-            HistoryData: h.data,
-          })),
+          a.history
+            .filter(
+              (h) => h.at.getTime() >= from && h.at.getTime() <= to && (!type || type === 'StateUpdate'),
+            )
+            .sort((x, y) => y.at.getTime() - x.at.getTime())
+            .map((h) => ({
+              AlarmName: a.name,
+              AlarmType: 'MetricAlarm',
+              Timestamp: h.at,
+              HistoryItemType: 'StateUpdate',
+              HistorySummary: h.summary,
+              HistoryData: h.data,
+            })),
         ),
       };
     },

@@ -1,3 +1,4 @@
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { type Io, main, SCENARIO_DIR, shippedScenarios } from '../../simulation/cli';
