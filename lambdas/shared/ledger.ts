@@ -101,6 +101,23 @@ export interface LedgerOptions {
     readonly baseDelayMs?: number;
     readonly maxDelayMs?: number;
   };
+  /**
+   * Lock transitions that lose a race (another writer changed the lock between our read and our
+   * write) read again after a jittered, exponentially growing pause, until `budgetMs` has passed
+   * (or the caller's own deadline, whichever is first). A burst of findings for one service is
+   * settled inside the invocation instead of by SQS redelivery.
+   * @default { budgetMs: 30000, baseDelayMs: 10, maxDelayMs: 400 }
+   */
+  readonly contention?: {
+    readonly budgetMs?: number;
+    readonly baseDelayMs?: number;
+    readonly maxDelayMs?: number;
+  };
+}
+
+/** Per call: an absolute deadline (epoch ms, e.g. from the Lambda's remaining time) for the contention loop. */
+export interface ContentionOptions {
+  readonly deadlineMs?: number;
 }
 
 const DAY_SECONDS = 86_400;
@@ -109,8 +126,10 @@ const TOKEN_TTL_DAYS = 30;
 const BATCH_GET_MAX = 100;
 const BATCH_WRITE_MAX = 25;
 const BATCH_CONCURRENCY = 4;
-/** Optimistic-concurrency rounds before a lock transition gives up (each round is one read + one write). */
-const CONTENTION_ATTEMPTS = 10;
+/** Optimistic-concurrency rounds before a lock transition gives up, whatever time is left (each round is one read + one write). */
+const CONTENTION_MAX_ATTEMPTS = 500;
+/** Entries in a lock's merges or queue map from which a writer folds them together (see compact). */
+const COMPACT_AT = 16;
 const HISTORY_PREFIX = 'REMEDIATION#';
 /**
  * Largest request one execution carries, as JSON. It is the execution's input, and its state holds
@@ -136,18 +155,28 @@ interface LockItem {
   readonly executionArn?: string;
   readonly startedAt?: string;
   readonly lockedAt?: string;
-  /** Queued RemediationRequests as JSON, oldest first. */
+  /**
+   * Requests merged into this run before it sealed, by execution name, as JSON. Each writer sets
+   * its own entry, conditional only on the holder and on the lock being unsealed, so concurrent
+   * merges never conflict; the seal folds them into `request`.
+   */
+  readonly merges?: Record<string, string>;
+  /** Requests queued behind this run, by execution name, as JSON: the same conflict-free writes. */
+  readonly queue?: Record<string, string>;
+  /** Bytes of the `merges` and `queue` entries (ADDed by each writer, bounds the item). */
+  readonly entryBytes?: number;
+  /** Before the entry maps: queued requests as JSON, oldest first (read for locks written by older versions). */
   readonly queued?: string[];
-  /** Execution names of the queued requests: the dedup key for a request queued twice. */
+  /** Before the entry maps: execution names of `queued`. */
   readonly queuedNames?: Set<string>;
+  /** Before the entry maps: the requests merged into `request`, folded, as JSON. */
+  readonly merged?: string;
   /** The execution whose release created this claim: a repeated release returns the same next request. */
   readonly releasedBy?: string;
   /** Set when the execution took its findings (seal): later requests queue instead of merging. */
   readonly sealed?: boolean;
   /** When a request was last merged into this one (the gathering waits until the burst is quiet). */
   readonly mergedAt?: string;
-  /** The requests merged into `request`, folded into one, as JSON: what runs next if this one ends before sealing. */
-  readonly merged?: string;
 }
 
 type Key = { pk: string; sk: string };
@@ -184,7 +213,35 @@ const findingId = (k: FindingKey): string => `${k.findingArn}\n${k.updatedAt}`;
 
 /** The bytes of requests a LOCK item holds. */
 const lockBytes = (lock: LockItem): number =>
-  [lock.request, lock.merged ?? '', ...(lock.queued ?? [])].reduce((n, json) => n + json.length, 0);
+  [lock.request, lock.merged ?? '', ...(lock.queued ?? [])].reduce((n, json) => n + json.length, 0) +
+  (lock.entryBytes ?? 0);
+
+/** Entries of a merges/queue map, oldest request first (map order is DynamoDB's, not time's). */
+const entriesOf = (map: Readonly<Record<string, string>> | undefined): RemediationRequest[] =>
+  Object.values(map ?? {})
+    .map((json) => JSON.parse(json) as RemediationRequest)
+    .sort(
+      (a, b) => a.requestedAt.localeCompare(b.requestedAt) || a.executionName.localeCompare(b.executionName),
+    );
+
+/**
+ * Fold `more` into `base` (which keeps its identity) while the result stays within
+ * MAX_REQUEST_BYTES; what does not fit is returned as `left`, in order.
+ */
+const foldWithin = (
+  base: RemediationRequest,
+  more: readonly RemediationRequest[],
+): { folded: RemediationRequest; left: RemediationRequest[] } => {
+  let folded = base;
+  let taken = 0;
+  for (const request of more) {
+    const candidate = mergeRequests(folded, request);
+    if (JSON.stringify(candidate).length > MAX_REQUEST_BYTES) break;
+    folded = candidate;
+    taken++;
+  }
+  return { folded, left: more.slice(taken) };
+};
 
 /** (digest, CVE) pairs a request carries: two requests with the same pairs remediate the same thing. */
 const coverage = (request: RemediationRequest): string[] => coveredFindings(request.images);
@@ -194,6 +251,7 @@ export class Ledger {
   private readonly tableName: string;
   private readonly now: () => Date;
   private readonly retry: { attempts: number; baseDelayMs: number; maxDelayMs: number };
+  private readonly contentionPolicy: { budgetMs: number; baseDelayMs: number; maxDelayMs: number };
 
   constructor(options: LedgerOptions) {
     // Created once: the document client shares the injected client's connection pool and middleware.
@@ -206,6 +264,11 @@ export class Ledger {
       attempts: options.batchRetry?.attempts ?? 8,
       baseDelayMs: options.batchRetry?.baseDelayMs ?? 50,
       maxDelayMs: options.batchRetry?.maxDelayMs ?? 2_000,
+    };
+    this.contentionPolicy = {
+      budgetMs: options.contention?.budgetMs ?? 30_000,
+      baseDelayMs: options.contention?.baseDelayMs ?? 10,
+      maxDelayMs: options.contention?.maxDelayMs ?? 400,
     };
   }
 
@@ -277,9 +340,10 @@ export class Ledger {
    * Safe to repeat: the same request claimed twice resumes its own claim; queued twice, it is queued once;
    * a request whose findings the in-flight or queued remediations already carry is not queued again.
    */
-  async claim(request: RemediationRequest): Promise<ClaimResult> {
+  async claim(request: RemediationRequest, options: ContentionOptions = {}): Promise<ClaimResult> {
     const key = LEDGER.serviceKey(request.service.key);
-    for (let attempt = 0; attempt < CONTENTION_ATTEMPTS; attempt++) {
+    const race = this.race('claim', request.service.key, options);
+    while (await race.next()) {
       // Read first: in a burst the lock usually exists, and the read is what every path below needs
       // (two calls per busy service instead of a failed write, a read and a write).
       const lock = await this.readLock(key, 'claim');
@@ -305,11 +369,6 @@ export class Ledger {
       }
       const adding = JSON.stringify(request).length;
       const room = MAX_LOCK_BYTES - lockBytes(lock);
-      // A merge adds the request twice (into `request`, and into `merged` in case the run ends unsealed).
-      if (!lock.sealed && lock.request.length + adding <= MAX_REQUEST_BYTES && 2 * adding <= room) {
-        if (await this.merge(key, lock, request)) return { kind: 'merged', inFlight: lock.executionName };
-        continue;
-      }
       if (adding > room) {
         // The batch items are retried (and dead-lettered, alarmed, after the queue's receive limit).
         throw new TransientError(
@@ -317,10 +376,16 @@ export class Ledger {
             `this one (${adding} bytes) is retried once the remediation in flight has released it`,
         );
       }
-      if (await this.enqueue(key, lock, request, 'claim'))
-        return { kind: 'queued', inFlight: lock.executionName };
+      // Unsealed: merge (what does not fit one execution is queued by the seal). Sealed: queue.
+      const into =
+        lock.sealed || JSON.stringify(mergeRequests(this.gathered(lock), request)).length > MAX_REQUEST_BYTES
+          ? 'queue'
+          : 'merges';
+      if (await this.addEntry(key, lock, request, into, 'claim')) {
+        return { kind: into === 'merges' ? 'merged' : 'queued', inFlight: lock.executionName };
+      }
     }
-    throw this.contention('claim', request.service.key);
+    throw race.lost();
   }
 
   /** StartExecution is confirmed: STARTING → STARTED. A no-op when the lock has moved on. */
@@ -380,7 +445,8 @@ export class Ledger {
     request?: RemediationRequest,
   ): Promise<'acquired' | 'superseded'> {
     const key = LEDGER.serviceKey(serviceKey);
-    for (let attempt = 0; attempt < CONTENTION_ATTEMPTS; attempt++) {
+    const race = this.race('acquire', serviceKey);
+    while (await race.next()) {
       const now = this.now().toISOString();
       const acquired = await this.conditional('acquire', () =>
         this.doc.send(
@@ -415,10 +481,10 @@ export class Ledger {
         continue;
       }
       if (lock.executionName === executionName) continue; // claimed for us between the two writes
-      if (this.carries(lock, request) || (await this.enqueue(key, lock, request, 'acquire')))
+      if (this.carries(lock, request) || (await this.addEntry(key, lock, request, 'queue', 'acquire')))
         return 'superseded';
     }
-    throw this.contention('acquire', serviceKey);
+    throw race.lost();
   }
 
   /** The remediation in flight for a service, if any. */
@@ -428,11 +494,12 @@ export class Ledger {
     return {
       executionName: lock.executionName,
       status: lock.status,
-      request: this.parse(lock.request),
+      // As gathered so far: what the run takes if it seals now.
+      request: this.gathered(lock),
       claimedAt: lock.claimedAt,
       ...(lock.executionArn ? { executionArn: lock.executionArn } : {}),
       ...(lock.lockedAt ? { lockedAt: lock.lockedAt } : {}),
-      queued: lock.queued?.length ?? 0,
+      queued: (lock.queued?.length ?? 0) + Object.keys(lock.queue ?? {}).length,
     };
   }
 
@@ -453,18 +520,18 @@ export class Ledger {
     const quiet = quietSince !== undefined;
     let out: { Attributes?: Record<string, unknown> };
     try {
+      // First close the lock to merges: from this write on, merge entries are frozen (their writes
+      // are conditional on the lock being unsealed), so folding them below races nobody.
       out = await this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: key,
-          // Once sealed, what was merged is this run's to do: the copies kept for an unsealed end go.
-          UpdateExpression: 'SET #sealed = :true, #version = #version + :inc REMOVE #merged',
+          UpdateExpression: 'SET #sealed = :true, #version = #version + :inc',
           ConditionExpression: quiet
             ? '#name = :name AND (attribute_not_exists(#mergedAt) OR #mergedAt <= :since OR attribute_exists(#sealed))'
             : '#name = :name',
           ExpressionAttributeNames: {
             '#sealed': 'sealed',
-            '#merged': 'merged',
             '#version': 'version',
             '#name': 'executionName',
             ...(quiet ? { '#mergedAt': 'mergedAt' } : {}),
@@ -484,13 +551,70 @@ export class Ledger {
       if (lock?.executionName !== executionName) throw new LockNotHeldError(notHeld, { cause: error });
       return {
         sealed: false,
-        request: this.parse(lock.request),
+        request: this.gathered(lock),
         ...(lock.mergedAt ? { mergedAt: lock.mergedAt } : {}),
       };
     }
     const lock = out.Attributes as LockItem | undefined;
     if (!lock) throw new LockNotHeldError(notHeld);
-    return { sealed: true, request: this.parse(lock.request) };
+    return { sealed: true, request: await this.foldMerges(key, lock) };
+  }
+
+  /**
+   * The sealed run takes its merge entries: folded into `request` as far as one execution carries,
+   * the rest moved to the queue. Idempotent (a retried seal finds the entries gone and the request
+   * folded). Old-format locks carry their merges in `request` already (`merged` is only a copy).
+   */
+  private async foldMerges(key: Key, lock: LockItem): Promise<RemediationRequest> {
+    const current = this.parse(lock.request);
+    const merges = Object.entries(lock.merges ?? {});
+    if (merges.length === 0 && lock.merged === undefined) return current;
+    const { folded, left } = foldWithin(current, entriesOf(lock.merges));
+    const request: RemediationRequest = { ...folded, executionName: current.executionName };
+    const removedBytes = merges.reduce((n, [, json]) => n + json.length, 0);
+    const leftJson = left.map((r) => [r.executionName, JSON.stringify(r)] as const);
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = {};
+    const sets = leftJson.map(([name, json], i) => {
+      names[`#q${i}`] = name;
+      values[`:q${i}`] = json;
+      return `#queue.#q${i} = :q${i}`;
+    });
+    const folding = await this.conditional('seal', () =>
+      this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: key,
+          UpdateExpression: `SET ${['#request = :request', ...sets].join(', ')} REMOVE #merges, #merged ADD #bytes :delta, #version :inc`,
+          // Not on the version: requests queued meanwhile do not change what this run takes.
+          ConditionExpression: '#name = :name AND (attribute_exists(#merges) OR attribute_exists(#merged))',
+          ExpressionAttributeNames: {
+            '#request': 'request',
+            '#merges': 'merges',
+            '#merged': 'merged',
+            '#bytes': 'entryBytes',
+            '#version': 'version',
+            '#name': 'executionName',
+            ...(sets.length > 0 ? { '#queue': 'queue' } : {}),
+            ...names,
+          },
+          ExpressionAttributeValues: {
+            ':request': JSON.stringify(request),
+            ':delta': leftJson.reduce((n, [, json]) => n + json.length, 0) - removedBytes,
+            ':inc': 1,
+            ':name': lock.executionName,
+            ...values,
+          },
+        }),
+      ),
+    );
+    if (folding) return request;
+    // A concurrent retry of this step folded them first: the stored request is the folded one.
+    const again = await this.readLock(key, 'seal');
+    if (!again || again.executionName !== lock.executionName) {
+      throw new LockNotHeldError(`${lock.executionName} does not hold the lock any more`);
+    }
+    return this.parse(again.request);
   }
 
   /**
@@ -502,7 +626,8 @@ export class Ledger {
    */
   async release(serviceKey: string, executionName: string): Promise<{ next?: RemediationRequest }> {
     const key = LEDGER.serviceKey(serviceKey);
-    for (let attempt = 0; attempt < CONTENTION_ATTEMPTS; attempt++) {
+    const race = this.race('release', serviceKey);
+    while (await race.next()) {
       const lock = await this.readLock(key, 'release');
       if (!lock) return {};
       if (lock.executionName !== executionName) {
@@ -517,9 +642,12 @@ export class Ledger {
       };
       // Requests merged into a remediation that ended before it took them (failed or stopped while
       // gathering) were never worked on: they run next, ahead of the ones queued behind it.
-      const queued = [...(lock.sealed || !lock.merged ? [] : [lock.merged]), ...(lock.queued ?? [])].map(
-        (json) => this.parse(json),
-      );
+      const queued = [
+        ...(lock.sealed ? [] : entriesOf(lock.merges)),
+        ...(lock.sealed || !lock.merged ? [] : [lock.merged]).map((json) => this.parse(json)),
+        ...(lock.queued ?? []).map((json) => this.parse(json)),
+        ...entriesOf(lock.queue),
+      ];
       const [first, ...more] = queued;
       if (!first) {
         const deleted = await this.conditional('release', () =>
@@ -531,15 +659,7 @@ export class Ledger {
       // The first queued request is the base (it keeps the earliest requestedAt); the merge gets a
       // fresh name because it is a new execution, and names are unique for 90 days. What would make
       // it too large for one execution stays queued behind it.
-      let merged = first;
-      let taken = 1;
-      for (const request of more) {
-        const candidate = mergeRequests(merged, request);
-        if (JSON.stringify(candidate).length > MAX_REQUEST_BYTES) break;
-        merged = candidate;
-        taken++;
-      }
-      const left = queued.slice(taken);
+      const { folded: merged, left } = foldWithin(first, more);
       const name = nameExecution(merged.service, merged.images, this.now());
       const next: RemediationRequest = {
         ...merged,
@@ -553,12 +673,8 @@ export class Ledger {
             Item: {
               ...this.newLock(key, next, 'STARTING', lock.version + 1),
               releasedBy: executionName,
-              ...(left.length > 0
-                ? {
-                    queued: left.map((r) => JSON.stringify(r)),
-                    queuedNames: new Set(left.map((r) => r.executionName)),
-                  }
-                : {}),
+              queue: Object.fromEntries(left.map((r) => [r.executionName, JSON.stringify(r)])),
+              entryBytes: left.reduce((n, r) => n + JSON.stringify(r).length, 0),
             },
             ...guard,
           }),
@@ -566,7 +682,7 @@ export class Ledger {
       );
       if (replaced) return { next };
     }
-    throw this.contention('release', serviceKey);
+    throw race.lost();
   }
 
   // ---------------------------------------------------------------- task tokens
@@ -701,94 +817,145 @@ export class Ledger {
       request: JSON.stringify(request),
       claimedAt: this.now().toISOString(),
       version,
+      merges: {},
+      queue: {},
+      entryBytes: 0,
     };
   }
 
-  /**
-   * Fold a request into the unsealed in-flight one, as read. False when the lock changed or was
-   * sealed since (re-read and retry).
-   */
-  private async merge(key: Key, lock: LockItem, request: RemediationRequest): Promise<boolean> {
+  /** The request as gathered so far: the run's own, with the merge entries folded in (no write). */
+  private gathered(lock: LockItem): RemediationRequest {
     const current = this.parse(lock.request);
-    const foldedMerges = lock.merged ? mergeRequests(this.parse(lock.merged), request) : request;
-    const merged: RemediationRequest = {
-      ...mergeRequests(current, request),
-      executionName: current.executionName,
-    };
-    return this.conditional('merge', () =>
-      this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: key,
-          UpdateExpression:
-            'SET #request = :request, #mergedAt = :now, #merged = :merged, #version = #version + :inc',
-          ConditionExpression: '#name = :holder AND #version = :version AND attribute_not_exists(#sealed)',
-          ExpressionAttributeNames: {
-            '#request': 'request',
-            '#mergedAt': 'mergedAt',
-            '#merged': 'merged',
-            '#version': 'version',
-            '#name': 'executionName',
-            '#sealed': 'sealed',
-          },
-          ExpressionAttributeValues: {
-            ':request': JSON.stringify(merged),
-            ':now': this.now().toISOString(),
-            ':merged': JSON.stringify(foldedMerges),
-            ':inc': 1,
-            ':holder': lock.executionName,
-            ':version': lock.version,
-          },
-        }),
-      ),
-    );
+    const { folded } = foldWithin(current, entriesOf(lock.merges));
+    return { ...folded, executionName: current.executionName };
   }
 
-  /**
-   * Queue a request behind the lock as read. False when the lock changed since (re-read and retry);
-   * true when queued, or when there was nothing to queue (the same request, or its findings already
-   * in flight or queued).
-   */
-  /** True when the lock's request, or one queued behind it, already carries every finding of `request`. */
+  /** True when the lock's request, or one merged or queued behind it, already carries every finding of `request`. */
   private carries(lock: LockItem, request: RemediationRequest): boolean {
-    if (lock.executionName === request.executionName || lock.queuedNames?.has(request.executionName))
+    const name = request.executionName;
+    if (
+      lock.executionName === name ||
+      lock.queuedNames?.has(name) ||
+      (lock.merges !== undefined && name in lock.merges) ||
+      (lock.queue !== undefined && name in lock.queue)
+    )
       return true;
     const carried = new Set(
-      [lock.request, ...(lock.queued ?? [])].flatMap((json) => coverage(this.parse(json))),
+      [
+        lock.request,
+        ...(lock.queued ?? []),
+        ...Object.values(lock.merges ?? {}),
+        ...Object.values(lock.queue ?? {}),
+      ].flatMap((json) => coverage(this.parse(json))),
     );
     return coverage(request).every((c) => carried.has(c));
   }
 
   /**
-   * Queue a request behind the lock as read (the caller checked that the lock does not carry it
-   * already). False when the lock changed since (re-read and retry). The queue is kept compact: a request joins the last queued one while that
-   * stays within MAX_REQUEST_BYTES (the release folds them into one run anyway).
+   * Merge a request into the unsealed run (`merges`) or queue it behind the run (`queue`): one map
+   * entry per request, keyed by its execution name. The write is conditional on the holder (and,
+   * for a merge, on the lock being unsealed) and on the item's size, never on the version, so any
+   * number of concurrent writers all succeed in one round. False when the condition failed: the
+   * lock moved on (sealed, released) or is full; read again.
    */
-  private async enqueue(key: Key, lock: LockItem, request: RemediationRequest, op: string): Promise<boolean> {
-    const queued = lock.queued ?? [];
-    const lastIndex = queued.length - 1;
-    const last = lastIndex >= 0 ? this.parse(queued[lastIndex] as string) : undefined;
-    const joined = last ? JSON.stringify(mergeRequests(last, request)) : undefined;
-    const compact = joined !== undefined && joined.length <= MAX_REQUEST_BYTES;
-    return this.conditional(op, () =>
+  private async addEntry(
+    key: Key,
+    lock: LockItem,
+    request: RemediationRequest,
+    into: 'merges' | 'queue',
+    op: string,
+  ): Promise<boolean> {
+    // A lock written before the entry maps existed gets them first (a nested SET needs the map).
+    if (lock.merges === undefined || lock.queue === undefined) {
+      await this.conditional(op, () =>
+        this.doc.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: key,
+            UpdateExpression:
+              'SET #merges = if_not_exists(#merges, :empty), #queue = if_not_exists(#queue, :empty)',
+            ConditionExpression: '#name = :holder',
+            ExpressionAttributeNames: { '#merges': 'merges', '#queue': 'queue', '#name': 'executionName' },
+            ExpressionAttributeValues: { ':empty': {}, ':holder': lock.executionName },
+          }),
+        ),
+      );
+      return false; // read again
+    }
+    const json = JSON.stringify(request);
+    const merge = into === 'merges';
+    let written: LockItem | undefined;
+    const added = await this.conditional(op, async () => {
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: key,
+          UpdateExpression: `SET #map.#entry = :json${merge ? ', #mergedAt = :now' : ''} ADD #bytes :bytes, #version :inc`,
+          ConditionExpression: `#name = :holder AND attribute_exists(#map)${merge ? ' AND attribute_not_exists(#sealed)' : ''} AND (attribute_not_exists(#bytes) OR #bytes <= :limit)`,
+          ExpressionAttributeNames: {
+            '#map': into,
+            '#entry': request.executionName,
+            '#bytes': 'entryBytes',
+            '#version': 'version',
+            '#name': 'executionName',
+            ...(merge ? { '#mergedAt': 'mergedAt', '#sealed': 'sealed' } : {}),
+          },
+          ExpressionAttributeValues: {
+            ':json': json,
+            ':bytes': json.length,
+            ':inc': 1,
+            ':holder': lock.executionName,
+            // The run's own request only grows at the seal, by less than the entries it folds.
+            ':limit': MAX_LOCK_BYTES - lock.request.length - json.length,
+            ...(merge ? { ':now': this.now().toISOString() } : {}),
+          },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      written = out.Attributes as LockItem | undefined;
+    });
+    if (added && written) await this.compact(key, written, into);
+    return added;
+  }
+
+  /**
+   * Keep a long wait from filling the lock item: once a map holds COMPACT_AT entries, fold them into
+   * as few requests as fit one execution each. Best effort and conditional on the version as just
+   * written: if anyone wrote since, they (or the next writer) compact instead. Folding loses nothing:
+   * a request's findings are its (digest, CVE) pairs, and the fold keeps them all.
+   */
+  private async compact(key: Key, lock: LockItem, into: 'merges' | 'queue'): Promise<void> {
+    const map = lock[into] ?? {};
+    if (Object.keys(map).length < COMPACT_AT) return;
+    const chains: RemediationRequest[] = [];
+    let rest = entriesOf(map);
+    while (rest.length > 0) {
+      const [head, ...tail] = rest as [RemediationRequest, ...RemediationRequest[]];
+      const { folded, left } = foldWithin(head, tail);
+      chains.push(folded);
+      rest = left;
+    }
+    const compacted = Object.fromEntries(chains.map((r) => [r.executionName, JSON.stringify(r)]));
+    const before = Object.values(map).reduce((n, json) => n + json.length, 0);
+    const after = Object.values(compacted).reduce((n, json) => n + json.length, 0);
+    await this.conditional('compact', () =>
       this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: key,
-          UpdateExpression: compact
-            ? `SET #queued[${lastIndex}] = :joined, #version = #version + :inc ADD #names :name`
-            : 'SET #queued = list_append(if_not_exists(#queued, :empty), :one), #version = #version + :inc ADD #names :name',
-          ConditionExpression: '#name = :holder AND #version = :version',
+          UpdateExpression: 'SET #map = :map ADD #bytes :delta, #version :inc',
+          ConditionExpression: `#name = :holder AND #version = :version${into === 'merges' ? ' AND attribute_not_exists(#sealed)' : ''}`,
           ExpressionAttributeNames: {
-            '#queued': 'queued',
+            '#map': into,
+            '#bytes': 'entryBytes',
             '#version': 'version',
-            '#names': 'queuedNames',
             '#name': 'executionName',
+            ...(into === 'merges' ? { '#sealed': 'sealed' } : {}),
           },
           ExpressionAttributeValues: {
-            ...(compact ? { ':joined': joined } : { ':empty': [], ':one': [JSON.stringify(request)] }),
+            ':map': compacted,
+            ':delta': after - before,
             ':inc': 1,
-            ':name': new Set([request.executionName]),
             ':holder': lock.executionName,
             ':version': lock.version,
           },
@@ -854,9 +1021,32 @@ export class Ledger {
       : new AutopatchError(message, { cause: error });
   }
 
-  private contention(op: string, serviceKey: string): TransientError {
-    return new TransientError(
-      `ledger ${op} for ${serviceKey}: the lock changed under ${CONTENTION_ATTEMPTS} attempts in a row; retry`,
-    );
+  /**
+   * The optimistic-concurrency loop of one lock transition: `next()` is true for the first round at
+   * once, then after a pause with full jitter (base * 2^round, capped), as long as the pause ends
+   * before the deadline; `lost()` is the error to throw when it returns false. Wall-clock time
+   * (Date.now), not the ledger's `now`, which tests and the simulation may freeze or move.
+   */
+  private race(op: string, serviceKey: string, options: ContentionOptions = {}) {
+    const { budgetMs, baseDelayMs, maxDelayMs } = this.contentionPolicy;
+    const startedAt = Date.now();
+    const deadline = Math.min(startedAt + budgetMs, options.deadlineMs ?? Number.POSITIVE_INFINITY);
+    let rounds = 0;
+    return {
+      next: async (): Promise<boolean> => {
+        if (rounds >= CONTENTION_MAX_ATTEMPTS) return false;
+        if (rounds > 0) {
+          const pause = Math.random() * Math.min(maxDelayMs, baseDelayMs * 2 ** Math.min(rounds, 16));
+          if (Date.now() + pause > deadline) return false;
+          await sleep(pause);
+        }
+        rounds++;
+        return true;
+      },
+      lost: (): TransientError =>
+        new TransientError(
+          `ledger ${op} for ${serviceKey}: the lock changed under ${rounds} attempts in ${Date.now() - startedAt} ms; retry`,
+        ),
+    };
   }
 }

@@ -222,7 +222,16 @@ export interface ExecuteDeps {
   readonly ledger: Pick<Ledger, 'claim' | 'markStarted' | 'markSeen'>;
   readonly sfn: SFNClient;
   readonly stateMachineArn: string;
+  /**
+   * The invocation's remaining time (Lambda's context.getRemainingTimeInMillis): a claim that races
+   * other triage invocations for the same lock keeps trying until CLAIM_RESERVE_MS before the end,
+   * instead of failing its messages back to SQS. @default - the ledger's own contention budget
+   */
+  readonly remainingTimeMs?: () => number;
 }
+
+/** Time kept after the last claim attempt for StartExecution, markSeen and the batch response. */
+const CLAIM_RESERVE_MS = 15_000;
 
 export type StartResult =
   | { readonly service: string; readonly kind: 'started' | 'resumed'; readonly executionName: string }
@@ -273,7 +282,11 @@ export const executePlan = async (
             `the lock of ${request.service.key} kept changing; retrying the batch items`,
           );
         }
-        const claim = await deps.ledger.claim(request);
+        const remaining = deps.remainingTimeMs?.();
+        const claim = await deps.ledger.claim(
+          request,
+          remaining === undefined ? {} : { deadlineMs: Date.now() + remaining - CLAIM_RESERVE_MS },
+        );
         if (claim.kind === 'queued' || claim.kind === 'merged') {
           results.push({ service: request.service.key, kind: claim.kind, inFlight: claim.inFlight });
           break;
