@@ -57,6 +57,11 @@ export interface AffectedImage {
    */
   readonly findingArns: readonly string[];
   readonly rebuild: RebuildMode;
+  /**
+   * CVE → the package version Inspector says fixes it (vulnerablePackages[].fixedInVersion), when
+   * reported. A churn hold on (service, CVE) lets a finding through once this differs from the held one.
+   */
+  readonly fixedInVersions?: Readonly<Record<string, string>>;
 }
 
 /** How many finding ARNs an AffectedImage keeps (see findingArns). */

@@ -34,14 +34,19 @@ import { mergeRequests, executionName as nameExecution, remediationId } from './
  */
 
 export type ClaimResult =
-  /** The caller owns the service now: StartExecution with the request's name, then markStarted. */
-  | { readonly kind: 'claimed' }
+  /**
+   * The caller owns the service now: StartExecution with the request's name, then markStarted.
+   * `request` is set when held findings were taken out of it: start that one.
+   */
+  | { readonly kind: 'claimed'; readonly request?: RemediationRequest }
   /** An earlier claim never confirmed its start: StartExecution with this (stored) request, then markStarted. */
   | { readonly kind: 'resume'; readonly request: RemediationRequest }
   /** A remediation is in flight (`inFlight` is its execution name); the request waits for it, or it already covers it. */
   | { readonly kind: 'queued'; readonly inFlight: string }
   /** The remediation in flight (`inFlight`) has not sealed its findings yet: the request was folded into it. */
-  | { readonly kind: 'merged'; readonly inFlight: string };
+  | { readonly kind: 'merged'; readonly inFlight: string }
+  /** Every (digest, CVE) of the request is under a churn hold: nothing to do until it is lifted. */
+  | { readonly kind: 'held'; readonly holds: readonly Hold[] };
 
 export type LockStatus = 'STARTING' | 'STARTED' | 'RUNNING';
 
@@ -57,6 +62,66 @@ export interface InFlight {
   /** How many requests wait behind this one; they run as one merged remediation after it. */
   readonly queued: number;
 }
+
+/**
+ * A churn hold: after a remediation of (service, CVE) ended RolledBack, PatchIneffective or
+ * BuildFailed, later findings of that CVE on the same image digests (and, when known, the same fixed
+ * version) are not remediated again until a new image or a new fix appears, or someone releases it
+ * (`npm run release-hold`).
+ */
+export interface Hold {
+  readonly serviceKey: string;
+  readonly cve: string;
+  /** Image digests the failed remediation(s) worked on: findings on other digests pass. */
+  readonly digests: readonly string[];
+  /** The fixed version the failed fix targeted, when known: a finding with another one passes. */
+  readonly fixedInVersion?: string;
+  readonly outcome: Outcome;
+  readonly reason: string;
+  readonly executionName: string;
+  readonly heldAt: string;
+}
+
+/** What a hold was placed for: one CVE on some digests. */
+export interface HoldRequest {
+  readonly cve: string;
+  readonly digests: readonly string[];
+  readonly fixedInVersion?: string;
+}
+
+/**
+ * The request without its held (digest, CVE) pairs, and the pairs that were held. Pure. `request`
+ * is undefined when nothing is left; its identity (name, id) is kept otherwise.
+ */
+export const withoutHeld = (
+  request: RemediationRequest,
+  holds: readonly Hold[],
+): {
+  readonly request?: RemediationRequest;
+  readonly held: ReadonlyArray<{ readonly digest: string; readonly cve: string; readonly hold: Hold }>;
+} => {
+  if (holds.length === 0) return { request, held: [] };
+  const byCve = new Map(holds.map((h) => [h.cve, h]));
+  const held: Array<{ digest: string; cve: string; hold: Hold }> = [];
+  const images = request.images.flatMap((image) => {
+    const cves = image.cves.filter((cve) => {
+      const hold = byCve.get(cve);
+      if (!hold?.digests.includes(image.imageDigest)) return true;
+      const fixedIn = image.fixedInVersions?.[cve];
+      if (hold.fixedInVersion !== undefined && fixedIn !== undefined && fixedIn !== hold.fixedInVersion)
+        return true; // a newer fix than the one that failed
+      held.push({ digest: image.imageDigest, cve, hold });
+      return false;
+    });
+    return cves.length === 0 ? [] : [{ ...image, cves }];
+  });
+  if (held.length === 0) return { request, held: [] };
+  if (images.length === 0) return { held };
+  return {
+    request: { ...request, images, findingsCount: new Set(coveredFindings(images)).size },
+    held,
+  };
+};
 
 export interface FindingKey {
   readonly findingArn: string;
@@ -131,6 +196,29 @@ const CONTENTION_MAX_ATTEMPTS = 500;
 /** Entries in a lock's merges or queue map from which a writer folds them together (see compact). */
 const COMPACT_AT = 16;
 const HISTORY_PREFIX = 'REMEDIATION#';
+const HOLD_PREFIX = 'HOLD#';
+/** Digests one hold remembers: beyond, a new failure on yet another digest is not held (it is rare). */
+const MAX_HOLD_DIGESTS = 50;
+/** The lock index: one pointer per locked service (`LOCKS` / `<serviceKey>`), so the reconciler need not scan. */
+const LOCK_INDEX_PK = 'LOCKS';
+/** Outcomes recorded and not yet announced (`OUTBOX` / `<serviceKey>#<remediationId>`). */
+const OUTBOX_PK = 'OUTBOX';
+const outboxKey = (serviceKey: string, remediationId: string): Key => ({
+  pk: OUTBOX_PK,
+  sk: `${serviceKey}#${remediationId}`,
+});
+/** A history item as the OutcomeRecord it was written from (the ledger's own bookkeeping removed). */
+const toRecord = (item: Record<string, unknown>): OutcomeRecord => {
+  const {
+    pk: _pk,
+    sk: _sk,
+    recordedAt: _recordedAt,
+    announced: _announced,
+    announcedAt: _announcedAt,
+    ...record
+  } = item;
+  return record as unknown as OutcomeRecord;
+};
 /**
  * Largest request one execution carries, as JSON. It is the execution's input, and its state holds
  * the images about three times over by the end of the builds (the request, the build plan, the
@@ -340,14 +428,18 @@ export class Ledger {
    * Safe to repeat: the same request claimed twice resumes its own claim; queued twice, it is queued once;
    * a request whose findings the in-flight or queued remediations already carry is not queued again.
    */
-  async claim(request: RemediationRequest, options: ContentionOptions = {}): Promise<ClaimResult> {
-    const key = LEDGER.serviceKey(request.service.key);
+  async claim(wanted: RemediationRequest, options: ContentionOptions = {}): Promise<ClaimResult> {
+    const key = LEDGER.serviceKey(wanted.service.key);
+    // Churn holds first: a rolled-back or ineffective fix is not retried on every finding update.
+    const { request, held } = withoutHeld(wanted, await this.holds(wanted.service.key));
+    if (!request) return { kind: 'held', holds: [...new Set(held.map((h) => h.hold))] };
     const race = this.race('claim', request.service.key, options);
     while (await race.next()) {
       // Read first: in a burst the lock usually exists, and the read is what every path below needs
       // (two calls per busy service instead of a failed write, a read and a write).
       const lock = await this.readLock(key, 'claim');
       if (!lock) {
+        await this.pointAt(request.service.key, request.executionName, 'claim');
         const claimed = await this.conditional('claim', () =>
           this.doc.send(
             new PutCommand({
@@ -357,7 +449,7 @@ export class Ledger {
             }),
           ),
         );
-        if (claimed) return { kind: 'claimed' };
+        if (claimed) return held.length > 0 ? { kind: 'claimed', request } : { kind: 'claimed' };
         continue; // claimed by someone else between our read and our write: read again
       }
       // A claim whose start was never confirmed: whoever comes next finishes it, with the stored
@@ -468,6 +560,7 @@ export class Ledger {
       if (!request) return 'superseded';
       const lock = await this.readLock(key, 'acquire');
       if (!lock) {
+        await this.pointAt(serviceKey, executionName, 'acquire');
         const taken = await this.conditional('acquire', () =>
           this.doc.send(
             new PutCommand({
@@ -648,7 +741,11 @@ export class Ledger {
         ...(lock.queued ?? []).map((json) => this.parse(json)),
         ...entriesOf(lock.queue),
       ];
-      const [first, ...more] = queued;
+      const holds = queued.length > 0 ? await this.holds(serviceKey) : [];
+      const [first, ...more] = queued.flatMap((r) => {
+        const kept = withoutHeld(r, holds).request;
+        return kept ? [kept] : [];
+      });
       if (!first) {
         const deleted = await this.conditional('release', () =>
           this.doc.send(new DeleteCommand({ TableName: this.tableName, Key: key, ...guard })),
@@ -683,6 +780,98 @@ export class Ledger {
       if (replaced) return { next };
     }
     throw race.lost();
+  }
+
+  // ---------------------------------------------------------------- churn holds
+
+  /** The service's churn holds (one Query; none is the usual case). */
+  async holds(serviceKey: string): Promise<Hold[]> {
+    const items: Hold[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const out = await this.send('holds', () =>
+        this.doc.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :prefix)',
+            ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+            ExpressionAttributeValues: { ':pk': LEDGER.serviceKey(serviceKey).pk, ':prefix': HOLD_PREFIX },
+            ConsistentRead: true,
+            ExclusiveStartKey: startKey,
+          }),
+        ),
+      );
+      for (const item of out.Items ?? []) {
+        const { pk: _pk, sk: _sk, digests, ...hold } = item;
+        items.push({
+          ...(hold as Omit<Hold, 'digests'>),
+          digests: [...((digests as Set<string>) ?? [])].sort(),
+        });
+      }
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+    return items;
+  }
+
+  /**
+   * Hold (service, CVE) pairs after a remediation failed to fix them for good. A CVE held already
+   * gains the new digests (at most MAX_HOLD_DIGESTS) and the latest reason. Idempotent.
+   */
+  async hold(
+    serviceKey: string,
+    requests: readonly HoldRequest[],
+    why: { readonly outcome: Outcome; readonly reason: string; readonly executionName: string },
+  ): Promise<void> {
+    const heldAt = this.now().toISOString();
+    await mapLimit(requests, BATCH_CONCURRENCY, async (h) => {
+      const digests = h.digests.slice(0, MAX_HOLD_DIGESTS);
+      if (digests.length === 0) return;
+      await this.send('hold', () =>
+        this.doc.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: { pk: LEDGER.serviceKey(serviceKey).pk, sk: `${HOLD_PREFIX}${h.cve}` },
+            UpdateExpression: `SET #serviceKey = :serviceKey, #cve = :cve, #outcome = :outcome, #reason = :reason, #executionName = :executionName, #heldAt = :heldAt${h.fixedInVersion === undefined ? ' REMOVE #fixedIn' : ', #fixedIn = :fixedIn'} ADD #digests :digests`,
+            ExpressionAttributeNames: {
+              '#serviceKey': 'serviceKey',
+              '#cve': 'cve',
+              '#outcome': 'outcome',
+              '#reason': 'reason',
+              '#executionName': 'executionName',
+              '#heldAt': 'heldAt',
+              '#fixedIn': 'fixedInVersion',
+              '#digests': 'digests',
+            },
+            ExpressionAttributeValues: {
+              ':serviceKey': serviceKey,
+              ':cve': h.cve,
+              ':outcome': why.outcome,
+              ':reason': why.reason.slice(0, 2_000),
+              ':executionName': why.executionName,
+              ':heldAt': heldAt,
+              ':digests': new Set(digests),
+              ...(h.fixedInVersion === undefined ? {} : { ':fixedIn': h.fixedInVersion }),
+            },
+          }),
+        ),
+      );
+    });
+  }
+
+  /** Lift the service's holds (all, or those of the given CVEs). Returns the holds lifted. */
+  async clearHolds(serviceKey: string, cves?: readonly string[]): Promise<Hold[]> {
+    const holds = (await this.holds(serviceKey)).filter((h) => cves === undefined || cves.includes(h.cve));
+    await mapLimit(holds, BATCH_CONCURRENCY, (h) =>
+      this.send('clearHolds', () =>
+        this.doc.send(
+          new DeleteCommand({
+            TableName: this.tableName,
+            Key: { pk: LEDGER.serviceKey(serviceKey).pk, sk: `${HOLD_PREFIX}${h.cve}` },
+          }),
+        ),
+      ),
+    );
+    return holds;
   }
 
   // ---------------------------------------------------------------- task tokens
@@ -762,7 +951,162 @@ export class Ledger {
             ...LEDGER.remediationKey(record.serviceKey, record.remediationId),
             ...record,
             recordedAt: this.now().toISOString(),
+            announced: false,
           },
+        }),
+      ),
+    );
+    // The outbox entry stays until markAnnounced: the reconciler re-sends what is left in it.
+    await this.send('recordOutcome', () =>
+      this.doc.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: {
+            ...outboxKey(record.serviceKey, record.remediationId),
+            serviceKey: record.serviceKey,
+            remediationId: record.remediationId,
+            finishedAt: record.finishedAt,
+          },
+        }),
+      ),
+    );
+  }
+
+  /** The outcome was published (EventBridge and SNS): mark the history record and clear its outbox entry. Idempotent. */
+  async markAnnounced(serviceKey: string, remediationId: string): Promise<void> {
+    await this.conditional('markAnnounced', () =>
+      this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: LEDGER.remediationKey(serviceKey, remediationId),
+          UpdateExpression: 'SET #announced = :true, #announcedAt = if_not_exists(#announcedAt, :now)',
+          ConditionExpression: 'attribute_exists(#pk)',
+          ExpressionAttributeNames: { '#announced': 'announced', '#announcedAt': 'announcedAt', '#pk': 'pk' },
+          ExpressionAttributeValues: { ':true': true, ':now': this.now().toISOString() },
+        }),
+      ),
+    );
+    await this.send('markAnnounced', () =>
+      this.doc.send(
+        new DeleteCommand({ TableName: this.tableName, Key: outboxKey(serviceKey, remediationId) }),
+      ),
+    );
+  }
+
+  /**
+   * Outcomes recorded but not announced, that finished before `finishedBefore` (give a finish in
+   * progress time to announce its own). Outbox entries whose record says it was announced after all
+   * are cleared on the way.
+   */
+  async unannounced(finishedBefore: Date): Promise<OutcomeRecord[]> {
+    const entries = await this.queryAll('unannounced', OUTBOX_PK);
+    const out: OutcomeRecord[] = [];
+    for (const entry of entries) {
+      const { serviceKey, remediationId, finishedAt } = entry as {
+        serviceKey: string;
+        remediationId: string;
+        finishedAt: string;
+      };
+      if (!(Date.parse(finishedAt) < finishedBefore.getTime())) continue;
+      const item = await this.getOutcomeItem(serviceKey, remediationId);
+      if (!item || item.announced === true) {
+        await this.send('unannounced', () =>
+          this.doc.send(
+            new DeleteCommand({ TableName: this.tableName, Key: outboxKey(serviceKey, remediationId) }),
+          ),
+        );
+        continue;
+      }
+      out.push(toRecord(item));
+    }
+    return out;
+  }
+
+  /** One history record, if it was written. */
+  async getOutcome(serviceKey: string, remediationId: string): Promise<OutcomeRecord | undefined> {
+    const item = await this.getOutcomeItem(serviceKey, remediationId);
+    return item ? toRecord(item) : undefined;
+  }
+
+  private async getOutcomeItem(
+    serviceKey: string,
+    remediationId: string,
+  ): Promise<Record<string, unknown> | undefined> {
+    const out = await this.send('getOutcome', () =>
+      this.doc.send(
+        new GetCommand({
+          TableName: this.tableName,
+          Key: LEDGER.remediationKey(serviceKey, remediationId),
+          ConsistentRead: true,
+        }),
+      ),
+    );
+    return out.Item;
+  }
+
+  /** Every item of one partition (the lock index, the outbox: a few items each). */
+  private async queryAll(op: string, pk: string): Promise<Record<string, unknown>[]> {
+    const items: Record<string, unknown>[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const out = await this.send(op, () =>
+        this.doc.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            KeyConditionExpression: '#pk = :pk',
+            ExpressionAttributeNames: { '#pk': 'pk' },
+            ExpressionAttributeValues: { ':pk': pk },
+            ConsistentRead: true,
+            ExclusiveStartKey: startKey,
+          }),
+        ),
+      );
+      items.push(...(out.Items ?? []));
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+    return items;
+  }
+
+  // ---------------------------------------------------------------- the lock index
+
+  /**
+   * Every service lock, as getInFlight reads it, for the reconciler. The index has one pointer per
+   * service that was ever locked, written before each lock is created; pointers whose lock is gone
+   * are removed here (conditional on the pointer not having been written again meanwhile, so a claim
+   * racing this never loses its pointer).
+   */
+  async locks(): Promise<Array<InFlight & { readonly serviceKey: string }>> {
+    const pointers = await this.queryAll('locks', LOCK_INDEX_PK);
+    const out: Array<InFlight & { readonly serviceKey: string }> = [];
+    for (const pointer of pointers) {
+      const serviceKey = pointer.sk as string;
+      const inFlight = await this.getInFlight(serviceKey);
+      if (inFlight) {
+        out.push({ ...inFlight, serviceKey });
+        continue;
+      }
+      await this.conditional('locks', () =>
+        this.doc.send(
+          new DeleteCommand({
+            TableName: this.tableName,
+            Key: { pk: LOCK_INDEX_PK, sk: serviceKey },
+            ConditionExpression: '#token = :token',
+            ExpressionAttributeNames: { '#token': 'token' },
+            ExpressionAttributeValues: { ':token': pointer.token },
+          }),
+        ),
+      );
+    }
+    return out;
+  }
+
+  /** Write the service's pointer in the lock index (before its lock): `token` tells this write from a later one. */
+  private async pointAt(serviceKey: string, token: string, op: string): Promise<void> {
+    await this.send(op, () =>
+      this.doc.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { pk: LOCK_INDEX_PK, sk: serviceKey, token, at: this.now().toISOString() },
         }),
       ),
     );
@@ -792,8 +1136,7 @@ export class Ledger {
         ),
       );
       for (const item of out.Items ?? []) {
-        const { pk: _pk, sk: _sk, recordedAt: _recordedAt, ...record } = item;
-        records.push(record as OutcomeRecord);
+        records.push(toRecord(item));
       }
       startKey = out.LastEvaluatedKey;
     } while (startKey);

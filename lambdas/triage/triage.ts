@@ -236,6 +236,8 @@ const CLAIM_RESERVE_MS = 15_000;
 export type StartResult =
   | { readonly service: string; readonly kind: 'started' | 'resumed'; readonly executionName: string }
   | { readonly service: string; readonly kind: 'queued' | 'merged'; readonly inFlight: string }
+  /** Every finding is under a churn hold (a fix that failed): not remediated again until it is lifted. */
+  | { readonly service: string; readonly kind: 'held'; readonly cves: readonly string[] }
   | { readonly service: string; readonly kind: 'failed'; readonly error: Error };
 
 const start = async (deps: ExecuteDeps, request: RemediationRequest): Promise<string> => {
@@ -291,7 +293,11 @@ export const executePlan = async (
           results.push({ service: request.service.key, kind: claim.kind, inFlight: claim.inFlight });
           break;
         }
-        const toStart = claim.kind === 'resume' ? claim.request : request;
+        if (claim.kind === 'held') {
+          results.push({ service: request.service.key, kind: 'held', cves: claim.holds.map((h) => h.cve) });
+          break;
+        }
+        const toStart = claim.request ?? request;
         const arn = await start(deps, toStart);
         await deps.ledger.markStarted(toStart.service.key, toStart.executionName, arn);
         results.push({
