@@ -23,6 +23,15 @@ import { mergeRequests, executionName as nameExecution, remediationId } from './
  * - `SERVICE#<cluster>/<service>` / `REMEDIATION#<remediationId>`: one history record per finished
  *   remediation (no TTL: it is the audit trail).
  * - `TOKEN#<executionName>` / `approval|watch`: the task token a paused execution waits on (TTL 30 days).
+ * - `SERVICE#<cluster>/<service>` / `HOLD#<cve>`: a churn hold (see Hold), until lifted.
+ * - `LOCKS` / `<cluster>/<service>`: the lock index, one pointer per service with a lock, written
+ *   before the lock; the reconciler lists locks through it and removes pointers whose lock is gone.
+ * - `OUTBOX` / `<serviceKey>#<remediationId>`: an outcome recorded and not yet announced.
+ *
+ * Requests that join a run in flight are entries of the LOCK item's `merges` (before it sealed) and
+ * `queue` (after) maps, one per request, each written without a version check: any number of
+ * concurrent claims for one service succeed in one round. The seal folds `merges` into the run's
+ * request; the release folds `queue` into the next run.
  *
  * The lock moves through STARTING (claimed by triage, StartExecution not yet confirmed) → STARTED
  * (StartExecution confirmed) → RUNNING (the execution's first state acquired it) → released (deleted,
