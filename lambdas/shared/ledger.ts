@@ -313,6 +313,21 @@ const lockBytes = (lock: LockItem): number =>
   [lock.request, lock.merged ?? '', ...(lock.queued ?? [])].reduce((n, json) => n + json.length, 0) +
   (lock.entryBytes ?? 0);
 
+/**
+ * A request that must not wait: remediate now (no approval, no maintenance window: the CRITICAL
+ * known-exploit override) with a CRITICAL image.
+ */
+export const isUrgent = (request: RemediationRequest): boolean =>
+  request.decision.action === 'remediate' &&
+  request.decision.notBefore === undefined &&
+  request.images.some((i) => i.severity === 'CRITICAL');
+
+/** Urgent requests first (each group keeps its order): the next run is built around them. */
+const urgentFirst = (requests: readonly RemediationRequest[]): RemediationRequest[] => [
+  ...requests.filter(isUrgent),
+  ...requests.filter((r) => !isUrgent(r)),
+];
+
 /** Entries of a merges/queue map, oldest request first (map order is DynamoDB's, not time's). */
 const entriesOf = (map: Readonly<Record<string, string>> | undefined): RemediationRequest[] =>
   Object.values(map ?? {})
@@ -751,10 +766,12 @@ export class Ledger {
         ...entriesOf(lock.queue),
       ];
       const holds = queued.length > 0 ? await this.holds(serviceKey) : [];
-      const [first, ...more] = queued.flatMap((r) => {
-        const kept = withoutHeld(r, holds).request;
-        return kept ? [kept] : [];
-      });
+      const [first, ...more] = urgentFirst(
+        queued.flatMap((r) => {
+          const kept = withoutHeld(r, holds).request;
+          return kept ? [kept] : [];
+        }),
+      );
       if (!first) {
         const deleted = await this.conditional('release', () =>
           this.doc.send(new DeleteCommand({ TableName: this.tableName, Key: key, ...guard })),
@@ -765,7 +782,13 @@ export class Ledger {
       // The first queued request is the base (it keeps the earliest requestedAt); the merge gets a
       // fresh name because it is a new execution, and names are unique for 90 days. What would make
       // it too large for one execution stays queued behind it.
-      const { folded: merged, left } = foldWithin(first, more);
+      // An urgent request does not wait for an approval another one needs: those run after it.
+      const approvals = isUrgent(first) ? more.filter((r) => r.decision.action === 'approve') : [];
+      const { folded: merged, left: overflow } = foldWithin(
+        first,
+        more.filter((r) => !approvals.includes(r)),
+      );
+      const left = [...overflow, ...approvals];
       const name = nameExecution(merged.service, merged.images, this.now());
       const next: RemediationRequest = {
         ...merged,

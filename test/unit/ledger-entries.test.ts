@@ -130,3 +130,39 @@ describe('a lock written before the entry maps', () => {
     );
   });
 });
+
+describe('an urgent request queued with others', () => {
+  it('runs next without waiting for the approval another queued request needs', async () => {
+    // Prepare: behind a sealed run, a HIGH that needs approval, then a CRITICAL with the exploit override.
+    const svc = `prod/urgent-${++serial}`;
+    const first = requestOf(svc, [image()]);
+    await started(first);
+    await ledger.seal(svc, first.executionName);
+    const approval = {
+      ...requestOf(svc, [many('4', 1, digest('b2'))], new Date(T0.getTime() + 1000)),
+      decision: { action: 'approve' as const, reason: 'HIGH: approve first' },
+    };
+    const critical = {
+      ...requestOf(
+        svc,
+        [{ ...many('5', 1, digest('c3')), severity: 'CRITICAL' as const }],
+        new Date(T0.getTime() + 2000),
+      ),
+      decision: { action: 'remediate' as const, reason: 'CRITICAL with a known exploit' },
+    };
+    await ledger.claim(approval);
+    await ledger.claim(critical);
+
+    // Act
+    const { next } = await ledger.release(svc, first.executionName);
+    await ledger.markStarted(svc, next?.executionName as string, 'arn:exec:next');
+    await ledger.acquire(svc, next?.executionName as string);
+    const { next: after } = await ledger.release(svc, next?.executionName as string);
+
+    // Assess
+    expect(next?.decision.action).toBe('remediate');
+    expect(new Set(coveredFindings(next?.images ?? []))).toEqual(new Set(coveredFindings(critical.images)));
+    expect(after?.decision.action).toBe('approve');
+    expect(new Set(coveredFindings(after?.images ?? []))).toEqual(new Set(coveredFindings(approval.images)));
+  });
+});
