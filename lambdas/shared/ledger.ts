@@ -182,6 +182,12 @@ export interface LedgerOptions {
    * settled inside the invocation instead of by SQS redelivery.
    * @default { budgetMs: 30000, baseDelayMs: 10, maxDelayMs: 400 }
    */
+  /**
+   * How long claims reuse a service's churn holds as this instance last read them (wall-clock).
+   * A hold placed by another process is seen by claims at most this late; releases always read.
+   * @default 30000
+   */
+  readonly holdsCacheMs?: number;
   readonly contention?: {
     readonly budgetMs?: number;
     readonly baseDelayMs?: number;
@@ -364,6 +370,8 @@ export class Ledger {
   private readonly now: () => Date;
   private readonly retry: { attempts: number; baseDelayMs: number; maxDelayMs: number };
   private readonly contentionPolicy: { budgetMs: number; baseDelayMs: number; maxDelayMs: number };
+  private readonly holdsCacheMs: number;
+  private readonly holdsCache = new Map<string, { at: number; holds: Hold[] }>();
 
   constructor(options: LedgerOptions) {
     // Created once: the document client shares the injected client's connection pool and middleware.
@@ -377,6 +385,7 @@ export class Ledger {
       baseDelayMs: options.batchRetry?.baseDelayMs ?? 50,
       maxDelayMs: options.batchRetry?.maxDelayMs ?? 2_000,
     };
+    this.holdsCacheMs = options.holdsCacheMs ?? 30_000;
     this.contentionPolicy = {
       budgetMs: options.contention?.budgetMs ?? 30_000,
       baseDelayMs: options.contention?.baseDelayMs ?? 10,
@@ -765,7 +774,7 @@ export class Ledger {
         ...(lock.queued ?? []).map((json) => this.parse(json)),
         ...entriesOf(lock.queue),
       ];
-      const holds = queued.length > 0 ? await this.holds(serviceKey) : [];
+      const holds = queued.length > 0 ? await this.holds(serviceKey, { fresh: true }) : [];
       const [first, ...more] = urgentFirst(
         queued.flatMap((r) => {
           const kept = withoutHeld(r, holds).request;
@@ -816,8 +825,20 @@ export class Ledger {
 
   // ---------------------------------------------------------------- churn holds
 
-  /** The service's churn holds (one Query; none is the usual case). */
-  async holds(serviceKey: string): Promise<Hold[]> {
+  /**
+   * The service's churn holds (one Query; none is the usual case). Claims reuse what this instance
+   * read within `holdsCacheMs` (a warm triage Lambda in a burst asks once, not once per batch);
+   * `fresh` reads anyway. hold() and clearHolds() on this instance forget the cached copy.
+   */
+  async holds(serviceKey: string, options: { readonly fresh?: boolean } = {}): Promise<Hold[]> {
+    const cached = this.holdsCache.get(serviceKey);
+    if (!options.fresh && cached && Date.now() - cached.at < this.holdsCacheMs) return cached.holds;
+    const holds = await this.readHolds(serviceKey);
+    if (this.holdsCacheMs > 0) this.holdsCache.set(serviceKey, { at: Date.now(), holds });
+    return holds;
+  }
+
+  private async readHolds(serviceKey: string): Promise<Hold[]> {
     const items: Hold[] = [];
     let startKey: Record<string, unknown> | undefined;
     do {
@@ -855,6 +876,7 @@ export class Ledger {
     why: { readonly outcome: Outcome; readonly reason: string; readonly executionName: string },
   ): Promise<void> {
     const heldAt = this.now().toISOString();
+    this.holdsCache.delete(serviceKey);
     await mapLimit(requests, BATCH_CONCURRENCY, async (h) => {
       const digests = h.digests.slice(0, MAX_HOLD_DIGESTS);
       if (digests.length === 0) return;
@@ -892,7 +914,11 @@ export class Ledger {
 
   /** Lift the service's holds (all, or those of the given CVEs). Returns the holds lifted. */
   async clearHolds(serviceKey: string, cves?: readonly string[]): Promise<Hold[]> {
-    const holds = (await this.holds(serviceKey)).filter((h) => cves === undefined || cves.includes(h.cve));
+    this.holdsCache.delete(serviceKey);
+    const holds = (await this.holds(serviceKey, { fresh: true })).filter(
+      (h) => cves === undefined || cves.includes(h.cve),
+    );
+    this.holdsCache.delete(serviceKey);
     await mapLimit(holds, BATCH_CONCURRENCY, (h) =>
       this.send('clearHolds', () =>
         this.doc.send(

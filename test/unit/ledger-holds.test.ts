@@ -294,7 +294,7 @@ describe('npm run release-hold', () => {
     expect(claim.kind).toBe('claimed');
     expect(rest.out).toContain('CVE-2024-2');
     expect(none.out).toContain('nothing to release');
-    expect(await ledger.holds(svc)).toEqual([]);
+    expect(await ledger.holds(svc, { fresh: true })).toEqual([]);
   });
 
   it('rejects bad usage with exit status 2', async () => {
