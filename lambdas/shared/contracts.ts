@@ -69,6 +69,11 @@ export interface AffectedImage {
    * then upgrades every package with an update.
    */
   readonly packages?: readonly PatchPackage[];
+  /**
+   * CVE → the package version Inspector says fixes it (vulnerablePackages[].fixedInVersion), when
+   * reported. A churn hold on (service, CVE) lets a finding through once this differs from the held one.
+   */
+  readonly fixedInVersions?: Readonly<Record<string, string>>;
 }
 
 /** One OS package a finding names (Inspector `vulnerablePackages`, packageManager OS). */

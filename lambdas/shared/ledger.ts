@@ -23,6 +23,15 @@ import { mergeRequests, executionName as nameExecution, remediationId } from './
  * - `SERVICE#<cluster>/<service>` / `REMEDIATION#<remediationId>`: one history record per finished
  *   remediation (no TTL: it is the audit trail).
  * - `TOKEN#<executionName>` / `approval|watch`: the task token a paused execution waits on (TTL 30 days).
+ * - `SERVICE#<cluster>/<service>` / `HOLD#<cve>`: a churn hold (see Hold), until lifted.
+ * - `LOCKS` / `<cluster>/<service>`: the lock index, one pointer per service with a lock, written
+ *   before the lock; the reconciler lists locks through it and removes pointers whose lock is gone.
+ * - `OUTBOX` / `<serviceKey>#<remediationId>`: an outcome recorded and not yet announced.
+ *
+ * Requests that join a run in flight are entries of the LOCK item's `merges` (before it sealed) and
+ * `queue` (after) maps, one per request, each written without a version check: any number of
+ * concurrent claims for one service succeed in one round. The seal folds `merges` into the run's
+ * request; the release folds `queue` into the next run.
  *
  * The lock moves through STARTING (claimed by triage, StartExecution not yet confirmed) → STARTED
  * (StartExecution confirmed) → RUNNING (the execution's first state acquired it) → released (deleted,
@@ -34,14 +43,19 @@ import { mergeRequests, executionName as nameExecution, remediationId } from './
  */
 
 export type ClaimResult =
-  /** The caller owns the service now: StartExecution with the request's name, then markStarted. */
-  | { readonly kind: 'claimed' }
+  /**
+   * The caller owns the service now: StartExecution with the request's name, then markStarted.
+   * `request` is set when held findings were taken out of it: start that one.
+   */
+  | { readonly kind: 'claimed'; readonly request?: RemediationRequest }
   /** An earlier claim never confirmed its start: StartExecution with this (stored) request, then markStarted. */
   | { readonly kind: 'resume'; readonly request: RemediationRequest }
   /** A remediation is in flight (`inFlight` is its execution name); the request waits for it, or it already covers it. */
   | { readonly kind: 'queued'; readonly inFlight: string }
   /** The remediation in flight (`inFlight`) has not sealed its findings yet: the request was folded into it. */
-  | { readonly kind: 'merged'; readonly inFlight: string };
+  | { readonly kind: 'merged'; readonly inFlight: string }
+  /** Every (digest, CVE) of the request is under a churn hold: nothing to do until it is lifted. */
+  | { readonly kind: 'held'; readonly holds: readonly Hold[] };
 
 export type LockStatus = 'STARTING' | 'STARTED' | 'RUNNING';
 
@@ -57,6 +71,66 @@ export interface InFlight {
   /** How many requests wait behind this one; they run as one merged remediation after it. */
   readonly queued: number;
 }
+
+/**
+ * A churn hold: after a remediation of (service, CVE) ended RolledBack, PatchIneffective or
+ * BuildFailed, later findings of that CVE on the same image digests (and, when known, the same fixed
+ * version) are not remediated again until a new image or a new fix appears, or someone releases it
+ * (`npm run release-hold`).
+ */
+export interface Hold {
+  readonly serviceKey: string;
+  readonly cve: string;
+  /** Image digests the failed remediation(s) worked on: findings on other digests pass. */
+  readonly digests: readonly string[];
+  /** The fixed version the failed fix targeted, when known: a finding with another one passes. */
+  readonly fixedInVersion?: string;
+  readonly outcome: Outcome;
+  readonly reason: string;
+  readonly executionName: string;
+  readonly heldAt: string;
+}
+
+/** What a hold was placed for: one CVE on some digests. */
+export interface HoldRequest {
+  readonly cve: string;
+  readonly digests: readonly string[];
+  readonly fixedInVersion?: string;
+}
+
+/**
+ * The request without its held (digest, CVE) pairs, and the pairs that were held. Pure. `request`
+ * is undefined when nothing is left; its identity (name, id) is kept otherwise.
+ */
+export const withoutHeld = (
+  request: RemediationRequest,
+  holds: readonly Hold[],
+): {
+  readonly request?: RemediationRequest;
+  readonly held: ReadonlyArray<{ readonly digest: string; readonly cve: string; readonly hold: Hold }>;
+} => {
+  if (holds.length === 0) return { request, held: [] };
+  const byCve = new Map(holds.map((h) => [h.cve, h]));
+  const held: Array<{ digest: string; cve: string; hold: Hold }> = [];
+  const images = request.images.flatMap((image) => {
+    const cves = image.cves.filter((cve) => {
+      const hold = byCve.get(cve);
+      if (!hold?.digests.includes(image.imageDigest)) return true;
+      const fixedIn = image.fixedInVersions?.[cve];
+      if (hold.fixedInVersion !== undefined && fixedIn !== undefined && fixedIn !== hold.fixedInVersion)
+        return true; // a newer fix than the one that failed
+      held.push({ digest: image.imageDigest, cve, hold });
+      return false;
+    });
+    return cves.length === 0 ? [] : [{ ...image, cves }];
+  });
+  if (held.length === 0) return { request, held: [] };
+  if (images.length === 0) return { held };
+  return {
+    request: { ...request, images, findingsCount: new Set(coveredFindings(images)).size },
+    held,
+  };
+};
 
 export interface FindingKey {
   readonly findingArn: string;
@@ -101,6 +175,29 @@ export interface LedgerOptions {
     readonly baseDelayMs?: number;
     readonly maxDelayMs?: number;
   };
+  /**
+   * Lock transitions that lose a race (another writer changed the lock between our read and our
+   * write) read again after a jittered, exponentially growing pause, until `budgetMs` has passed
+   * (or the caller's own deadline, whichever is first). A burst of findings for one service is
+   * settled inside the invocation instead of by SQS redelivery.
+   * @default { budgetMs: 30000, baseDelayMs: 10, maxDelayMs: 400 }
+   */
+  /**
+   * How long claims reuse a service's churn holds as this instance last read them (wall-clock).
+   * A hold placed by another process is seen by claims at most this late; releases always read.
+   * @default 30000
+   */
+  readonly holdsCacheMs?: number;
+  readonly contention?: {
+    readonly budgetMs?: number;
+    readonly baseDelayMs?: number;
+    readonly maxDelayMs?: number;
+  };
+}
+
+/** Per call: an absolute deadline (epoch ms, e.g. from the Lambda's remaining time) for the contention loop. */
+export interface ContentionOptions {
+  readonly deadlineMs?: number;
 }
 
 const DAY_SECONDS = 86_400;
@@ -109,9 +206,34 @@ const TOKEN_TTL_DAYS = 30;
 const BATCH_GET_MAX = 100;
 const BATCH_WRITE_MAX = 25;
 const BATCH_CONCURRENCY = 4;
-/** Optimistic-concurrency rounds before a lock transition gives up (each round is one read + one write). */
-const CONTENTION_ATTEMPTS = 10;
+/** Optimistic-concurrency rounds before a lock transition gives up, whatever time is left (each round is one read + one write). */
+const CONTENTION_MAX_ATTEMPTS = 500;
+/** Entries in a lock's merges or queue map from which a writer folds them together (see compact). */
+const COMPACT_AT = 16;
 const HISTORY_PREFIX = 'REMEDIATION#';
+const HOLD_PREFIX = 'HOLD#';
+/** Digests one hold remembers: beyond, a new failure on yet another digest is not held (it is rare). */
+const MAX_HOLD_DIGESTS = 50;
+/** The lock index: one pointer per locked service (`LOCKS` / `<serviceKey>`), so the reconciler need not scan. */
+const LOCK_INDEX_PK = 'LOCKS';
+/** Outcomes recorded and not yet announced (`OUTBOX` / `<serviceKey>#<remediationId>`). */
+const OUTBOX_PK = 'OUTBOX';
+const outboxKey = (serviceKey: string, remediationId: string): Key => ({
+  pk: OUTBOX_PK,
+  sk: `${serviceKey}#${remediationId}`,
+});
+/** A history item as the OutcomeRecord it was written from (the ledger's own bookkeeping removed). */
+const toRecord = (item: Record<string, unknown>): OutcomeRecord => {
+  const {
+    pk: _pk,
+    sk: _sk,
+    recordedAt: _recordedAt,
+    announced: _announced,
+    announcedAt: _announcedAt,
+    ...record
+  } = item;
+  return record as unknown as OutcomeRecord;
+};
 /**
  * Largest request one execution carries, as JSON. It is the execution's input, and its state holds
  * the images about three times over by the end of the builds (the request, the build plan, the
@@ -136,18 +258,28 @@ interface LockItem {
   readonly executionArn?: string;
   readonly startedAt?: string;
   readonly lockedAt?: string;
-  /** Queued RemediationRequests as JSON, oldest first. */
+  /**
+   * Requests merged into this run before it sealed, by execution name, as JSON. Each writer sets
+   * its own entry, conditional only on the holder and on the lock being unsealed, so concurrent
+   * merges never conflict; the seal folds them into `request`.
+   */
+  readonly merges?: Record<string, string>;
+  /** Requests queued behind this run, by execution name, as JSON: the same conflict-free writes. */
+  readonly queue?: Record<string, string>;
+  /** Bytes of the `merges` and `queue` entries (ADDed by each writer, bounds the item). */
+  readonly entryBytes?: number;
+  /** Before the entry maps: queued requests as JSON, oldest first (read for locks written by older versions). */
   readonly queued?: string[];
-  /** Execution names of the queued requests: the dedup key for a request queued twice. */
+  /** Before the entry maps: execution names of `queued`. */
   readonly queuedNames?: Set<string>;
+  /** Before the entry maps: the requests merged into `request`, folded, as JSON. */
+  readonly merged?: string;
   /** The execution whose release created this claim: a repeated release returns the same next request. */
   readonly releasedBy?: string;
   /** Set when the execution took its findings (seal): later requests queue instead of merging. */
   readonly sealed?: boolean;
   /** When a request was last merged into this one (the gathering waits until the burst is quiet). */
   readonly mergedAt?: string;
-  /** The requests merged into `request`, folded into one, as JSON: what runs next if this one ends before sealing. */
-  readonly merged?: string;
 }
 
 type Key = { pk: string; sk: string };
@@ -184,7 +316,50 @@ const findingId = (k: FindingKey): string => `${k.findingArn}\n${k.updatedAt}`;
 
 /** The bytes of requests a LOCK item holds. */
 const lockBytes = (lock: LockItem): number =>
-  [lock.request, lock.merged ?? '', ...(lock.queued ?? [])].reduce((n, json) => n + json.length, 0);
+  [lock.request, lock.merged ?? '', ...(lock.queued ?? [])].reduce((n, json) => n + json.length, 0) +
+  (lock.entryBytes ?? 0);
+
+/**
+ * A request that must not wait: remediate now (no approval, no maintenance window: the CRITICAL
+ * known-exploit override) with a CRITICAL image.
+ */
+export const isUrgent = (request: RemediationRequest): boolean =>
+  request.decision.action === 'remediate' &&
+  request.decision.notBefore === undefined &&
+  request.images.some((i) => i.severity === 'CRITICAL');
+
+/** Urgent requests first (each group keeps its order): the next run is built around them. */
+const urgentFirst = (requests: readonly RemediationRequest[]): RemediationRequest[] => [
+  ...requests.filter(isUrgent),
+  ...requests.filter((r) => !isUrgent(r)),
+];
+
+/** Entries of a merges/queue map, oldest request first (map order is DynamoDB's, not time's). */
+const entriesOf = (map: Readonly<Record<string, string>> | undefined): RemediationRequest[] =>
+  Object.values(map ?? {})
+    .map((json) => JSON.parse(json) as RemediationRequest)
+    .sort(
+      (a, b) => a.requestedAt.localeCompare(b.requestedAt) || a.executionName.localeCompare(b.executionName),
+    );
+
+/**
+ * Fold `more` into `base` (which keeps its identity) while the result stays within
+ * MAX_REQUEST_BYTES; what does not fit is returned as `left`, in order.
+ */
+const foldWithin = (
+  base: RemediationRequest,
+  more: readonly RemediationRequest[],
+): { folded: RemediationRequest; left: RemediationRequest[] } => {
+  let folded = base;
+  let taken = 0;
+  for (const request of more) {
+    const candidate = mergeRequests(folded, request);
+    if (JSON.stringify(candidate).length > MAX_REQUEST_BYTES) break;
+    folded = candidate;
+    taken++;
+  }
+  return { folded, left: more.slice(taken) };
+};
 
 /** (digest, CVE) pairs a request carries: two requests with the same pairs remediate the same thing. */
 const coverage = (request: RemediationRequest): string[] => coveredFindings(request.images);
@@ -194,6 +369,9 @@ export class Ledger {
   private readonly tableName: string;
   private readonly now: () => Date;
   private readonly retry: { attempts: number; baseDelayMs: number; maxDelayMs: number };
+  private readonly contentionPolicy: { budgetMs: number; baseDelayMs: number; maxDelayMs: number };
+  private readonly holdsCacheMs: number;
+  private readonly holdsCache = new Map<string, { at: number; holds: Hold[] }>();
 
   constructor(options: LedgerOptions) {
     // Created once: the document client shares the injected client's connection pool and middleware.
@@ -206,6 +384,12 @@ export class Ledger {
       attempts: options.batchRetry?.attempts ?? 8,
       baseDelayMs: options.batchRetry?.baseDelayMs ?? 50,
       maxDelayMs: options.batchRetry?.maxDelayMs ?? 2_000,
+    };
+    this.holdsCacheMs = options.holdsCacheMs ?? 30_000;
+    this.contentionPolicy = {
+      budgetMs: options.contention?.budgetMs ?? 30_000,
+      baseDelayMs: options.contention?.baseDelayMs ?? 10,
+      maxDelayMs: options.contention?.maxDelayMs ?? 400,
     };
   }
 
@@ -277,13 +461,18 @@ export class Ledger {
    * Safe to repeat: the same request claimed twice resumes its own claim; queued twice, it is queued once;
    * a request whose findings the in-flight or queued remediations already carry is not queued again.
    */
-  async claim(request: RemediationRequest): Promise<ClaimResult> {
-    const key = LEDGER.serviceKey(request.service.key);
-    for (let attempt = 0; attempt < CONTENTION_ATTEMPTS; attempt++) {
+  async claim(wanted: RemediationRequest, options: ContentionOptions = {}): Promise<ClaimResult> {
+    const key = LEDGER.serviceKey(wanted.service.key);
+    // Churn holds first: a rolled-back or ineffective fix is not retried on every finding update.
+    const { request, held } = withoutHeld(wanted, await this.holds(wanted.service.key));
+    if (!request) return { kind: 'held', holds: [...new Set(held.map((h) => h.hold))] };
+    const race = this.race('claim', request.service.key, options);
+    while (await race.next()) {
       // Read first: in a burst the lock usually exists, and the read is what every path below needs
       // (two calls per busy service instead of a failed write, a read and a write).
       const lock = await this.readLock(key, 'claim');
       if (!lock) {
+        await this.pointAt(request.service.key, request.executionName, 'claim');
         const claimed = await this.conditional('claim', () =>
           this.doc.send(
             new PutCommand({
@@ -293,7 +482,7 @@ export class Ledger {
             }),
           ),
         );
-        if (claimed) return { kind: 'claimed' };
+        if (claimed) return held.length > 0 ? { kind: 'claimed', request } : { kind: 'claimed' };
         continue; // claimed by someone else between our read and our write: read again
       }
       // A claim whose start was never confirmed: whoever comes next finishes it, with the stored
@@ -305,11 +494,6 @@ export class Ledger {
       }
       const adding = JSON.stringify(request).length;
       const room = MAX_LOCK_BYTES - lockBytes(lock);
-      // A merge adds the request twice (into `request`, and into `merged` in case the run ends unsealed).
-      if (!lock.sealed && lock.request.length + adding <= MAX_REQUEST_BYTES && 2 * adding <= room) {
-        if (await this.merge(key, lock, request)) return { kind: 'merged', inFlight: lock.executionName };
-        continue;
-      }
       if (adding > room) {
         // The batch items are retried (and dead-lettered, alarmed, after the queue's receive limit).
         throw new TransientError(
@@ -317,10 +501,16 @@ export class Ledger {
             `this one (${adding} bytes) is retried once the remediation in flight has released it`,
         );
       }
-      if (await this.enqueue(key, lock, request, 'claim'))
-        return { kind: 'queued', inFlight: lock.executionName };
+      // Unsealed: merge (what does not fit one execution is queued by the seal). Sealed: queue.
+      const into =
+        lock.sealed || JSON.stringify(mergeRequests(this.gathered(lock), request)).length > MAX_REQUEST_BYTES
+          ? 'queue'
+          : 'merges';
+      if (await this.addEntry(key, lock, request, into, 'claim')) {
+        return { kind: into === 'merges' ? 'merged' : 'queued', inFlight: lock.executionName };
+      }
     }
-    throw this.contention('claim', request.service.key);
+    throw race.lost();
   }
 
   /** StartExecution is confirmed: STARTING → STARTED. A no-op when the lock has moved on. */
@@ -380,7 +570,8 @@ export class Ledger {
     request?: RemediationRequest,
   ): Promise<'acquired' | 'superseded'> {
     const key = LEDGER.serviceKey(serviceKey);
-    for (let attempt = 0; attempt < CONTENTION_ATTEMPTS; attempt++) {
+    const race = this.race('acquire', serviceKey);
+    while (await race.next()) {
       const now = this.now().toISOString();
       const acquired = await this.conditional('acquire', () =>
         this.doc.send(
@@ -402,6 +593,7 @@ export class Ledger {
       if (!request) return 'superseded';
       const lock = await this.readLock(key, 'acquire');
       if (!lock) {
+        await this.pointAt(serviceKey, executionName, 'acquire');
         const taken = await this.conditional('acquire', () =>
           this.doc.send(
             new PutCommand({
@@ -415,10 +607,10 @@ export class Ledger {
         continue;
       }
       if (lock.executionName === executionName) continue; // claimed for us between the two writes
-      if (this.carries(lock, request) || (await this.enqueue(key, lock, request, 'acquire')))
+      if (this.carries(lock, request) || (await this.addEntry(key, lock, request, 'queue', 'acquire')))
         return 'superseded';
     }
-    throw this.contention('acquire', serviceKey);
+    throw race.lost();
   }
 
   /** The remediation in flight for a service, if any. */
@@ -428,11 +620,12 @@ export class Ledger {
     return {
       executionName: lock.executionName,
       status: lock.status,
-      request: this.parse(lock.request),
+      // As gathered so far: what the run takes if it seals now.
+      request: this.gathered(lock),
       claimedAt: lock.claimedAt,
       ...(lock.executionArn ? { executionArn: lock.executionArn } : {}),
       ...(lock.lockedAt ? { lockedAt: lock.lockedAt } : {}),
-      queued: lock.queued?.length ?? 0,
+      queued: (lock.queued?.length ?? 0) + Object.keys(lock.queue ?? {}).length,
     };
   }
 
@@ -453,18 +646,18 @@ export class Ledger {
     const quiet = quietSince !== undefined;
     let out: { Attributes?: Record<string, unknown> };
     try {
+      // First close the lock to merges: from this write on, merge entries are frozen (their writes
+      // are conditional on the lock being unsealed), so folding them below races nobody.
       out = await this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: key,
-          // Once sealed, what was merged is this run's to do: the copies kept for an unsealed end go.
-          UpdateExpression: 'SET #sealed = :true, #version = #version + :inc REMOVE #merged',
+          UpdateExpression: 'SET #sealed = :true, #version = #version + :inc',
           ConditionExpression: quiet
             ? '#name = :name AND (attribute_not_exists(#mergedAt) OR #mergedAt <= :since OR attribute_exists(#sealed))'
             : '#name = :name',
           ExpressionAttributeNames: {
             '#sealed': 'sealed',
-            '#merged': 'merged',
             '#version': 'version',
             '#name': 'executionName',
             ...(quiet ? { '#mergedAt': 'mergedAt' } : {}),
@@ -484,13 +677,70 @@ export class Ledger {
       if (lock?.executionName !== executionName) throw new LockNotHeldError(notHeld, { cause: error });
       return {
         sealed: false,
-        request: this.parse(lock.request),
+        request: this.gathered(lock),
         ...(lock.mergedAt ? { mergedAt: lock.mergedAt } : {}),
       };
     }
     const lock = out.Attributes as LockItem | undefined;
     if (!lock) throw new LockNotHeldError(notHeld);
-    return { sealed: true, request: this.parse(lock.request) };
+    return { sealed: true, request: await this.foldMerges(key, lock) };
+  }
+
+  /**
+   * The sealed run takes its merge entries: folded into `request` as far as one execution carries,
+   * the rest moved to the queue. Idempotent (a retried seal finds the entries gone and the request
+   * folded). Old-format locks carry their merges in `request` already (`merged` is only a copy).
+   */
+  private async foldMerges(key: Key, lock: LockItem): Promise<RemediationRequest> {
+    const current = this.parse(lock.request);
+    const merges = Object.entries(lock.merges ?? {});
+    if (merges.length === 0 && lock.merged === undefined) return current;
+    const { folded, left } = foldWithin(current, entriesOf(lock.merges));
+    const request: RemediationRequest = { ...folded, executionName: current.executionName };
+    const removedBytes = merges.reduce((n, [, json]) => n + json.length, 0);
+    const leftJson = left.map((r) => [r.executionName, JSON.stringify(r)] as const);
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = {};
+    const sets = leftJson.map(([name, json], i) => {
+      names[`#q${i}`] = name;
+      values[`:q${i}`] = json;
+      return `#queue.#q${i} = :q${i}`;
+    });
+    const folding = await this.conditional('seal', () =>
+      this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: key,
+          UpdateExpression: `SET ${['#request = :request', ...sets].join(', ')} REMOVE #merges, #merged ADD #bytes :delta, #version :inc`,
+          // Not on the version: requests queued meanwhile do not change what this run takes.
+          ConditionExpression: '#name = :name AND (attribute_exists(#merges) OR attribute_exists(#merged))',
+          ExpressionAttributeNames: {
+            '#request': 'request',
+            '#merges': 'merges',
+            '#merged': 'merged',
+            '#bytes': 'entryBytes',
+            '#version': 'version',
+            '#name': 'executionName',
+            ...(sets.length > 0 ? { '#queue': 'queue' } : {}),
+            ...names,
+          },
+          ExpressionAttributeValues: {
+            ':request': JSON.stringify(request),
+            ':delta': leftJson.reduce((n, [, json]) => n + json.length, 0) - removedBytes,
+            ':inc': 1,
+            ':name': lock.executionName,
+            ...values,
+          },
+        }),
+      ),
+    );
+    if (folding) return request;
+    // A concurrent retry of this step folded them first: the stored request is the folded one.
+    const again = await this.readLock(key, 'seal');
+    if (!again || again.executionName !== lock.executionName) {
+      throw new LockNotHeldError(`${lock.executionName} does not hold the lock any more`);
+    }
+    return this.parse(again.request);
   }
 
   /**
@@ -502,7 +752,8 @@ export class Ledger {
    */
   async release(serviceKey: string, executionName: string): Promise<{ next?: RemediationRequest }> {
     const key = LEDGER.serviceKey(serviceKey);
-    for (let attempt = 0; attempt < CONTENTION_ATTEMPTS; attempt++) {
+    const race = this.race('release', serviceKey);
+    while (await race.next()) {
       const lock = await this.readLock(key, 'release');
       if (!lock) return {};
       if (lock.executionName !== executionName) {
@@ -517,10 +768,19 @@ export class Ledger {
       };
       // Requests merged into a remediation that ended before it took them (failed or stopped while
       // gathering) were never worked on: they run next, ahead of the ones queued behind it.
-      const queued = [...(lock.sealed || !lock.merged ? [] : [lock.merged]), ...(lock.queued ?? [])].map(
-        (json) => this.parse(json),
+      const queued = [
+        ...(lock.sealed ? [] : entriesOf(lock.merges)),
+        ...(lock.sealed || !lock.merged ? [] : [lock.merged]).map((json) => this.parse(json)),
+        ...(lock.queued ?? []).map((json) => this.parse(json)),
+        ...entriesOf(lock.queue),
+      ];
+      const holds = queued.length > 0 ? await this.holds(serviceKey, { fresh: true }) : [];
+      const [first, ...more] = urgentFirst(
+        queued.flatMap((r) => {
+          const kept = withoutHeld(r, holds).request;
+          return kept ? [kept] : [];
+        }),
       );
-      const [first, ...more] = queued;
       if (!first) {
         const deleted = await this.conditional('release', () =>
           this.doc.send(new DeleteCommand({ TableName: this.tableName, Key: key, ...guard })),
@@ -531,15 +791,13 @@ export class Ledger {
       // The first queued request is the base (it keeps the earliest requestedAt); the merge gets a
       // fresh name because it is a new execution, and names are unique for 90 days. What would make
       // it too large for one execution stays queued behind it.
-      let merged = first;
-      let taken = 1;
-      for (const request of more) {
-        const candidate = mergeRequests(merged, request);
-        if (JSON.stringify(candidate).length > MAX_REQUEST_BYTES) break;
-        merged = candidate;
-        taken++;
-      }
-      const left = queued.slice(taken);
+      // An urgent request does not wait for an approval another one needs: those run after it.
+      const approvals = isUrgent(first) ? more.filter((r) => r.decision.action === 'approve') : [];
+      const { folded: merged, left: overflow } = foldWithin(
+        first,
+        more.filter((r) => !approvals.includes(r)),
+      );
+      const left = [...overflow, ...approvals];
       const name = nameExecution(merged.service, merged.images, this.now());
       const next: RemediationRequest = {
         ...merged,
@@ -553,12 +811,8 @@ export class Ledger {
             Item: {
               ...this.newLock(key, next, 'STARTING', lock.version + 1),
               releasedBy: executionName,
-              ...(left.length > 0
-                ? {
-                    queued: left.map((r) => JSON.stringify(r)),
-                    queuedNames: new Set(left.map((r) => r.executionName)),
-                  }
-                : {}),
+              queue: Object.fromEntries(left.map((r) => [r.executionName, JSON.stringify(r)])),
+              entryBytes: left.reduce((n, r) => n + JSON.stringify(r).length, 0),
             },
             ...guard,
           }),
@@ -566,7 +820,116 @@ export class Ledger {
       );
       if (replaced) return { next };
     }
-    throw this.contention('release', serviceKey);
+    throw race.lost();
+  }
+
+  // ---------------------------------------------------------------- churn holds
+
+  /**
+   * The service's churn holds (one Query; none is the usual case). Claims reuse what this instance
+   * read within `holdsCacheMs` (a warm triage Lambda in a burst asks once, not once per batch);
+   * `fresh` reads anyway. hold() and clearHolds() on this instance forget the cached copy.
+   */
+  async holds(serviceKey: string, options: { readonly fresh?: boolean } = {}): Promise<Hold[]> {
+    const cached = this.holdsCache.get(serviceKey);
+    if (!options.fresh && cached && Date.now() - cached.at < this.holdsCacheMs) return cached.holds;
+    const holds = await this.readHolds(serviceKey);
+    if (this.holdsCacheMs > 0) this.holdsCache.set(serviceKey, { at: Date.now(), holds });
+    return holds;
+  }
+
+  private async readHolds(serviceKey: string): Promise<Hold[]> {
+    const items: Hold[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const out = await this.send('holds', () =>
+        this.doc.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :prefix)',
+            ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+            ExpressionAttributeValues: { ':pk': LEDGER.serviceKey(serviceKey).pk, ':prefix': HOLD_PREFIX },
+            ConsistentRead: true,
+            ExclusiveStartKey: startKey,
+          }),
+        ),
+      );
+      for (const item of out.Items ?? []) {
+        const { pk: _pk, sk: _sk, digests, ...hold } = item;
+        items.push({
+          ...(hold as Omit<Hold, 'digests'>),
+          digests: [...((digests as Set<string>) ?? [])].sort(),
+        });
+      }
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+    return items;
+  }
+
+  /**
+   * Hold (service, CVE) pairs after a remediation failed to fix them for good. A CVE held already
+   * gains the new digests (at most MAX_HOLD_DIGESTS) and the latest reason. Idempotent.
+   */
+  async hold(
+    serviceKey: string,
+    requests: readonly HoldRequest[],
+    why: { readonly outcome: Outcome; readonly reason: string; readonly executionName: string },
+  ): Promise<void> {
+    const heldAt = this.now().toISOString();
+    this.holdsCache.delete(serviceKey);
+    await mapLimit(requests, BATCH_CONCURRENCY, async (h) => {
+      const digests = h.digests.slice(0, MAX_HOLD_DIGESTS);
+      if (digests.length === 0) return;
+      await this.send('hold', () =>
+        this.doc.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: { pk: LEDGER.serviceKey(serviceKey).pk, sk: `${HOLD_PREFIX}${h.cve}` },
+            UpdateExpression: `SET #serviceKey = :serviceKey, #cve = :cve, #outcome = :outcome, #reason = :reason, #executionName = :executionName, #heldAt = :heldAt${h.fixedInVersion === undefined ? ' REMOVE #fixedIn' : ', #fixedIn = :fixedIn'} ADD #digests :digests`,
+            ExpressionAttributeNames: {
+              '#serviceKey': 'serviceKey',
+              '#cve': 'cve',
+              '#outcome': 'outcome',
+              '#reason': 'reason',
+              '#executionName': 'executionName',
+              '#heldAt': 'heldAt',
+              '#fixedIn': 'fixedInVersion',
+              '#digests': 'digests',
+            },
+            ExpressionAttributeValues: {
+              ':serviceKey': serviceKey,
+              ':cve': h.cve,
+              ':outcome': why.outcome,
+              ':reason': why.reason.slice(0, 2_000),
+              ':executionName': why.executionName,
+              ':heldAt': heldAt,
+              ':digests': new Set(digests),
+              ...(h.fixedInVersion === undefined ? {} : { ':fixedIn': h.fixedInVersion }),
+            },
+          }),
+        ),
+      );
+    });
+  }
+
+  /** Lift the service's holds (all, or those of the given CVEs). Returns the holds lifted. */
+  async clearHolds(serviceKey: string, cves?: readonly string[]): Promise<Hold[]> {
+    this.holdsCache.delete(serviceKey);
+    const holds = (await this.holds(serviceKey, { fresh: true })).filter(
+      (h) => cves === undefined || cves.includes(h.cve),
+    );
+    this.holdsCache.delete(serviceKey);
+    await mapLimit(holds, BATCH_CONCURRENCY, (h) =>
+      this.send('clearHolds', () =>
+        this.doc.send(
+          new DeleteCommand({
+            TableName: this.tableName,
+            Key: { pk: LEDGER.serviceKey(serviceKey).pk, sk: `${HOLD_PREFIX}${h.cve}` },
+          }),
+        ),
+      ),
+    );
+    return holds;
   }
 
   // ---------------------------------------------------------------- task tokens
@@ -646,7 +1009,162 @@ export class Ledger {
             ...LEDGER.remediationKey(record.serviceKey, record.remediationId),
             ...record,
             recordedAt: this.now().toISOString(),
+            announced: false,
           },
+        }),
+      ),
+    );
+    // The outbox entry stays until markAnnounced: the reconciler re-sends what is left in it.
+    await this.send('recordOutcome', () =>
+      this.doc.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: {
+            ...outboxKey(record.serviceKey, record.remediationId),
+            serviceKey: record.serviceKey,
+            remediationId: record.remediationId,
+            finishedAt: record.finishedAt,
+          },
+        }),
+      ),
+    );
+  }
+
+  /** The outcome was published (EventBridge and SNS): mark the history record and clear its outbox entry. Idempotent. */
+  async markAnnounced(serviceKey: string, remediationId: string): Promise<void> {
+    await this.conditional('markAnnounced', () =>
+      this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: LEDGER.remediationKey(serviceKey, remediationId),
+          UpdateExpression: 'SET #announced = :true, #announcedAt = if_not_exists(#announcedAt, :now)',
+          ConditionExpression: 'attribute_exists(#pk)',
+          ExpressionAttributeNames: { '#announced': 'announced', '#announcedAt': 'announcedAt', '#pk': 'pk' },
+          ExpressionAttributeValues: { ':true': true, ':now': this.now().toISOString() },
+        }),
+      ),
+    );
+    await this.send('markAnnounced', () =>
+      this.doc.send(
+        new DeleteCommand({ TableName: this.tableName, Key: outboxKey(serviceKey, remediationId) }),
+      ),
+    );
+  }
+
+  /**
+   * Outcomes recorded but not announced, that finished before `finishedBefore` (give a finish in
+   * progress time to announce its own). Outbox entries whose record says it was announced after all
+   * are cleared on the way.
+   */
+  async unannounced(finishedBefore: Date): Promise<OutcomeRecord[]> {
+    const entries = await this.queryAll('unannounced', OUTBOX_PK);
+    const out: OutcomeRecord[] = [];
+    for (const entry of entries) {
+      const { serviceKey, remediationId, finishedAt } = entry as {
+        serviceKey: string;
+        remediationId: string;
+        finishedAt: string;
+      };
+      if (!(Date.parse(finishedAt) < finishedBefore.getTime())) continue;
+      const item = await this.getOutcomeItem(serviceKey, remediationId);
+      if (!item || item.announced === true) {
+        await this.send('unannounced', () =>
+          this.doc.send(
+            new DeleteCommand({ TableName: this.tableName, Key: outboxKey(serviceKey, remediationId) }),
+          ),
+        );
+        continue;
+      }
+      out.push(toRecord(item));
+    }
+    return out;
+  }
+
+  /** One history record, if it was written. */
+  async getOutcome(serviceKey: string, remediationId: string): Promise<OutcomeRecord | undefined> {
+    const item = await this.getOutcomeItem(serviceKey, remediationId);
+    return item ? toRecord(item) : undefined;
+  }
+
+  private async getOutcomeItem(
+    serviceKey: string,
+    remediationId: string,
+  ): Promise<Record<string, unknown> | undefined> {
+    const out = await this.send('getOutcome', () =>
+      this.doc.send(
+        new GetCommand({
+          TableName: this.tableName,
+          Key: LEDGER.remediationKey(serviceKey, remediationId),
+          ConsistentRead: true,
+        }),
+      ),
+    );
+    return out.Item;
+  }
+
+  /** Every item of one partition (the lock index, the outbox: a few items each). */
+  private async queryAll(op: string, pk: string): Promise<Record<string, unknown>[]> {
+    const items: Record<string, unknown>[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const out = await this.send(op, () =>
+        this.doc.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            KeyConditionExpression: '#pk = :pk',
+            ExpressionAttributeNames: { '#pk': 'pk' },
+            ExpressionAttributeValues: { ':pk': pk },
+            ConsistentRead: true,
+            ExclusiveStartKey: startKey,
+          }),
+        ),
+      );
+      items.push(...(out.Items ?? []));
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+    return items;
+  }
+
+  // ---------------------------------------------------------------- the lock index
+
+  /**
+   * Every service lock, as getInFlight reads it, for the reconciler. The index has one pointer per
+   * service that was ever locked, written before each lock is created; pointers whose lock is gone
+   * are removed here (conditional on the pointer not having been written again meanwhile, so a claim
+   * racing this never loses its pointer).
+   */
+  async locks(): Promise<Array<InFlight & { readonly serviceKey: string }>> {
+    const pointers = await this.queryAll('locks', LOCK_INDEX_PK);
+    const out: Array<InFlight & { readonly serviceKey: string }> = [];
+    for (const pointer of pointers) {
+      const serviceKey = pointer.sk as string;
+      const inFlight = await this.getInFlight(serviceKey);
+      if (inFlight) {
+        out.push({ ...inFlight, serviceKey });
+        continue;
+      }
+      await this.conditional('locks', () =>
+        this.doc.send(
+          new DeleteCommand({
+            TableName: this.tableName,
+            Key: { pk: LOCK_INDEX_PK, sk: serviceKey },
+            ConditionExpression: '#token = :token',
+            ExpressionAttributeNames: { '#token': 'token' },
+            ExpressionAttributeValues: { ':token': pointer.token },
+          }),
+        ),
+      );
+    }
+    return out;
+  }
+
+  /** Write the service's pointer in the lock index (before its lock): `token` tells this write from a later one. */
+  private async pointAt(serviceKey: string, token: string, op: string): Promise<void> {
+    await this.send(op, () =>
+      this.doc.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { pk: LOCK_INDEX_PK, sk: serviceKey, token, at: this.now().toISOString() },
         }),
       ),
     );
@@ -676,8 +1194,7 @@ export class Ledger {
         ),
       );
       for (const item of out.Items ?? []) {
-        const { pk: _pk, sk: _sk, recordedAt: _recordedAt, ...record } = item;
-        records.push(record as OutcomeRecord);
+        records.push(toRecord(item));
       }
       startKey = out.LastEvaluatedKey;
     } while (startKey);
@@ -701,94 +1218,145 @@ export class Ledger {
       request: JSON.stringify(request),
       claimedAt: this.now().toISOString(),
       version,
+      merges: {},
+      queue: {},
+      entryBytes: 0,
     };
   }
 
-  /**
-   * Fold a request into the unsealed in-flight one, as read. False when the lock changed or was
-   * sealed since (re-read and retry).
-   */
-  private async merge(key: Key, lock: LockItem, request: RemediationRequest): Promise<boolean> {
+  /** The request as gathered so far: the run's own, with the merge entries folded in (no write). */
+  private gathered(lock: LockItem): RemediationRequest {
     const current = this.parse(lock.request);
-    const foldedMerges = lock.merged ? mergeRequests(this.parse(lock.merged), request) : request;
-    const merged: RemediationRequest = {
-      ...mergeRequests(current, request),
-      executionName: current.executionName,
-    };
-    return this.conditional('merge', () =>
-      this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: key,
-          UpdateExpression:
-            'SET #request = :request, #mergedAt = :now, #merged = :merged, #version = #version + :inc',
-          ConditionExpression: '#name = :holder AND #version = :version AND attribute_not_exists(#sealed)',
-          ExpressionAttributeNames: {
-            '#request': 'request',
-            '#mergedAt': 'mergedAt',
-            '#merged': 'merged',
-            '#version': 'version',
-            '#name': 'executionName',
-            '#sealed': 'sealed',
-          },
-          ExpressionAttributeValues: {
-            ':request': JSON.stringify(merged),
-            ':now': this.now().toISOString(),
-            ':merged': JSON.stringify(foldedMerges),
-            ':inc': 1,
-            ':holder': lock.executionName,
-            ':version': lock.version,
-          },
-        }),
-      ),
-    );
+    const { folded } = foldWithin(current, entriesOf(lock.merges));
+    return { ...folded, executionName: current.executionName };
   }
 
-  /**
-   * Queue a request behind the lock as read. False when the lock changed since (re-read and retry);
-   * true when queued, or when there was nothing to queue (the same request, or its findings already
-   * in flight or queued).
-   */
-  /** True when the lock's request, or one queued behind it, already carries every finding of `request`. */
+  /** True when the lock's request, or one merged or queued behind it, already carries every finding of `request`. */
   private carries(lock: LockItem, request: RemediationRequest): boolean {
-    if (lock.executionName === request.executionName || lock.queuedNames?.has(request.executionName))
+    const name = request.executionName;
+    if (
+      lock.executionName === name ||
+      lock.queuedNames?.has(name) ||
+      (lock.merges !== undefined && name in lock.merges) ||
+      (lock.queue !== undefined && name in lock.queue)
+    )
       return true;
     const carried = new Set(
-      [lock.request, ...(lock.queued ?? [])].flatMap((json) => coverage(this.parse(json))),
+      [
+        lock.request,
+        ...(lock.queued ?? []),
+        ...Object.values(lock.merges ?? {}),
+        ...Object.values(lock.queue ?? {}),
+      ].flatMap((json) => coverage(this.parse(json))),
     );
     return coverage(request).every((c) => carried.has(c));
   }
 
   /**
-   * Queue a request behind the lock as read (the caller checked that the lock does not carry it
-   * already). False when the lock changed since (re-read and retry). The queue is kept compact: a request joins the last queued one while that
-   * stays within MAX_REQUEST_BYTES (the release folds them into one run anyway).
+   * Merge a request into the unsealed run (`merges`) or queue it behind the run (`queue`): one map
+   * entry per request, keyed by its execution name. The write is conditional on the holder (and,
+   * for a merge, on the lock being unsealed) and on the item's size, never on the version, so any
+   * number of concurrent writers all succeed in one round. False when the condition failed: the
+   * lock moved on (sealed, released) or is full; read again.
    */
-  private async enqueue(key: Key, lock: LockItem, request: RemediationRequest, op: string): Promise<boolean> {
-    const queued = lock.queued ?? [];
-    const lastIndex = queued.length - 1;
-    const last = lastIndex >= 0 ? this.parse(queued[lastIndex] as string) : undefined;
-    const joined = last ? JSON.stringify(mergeRequests(last, request)) : undefined;
-    const compact = joined !== undefined && joined.length <= MAX_REQUEST_BYTES;
-    return this.conditional(op, () =>
+  private async addEntry(
+    key: Key,
+    lock: LockItem,
+    request: RemediationRequest,
+    into: 'merges' | 'queue',
+    op: string,
+  ): Promise<boolean> {
+    // A lock written before the entry maps existed gets them first (a nested SET needs the map).
+    if (lock.merges === undefined || lock.queue === undefined) {
+      await this.conditional(op, () =>
+        this.doc.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: key,
+            UpdateExpression:
+              'SET #merges = if_not_exists(#merges, :empty), #queue = if_not_exists(#queue, :empty)',
+            ConditionExpression: '#name = :holder',
+            ExpressionAttributeNames: { '#merges': 'merges', '#queue': 'queue', '#name': 'executionName' },
+            ExpressionAttributeValues: { ':empty': {}, ':holder': lock.executionName },
+          }),
+        ),
+      );
+      return false; // read again
+    }
+    const json = JSON.stringify(request);
+    const merge = into === 'merges';
+    let written: LockItem | undefined;
+    const added = await this.conditional(op, async () => {
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: key,
+          UpdateExpression: `SET #map.#entry = :json${merge ? ', #mergedAt = :now' : ''} ADD #bytes :bytes, #version :inc`,
+          ConditionExpression: `#name = :holder AND attribute_exists(#map)${merge ? ' AND attribute_not_exists(#sealed)' : ''} AND (attribute_not_exists(#bytes) OR #bytes <= :limit)`,
+          ExpressionAttributeNames: {
+            '#map': into,
+            '#entry': request.executionName,
+            '#bytes': 'entryBytes',
+            '#version': 'version',
+            '#name': 'executionName',
+            ...(merge ? { '#mergedAt': 'mergedAt', '#sealed': 'sealed' } : {}),
+          },
+          ExpressionAttributeValues: {
+            ':json': json,
+            ':bytes': json.length,
+            ':inc': 1,
+            ':holder': lock.executionName,
+            // The run's own request only grows at the seal, by less than the entries it folds.
+            ':limit': MAX_LOCK_BYTES - lock.request.length - json.length,
+            ...(merge ? { ':now': this.now().toISOString() } : {}),
+          },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      written = out.Attributes as LockItem | undefined;
+    });
+    if (added && written) await this.compact(key, written, into);
+    return added;
+  }
+
+  /**
+   * Keep a long wait from filling the lock item: once a map holds COMPACT_AT entries, fold them into
+   * as few requests as fit one execution each. Best effort and conditional on the version as just
+   * written: if anyone wrote since, they (or the next writer) compact instead. Folding loses nothing:
+   * a request's findings are its (digest, CVE) pairs, and the fold keeps them all.
+   */
+  private async compact(key: Key, lock: LockItem, into: 'merges' | 'queue'): Promise<void> {
+    const map = lock[into] ?? {};
+    if (Object.keys(map).length < COMPACT_AT) return;
+    const chains: RemediationRequest[] = [];
+    let rest = entriesOf(map);
+    while (rest.length > 0) {
+      const [head, ...tail] = rest as [RemediationRequest, ...RemediationRequest[]];
+      const { folded, left } = foldWithin(head, tail);
+      chains.push(folded);
+      rest = left;
+    }
+    const compacted = Object.fromEntries(chains.map((r) => [r.executionName, JSON.stringify(r)]));
+    const before = Object.values(map).reduce((n, json) => n + json.length, 0);
+    const after = Object.values(compacted).reduce((n, json) => n + json.length, 0);
+    await this.conditional('compact', () =>
       this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: key,
-          UpdateExpression: compact
-            ? `SET #queued[${lastIndex}] = :joined, #version = #version + :inc ADD #names :name`
-            : 'SET #queued = list_append(if_not_exists(#queued, :empty), :one), #version = #version + :inc ADD #names :name',
-          ConditionExpression: '#name = :holder AND #version = :version',
+          UpdateExpression: 'SET #map = :map ADD #bytes :delta, #version :inc',
+          ConditionExpression: `#name = :holder AND #version = :version${into === 'merges' ? ' AND attribute_not_exists(#sealed)' : ''}`,
           ExpressionAttributeNames: {
-            '#queued': 'queued',
+            '#map': into,
+            '#bytes': 'entryBytes',
             '#version': 'version',
-            '#names': 'queuedNames',
             '#name': 'executionName',
+            ...(into === 'merges' ? { '#sealed': 'sealed' } : {}),
           },
           ExpressionAttributeValues: {
-            ...(compact ? { ':joined': joined } : { ':empty': [], ':one': [JSON.stringify(request)] }),
+            ':map': compacted,
+            ':delta': after - before,
             ':inc': 1,
-            ':name': new Set([request.executionName]),
             ':holder': lock.executionName,
             ':version': lock.version,
           },
@@ -854,9 +1422,32 @@ export class Ledger {
       : new AutopatchError(message, { cause: error });
   }
 
-  private contention(op: string, serviceKey: string): TransientError {
-    return new TransientError(
-      `ledger ${op} for ${serviceKey}: the lock changed under ${CONTENTION_ATTEMPTS} attempts in a row; retry`,
-    );
+  /**
+   * The optimistic-concurrency loop of one lock transition: `next()` is true for the first round at
+   * once, then after a pause with full jitter (base * 2^round, capped), as long as the pause ends
+   * before the deadline; `lost()` is the error to throw when it returns false. Wall-clock time
+   * (Date.now), not the ledger's `now`, which tests and the simulation may freeze or move.
+   */
+  private race(op: string, serviceKey: string, options: ContentionOptions = {}) {
+    const { budgetMs, baseDelayMs, maxDelayMs } = this.contentionPolicy;
+    const startedAt = Date.now();
+    const deadline = Math.min(startedAt + budgetMs, options.deadlineMs ?? Number.POSITIVE_INFINITY);
+    let rounds = 0;
+    return {
+      next: async (): Promise<boolean> => {
+        if (rounds >= CONTENTION_MAX_ATTEMPTS) return false;
+        if (rounds > 0) {
+          const pause = Math.random() * Math.min(maxDelayMs, baseDelayMs * 2 ** Math.min(rounds, 16));
+          if (Date.now() + pause > deadline) return false;
+          await sleep(pause);
+        }
+        rounds++;
+        return true;
+      },
+      lost: (): TransientError =>
+        new TransientError(
+          `ledger ${op} for ${serviceKey}: the lock changed under ${rounds} attempts in ${Date.now() - startedAt} ms; retry`,
+        ),
+    };
   }
 }

@@ -450,11 +450,22 @@ export interface ExecuteDeps {
   readonly ledger: Pick<Ledger, 'claim' | 'markStarted' | 'markSeen' | 'release' | 'getInFlight'>;
   readonly sfn: SFNClient;
   readonly stateMachineArn: string;
+  /**
+   * The invocation's remaining time (Lambda's context.getRemainingTimeInMillis): a claim that races
+   * other triage invocations for the same lock keeps trying until CLAIM_RESERVE_MS before the end,
+   * instead of failing its messages back to SQS. @default - the ledger's own contention budget
+   */
+  readonly remainingTimeMs?: () => number;
 }
+
+/** Time kept after the last claim attempt for StartExecution, markSeen and the batch response. */
+const CLAIM_RESERVE_MS = 15_000;
 
 export type StartResult =
   | { readonly service: string; readonly kind: 'started' | 'resumed'; readonly executionName: string }
   | { readonly service: string; readonly kind: 'queued' | 'merged'; readonly inFlight: string }
+  /** Every finding is under a churn hold (a fix that failed): not remediated again until it is lifted. */
+  | { readonly service: string; readonly kind: 'held'; readonly cves: readonly string[] }
   | { readonly service: string; readonly kind: 'failed'; readonly error: Error }
   /**
    * A request that can never start was dropped and its lock left: this batch's own request
@@ -578,13 +589,22 @@ export const executePlan = async (
         if (round === MAX_CLAIM_ROUNDS) {
           throw new TransientError(`the lock of ${serviceKey} kept changing; retrying the batch items`);
         }
-        const claim = await deps.ledger.claim(request);
+        const remaining = deps.remainingTimeMs?.();
+        const claim = await deps.ledger.claim(
+          request,
+          remaining === undefined ? {} : { deadlineMs: Date.now() + remaining - CLAIM_RESERVE_MS },
+        );
         if (claim.kind === 'queued' || claim.kind === 'merged') {
           results.push({ service: serviceKey, kind: claim.kind, inFlight: claim.inFlight });
           break;
         }
+        if (claim.kind === 'held') {
+          results.push({ service: serviceKey, kind: 'held', cves: claim.holds.map((h) => h.cve) });
+          break;
+        }
         const resumed = claim.kind === 'resume';
-        const toStart = resumed ? claim.request : request;
+        // A claim returns the request to start when it differs from ours (resumed, or held findings taken out).
+        const toStart = claim.request ?? request;
         const attempt = await start(deps, toStart);
         if ('refused' in attempt) {
           // Leave the lock, under the name it was claimed with (a stored request may not even name

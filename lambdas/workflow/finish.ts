@@ -3,7 +3,7 @@ import { ExecutionAlreadyExists, type SFNClient, StartExecutionCommand } from '@
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { type Outcome, type RemediationRequest, type Severity, severityRank } from '../shared/contracts';
-import type { Ledger } from '../shared/ledger';
+import type { HoldRequest, Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS, type MetricDatum } from '../shared/metrics';
 import { remediationId } from '../shared/remediation';
 import { accountOf, awsCall, links, regionOf } from './aws';
@@ -67,7 +67,8 @@ export interface FinishResult {
 }
 
 export interface FinishDeps {
-  readonly ledger: Pick<Ledger, 'recordOutcome' | 'release' | 'markStarted'>;
+  readonly ledger: Pick<Ledger, 'recordOutcome' | 'release' | 'markStarted'> &
+    Partial<Pick<Ledger, 'markAnnounced' | 'hold' | 'clearHolds'>>;
   readonly sfn: Pick<SFNClient, 'send'>;
   readonly ssm: Pick<SSMClient, 'send'>;
   readonly events: Pick<EventBridgeClient, 'send'>;
@@ -463,10 +464,46 @@ export const outcomeMetrics = (input: FinishInput, now: Date): MetricDatum[] => 
   return data;
 };
 
-const startNext = async (
+/**
+ * Outcomes after which the same (service, CVE) is held: rebuilding on every finding update would
+ * roll back, fail the rescan or fail the build again. A new image digest or a new fixed version lifts
+ * the hold for that finding; `npm run release-hold` lifts it by hand.
+ */
+export const HOLDING_OUTCOMES: ReadonlySet<Outcome> = new Set([
+  'RolledBack',
+  'PatchIneffective',
+  'BuildFailed',
+]);
+
+/** One hold per CVE of the run, on the digests it was found on (and the fixed version, when known). Pure. */
+export const holdRequests = (state: Pick<WorkflowState, 'images'>): HoldRequest[] => {
+  const byCve = new Map<string, { digests: Set<string>; fixedIn: Set<string> }>();
+  for (const image of state.images) {
+    for (const cve of image.cves) {
+      const entry = byCve.get(cve) ?? { digests: new Set<string>(), fixedIn: new Set<string>() };
+      entry.digests.add(image.imageDigest);
+      const fixedIn = image.fixedInVersions?.[cve];
+      if (fixedIn !== undefined) entry.fixedIn.add(fixedIn);
+      byCve.set(cve, entry);
+    }
+  }
+  return [...byCve].map(([cve, { digests, fixedIn }]) => ({
+    cve,
+    digests: [...digests].sort(),
+    // One fixed version only: with several, any new finding's version would look "newer" anyway.
+    ...(fixedIn.size === 1 ? { fixedInVersion: [...fixedIn][0] as string } : {}),
+  }));
+};
+
+/**
+ * Start the remediation a release handed over, and confirm it in the ledger (STARTING → STARTED).
+ * Idempotent: the deterministic name makes a repeated start ExecutionAlreadyExists, taken as started.
+ * Shared by the finish step and the reconciler.
+ */
+export const startNext = async (
   next: RemediationRequest,
   stateMachineArn: string,
-  deps: FinishDeps,
+  deps: { readonly sfn: Pick<SFNClient, 'send'>; readonly ledger: Pick<Ledger, 'markStarted'> },
 ): Promise<string> => {
   let executionArn: string;
   try {
@@ -528,6 +565,17 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
         ? {}
         : { timings: { totalSeconds: Math.round((now().getTime() - started) / 1000) } }),
     });
+    if (HOLDING_OUTCOMES.has(outcome)) {
+      // Before the release: a follow-up queued for the same findings must not rebuild them again.
+      await deps.ledger.hold?.(state.service.key, holdRequests(state), {
+        outcome,
+        reason: base.summary.reason,
+        executionName: input.executionName,
+      });
+    } else if (outcome === 'Patched' && base.summary.cvesClosed.length > 0) {
+      // A newer fix worked: holds left by earlier failures of these CVEs have nothing left to guard.
+      await deps.ledger.clearHolds?.(state.service.key, base.summary.cvesClosed);
+    }
     if (outcome === 'Patched') {
       for (const image of state.patched ?? []) {
         for (const container of image.containers) {
@@ -594,6 +642,12 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
       ...outcomeMessage(input, result),
       attributes: { kind: 'outcome', outcome, service: state.service.key, severity: result.summary.severity },
     });
+  }
+  try {
+    await deps.ledger.markAnnounced?.(state.service.key, historyId(input));
+  } catch {
+    // Announced, but not marked: the reconciler re-sends it once (an outcome announced twice beats
+    // failing this step now, whose retry would announce it again anyway).
   }
   return result;
 };

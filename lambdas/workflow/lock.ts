@@ -1,5 +1,6 @@
-import type { RemediationRequest } from '../shared/contracts';
+import { coveredFindings, type RemediationRequest } from '../shared/contracts';
 import type { Ledger } from '../shared/ledger';
+import { type Resolution, resolveFollowUp } from './follow-up';
 
 export interface AcquireLockInput {
   readonly serviceKey: string;
@@ -43,6 +44,8 @@ export interface TakeFindingsInput<S extends RemediationRequest = RemediationReq
 }
 
 export type GatheredState<S extends RemediationRequest = RemediationRequest> = S & {
+  /** Set when the sealed request was re-resolved against what the service runs now (see follow-up.ts). */
+  readonly resolution?: ResolutionSummary;
   /** true: findings were still arriving, the lock stays open: wait gatherWaitSeconds and take again. */
   readonly gathering: boolean;
   /** With gathering: seconds until the burst has been quiet for target.gatherSeconds. */
@@ -58,9 +61,13 @@ export type GatheredState<S extends RemediationRequest = RemediationRequest> = S
  * takes it as is).
  */
 export const takeGatheredFindings = async <S extends RemediationRequest>(
-  ledger: Pick<Ledger, 'seal'>,
+  ledger: Pick<Ledger, 'seal'> & Partial<Pick<Ledger, 'history'>>,
   input: TakeFindingsInput<S>,
   now: Date = new Date(),
+  options: {
+    /** Container name → the digest it runs now (DescribeServices + DescribeTaskDefinition). */
+    readonly running?: (service: RemediationRequest['service']) => Promise<ReadonlyMap<string, string>>;
+  } = {},
 ): Promise<GatheredState<S>> => {
   const { gatherSeconds = 0, gatherMaxSeconds = 0 } = input.state.target;
   const started = Date.parse(input.startedAt);
@@ -72,14 +79,62 @@ export const takeGatheredFindings = async <S extends RemediationRequest>(
   const { sealed, request, mergedAt } = await ledger.seal(input.serviceKey, input.executionName, quietSince);
   const quietAt = Math.min(Date.parse(mergedAt ?? '') + quietMs, deadline);
   const waitSeconds = Number.isNaN(quietAt) ? gatherSeconds : Math.ceil((quietAt - now.getTime()) / 1000);
+  // Sealed: what this run rebuilds is final, so re-resolve it against what the service runs now.
+  const resolution =
+    sealed && ledger.history
+      ? resolveFollowUp(
+          request.images,
+          await ledger.history(input.serviceKey, HISTORY_LOOKBACK),
+          options.running ? await options.running(request.service) : undefined,
+        )
+      : undefined;
+  const changed =
+    resolution !== undefined &&
+    (resolution.alreadyFixed.length > 0 || resolution.rebased.length > 0 || resolution.dropped.length > 0);
+  // With nothing left, the images stay as they were: the definition must end the run on
+  // resolution.nothingLeft before building (an empty build list would redeploy the same images).
+  const images = changed && !resolution.nothingLeft ? resolution.images : request.images;
   return {
     ...input.state,
-    images: request.images,
-    findingsCount: request.findingsCount,
+    images,
+    findingsCount: images === request.images ? request.findingsCount : new Set(coveredFindings(images)).size,
     requestedAt: request.requestedAt,
     // A merged finding may need approval, or may not wait for the maintenance window.
     decision: request.decision,
     gathering: !sealed,
     ...(sealed ? {} : { gatherWaitSeconds: Math.max(1, waitSeconds) }),
+    ...(changed ? { resolution: summarizeResolution(resolution) } : {}),
+  };
+};
+
+/** Previous runs read to re-resolve a follow-up: a service's recent history is short. */
+const HISTORY_LOOKBACK = 50;
+
+/** What the take step tells the definition and the console about the re-resolution (bounded). */
+export interface ResolutionSummary {
+  /** Nothing is left to rebuild: every finding was fixed by a previous run (or no longer runs). */
+  readonly nothingLeft: boolean;
+  /** A sentence for the console and the outcome. */
+  readonly reason: string;
+  readonly alreadyFixed: number;
+  readonly rebased: ReadonlyArray<{ readonly from: string; readonly to: string; readonly by: string }>;
+}
+
+const summarizeResolution = (r: Resolution): ResolutionSummary => {
+  const by = [...new Set([...r.alreadyFixed, ...r.rebased].map((x) => x.by))].slice(0, 5).join(', ');
+  const parts = [
+    r.alreadyFixed.length > 0
+      ? `${r.alreadyFixed.length} finding(s) already fixed by ${by} (closed, not rebuilt)`
+      : '',
+    r.rebased.length > 0 ? `${r.rebased.length} image(s) rebuilt from the digest ${by} deployed` : '',
+    r.dropped.length > 0
+      ? `${r.dropped.length} image(s) no longer run by the service (left to their own findings)`
+      : '',
+  ].filter(Boolean);
+  return {
+    nothingLeft: r.nothingLeft,
+    reason: `${r.nothingLeft ? 'Nothing left to remediate: ' : ''}${parts.join('; ')}.`,
+    alreadyFixed: r.alreadyFixed.length,
+    rebased: r.rebased.slice(0, 20),
   };
 };

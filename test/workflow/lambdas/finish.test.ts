@@ -61,7 +61,12 @@ const patchedState: WorkflowState = {
 };
 
 const ledger = (next?: RemediationRequest) => {
-  const calls = { records: [] as OutcomeRecord[], releases: [] as string[][], started: [] as string[][] };
+  const calls = {
+    records: [] as OutcomeRecord[],
+    releases: [] as string[][],
+    started: [] as string[][],
+    announced: [] as string[][],
+  };
   return {
     calls,
     recordOutcome: async (r: OutcomeRecord) => {
@@ -73,6 +78,9 @@ const ledger = (next?: RemediationRequest) => {
     },
     markStarted: async (serviceKey: string, executionName: string, arn: string) => {
       calls.started.push([serviceKey, executionName, arn]);
+    },
+    markAnnounced: async (serviceKey: string, id: string) => {
+      calls.announced.push([serviceKey, id]);
     },
   };
 };

@@ -1,0 +1,269 @@
+import {
+  DescribeExecutionCommand,
+  type DescribeExecutionCommandOutput,
+  type SFNClient,
+} from '@aws-sdk/client-sfn';
+import { OUTCOMES, type Outcome, type RemediationRequest } from '../shared/contracts';
+import type { InFlight, Ledger, OutcomeRecord } from '../shared/ledger';
+import { remediationId } from '../shared/remediation';
+import { awsCall } from './aws';
+import { startNext } from './finish';
+
+/**
+ * The reconciler: the backstop that keeps "one at a time" from becoming "stuck". Run on a schedule
+ * (every few minutes), it compares each service lock in the ledger with the execution it names:
+ *
+ * - the execution ended (or never existed) but still holds the lock — its finish step could not reach
+ *   the ledger, or the execution-ended event was lost: release the lock (conditional on it still
+ *   naming that execution), record a `Failed` outcome if the execution recorded none, and start what
+ *   was queued behind it;
+ * - a STARTING claim older than `startingTimeoutSeconds` with no execution (StartExecution kept
+ *   failing, or its caller died): start it now with its stored name and input; if Step Functions
+ *   rejects that input for good, release the lock so the requests behind it run, and report it;
+ * - a STARTED/STARTING lock whose execution is running: nothing (a STARTING one is marked started).
+ *
+ * It also lists outcomes recorded but never announced (EventBridge/SNS failed after the record was
+ * written), and re-sends them through `announce` when given one.
+ *
+ * Pure logic with injected clients; idempotent; each lock is handled on its own, so one failure is
+ * reported and the others still run.
+ */
+
+export interface ReconcileDeps {
+  readonly ledger: Pick<
+    Ledger,
+    'locks' | 'release' | 'markStarted' | 'getOutcome' | 'recordOutcome' | 'unannounced' | 'markAnnounced'
+  >;
+  readonly sfn: Pick<SFNClient, 'send'>;
+  /** The remediation state machine: where STARTING claims are started. */
+  readonly stateMachineArn: string;
+  /** A STARTING claim younger than this may still be started by its claimer. @default 300 */
+  readonly startingTimeoutSeconds?: number;
+  /** An outcome recorded longer ago than this and not announced is listed (and re-sent). @default 900 */
+  readonly announceGraceSeconds?: number;
+  /** Re-send one unannounced outcome (EventBridge + SNS). Without it, they are only listed. */
+  readonly announce?: (record: OutcomeRecord) => Promise<void>;
+}
+
+export type LockAction =
+  /** The execution ended (or does not exist) and its lock was released. */
+  | 'released'
+  /** A STARTING claim with no execution was started. */
+  | 'started'
+  /** A STARTING claim whose execution was already running was marked started. */
+  | 'marked-started'
+  /** Step Functions rejected the claim's input for good: released, the request is reported, not run. */
+  | 'abandoned';
+
+export interface LockOutcome {
+  readonly serviceKey: string;
+  readonly executionName: string;
+  readonly action: LockAction;
+  /** The execution's status as Step Functions reported it, or NOT_FOUND. */
+  readonly executionStatus?: string;
+  /** The remediation started next (queued behind the released lock). */
+  readonly next?: string;
+  /** The history record written for an execution that ended without one. */
+  readonly recordedOutcome?: Outcome;
+  /** A sentence for the log. */
+  readonly detail: string;
+  /** Abandoned only: the request that was not run, so its findings can be re-sent by hand. */
+  readonly request?: RemediationRequest;
+}
+
+export interface ReconcileSummary {
+  /** Locks looked at. */
+  readonly checked: number;
+  /** Locks whose execution is running (or a STARTING claim still young): left alone. */
+  readonly healthy: number;
+  readonly actions: readonly LockOutcome[];
+  /** Outcomes recorded but not announced (before any re-send). */
+  readonly unannounced: readonly OutcomeRecord[];
+  /** remediationIds re-sent through `announce` and marked announced. */
+  readonly reannounced: readonly string[];
+  /** What failed this round (retried by the next one). */
+  readonly errors: ReadonlyArray<{ readonly serviceKey?: string; readonly error: string }>;
+}
+
+const ENDED = new Set(['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED']);
+/** StartExecution errors about the request itself: starting it again can never work. */
+const REJECTED_INPUT = new Set(['InvalidExecutionInput', 'InvalidName', 'ValidationException']);
+
+const executionArnOf = (stateMachineArn: string, name: string): string =>
+  `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
+
+const describe = async (
+  sfn: Pick<SFNClient, 'send'>,
+  executionArn: string,
+): Promise<DescribeExecutionCommandOutput | undefined> => {
+  try {
+    return await awsCall('sfn DescribeExecution', () =>
+      sfn.send(new DescribeExecutionCommand({ executionArn })),
+    );
+  } catch (error) {
+    if (error instanceof Error && error.name === 'ExecutionDoesNotExist') return undefined;
+    throw error;
+  }
+};
+
+const message = (error: unknown): string =>
+  error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+
+/** The history record of an execution that ended without writing its own. */
+const abandonedRecord = (
+  lock: InFlight & { serviceKey: string },
+  execution: DescribeExecutionCommandOutput | undefined,
+  now: Date,
+): OutcomeRecord => {
+  const error = execution?.error;
+  const outcome: Outcome =
+    error && (OUTCOMES as readonly string[]).includes(error) && error !== 'Superseded'
+      ? (error as Outcome)
+      : 'Failed';
+  const status = execution?.status ?? 'NOT_FOUND';
+  const why = [error, execution?.cause].filter(Boolean).join(': ').slice(0, 1_500);
+  return {
+    serviceKey: lock.serviceKey,
+    remediationId: remediationId(lock.serviceKey, lock.executionName),
+    executionName: lock.executionName,
+    outcome,
+    reason:
+      `The remediation ended ${status} without recording its outcome${why ? ` (${why})` : ''}; ` +
+      `the reconciler released the service lock. Check the service runs the revision you expect.`,
+    images: lock.request.images.map((i) => ({
+      repository: i.repository,
+      oldDigest: i.imageDigest,
+      cves: [...i.cves],
+    })),
+    cvesClosed: [],
+    startedAt: (execution?.startDate ?? new Date(lock.claimedAt)).toISOString(),
+    finishedAt: (execution?.stopDate ?? now).toISOString(),
+  };
+};
+
+const reconcileLock = async (
+  lock: InFlight & { serviceKey: string },
+  deps: ReconcileDeps,
+  now: Date,
+): Promise<LockOutcome | undefined> => {
+  const { serviceKey, executionName } = lock;
+  const executionArn = lock.executionArn ?? executionArnOf(deps.stateMachineArn, executionName);
+  const starting = lock.status === 'STARTING';
+  if (starting) {
+    const age = now.getTime() - Date.parse(lock.claimedAt);
+    if (!(age >= (deps.startingTimeoutSeconds ?? 300) * 1000)) return undefined; // its claimer may still start it
+  }
+  const execution = await describe(deps.sfn, executionArn);
+  const status = execution?.status ?? 'NOT_FOUND';
+
+  if (execution && !ENDED.has(status)) {
+    // RUNNING (or PENDING_REDRIVE, about to run again): the lock is right.
+    if (!starting) return undefined;
+    await deps.ledger.markStarted(serviceKey, executionName, execution.executionArn ?? executionArn);
+    return {
+      serviceKey,
+      executionName,
+      action: 'marked-started',
+      executionStatus: status,
+      detail: `${executionName} is ${status}: its claim is marked started.`,
+    };
+  }
+
+  if (!execution && starting) {
+    // Never started: start it now, exactly as the claimer would have.
+    try {
+      await startNext(lock.request, deps.stateMachineArn, deps);
+      return {
+        serviceKey,
+        executionName,
+        action: 'started',
+        executionStatus: status,
+        detail: `${executionName} was claimed at ${lock.claimedAt} but never started: started it.`,
+      };
+    } catch (error) {
+      if (!(error instanceof Error && REJECTED_INPUT.has(error.name))) throw error;
+      const { next } = await deps.ledger.release(serviceKey, executionName);
+      if (next) await startNext(next, deps.stateMachineArn, deps);
+      return {
+        serviceKey,
+        executionName,
+        action: 'abandoned',
+        executionStatus: status,
+        ...(next ? { next: next.executionName } : {}),
+        request: lock.request,
+        detail:
+          `Step Functions rejects ${executionName} (${message(error)}): released its lock so the requests ` +
+          `behind it run; its findings (${lock.request.findingsCount}) were not remediated.`,
+      };
+    }
+  }
+
+  // Ended (or gone) while holding the lock: its finish step never released it.
+  const id = remediationId(serviceKey, executionName);
+  let recordedOutcome: Outcome | undefined;
+  if (!(await deps.ledger.getOutcome(serviceKey, id))) {
+    const record = abandonedRecord(lock, execution, now);
+    await deps.ledger.recordOutcome(record);
+    recordedOutcome = record.outcome;
+  }
+  const { next } = await deps.ledger.release(serviceKey, executionName);
+  if (next) await startNext(next, deps.stateMachineArn, deps);
+  return {
+    serviceKey,
+    executionName,
+    action: 'released',
+    executionStatus: status,
+    ...(next ? { next: next.executionName } : {}),
+    ...(recordedOutcome ? { recordedOutcome } : {}),
+    detail:
+      `${executionName} is ${status} but still held the lock of ${serviceKey}: released it` +
+      (next ? ` and started ${next.executionName}.` : '.'),
+  };
+};
+
+/** One reconcile round. `now` is the round's time (the schedule's), used for every age. */
+export const reconcile = async (deps: ReconcileDeps, now: Date): Promise<ReconcileSummary> => {
+  const actions: LockOutcome[] = [];
+  const errors: Array<{ serviceKey?: string; error: string }> = [];
+  let checked = 0;
+  let healthy = 0;
+  try {
+    for (const lock of await deps.ledger.locks()) {
+      checked++;
+      try {
+        const done = await reconcileLock(lock, deps, now);
+        if (done) actions.push(done);
+        else healthy++;
+      } catch (error) {
+        errors.push({ serviceKey: lock.serviceKey, error: message(error) });
+      }
+    }
+  } catch (error) {
+    errors.push({ error: `listing the locks: ${message(error)}` });
+  }
+
+  let unannounced: OutcomeRecord[] = [];
+  const reannounced: string[] = [];
+  try {
+    unannounced = await deps.ledger.unannounced(
+      new Date(now.getTime() - (deps.announceGraceSeconds ?? 900) * 1000),
+    );
+  } catch (error) {
+    errors.push({ error: `listing unannounced outcomes: ${message(error)}` });
+  }
+  if (deps.announce) {
+    for (const record of unannounced) {
+      try {
+        await deps.announce(record);
+        await deps.ledger.markAnnounced(record.serviceKey, record.remediationId);
+        reannounced.push(record.remediationId);
+      } catch (error) {
+        errors.push({
+          serviceKey: record.serviceKey,
+          error: `announcing ${record.executionName}: ${message(error)}`,
+        });
+      }
+    }
+  }
+  return { checked, healthy, actions, unannounced, reannounced, errors };
+};
