@@ -491,6 +491,15 @@ export class RemediationWorkflow extends Construct {
     functions.gate.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [services] }),
     );
+    // Follow-ups act on what runs now: the take step reads the digests the service's containers run.
+    functions.acquireLock.addEnvironment('RESOLVE_RUNNING_IMAGES', 'true');
+    functions.acquireLock.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [services] }),
+    );
+    functions.acquireLock.addToRolePolicy(
+      // DescribeTaskDefinition has no resource-level permissions.
+      new iam.PolicyStatement({ actions: ['ecs:DescribeTaskDefinition'], resources: ['*'] }),
+    );
     functions.gate.addToRolePolicy(describeAlarms);
     functions.restore.addToRolePolicy(describeEcs);
     functions.restore.addToRolePolicy(deploy);
@@ -628,6 +637,18 @@ export class RemediationWorkflow extends Construct {
       schedule: events.Schedule.rate(Duration.minutes(1)),
       targets: [new targets.LambdaFunction(functions.sweep, { retryAttempts: 0 })],
     });
+    // The reconciler half of the sweep: is the execution a lock names still running; start a claim
+    // that never started (and the run queued behind a released lock).
+    functions.sweep.addEnvironment('STATE_MACHINE_ARN', stateMachineArn);
+    functions.sweep.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['states:DescribeExecution'],
+        resources: [arn('states', 'execution', `${this.stateMachineName}:*`, ArnFormat.COLON_RESOURCE_NAME)],
+      }),
+    );
+    functions.sweep.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachineArn] }),
+    );
 
     this.acknowledge(buckets);
   }
@@ -654,6 +675,10 @@ export class RemediationWorkflow extends Construct {
           'delivery (Autopatch-IAMAnyResource checks each action against that list).',
       },
       ...resources(
+        [arn('states', `execution:${this.stateMachineName}:*`)],
+        "The sweep's reconciler describes the executions service locks name (named at run time), of this state machine only.",
+      ),
+      ...resources(
         [arn('cloudwatch', 'alarm:*')],
         "cloudwatch:DescribeAlarms of the watched alarms: the service's deployment alarms, named at run time.",
       ),
@@ -676,6 +701,10 @@ export class RemediationWorkflow extends Construct {
       ...resources(
         [arn('iam', 'role/*', false)],
         "iam:PassRole of the running task definition's own task/execution roles, unknown at synth; only to ecs-tasks.amazonaws.com.",
+      ),
+      ...resources(
+        [arn('states', `execution:${this.stateMachineName}:*`)],
+        "The sweep's reconciler describes the executions service locks name (named at run time), of this state machine only.",
       ),
       ...resources(
         [arn('cloudwatch', 'alarm:*')],

@@ -154,6 +154,7 @@ export const OUTCOMES = [
   'RescanTimedOut',
   'RolledBack',
   'Deferred',
+  'AlreadyFixed',
   'Failed',
 ] as const;
 export type Outcome = (typeof OUTCOMES)[number];

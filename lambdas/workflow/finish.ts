@@ -1,14 +1,17 @@
 import { type EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import { ExecutionAlreadyExists, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import type { SFNClient } from '@aws-sdk/client-sfn';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
-import { type Outcome, type RemediationRequest, type Severity, severityRank } from '../shared/contracts';
+import { type Outcome, type Severity, severityRank } from '../shared/contracts';
 import type { HoldRequest, Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS, type MetricDatum } from '../shared/metrics';
 import { remediationId } from '../shared/remediation';
 import { accountOf, awsCall, links, regionOf } from './aws';
 import { publishNotification } from './notify';
+import { startNext } from './start-next';
 import type { StateError, WorkflowState } from './state';
+
+export { startNext } from './start-next';
 
 export const OUTCOME_EVENT = { source: 'autopatch', detailType: 'Autopatch Remediation Outcome' } as const;
 
@@ -276,6 +279,11 @@ export const explain = (input: FinishInput): { reason: string; cause: string } =
         cause: `${reason} The CVEs (${cves.join(', ')}) are still open. What to do: find out why the patched image misbehaves (the alarm, the service events, the new tasks' logs) before remediating again; the patched image stays in ECR.`,
       };
     }
+    case 'AlreadyFixed': {
+      const resolution = (state as { resolution?: { reason?: string } }).resolution;
+      const reason = `Nothing left to fix on ${service}: ${resolution?.reason ?? 'an earlier remediation already fixed every finding of this request'}. Nothing was built or deployed.`;
+      return { reason, cause: reason };
+    }
     case 'Deferred': {
       const reason = `${state.gate?.reason ?? 'A watched alarm was already in ALARM before anything was deployed and did not clear in time.'}`;
       return {
@@ -351,7 +359,7 @@ export const summarise = (input: FinishInput, accountAlias?: string): FinishResu
 };
 
 /** Outcomes whose reason says it all; the others get the full Cause (what happened, the service's state, what to do). */
-const SELF_EXPLAINED: ReadonlySet<Outcome> = new Set(['Patched', 'Rejected', 'Superseded']);
+const SELF_EXPLAINED: ReadonlySet<Outcome> = new Set(['Patched', 'Rejected', 'Superseded', 'AlreadyFixed']);
 
 /**
  * The notification people read: one per remediation outcome, however many findings it covered. It
@@ -493,38 +501,6 @@ export const holdRequests = (state: Pick<WorkflowState, 'images'>): HoldRequest[
     // One fixed version only: with several, any new finding's version would look "newer" anyway.
     ...(fixedIn.size === 1 ? { fixedInVersion: [...fixedIn][0] as string } : {}),
   }));
-};
-
-/**
- * Start the remediation a release handed over, and confirm it in the ledger (STARTING → STARTED).
- * Idempotent: the deterministic name makes a repeated start ExecutionAlreadyExists, taken as started.
- * Shared by the finish step and the reconciler.
- */
-export const startNext = async (
-  next: RemediationRequest,
-  stateMachineArn: string,
-  deps: { readonly sfn: Pick<SFNClient, 'send'>; readonly ledger: Pick<Ledger, 'markStarted'> },
-): Promise<string> => {
-  let executionArn: string;
-  try {
-    const out = await awsCall('sfn StartExecution', () =>
-      deps.sfn.send(
-        new StartExecutionCommand({
-          stateMachineArn,
-          name: next.executionName,
-          input: JSON.stringify(next),
-        }),
-      ),
-    );
-    executionArn = out.executionArn ?? '';
-  } catch (error) {
-    // A retry of this Lambda after a successful start: the deterministic name makes it idempotent.
-    if (!(error instanceof ExecutionAlreadyExists)) throw error;
-    executionArn = '';
-  }
-  executionArn ||= `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${next.executionName}`;
-  await deps.ledger.markStarted(next.service.key, next.executionName, executionArn);
-  return executionArn;
 };
 
 /**

@@ -7,7 +7,7 @@ import { OUTCOMES, type Outcome, type RemediationRequest } from '../shared/contr
 import type { InFlight, Ledger, OutcomeRecord } from '../shared/ledger';
 import { remediationId } from '../shared/remediation';
 import { awsCall } from './aws';
-import { startNext } from './finish';
+import { startNext } from './start-next';
 
 /**
  * The reconciler: the backstop that keeps "one at a time" from becoming "stuck". Run on a schedule

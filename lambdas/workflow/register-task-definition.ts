@@ -12,6 +12,8 @@ import { awsCall as call } from './aws';
 import { TaskDefinitionMismatchError } from './errors';
 import type { PatchedImage } from './state';
 
+export { runningImages } from './running-images';
+
 export interface RegisterTaskDefinitionInput {
   readonly service: ServiceRef;
   readonly images: readonly Pick<PatchedImage, 'repositoryUri' | 'containers' | 'oldDigest' | 'newDigest'>[];
@@ -105,32 +107,6 @@ export const patchedRegistration = (
     } as RegisterTaskDefinitionCommandInput,
     replaced,
   };
-};
-
-/**
- * Container name → the image digest it runs now, for the containers of the service's current task
- * definition that are pinned by digest (a container pinned by tag has no digest here). Lets a
- * follow-up remediation rebuild what runs now (follow-up.ts). Needs ecs:DescribeServices and
- * ecs:DescribeTaskDefinition.
- */
-export const runningImages = async (
-  ecs: Pick<ECSClient, 'send'>,
-  service: ServiceRef,
-): Promise<Map<string, string>> => {
-  const described = await call('ecs DescribeServices', () =>
-    ecs.send(new DescribeServicesCommand({ cluster: service.clusterArn, services: [service.serviceName] })),
-  );
-  const taskDefinition = described.services?.[0]?.taskDefinition;
-  const running = new Map<string, string>();
-  if (!taskDefinition) return running;
-  const current = await call('ecs DescribeTaskDefinition', () =>
-    ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition })),
-  );
-  for (const container of current.taskDefinition?.containerDefinitions ?? []) {
-    const pinned = /@(sha256:[a-f0-9]{64})$/.exec(container.image ?? '')?.[1];
-    if (container.name && pinned) running.set(container.name, pinned);
-  }
-  return running;
 };
 
 /** "Register the patched task definition". */

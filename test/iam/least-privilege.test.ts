@@ -78,6 +78,11 @@ const sampleInputs = (service: string, operation: string): Array<Record<string, 
     'ssm:PutParameter': [{ Name: '/autopatch/prod/checkout/app/image', Value: 'x', Type: 'String' }],
     'sfn:StartExecution': [{ stateMachineArn: template.refOf(template.ids.stateMachine) }],
     'sfn:SendTaskSuccess': [{ taskToken: 't', output: '{}' }],
+    'sfn:DescribeExecution': [
+      {
+        executionArn: `${template.refOf(template.ids.stateMachine).replace(':stateMachine:', ':execution:')}:checkout-1`,
+      },
+    ],
     'sfn:SendTaskFailure': [{ taskToken: 't' }],
   };
   if (service === 'dynamodb') {

@@ -82,7 +82,7 @@ describe('log groups survive cdk destroy without blocking the next deploy', () =
 describe('the intake rule accepts findings of the accounts Autopatch serves', () => {
   const accountsOf = (t: Template): unknown => {
     const rules = resourcesOf(t, 'AWS::Events::Rule').filter(([, r]) =>
-      JSON.stringify((r.Properties as Json).EventPattern).includes('Inspector2 Finding'),
+      JSON.stringify((r.Properties as Json).EventPattern ?? {}).includes('Inspector2 Finding'),
     );
     expect(rules).toHaveLength(1);
     const properties = rules[0]?.[1].Properties as Json | undefined;
@@ -120,7 +120,7 @@ describe('the intake rule accepts findings of the accounts Autopatch serves', ()
     ) as { account: string };
     const patternIn = (t: Template, deployingAccount: string): Record<string, unknown> => {
       const rule = resourcesOf(t, 'AWS::Events::Rule').find(([, r]) =>
-        JSON.stringify((r.Properties as Json).EventPattern).includes('Inspector2 Finding'),
+        JSON.stringify((r.Properties as Json).EventPattern ?? {}).includes('Inspector2 Finding'),
       );
       const properties = rule?.[1].Properties as Json | undefined;
       const pattern = JSON.stringify(properties?.EventPattern ?? {});

@@ -111,6 +111,7 @@ describe('matching', () => {
       {
         service: { clusterArn: clusterArn('prod'), serviceName: 'checkout', key: 'prod/checkout' },
         containers: ['app'],
+        deploymentController: 'ECS',
         taskDefinitionArn: taskDefArn('checkout', 1),
         tags: ENABLED,
       },

@@ -53,15 +53,17 @@ describe('the remediation definition', () => {
 
   it('ends with Succeed for Patched, Rejected, Superseded and a Fail named after every other outcome', () => {
     const succeed = entries.filter(([, s]) => s.Type === 'Succeed').map(([n]) => n);
-    expect(succeed.sort()).toEqual(['Patched', 'Rejected', 'Superseded']);
+    expect(succeed.sort()).toEqual(['Already fixed', 'Patched', 'Rejected', 'Superseded']);
     const outcomeFails = new Set(
       entries.filter(([n, s]) => s.Type === 'Fail' && definition.States[n]).map(([, s]) => s.Error),
     );
-    for (const outcome of OUTCOMES.filter((o) => !['Patched', 'Rejected', 'Superseded'].includes(o))) {
+    for (const outcome of OUTCOMES.filter(
+      (o) => !['Patched', 'Rejected', 'Superseded', 'AlreadyFixed'].includes(o),
+    )) {
       expect(outcomeFails).toContain(outcome);
     }
     const routed = (definition.States['Which outcome?']?.Choices ?? []).map((c) => c.Next);
-    expect(routed).toHaveLength(9);
+    expect(routed).toHaveLength(10);
   });
 
   it('catches every unexpected error of a top-level Task (States.ALL last), and the Map catches its iterations', () => {

@@ -10,15 +10,15 @@ import {
   type TakeFindingsInput,
   takeGatheredFindings,
 } from '../lock';
-import { runningImages } from '../register-task-definition';
+import { runningImages } from '../running-images';
 import { requireEnv } from './env';
 
 const env = requireEnv(['LEDGER_TABLE']);
 const logger = new Logger({ serviceName: 'autopatch-workflow' });
 const ledger = new Ledger({ client: new DynamoDBClient({}), tableName: env.LEDGER_TABLE });
-// With RESOLVE_RUNNING_IMAGES=true (and ecs:DescribeServices / ecs:DescribeTaskDefinition granted),
-// a sealed request is re-resolved against the digests the service's containers run now; without
-// it, against the ledger's history of the service's Patched runs only.
+// A sealed request is re-resolved against the digests the service's containers run now (the
+// construct sets RESOLVE_RUNNING_IMAGES=true and grants ecs:DescribeServices / DescribeTaskDefinition);
+// without it, against the ledger's history of the service's Patched runs only.
 const ecs = process.env.RESOLVE_RUNNING_IMAGES === 'true' ? new ECSClient({}) : undefined;
 const running = ecs ? (service: ServiceRef) => runningImages(ecs, service) : undefined;
 
