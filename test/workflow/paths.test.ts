@@ -5,6 +5,7 @@ import {
   DEPLOYMENT_ARN,
   FakeAccount,
   image,
+  type Json,
   lambdaError,
   PATCHED_TASK_DEFINITION,
   PREVIOUS_TASK_DEFINITION,
@@ -27,6 +28,7 @@ const START = [
   'Wait for the rest of the burst',
   'Take the findings gathered meanwhile',
   'Still gathering?',
+  'Anything left to fix?',
   'Maintenance window?',
   'Start checking the alarms',
   'Check the service can be watched',
@@ -260,13 +262,34 @@ describe('remediation workflow paths', () => {
     );
 
     // The alarms are checked after the window, when the deployment is about to happen.
-    expect(run.states.slice(0, 13)).toEqual([
-      ...START.slice(0, 7),
+    expect(run.states.slice(0, 14)).toEqual([
+      ...START.slice(0, 8),
       'Wait for the maintenance window',
-      ...START.slice(7),
+      ...START.slice(8),
       'Plan the image builds',
     ]);
     expect(run.states.at(-1)).toBe('Patched');
+  });
+
+  it('ends AlreadyFixed, building nothing, when an earlier run already fixed every finding of a follow-up', async () => {
+    const account = new FakeAccount().on('Take the findings gathered meanwhile', (input) => ({
+      ...(input as { state: Record<string, Json> }).state,
+      gathering: false,
+      resolution: {
+        nothingLeft: true,
+        reason: 'CVE-2024-6387 was closed by an earlier remediation (sha256:beef… runs now)',
+        alreadyFixed: ['CVE-2024-6387'],
+        rebased: [],
+      },
+    }));
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).toEqual([...START.slice(0, 7), 'Nothing left to fix', ...FINISH, 'Already fixed']);
+    expect(run.status).toBe('SUCCEEDED');
+    expect(run.output).toEqual(expect.objectContaining({ outcome: 'AlreadyFixed' }));
+    expect(run.output?.reason).toMatch(/closed by an earlier remediation/);
+    expect(run.calls.has('Build the patched image')).toBe(false);
+    released(account, run);
   });
 
   describe('the alarm checks before building and before deploying', () => {
@@ -317,7 +340,7 @@ describe('remediation workflow paths', () => {
       );
       const run = await runWorkflow(remediationRequest(), account);
 
-      expect(run.states.slice(0, 11)).toEqual([...START.slice(0, -1), 'Wait for approval']);
+      expect(run.states.slice(0, START.length)).toEqual([...START.slice(0, -1), 'Wait for approval']);
       expect(run.states.at(-1)).toBe('Patched');
     });
 
