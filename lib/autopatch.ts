@@ -37,6 +37,19 @@ import { RemediationWorkflow } from './workflow';
 /** The input form of the workflow defaults: every field optional, defaults applied by the schema. */
 export type WorkflowDefaultsInput = z.input<typeof workflowDefaultsSchema>;
 
+/**
+ * One ECS service to protect: the cdk.json `targets[]` entry, plus `bakeTime` as a CDK Duration (the
+ * same setting as `bakeTimeMinutes`, whole minutes; give one of them).
+ */
+export type AutopatchTarget = TargetConfigInput & {
+  /**
+   * How long the patched revision must run, after production traffic reached it, with every watched
+   * alarm OK before it counts as patched.
+   * @default - `bakeTimeMinutes`, else `workflowDefaults.bakeTimeMinutes` (60 minutes)
+   */
+  readonly bakeTime?: Duration;
+};
+
 /** The tag that marks ECS services Autopatch protects without listing them as targets. */
 export interface ServiceTag {
   readonly key: string;
@@ -70,7 +83,7 @@ export interface AutopatchProps {
    * bake time, how to rebuild the image).
    * @default - none: only services found by `discoverByTag` are protected
    */
-  readonly targets?: readonly TargetConfigInput[];
+  readonly targets?: readonly AutopatchTarget[];
   /**
    * Services carrying this tag are protected too, with the workflow defaults.
    * @default { key: 'autopatch:enabled', value: 'true' }
@@ -315,7 +328,27 @@ export class Autopatch extends Construct {
       errors.push('targets: must be a list of targets');
     } else {
       const seen = new Map<string, number>();
-      (props.targets ?? []).forEach((input, index) => {
+      (props.targets ?? []).forEach((target, index) => {
+        const { bakeTime, ...input } = target;
+        if (bakeTime !== undefined) {
+          if (!(bakeTime instanceof Duration)) {
+            errors.push(
+              `targets[${index}].bakeTime: must be a Duration (Duration.minutes(n)); in cdk.json, use bakeTimeMinutes`,
+            );
+            return;
+          }
+          if (input.bakeTimeMinutes !== undefined) {
+            errors.push(`targets[${index}]: give bakeTime or bakeTimeMinutes, not both`);
+            return;
+          }
+          if (!Token.isUnresolved(bakeTime.toSeconds()) && bakeTime.toSeconds() % 60 !== 0) {
+            errors.push(
+              `targets[${index}].bakeTime: must be whole minutes (got ${bakeTime.toHumanString()})`,
+            );
+            return;
+          }
+          (input as { bakeTimeMinutes?: number }).bakeTimeMinutes = bakeTime.toMinutes();
+        }
         const parsed = parseTokenAware(targetSchema, input, `targets[${index}]`);
         if (parsed.errors) {
           errors.push(...parsed.errors);

@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { App, CfnParameter, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { App, CfnParameter, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -64,7 +64,7 @@ describe('props validation', () => {
       policy: { rules: [], defaultAction: 'explode' },
       targets: [
         { cluster: 'prod', service: 'api' },
-        // @ts-expect-error a misspelt field must fail, not be ignored
+        // @ts-expect-error a bake in the wrong shape must fail, not be ignored
         { cluster: 'prod', service: 'web', bakeTime: 30 },
         { cluster: 'arn:aws:ecs:eu-west-1:123456789012:cluster/prod', service: 'api' },
       ],
@@ -77,7 +77,7 @@ describe('props validation', () => {
     const lines = message.split('\n').filter((l) => l.startsWith('  - '));
     expect(lines.map((l) => l.slice(4).split(':')[0])).toEqual([
       'policy.defaultAction',
-      'targets[1]',
+      'targets[1].bakeTime',
       'targets[2]',
       'discoverByTag.key',
       'workflowDefaults.rescanTimeoutSeconds',
@@ -86,7 +86,7 @@ describe('props validation', () => {
       'triageConcurrency',
     ]);
     expect(message).toContain(`${lines.length} problems`);
-    expect(message).toContain('"bakeTime"');
+    expect(message).toContain('targets[1].bakeTime: must be a Duration');
     expect(message).toContain('prod/api is already targets[0]');
   });
 
@@ -119,6 +119,30 @@ describe('props validation', () => {
     expect(problemsWith({ policy: { ...DEFAULT_POLICY, exceptions } })).toMatch(
       /environment would be about \d+ bytes.*4096/,
     );
+  });
+});
+
+describe('the bake, one setting', () => {
+  it('takes bakeTime as a CDK Duration, the same as bakeTimeMinutes in cdk.json', () => {
+    const autopatch = new Autopatch(newStack(), 'Autopatch', {
+      targets: [
+        { cluster: 'prod', service: 'api', alarmNames: ['api-5xx'], bakeTime: Duration.minutes(45) },
+        { cluster: 'prod', service: 'web', alarmNames: ['web-5xx'], bakeTimeMinutes: 45 },
+      ],
+    });
+    const config = triageRuntimeConfigSchema.parse(JSON.parse(configOf(autopatch) as string));
+    expect(config.targets.map((t) => t.bakeTimeMinutes)).toEqual([45, 45]);
+  });
+
+  it('rejects a bake given twice, or one that is not whole minutes', () => {
+    expect(
+      problemsWith({
+        targets: [{ cluster: 'prod', service: 'api', bakeTime: Duration.minutes(30), bakeTimeMinutes: 30 }],
+      }),
+    ).toMatch(/targets\[0\]: give bakeTime or bakeTimeMinutes, not both/);
+    expect(
+      problemsWith({ targets: [{ cluster: 'prod', service: 'api', bakeTime: Duration.seconds(90) }] }),
+    ).toMatch(/targets\[0\]\.bakeTime: must be whole minutes/);
   });
 });
 
