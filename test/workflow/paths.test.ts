@@ -719,7 +719,7 @@ const REACH: Record<
     setup?: (a: FakeAccount) => void;
     path: readonly string[];
     /** The outcome when not Failed (an alarm fired and the service is back: RolledBack). */
-    outcome?: 'RolledBack';
+    outcome?: 'RolledBack' | 'Patched';
   }
 > = {
   'Acquire the service lock': { path: ['Acquire the service lock', 'The remediation failed'] },
@@ -811,11 +811,14 @@ const REACH: Record<
       })),
     path: ['Wait until the last good revision runs', 'The remediation failed'],
   },
+  // The happy path reaches it with outcome Patched: that stays true, and the execution fails.
   'Record the outcome and release the lock': {
+    outcome: 'Patched',
     path: [
       'Record the outcome and release the lock',
       'Release the lock anyway',
-      'Failed without recording the outcome',
+      'Was the service patched?',
+      'Patched, but the outcome was not announced',
     ],
   },
 };
@@ -881,12 +884,33 @@ describe('every Task: an unexpected error ends in the failure path with the lock
       });
     const run = await runWorkflow(remediationRequest(), account);
 
-    expect(run.states.slice(-3)).toEqual([
+    // The service baked on the patched revision: the outcome stays Patched, and the execution fails.
+    expect(run.states.slice(-4)).toEqual([
       'Record the outcome and release the lock',
       'Release the lock anyway',
-      'Failed with the lock still held',
+      'Was the service patched anyway?',
+      'Patched, with the lock still held',
+    ]);
+    expect(run.error).toBe('Patched');
+    expect(run.cause).toMatch(/could neither record or announce that nor release the service lock/);
+  });
+
+  it('a run that did not patch, whose outcome cannot be recorded, fails saying so and releases the lock', async () => {
+    const account = new FakeAccount()
+      .on('Watch the deployment through the bake time', () => ({
+        status: 'FAILED',
+        deploymentArn: DEPLOYMENT_ARN,
+      }))
+      .on('Record the outcome and release the lock', () => {
+        throw unexpected();
+      });
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states.slice(-3)).toEqual([
+      'Release the lock anyway',
+      'Was the service patched?',
+      'Failed without recording the outcome',
     ]);
     expect(run.error).toBe('Failed');
-    expect(run.cause).toMatch(/could neither record .* nor release the service lock/);
   });
 });
