@@ -8,6 +8,7 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
@@ -589,6 +590,13 @@ export class RemediationWorkflow extends Construct {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
+    });
+    // A handler that keeps failing on an event (after Lambda's own two retries) sends the event to the
+    // same alarmed queue instead of dropping it; the heartbeat re-assesses the watch meanwhile.
+    functions.deploymentEvents.configureAsyncInvoke({
+      onFailure: new destinations.SqsDestination(this.eventsDeadLetterQueue),
+      retryAttempts: 2,
+      maxEventAge: Duration.hours(1),
     });
     const eventsTarget = () =>
       new targets.LambdaFunction(functions.deploymentEvents, {

@@ -415,6 +415,12 @@ const simulate = async (
             world.schedule(Date.now() + (attempt + 1) * MINUTE, `${role} retry`, () =>
               asyncInvoke(role, event, attempt + 1),
             );
+          } else if (stack.asyncOnFailure.includes(role)) {
+            // The function's on-failure destination (the alarmed events dead-letter queue) keeps it.
+            world.note(
+              'lambda',
+              `${role} failed on ${event['detail-type']} after Lambda's retries (${(error as Error).name}); sent to its on-failure destination`,
+            );
           } else throw error;
         }
       });

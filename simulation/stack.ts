@@ -152,6 +152,8 @@ export interface RenderedStack {
   };
   readonly tableName: string;
   readonly topicArn: string;
+  /** Workflow roles whose failed asynchronous invocations go to an on-failure destination (not dropped). */
+  readonly asyncOnFailure: readonly string[];
 }
 
 /** Resolve CloudFormation intrinsics to the values they would have in the simulated account. */
@@ -348,6 +350,22 @@ export const renderStack = async (accountId: string, region: string): Promise<Re
     },
     tableName: ref(ids.ledger),
     topicArn: ref(ids.topic),
+    asyncOnFailure: Object.values(resources)
+      .filter((r) => r.Type === 'AWS::Lambda::EventInvokeConfig')
+      .map(
+        (r) =>
+          resolve(r.Properties ?? {}) as {
+            FunctionName?: string;
+            DestinationConfig?: { OnFailure?: unknown };
+          },
+      )
+      .filter((p) => p.DestinationConfig?.OnFailure !== undefined)
+      .flatMap((p) => {
+        const fn = functions.find(
+          (f) => f.arn.endsWith(`:function:${p.FunctionName}`) || f.arn === p.FunctionName,
+        );
+        return fn ? [fn.role] : [];
+      }),
   };
 };
 

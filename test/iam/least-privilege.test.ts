@@ -314,8 +314,12 @@ const UNUSED_BUT_JUSTIFIED: Record<string, string> = {
     'DynamoDB and CodeBuild generate data keys with the customer managed key on the caller’s behalf',
   'dynamodb:ConditionCheckItem':
     'LEDGER_ACTIONS: kept for conditional transactions of the ledger (no TransactWriteItems today)',
+  'sqs:SendMessage':
+    "the deployment-events function's on-failure destination: Lambda itself sends an event the handler kept failing on to the events dead-letter queue",
+  'sqs:GetQueueAttributes':
+    "the deployment-events function's on-failure destination (CDK's SqsDestination grant; Lambda checks the queue)",
   'sqs:GetQueueUrl':
-    "granted to triage by CDK's SqsEventSource (grantConsumeMessages); the event source mapping does not call it (lib/triage-function.ts could grant the four actions it uses)",
+    "granted by CDK: to triage by SqsEventSource (grantConsumeMessages), to deployment-events by its SqsDestination; neither calls it",
 };
 
 /** Actions of the CodeBuild projects' own roles (the build pulls and pushes images, writes logs and reports). */
