@@ -264,17 +264,16 @@ export const assessDeployment = async (
   const since = subject.watchingSince ? new Date(subject.watchingSince) : deployment.startedAt;
   const sinceText = `${minutesBetween(since, now)} minutes after the deploy`;
   const alarms = await readAlarms(clients.cloudwatch, alarmNames);
+  /** Fail closed: nothing can tell whether the service is healthy. */
+  const unknown = (reason: string): Assessment => ({
+    decided: true,
+    alarmNames,
+    result: { status: 'UNKNOWN', deploymentArn, reason, decidedAt: now.toISOString() },
+  });
   if (alarms.missing.length > 0) {
-    return {
-      decided: true,
-      alarmNames,
-      result: {
-        status: 'UNKNOWN',
-        deploymentArn,
-        reason: `Watched alarm ${alarms.missing.join(', ')} does not exist (${sinceText}): Autopatch cannot tell whether ${service.serviceName} is healthy, so it does not call it patched.`,
-        decidedAt: now.toISOString(),
-      },
-    };
+    return unknown(
+      `Watched alarm ${alarms.missing.join(', ')} does not exist (${sinceText}): Autopatch cannot tell whether ${service.serviceName} is healthy, so it does not call it patched.`,
+    );
   }
   const triggered = deployment.alarms?.triggeredAlarmNames?.[0];
   const ecsCompleted = status === 'SUCCESSFUL';
@@ -330,16 +329,9 @@ export const assessDeployment = async (
   }
   if ((service.runningCount ?? 1) === 0) {
     // Nothing took traffic during the bake (the owner scaled it to 0): it proves nothing.
-    return {
-      decided: true,
-      alarmNames,
-      result: {
-        status: 'UNKNOWN',
-        deploymentArn,
-        reason: `${service.serviceName} runs no task at the end of the bake (${sinceText}): nothing took traffic on the patched revision, so nothing shows it is healthy.`,
-        decidedAt: now.toISOString(),
-      },
-    };
+    return unknown(
+      `${service.serviceName} runs no task at the end of the bake (${sinceText}): nothing took traffic on the patched revision, so nothing shows it is healthy.`,
+    );
   }
   // Before calling it baked: an alarm that fired and recovered between two looks (its event lost)
   // counts as firing too.

@@ -162,9 +162,9 @@ export class WatchRegistry {
     }
   }
 
-  /** The services whose in-flight remediation watches this alarm. */
-  async servicesWatching(alarmName: string): Promise<string[]> {
-    const keys: string[] = [];
+  /** The live (not expired) items of one partition, every page. */
+  private async partition(pk: string): Promise<Array<Record<string, unknown>>> {
+    const items: Array<Record<string, unknown>> = [];
     let startKey: Record<string, unknown> | undefined;
     do {
       const out = await awsCall('dynamodb Query', () =>
@@ -173,53 +173,31 @@ export class WatchRegistry {
             TableName: this.tableName,
             KeyConditionExpression: '#pk = :pk',
             ExpressionAttributeNames: { '#pk': 'pk' },
-            ExpressionAttributeValues: { ':pk': `ALARM#${alarmName}` },
+            ExpressionAttributeValues: { ':pk': pk },
             ExclusiveStartKey: startKey,
           }),
         ),
       );
       const nowSeconds = this.now().getTime() / 1000;
       for (const item of out.Items ?? []) {
-        if (
-          typeof item.serviceKey === 'string' &&
-          !(typeof item.expiresAt === 'number' && item.expiresAt <= nowSeconds)
-        ) {
-          keys.push(item.serviceKey);
-        }
+        if (typeof item.serviceKey !== 'string') continue;
+        if (typeof item.expiresAt === 'number' && item.expiresAt <= nowSeconds) continue;
+        items.push(item);
       }
       startKey = out.LastEvaluatedKey;
     } while (startKey);
-    return [...new Set(keys)].sort();
+    return items;
+  }
+
+  /** The services whose in-flight remediation watches this alarm. */
+  async servicesWatching(alarmName: string): Promise<string[]> {
+    const items = await this.partition(`ALARM#${alarmName}`);
+    return [...new Set(items.map((item) => item.serviceKey as string))].sort();
   }
 
   /** Every wait in force, whole: what the heartbeat sweep looks at (one Query). */
   async list(): Promise<WatchRecord[]> {
-    const found: WatchRecord[] = [];
-    let startKey: Record<string, unknown> | undefined;
-    do {
-      const out = await awsCall('dynamodb Query', () =>
-        this.doc.send(
-          new QueryCommand({
-            TableName: this.tableName,
-            KeyConditionExpression: '#pk = :pk',
-            ExpressionAttributeNames: { '#pk': 'pk' },
-            ExpressionAttributeValues: { ':pk': 'WATCHES' },
-            ExclusiveStartKey: startKey,
-          }),
-        ),
-      );
-      const nowSeconds = this.now().getTime() / 1000;
-      for (const item of out.Items ?? []) {
-        if (
-          typeof item.serviceKey === 'string' &&
-          typeof item.executionName === 'string' &&
-          !(typeof item.expiresAt === 'number' && item.expiresAt <= nowSeconds)
-        ) {
-          found.push(recordOf(item));
-        }
-      }
-      startKey = out.LastEvaluatedKey;
-    } while (startKey);
-    return found;
+    const items = await this.partition('WATCHES');
+    return items.filter((item) => typeof item.executionName === 'string').map(recordOf);
   }
 }
