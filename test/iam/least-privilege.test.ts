@@ -319,7 +319,7 @@ const UNUSED_BUT_JUSTIFIED: Record<string, string> = {
   'sqs:GetQueueAttributes':
     "the deployment-events function's on-failure destination (CDK's SqsDestination grant; Lambda checks the queue)",
   'sqs:GetQueueUrl':
-    "granted by CDK: to triage by SqsEventSource (grantConsumeMessages), to deployment-events by its SqsDestination; neither calls it",
+    'granted by CDK: to triage by SqsEventSource (grantConsumeMessages), to deployment-events by its SqsDestination; neither calls it',
 };
 
 /** Actions of the CodeBuild projects' own roles (the build pulls and pushes images, writes logs and reports). */

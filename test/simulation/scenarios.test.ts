@@ -1,7 +1,7 @@
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { type Io, main, SCENARIO_DIR, shippedScenarios } from '../../simulation/cli';
+import { type Io, main, shippedScenarios } from '../../simulation/cli';
 import type { SimulationReport } from '../../simulation/report';
 import { runScenario } from '../../simulation/runner';
 import { loadScenario, parseScenario, type ScenarioInput } from '../../simulation/scenario';
@@ -44,22 +44,6 @@ describe('shipped scenarios', () => {
     // alone, and far longer on a machine busy with other work.
     240_000,
   );
-});
-
-describe('safety scenarios', () => {
-  // simulation/scenarios/safety/ states the safety promise under changes to the world, lost events and
-  // ECS trouble: every one of them must hold.
-  it.each(
-    readdirSync(path.join(SCENARIO_DIR, 'safety'))
-      .filter((f) => f.endsWith('.json'))
-      .map((f) => path.basename(f, '.json')),
-  )('%s meets its expectations', async (name) => {
-    const report = await runScenario(loadScenario(path.join(SCENARIO_DIR, 'safety', `${name}.json`)));
-    expect({ mismatches: report.mismatches, errors: report.errors }).toEqual({
-      mismatches: [],
-      errors: [],
-    });
-  });
 });
 
 describe('npm run simulate', () => {
