@@ -17,8 +17,8 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { TargetConfig, WorkflowDefaults } from '../lambdas/shared/config';
 import { ConfigurationError } from '../lambdas/shared/errors';
+import { OUTCOME_EVENT } from '../lambdas/shared/outcome-event';
 import { ABANDONING_STATUSES } from '../lambdas/workflow/execution-ended';
-import { OUTCOME_EVENT } from '../lambdas/workflow/finish';
 import { patchOsBuildSpec } from '../statemachines/buildspecs/patch-os';
 import { sourceBuildSpec } from '../statemachines/buildspecs/source';
 import { BUILD_KEY_ACTIONS, grantLedgerReadWrite, grantTopicPublish } from './grants';
@@ -515,18 +515,22 @@ export class RemediationWorkflow extends Construct {
         resources: [arn('ssm', 'parameter', 'autopatch/*')],
       }),
     );
-    functions.finish.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['events:PutEvents'],
-        resources: [arn('events', 'event-bus', 'default')],
-        // events:source is multivalued (one PutEvents call carries several entries): every entry's
-        // source must be Autopatch's, and there must be one.
-        conditions: {
-          'ForAllValues:StringEquals': { 'events:source': [OUTCOME_EVENT.source] },
-          Null: { 'events:source': 'false' },
-        },
-      }),
-    );
+    // The sweep announces outcomes the finish step recorded but could not announce.
+    grantTopicPublish(props.topic, key, functions.sweep);
+    functions.sweep.addEnvironment('TOPIC_ARN', props.topic.topicArn);
+    for (const announcer of [functions.finish, functions.sweep])
+      announcer.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['events:PutEvents'],
+          resources: [arn('events', 'event-bus', 'default')],
+          // events:source is multivalued (one PutEvents call carries several entries): every entry's
+          // source must be Autopatch's, and there must be one.
+          conditions: {
+            'ForAllValues:StringEquals': { 'events:source': [OUTCOME_EVENT.source] },
+            Null: { 'events:source': 'false' },
+          },
+        }),
+      );
     functions.finish.addToRolePolicy(
       // By name, not by reference: the state machine refers to this function already.
       new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachineArn] }),

@@ -13,7 +13,9 @@ import type { StateError, WorkflowState } from './state';
 
 export { startNext } from './start-next';
 
-export const OUTCOME_EVENT = { source: 'autopatch', detailType: 'Autopatch Remediation Outcome' } as const;
+import { OUTCOME_EVENT } from '../shared/outcome-event';
+
+export { OUTCOME_EVENT };
 
 export interface FinishInput {
   readonly outcome: Outcome;

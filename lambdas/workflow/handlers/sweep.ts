@@ -1,14 +1,23 @@
 import { Logger } from '@aws-lambda-powertools/logger';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SFNClient } from '@aws-sdk/client-sfn';
+import { SNSClient } from '@aws-sdk/client-sns';
 import { heartbeat } from '../deployment-events';
+import { announceLate } from '../late-announcement';
 import { reconcile } from '../reconcile';
 import { requireEnv } from './env';
 import { watchDeps } from './watch-deps';
 
 const logger = new Logger({ serviceName: 'autopatch-sweep' });
 const deps = watchDeps();
-const env = requireEnv(['STATE_MACHINE_ARN']);
+const env = requireEnv(['STATE_MACHINE_ARN', 'TOPIC_ARN']);
 const sfn = new SFNClient({});
+const announce = announceLate({
+  sns: new SNSClient({}),
+  events: new EventBridgeClient({}),
+  topicArn: env.TOPIC_ARN,
+  eventBusName: process.env.EVENT_BUS_NAME ?? 'default',
+});
 
 /**
  * The scheduled sweep (every minute), the safety net under everything event-driven:
@@ -16,7 +25,7 @@ const sfn = new SFNClient({});
  *    APIs, so a lost event delays a decision by at most one sweep, a bake ends without any event, and
  *    a state that stays unreadable fails closed;
  * 2. the reconciler: release locks whose execution ended without releasing them (a fault on the way),
- *    start claims that never started, and list outcomes recorded but never announced.
+ *    start claims that never started, and announce outcomes recorded but never announced.
  * Each part runs whatever the other did; a failure is the next minute's retry.
  */
 export const handler = async () => {
@@ -38,18 +47,23 @@ export const handler = async () => {
     logger.error('heartbeat failed', { error });
   }
   const summary = await reconcile(
-    { ledger: deps.ledger, sfn, stateMachineArn: env.STATE_MACHINE_ARN },
+    { ledger: deps.ledger, sfn, stateMachineArn: env.STATE_MACHINE_ARN, announce },
     new Date(),
   );
   for (const a of summary.actions) logger.warn('lock reconciled', { ...a });
   for (const o of summary.unannounced)
-    logger.error('outcome never announced', {
+    logger.warn('outcome announced late', {
       service: o.serviceKey,
       execution: o.executionName,
       outcome: o.outcome,
     });
   for (const e of summary.errors) logger.warn('reconcile error', e);
-  logger.info('sweep', { ...counts, locks: summary.checked, reconciled: summary.actions.length });
+  logger.info('sweep', {
+    ...counts,
+    locks: summary.checked,
+    reconciled: summary.actions.length,
+    reannounced: summary.reannounced.length,
+  });
   return {
     ...counts,
     locks: summary.checked,

@@ -1,0 +1,6 @@
+/**
+ * The outcome event's envelope (EventBridge source and detail-type): shared by the finish step and
+ * the sweep's late announcements (lambdas/) and by the grant that lets them put it (lib/). No runtime
+ * dependencies, so synth does not load any SDK client for it.
+ */
+export const OUTCOME_EVENT = { source: 'autopatch', detailType: 'Autopatch Remediation Outcome' } as const;
