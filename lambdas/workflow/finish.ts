@@ -1,4 +1,4 @@
-import { type EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import type { SFNClient } from '@aws-sdk/client-sfn';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
@@ -8,6 +8,7 @@ import { METRIC_DIMENSIONS, METRICS, type MetricDatum } from '../shared/metrics'
 import { remediationId } from '../shared/remediation';
 import { accountOf, awsCall, links, regionOf } from './aws';
 import { publishNotification } from './notify';
+import { putOutcomeEvent } from './put-outcome-event';
 import { startNext } from './start-next';
 import type { StateError, WorkflowState } from './state';
 
@@ -587,34 +588,18 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
   };
   if (input.releaseOnly) return result;
 
-  const out = await awsCall('events PutEvents', () =>
-    deps.events.send(
-      new PutEventsCommand({
-        Entries: [
-          {
-            Source: OUTCOME_EVENT.source,
-            DetailType: OUTCOME_EVENT.detailType,
-            EventBusName: deps.eventBusName ?? 'default',
-            Resources: [input.executionArn],
-            Detail: JSON.stringify({
-              ...result.summary,
-              cause: result.cause,
-              executionArn: input.executionArn,
-              startedAt: input.startedAt,
-              findingsCount: state.findingsCount,
-              decision: state.decision,
-            }),
-          },
-        ],
-      }),
-    ),
+  await putOutcomeEvent(
+    deps.events,
+    {
+      ...result.summary,
+      cause: result.cause,
+      executionArn: input.executionArn,
+      startedAt: input.startedAt,
+      findingsCount: state.findingsCount,
+      decision: state.decision,
+    },
+    { ...(deps.eventBusName ? { eventBusName: deps.eventBusName } : {}), resources: [input.executionArn] },
   );
-  if ((out.FailedEntryCount ?? 0) > 0) {
-    const entry = out.Entries?.find((e) => e.ErrorCode);
-    throw new Error(
-      `events PutEvents rejected the outcome event: ${entry?.ErrorCode}: ${entry?.ErrorMessage}`,
-    );
-  }
   if (outcome !== 'Superseded') {
     await publishNotification(deps.sns, deps.topicArn, {
       ...outcomeMessage(input, result),

@@ -1,9 +1,8 @@
-import { type EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { OutcomeRecord } from '../shared/ledger';
-import { OUTCOME_EVENT } from '../shared/outcome-event';
-import { awsCall } from './aws';
 import { publishNotification } from './notify';
+import { putOutcomeEvent } from './put-outcome-event';
 
 export interface LateAnnouncementDeps {
   readonly sns: Pick<SNSClient, 'send'>;
@@ -21,37 +20,22 @@ export const announceLate =
   (deps: LateAnnouncementDeps) =>
   async (record: OutcomeRecord): Promise<void> => {
     const cves = [...new Set(record.images.flatMap((i) => i.cves))].sort();
-    const out = await awsCall('events PutEvents', () =>
-      deps.events.send(
-        new PutEventsCommand({
-          Entries: [
-            {
-              Source: OUTCOME_EVENT.source,
-              DetailType: OUTCOME_EVENT.detailType,
-              EventBusName: deps.eventBusName ?? 'default',
-              Detail: JSON.stringify({
-                outcome: record.outcome,
-                service: record.serviceKey,
-                remediationId: record.remediationId,
-                executionName: record.executionName,
-                reason: record.reason,
-                cves,
-                cvesClosed: record.cvesClosed,
-                images: record.images,
-                finishedAt: record.finishedAt,
-                late: true,
-              }),
-            },
-          ],
-        }),
-      ),
+    await putOutcomeEvent(
+      deps.events,
+      {
+        outcome: record.outcome,
+        service: record.serviceKey,
+        remediationId: record.remediationId,
+        executionName: record.executionName,
+        reason: record.reason,
+        cves,
+        cvesClosed: record.cvesClosed,
+        images: record.images,
+        finishedAt: record.finishedAt,
+        late: true,
+      },
+      { label: 'late outcome event', ...(deps.eventBusName ? { eventBusName: deps.eventBusName } : {}) },
     );
-    if ((out.FailedEntryCount ?? 0) > 0) {
-      const entry = out.Entries?.[0];
-      throw new Error(
-        `events PutEvents rejected the late outcome event: ${entry?.ErrorCode}: ${entry?.ErrorMessage}`,
-      );
-    }
     await publishNotification(deps.sns, deps.topicArn, {
       subject: `[Autopatch] ${record.outcome}: ${record.serviceKey} (announced late)`,
       message: [
