@@ -71,6 +71,8 @@ export const ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS: Readonly<Record<string,
     'inventory discovery lists tasks by cluster and service (the container-instance resource type applies only when one is named)',
   'ecs:DescribeTaskDefinition': 'reading the running task definition',
   'states:SendTaskSuccess': 'resuming a watching execution by its task token',
+  'codedeploy:ListApplications': 'finding the CodeDeploy deployment group of a CODE_DEPLOY service',
+  'codedeploy:StopDeployment': 'rolling back the CodeDeploy deployment of a patched CODE_DEPLOY service',
   'states:SendTaskFailure': 'resuming a watching execution by its task token',
 };
 

@@ -153,6 +153,11 @@ const FUNCTIONS = {
     timeout: 60,
     description: 'Autopatch: check that a service can be deployed and watched before building and deploying',
   },
+  deployWithCodeDeploy: {
+    file: 'deploy-with-code-deploy',
+    timeout: 60,
+    description: 'Autopatch: deploy the patched revision of a CODE_DEPLOY service through CodeDeploy',
+  },
   sweep: {
     file: 'sweep',
     timeout: 120,
@@ -193,6 +198,8 @@ export class RemediationWorkflow extends Construct {
   public readonly buildLogGroup: logs.LogGroup;
   public readonly deploymentStateRule: events.Rule;
   public readonly alarmStateRule: events.Rule;
+  /** CodeDeploy deployment state changes (CODE_DEPLOY services). */
+  public readonly codeDeployStateRule: events.Rule;
   /** The state machine's own executions that ended ABORTED, TIMED_OUT or FAILED: release their lock. */
   public readonly executionEndedRule: events.Rule;
   /** Events the deployment-events Lambda could not handle after EventBridge's retries. */
@@ -536,6 +543,59 @@ export class RemediationWorkflow extends Construct {
       new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachineArn] }),
     );
 
+    // ---------------------------------------------------------------- CodeDeploy (CODE_DEPLOY services)
+    // Deployment groups are found at run time (the target's codeDeploy, the ECS console's names, or by
+    // their ecsServices), so the group and application ARNs are wildcards within this account/Region.
+    const codeDeployGroups = arn('codedeploy', 'deploymentgroup', '*', ArnFormat.COLON_RESOURCE_NAME);
+    const codeDeployApplications = arn('codedeploy', 'application', '*', ArnFormat.COLON_RESOURCE_NAME);
+    const findGroup = [
+      new iam.PolicyStatement({
+        actions: ['codedeploy:GetDeploymentGroup', 'codedeploy:BatchGetDeploymentGroups'],
+        resources: [codeDeployGroups],
+      }),
+      new iam.PolicyStatement({
+        actions: ['codedeploy:ListDeploymentGroups'],
+        resources: [codeDeployApplications],
+      }),
+      // ListApplications has no resource-level permissions.
+      new iam.PolicyStatement({ actions: ['codedeploy:ListApplications'], resources: ['*'] }),
+    ];
+    const readDeployment = new iam.PolicyStatement({
+      actions: ['codedeploy:GetDeployment'],
+      resources: [codeDeployGroups],
+    });
+    // CreateDeployment is authorized on the deployment group; CodeDeploy also checks that the caller
+    // may read the deployment configuration the group uses (its own, or a CodeDeployDefault.*).
+    const createDeployment = [
+      new iam.PolicyStatement({ actions: ['codedeploy:CreateDeployment'], resources: [codeDeployGroups] }),
+      new iam.PolicyStatement({
+        actions: ['codedeploy:GetDeploymentConfig'],
+        resources: [arn('codedeploy', 'deploymentconfig', '*', ArnFormat.COLON_RESOURCE_NAME)],
+      }),
+      new iam.PolicyStatement({
+        actions: ['codedeploy:RegisterApplicationRevision'],
+        resources: [codeDeployApplications],
+      }),
+    ];
+    for (const statement of [...findGroup, ...createDeployment])
+      functions.deployWithCodeDeploy.addToRolePolicy(statement);
+    functions.deployWithCodeDeploy.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [services] }),
+    );
+    for (const statement of [...findGroup, ...createDeployment, readDeployment])
+      functions.restore.addToRolePolicy(statement);
+    functions.restore.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['codedeploy:ListDeployments'], resources: [codeDeployGroups] }),
+    );
+    // StopDeployment has no resource-level permissions (the Service Authorization Reference lists no
+    // resource type): restore stops only the deployment of the patched task definition it found itself.
+    functions.restore.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['codedeploy:StopDeployment'], resources: ['*'] }),
+    );
+    for (const statement of findGroup) functions.gate.addToRolePolicy(statement);
+    for (const watcher of [functions.watchDeployment, functions.deploymentEvents, functions.sweep])
+      watcher.addToRolePolicy(readDeployment);
+
     // ---------------------------------------------------------------- State machine
     this.stateMachineLogGroup = new logs.LogGroup(this, 'StateMachineLogs', {
       logGroupName: stateMachineLogGroupName(this.stateMachineName, stack),
@@ -553,6 +613,7 @@ export class RemediationWorkflow extends Construct {
       RollbackFunctionArn: functions.restore,
       GateFunctionArn: functions.gate,
       FinishFunctionArn: functions.finish,
+      DeployWithCodeDeployFunctionArn: functions.deployWithCodeDeploy,
     };
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
       stateMachineName: this.stateMachineName,
@@ -627,6 +688,16 @@ export class RemediationWorkflow extends Construct {
       targets: [eventsTarget()],
     });
 
+    this.codeDeployStateRule = new events.Rule(this, 'CodeDeployStateRule', {
+      description:
+        'Autopatch: CodeDeploy deployment state changes resume the remediation watching a CODE_DEPLOY service',
+      eventPattern: {
+        source: ['aws.codedeploy'],
+        detailType: ['CodeDeploy Deployment State-change Notification'],
+      },
+      targets: [eventsTarget()],
+    });
+
     this.executionEndedRule = new events.Rule(this, 'ExecutionEndedRule', {
       description:
         'Autopatch: a remediation stopped by hand, timed out or failed outside its catch path releases its service lock',
@@ -683,7 +754,7 @@ export class RemediationWorkflow extends Construct {
         id: 'AwsSolutions-IAM5[Resource::*]',
         reason:
           'Only actions without resource-level permissions: ecr:GetAuthorizationToken, inspector2 List*, ' +
-          'ecs:DescribeTaskDefinition, states:SendTaskSuccess, X-Ray and Step Functions log ' +
+          'ecs:DescribeTaskDefinition, states:SendTaskSuccess, codedeploy:ListApplications, codedeploy:StopDeployment, X-Ray and Step Functions log ' +
           'delivery (Autopatch-IAMAnyResource checks each action against that list).',
       },
       ...resources(
@@ -721,6 +792,14 @@ export class RemediationWorkflow extends Construct {
       ...resources(
         [arn('cloudwatch', 'alarm:*')],
         'DescribeAlarmHistory of the watched alarms, which are named per target and by each service at run time (its deployment alarms).',
+      ),
+      ...resources(
+        [arn('codedeploy', 'deploymentgroup:*'), arn('codedeploy', 'application:*')],
+        'CODE_DEPLOY services: the CodeDeploy application and deployment group that deploy a service are found at run time (named by the target, by the ECS console convention, or by their ecsServices); only deployments of ECS services are created, read or stopped.',
+      ),
+      ...resources(
+        [arn('codedeploy', 'deploymentconfig:*')],
+        'CreateDeployment reads the deployment configuration the deployment group uses, which the group names (its own or a CodeDeployDefault.*).',
       ),
       ...resources(
         [arn('ssm', 'parameter/autopatch/*')],

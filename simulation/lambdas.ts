@@ -18,6 +18,7 @@ const MODULES: Record<string, () => Promise<{ handler: Handler }>> = {
   registerTaskDefinition: () => import('../lambdas/workflow/handlers/register-task-definition'),
   watchDeployment: () => import('../lambdas/workflow/handlers/watch-deployment'),
   restore: () => import('../lambdas/workflow/handlers/restore'),
+  deployWithCodeDeploy: () => import('../lambdas/workflow/handlers/deploy-with-code-deploy'),
   finish: () => import('../lambdas/workflow/handlers/finish'),
   deploymentEvents: () => import('../lambdas/workflow/handlers/deployment-events'),
   sweep: () => import('../lambdas/workflow/handlers/sweep'),

@@ -281,11 +281,12 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
         if (strongest.action === 'ignore') strongest = decision;
         continue;
       }
-      if (use.deploymentController !== 'ECS') {
-        // Decided here, before any build: Autopatch deploys with UpdateService, which these controllers refuse.
+      if (use.deploymentController === 'EXTERNAL') {
+        // Decided here, before any build: an external controller deploys with task sets of its own
+        // making; Autopatch deploys with UpdateService (ECS) or through CodeDeploy (CODE_DEPLOY).
         strongest = {
           action: 'notify',
-          reason: `${decision.reason}; but ${use.service.key} is deployed by its ${use.deploymentController} deployment controller, not by ECS: reported, not remediated (patch it through ${use.deploymentController === 'CODE_DEPLOY' ? 'its CodeDeploy application' : 'the tool that deploys it'})`,
+          reason: `${decision.reason}; but ${use.service.key} is deployed by its EXTERNAL deployment controller, not by ECS or CodeDeploy: reported, not remediated (patch it through the tool that deploys it)`,
         };
         continue;
       }

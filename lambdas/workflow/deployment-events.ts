@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import type { Ledger } from '../shared/ledger';
+import { isCodeDeployDeployment } from './codedeploy/status';
 import { type Assessment, assessDeployment, type DeploymentClients } from './deployment';
 import type { WatchResult } from './state';
 import { resumeWatch, subjectOf, UNREADABLE_LIMIT_MS, type WatchDeps } from './watch-deployment';
@@ -24,7 +25,23 @@ export const alarmEventSchema = z.object({
   detail: z.object({ alarmName: z.string(), state: z.object({ value: z.string() }) }),
 });
 
-export const deploymentEventSchema = z.union([ecsDeploymentEventSchema, alarmEventSchema]);
+/** CodeDeploy Deployment State-change Notification (source aws.codedeploy), for CODE_DEPLOY services. */
+export const codeDeployEventSchema = z.object({
+  source: z.literal('aws.codedeploy'),
+  'detail-type': z.literal('CodeDeploy Deployment State-change Notification'),
+  detail: z.object({
+    deploymentId: z.string(),
+    state: z.string(),
+    application: z.string().optional(),
+    deploymentGroup: z.string().optional(),
+  }),
+});
+
+export const deploymentEventSchema = z.union([
+  ecsDeploymentEventSchema,
+  alarmEventSchema,
+  codeDeployEventSchema,
+]);
 export type DeploymentEvent = z.infer<typeof deploymentEventSchema>;
 
 /**
@@ -42,7 +59,8 @@ export const serviceKeyFromArn = (arn: string): string | undefined => {
 export interface EventsDeps extends DeploymentClients {
   readonly sfn: WatchDeps['sfn'];
   readonly ledger: Pick<Ledger, 'getInFlight' | 'getTaskToken'>;
-  readonly registry: Pick<WatchRegistry, 'get' | 'servicesWatching' | 'touch' | 'forget'>;
+  readonly registry: Pick<WatchRegistry, 'get' | 'servicesWatching' | 'touch' | 'forget'> &
+    Partial<Pick<WatchRegistry, 'list'>>;
 }
 
 export type Handled =
@@ -150,6 +168,15 @@ export const servicesFor = async (
   if (event.source === 'aws.ecs') {
     if (event.detail.eventName === UNDECIDING_ECS_EVENT) return [];
     return event.resources.map(serviceKeyFromArn).filter((k): k is string => k !== undefined);
+  }
+  if (event.source === 'aws.codedeploy') {
+    if (event.detail.state === 'START') return [];
+    // The event names the deployment, not the service; a rollback is a deployment of its own id.
+    // Every watch that follows a CodeDeploy deployment looks (there are few watches at a time).
+    const watches = deps.registry.list ? await deps.registry.list() : [];
+    return [
+      ...new Set(watches.filter((w) => isCodeDeployDeployment(w.deploymentArn)).map((w) => w.serviceKey)),
+    ];
   }
   if (event.detail.state.value !== 'ALARM') return [];
   return deps.registry.servicesWatching(event.detail.alarmName);

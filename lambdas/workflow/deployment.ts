@@ -4,11 +4,17 @@ import {
   DescribeServicesCommand,
   type ECSClient,
   type Service,
-  type ServiceDeployment,
 } from '@aws-sdk/client-ecs';
 import type { ServiceRef } from '../shared/contracts';
 import { readAlarms, watchedAlarms } from './alarms';
 import { awsCall } from './aws';
+import {
+  type CodeDeployApi,
+  getCodeDeployDeployment,
+  isCodeDeployDeployment,
+  normalizedStatus,
+  primaryTaskDefinition,
+} from './codedeploy/status';
 import { UnsupportedDeploymentError } from './errors';
 import type { WatchResult } from './state';
 
@@ -17,6 +23,8 @@ export { type AlarmStates, readAlarms, watchedAlarms } from './alarms';
 export interface DeploymentClients {
   readonly ecs: Pick<ECSClient, 'send'>;
   readonly cloudwatch: Pick<CloudWatchClient, 'send'>;
+  /** For services deployed by CodeDeploy (deployment controller CODE_DEPLOY). */
+  readonly codedeploy?: CodeDeployApi;
 }
 
 /**
@@ -123,7 +131,11 @@ export const bakeAfterCompletionSeconds = (service: Service, bakeSeconds: number
 
 /** The verdict for one deployment status that needs no alarm, or undefined while it is undecided. Pure. */
 export const verdict = (
-  deployment: Pick<ServiceDeployment, 'status' | 'statusReason' | 'rollback'>,
+  deployment: {
+    readonly status?: string;
+    readonly statusReason?: string;
+    readonly rollback?: { readonly reason?: string };
+  },
   deploymentArn: string,
   runningTaskDefinition: string | undefined,
   patchedTaskDefinition: string | undefined,
@@ -161,16 +173,115 @@ export const verdict = (
 const minutesBetween = (from: Date | undefined, to: Date): string =>
   from ? `${Math.max(0, Math.round((to.getTime() - from.getTime()) / 6_000) / 10)}` : '?';
 
+/**
+ * One deployment, whoever runs it, in ECS's vocabulary: an ECS service deployment, or a CodeDeploy
+ * deployment of a CODE_DEPLOY service (see normalizedStatus), so both are judged by the same rules.
+ */
+interface DeploymentView {
+  readonly controller: 'ECS' | 'CODE_DEPLOY';
+  /** The ECS service deployment ARN, or the CodeDeploy deployment id. */
+  readonly deploymentArn: string;
+  readonly status: string;
+  readonly statusReason?: string;
+  readonly rollbackReason?: string;
+  /** A deployment alarm ECS itself reports as triggered. */
+  readonly triggeredAlarm?: string;
+  readonly startedAt?: Date;
+  /** When the deployment completed (SUCCESSFUL). */
+  readonly completedAt?: Date;
+  /** The task definition that serves production traffic now. */
+  readonly runningTaskDefinition?: string;
+  /** Seconds of the configured bake still to watch after completion. */
+  readonly bakeAfterCompletion: (bakeSeconds: number) => number;
+}
+
+const ecsView = async (
+  clients: DeploymentClients,
+  service: Service,
+  subject: DeploymentSubject,
+): Promise<DeploymentView> => {
+  const deploymentArn = subject.deploymentArn ?? service.currentServiceDeployment;
+  if (!deploymentArn) {
+    throw new UnsupportedDeploymentError(
+      `Service ${subject.service.key} has no current service deployment to watch (deployment controller ${service.deploymentController?.type ?? 'ECS'}). Autopatch deploys services that use the ECS deployment controller (rolling or BLUE_GREEN) or CodeDeploy.`,
+    );
+  }
+  const out = await awsCall('ecs DescribeServiceDeployments', () =>
+    clients.ecs.send(new DescribeServiceDeploymentsCommand({ serviceDeploymentArns: [deploymentArn] })),
+  );
+  const deployment = out.serviceDeployments?.[0];
+  if (!deployment) {
+    throw new UnsupportedDeploymentError(
+      `ECS does not know service deployment ${deploymentArn} (${out.failures?.[0]?.reason ?? 'no reason given'}).`,
+    );
+  }
+  const completedAt = deployment.finishedAt ?? deployment.updatedAt;
+  const triggered = deployment.alarms?.triggeredAlarmNames?.[0];
+  return {
+    controller: 'ECS',
+    deploymentArn,
+    status: deployment.status ?? 'UNKNOWN',
+    ...(deployment.statusReason ? { statusReason: deployment.statusReason } : {}),
+    ...(deployment.rollback?.reason ? { rollbackReason: deployment.rollback.reason } : {}),
+    ...(triggered ? { triggeredAlarm: triggered } : {}),
+    ...(deployment.startedAt ? { startedAt: deployment.startedAt } : {}),
+    ...(completedAt ? { completedAt } : {}),
+    ...(service.taskDefinition ? { runningTaskDefinition: service.taskDefinition } : {}),
+    bakeAfterCompletion: (bakeSeconds) => bakeAfterCompletionSeconds(service, bakeSeconds),
+  };
+};
+
+/**
+ * A CodeDeploy deployment. The whole configured bake is watched after CodeDeploy reports it
+ * Succeeded: whether the deployment group's wait before terminating the original task set comes
+ * before or after that status is not something Autopatch relies on, so it never subtracts it (a
+ * longer watch, never a shorter one).
+ */
+const codeDeployView = async (
+  clients: DeploymentClients,
+  service: Service,
+  subject: DeploymentSubject,
+): Promise<DeploymentView> => {
+  const deploymentId = subject.deploymentArn;
+  if (!deploymentId || !isCodeDeployDeployment(deploymentId)) {
+    throw new UnsupportedDeploymentError(
+      `Service ${subject.service.key} is deployed by CodeDeploy, and the watch names no CodeDeploy deployment (${deploymentId || 'none'}).`,
+    );
+  }
+  if (!clients.codedeploy)
+    throw new UnsupportedDeploymentError('This watcher has no CodeDeploy client (a wiring error).');
+  const deployment = await getCodeDeployDeployment(clients.codedeploy, deploymentId);
+  const rollbackId = deployment.rollbackInfo?.rollbackDeploymentId;
+  const rollback = rollbackId ? await getCodeDeployDeployment(clients.codedeploy, rollbackId) : undefined;
+  const { status, reason } = normalizedStatus(deployment, rollback);
+  const running = primaryTaskDefinition(service);
+  const completedAt = deployment.completeTime;
+  return {
+    controller: 'CODE_DEPLOY',
+    deploymentArn: deploymentId,
+    status,
+    ...(reason ? { statusReason: reason } : {}),
+    ...(rollback
+      ? { rollbackReason: deployment.rollbackInfo?.rollbackMessage ?? reason ?? 'CodeDeploy rolled it back' }
+      : {}),
+    ...(deployment.startTime || deployment.createTime
+      ? { startedAt: (deployment.startTime ?? deployment.createTime) as Date }
+      : {}),
+    ...(completedAt ? { completedAt } : {}),
+    ...(running ? { runningTaskDefinition: running } : {}),
+    bakeAfterCompletion: (bakeSeconds) => bakeSeconds,
+  };
+};
+
 /** Judge a deployment Autopatch rolls back or redeploys: is the service back on its last good revision? */
 const assessRollback = (
   service: Service,
-  deployment: ServiceDeployment,
-  deploymentArn: string,
+  view: DeploymentView,
   lastGood: string | undefined,
   alarmNames: readonly string[],
 ): Assessment => {
-  const status = deployment.status ?? 'UNKNOWN';
-  const runs = service.taskDefinition;
+  const { status, deploymentArn } = view;
+  const runs = view.runningTaskDefinition;
   const back = lastGood === undefined || runs === lastGood;
   // Back means the service runs the last good revision: a ROLLBACK_SUCCESSFUL of the deployment that
   // was meant to put it back (ECS's own deployment alarms rolling a restore back) is the opposite.
@@ -197,7 +308,7 @@ const assessRollback = (
       result: {
         status: 'FAILED',
         deploymentArn,
-        reason: `Putting ${service.serviceName} back did not work: deployment ${deploymentArn} is ${status}${deployment.statusReason ? ` (${deployment.statusReason})` : ''} and the service runs ${runs ?? 'an unknown revision'}.`,
+        reason: `Putting ${service.serviceName} back did not work: deployment ${deploymentArn} is ${status}${view.statusReason ? ` (${view.statusReason})` : ''} and the service runs ${runs ?? 'an unknown revision'}.`,
       },
     };
   }
@@ -206,20 +317,22 @@ const assessRollback = (
     deploymentArn,
     deploymentStatus: status,
     alarmNames,
-    waitingFor: `ECS to finish putting the service back (${status})`,
+    waitingFor: `${view.controller === 'CODE_DEPLOY' ? 'CodeDeploy' : 'ECS'} to finish putting the service back (${status})`,
   };
 };
 
 /**
  * Look once at a deployment and the alarms that judge it. Shared by the watch Lambda (on entry), the
  * deployment-events Lambda (on each event) and the heartbeat sweep, so all decide alike, always from
- * the current state read from the APIs (an event only says "look now").
+ * the current state read from the APIs (an event only says "look now"). ECS deployments and CodeDeploy
+ * deployments (CODE_DEPLOY services) are judged by the same rules.
  *
  * Bake mode decides:
- * - ROLLED_BACK / FAILED from ECS's own status (it rolled back, failed, or another deployment won);
+ * - ROLLED_BACK / FAILED from the deployment's own status (it rolled back, failed, or another
+ *   deployment won);
  * - UNKNOWN when a watched alarm does not exist (fail closed: nobody can tell whether it is healthy);
  * - ALARM when a watched alarm is in ALARM, or was at any moment since the watch began;
- * - SUCCESSFUL only once ECS completed the deployment on the patched revision, the configured bake
+ * - SUCCESSFUL only once the deployment completed on the patched revision, the configured bake
  *   has elapsed after production traffic reached it, and every watched alarm is readable and OK.
  * Errors reading any of it propagate: the caller decides how long "cannot tell" may last.
  */
@@ -230,38 +343,38 @@ export const assessDeployment = async (
 ): Promise<Assessment> => {
   const service = await describeService(clients, subject.service);
   const alarmNames = watchedAlarms(service, subject.alarmNames);
-  const deploymentArn = subject.deploymentArn ?? service.currentServiceDeployment;
-  if (!deploymentArn) {
-    throw new UnsupportedDeploymentError(
-      `Service ${subject.service.key} has no current service deployment to watch (deployment controller ${service.deploymentController?.type ?? 'ECS'}). Autopatch deploys services that use the ECS deployment controller (rolling or BLUE_GREEN).`,
-    );
-  }
-  const out = await awsCall('ecs DescribeServiceDeployments', () =>
-    clients.ecs.send(new DescribeServiceDeploymentsCommand({ serviceDeploymentArns: [deploymentArn] })),
-  );
-  const deployment = out.serviceDeployments?.[0];
-  if (!deployment) {
-    throw new UnsupportedDeploymentError(
-      `ECS does not know service deployment ${deploymentArn} (${out.failures?.[0]?.reason ?? 'no reason given'}).`,
-    );
-  }
+  const codeDeploy =
+    service.deploymentController?.type === 'CODE_DEPLOY' || isCodeDeployDeployment(subject.deploymentArn);
+  const view = codeDeploy
+    ? await codeDeployView(clients, service, subject)
+    : await ecsView(clients, service, subject);
+  const { deploymentArn, status } = view;
+  const who = view.controller === 'CODE_DEPLOY' ? 'CodeDeploy' : 'ECS';
   if (subject.mode === 'rollback')
-    return assessRollback(service, deployment, deploymentArn, subject.taskDefinitionArn, alarmNames);
+    return assessRollback(service, view, subject.taskDefinitionArn, alarmNames);
 
-  const decided = verdict(deployment, deploymentArn, service.taskDefinition, subject.taskDefinitionArn);
+  const decided = verdict(
+    {
+      status,
+      ...(view.statusReason ? { statusReason: view.statusReason } : {}),
+      ...(view.rollbackReason ? { rollback: { reason: view.rollbackReason } } : {}),
+    },
+    deploymentArn,
+    view.runningTaskDefinition,
+    subject.taskDefinitionArn,
+  );
   if (decided) return { decided: true, result: decided, alarmNames };
-  const status = deployment.status ?? 'UNKNOWN';
   if (ROLLING_BACK.has(status)) {
     return {
       decided: false,
       deploymentArn,
       deploymentStatus: status,
       alarmNames,
-      waitingFor: `ECS (${status})`,
+      waitingFor: `${who} (${status})`,
     };
   }
 
-  const since = subject.watchingSince ? new Date(subject.watchingSince) : deployment.startedAt;
+  const since = subject.watchingSince ? new Date(subject.watchingSince) : view.startedAt;
   const sinceText = `${minutesBetween(since, now)} minutes after the deploy`;
   const alarms = await readAlarms(clients.cloudwatch, alarmNames);
   /** Fail closed: nothing can tell whether the service is healthy. */
@@ -275,7 +388,6 @@ export const assessDeployment = async (
       `Watched alarm ${alarms.missing.join(', ')} does not exist (${sinceText}): Autopatch cannot tell whether ${service.serviceName} is healthy, so it does not call it patched.`,
     );
   }
-  const triggered = deployment.alarms?.triggeredAlarmNames?.[0];
   const ecsCompleted = status === 'SUCCESSFUL';
   const alarmResult = (fired: { name: string; since?: Date }): Assessment => ({
     decided: true,
@@ -285,13 +397,14 @@ export const assessDeployment = async (
       alarmName: fired.name,
       deploymentArn,
       ecsCompleted,
+      controller: view.controller,
       reason: `Alarm ${fired.name} went into ALARM ${fired.since ? `${minutesBetween(since, fired.since)} minutes after the deploy` : `by ${sinceText}`}, during the ${ecsCompleted ? 'bake' : 'deployment'} of ${deploymentArn}.`,
       // For the alarm → rollback metric (the finish Lambda): the rollback request follows this decision.
       ...(fired.since ? { alarmAt: fired.since.toISOString() } : {}),
       decidedAt: now.toISOString(),
     },
   });
-  const firing = triggered ? { name: triggered } : alarms.firing[0];
+  const firing = view.triggeredAlarm ? { name: view.triggeredAlarm } : alarms.firing[0];
   if (firing) return alarmResult(firing);
   if (!ecsCompleted) {
     return {
@@ -299,12 +412,12 @@ export const assessDeployment = async (
       deploymentArn,
       deploymentStatus: status,
       alarmNames,
-      waitingFor: IN_PROGRESS.has(status) ? 'ECS to complete the deployment' : `ECS (${status})`,
+      waitingFor: IN_PROGRESS.has(status) ? `${who} to complete the deployment` : `${who} (${status})`,
     };
   }
-  const completedAt = deployment.finishedAt ?? deployment.updatedAt ?? now;
+  const completedAt = view.completedAt ?? now;
   const bakeEndsAt = new Date(
-    completedAt.getTime() + bakeAfterCompletionSeconds(service, subject.bakeSeconds ?? 0) * 1000,
+    completedAt.getTime() + view.bakeAfterCompletion(subject.bakeSeconds ?? 0) * 1000,
   );
   if (now.getTime() < bakeEndsAt.getTime()) {
     return {

@@ -3,6 +3,9 @@ import { DescribeServicesCommand, type ECSClient } from '@aws-sdk/client-ecs';
 import type { ServiceRef, TargetSettings } from '../shared/contracts';
 import { readAlarms, watchedAlarms } from './alarms';
 import { awsCall } from './aws';
+import { type DeploymentGroupRef, findDeploymentGroup } from './codedeploy/groups';
+import type { CodeDeployApi } from './codedeploy/status';
+import { UnsupportedDeploymentError } from './errors';
 
 /**
  * How long a remediation waits for an alarm that was already in ALARM before it deployed anything,
@@ -16,7 +19,10 @@ export interface GateInput {
    * The request's target: alarmNames (the service's own deployment alarms are added) and
    * withoutAlarms (absent in requests from before it existed: the safe default).
    */
-  readonly target: Pick<TargetSettings, 'alarmNames' | 'withoutAlarms'>;
+  readonly target: Pick<TargetSettings, 'alarmNames' | 'withoutAlarms'> & {
+    /** The CodeDeploy deployment group of a CODE_DEPLOY service, when the target names it. */
+    readonly codeDeploy?: DeploymentGroupRef;
+  };
   /** Where the check runs: before anything is built, or right before traffic moves. */
   readonly stage: 'plan' | 'deploy';
   /** The previous check's result, to time how long an alarm has kept the deployment waiting. */
@@ -41,8 +47,8 @@ export interface GateResult {
 /**
  * "Check the service can be watched" / "Check the alarms before deploying": before anything is
  * built, and again right before traffic moves, make sure the deployment can be judged at all.
- * - unsupported: the service is gone, or another deployment controller (CODE_DEPLOY, EXTERNAL) owns
- *   its deployments: nothing is built.
+ * - unsupported: the service is gone, an EXTERNAL controller owns its deployments, or it is a
+ *   CODE_DEPLOY service no CodeDeploy deployment group deploys: nothing is built.
  * - missing: a watched alarm does not exist (misspelt, deleted): nobody could tell if it breaks.
  * - firing: a watched alarm is already in ALARM: deploying now would blame the patch for it, so the
  *   remediation waits and checks again; deferred once it has waited DEFER_LIMIT_SECONDS.
@@ -53,7 +59,11 @@ export interface GateResult {
  */
 export const checkGate = async (
   input: GateInput,
-  clients: { readonly ecs: Pick<ECSClient, 'send'>; readonly cloudwatch: Pick<CloudWatchClient, 'send'> },
+  clients: {
+    readonly ecs: Pick<ECSClient, 'send'>;
+    readonly cloudwatch: Pick<CloudWatchClient, 'send'>;
+    readonly codedeploy?: CodeDeployApi;
+  },
   now: Date = new Date(),
 ): Promise<GateResult> => {
   const out = await awsCall('ecs DescribeServices', () =>
@@ -77,13 +87,33 @@ export const checkGate = async (
   }
   const controller = service.deploymentController?.type ?? 'ECS';
   const alarmNames = watchedAlarms(service, input.target.alarmNames);
-  if (controller !== 'ECS') {
+  if (controller === 'CODE_DEPLOY') {
+    // Deployed through CodeDeploy: only if a deployment group Autopatch can find deploys it.
+    const problem = clients.codedeploy
+      ? await findDeploymentGroup(clients.codedeploy, input.service, input.target.codeDeploy).then(
+          () => undefined,
+          (error: unknown) => {
+            if (error instanceof UnsupportedDeploymentError) return error.message;
+            throw error;
+          },
+        )
+      : 'this check has no CodeDeploy client';
+    if (problem) {
+      return {
+        ...base,
+        verdict: 'unsupported',
+        controller,
+        alarmNames,
+        reason: `Service ${input.service.key} uses the CODE_DEPLOY deployment controller, and Autopatch cannot deploy it through CodeDeploy: ${problem}`,
+      };
+    }
+  } else if (controller !== 'ECS') {
     return {
       ...base,
       verdict: 'unsupported',
       controller,
       alarmNames,
-      reason: `Service ${input.service.key} uses the ${controller} deployment controller: its deployments are not made with UpdateService, so Autopatch does not rebuild for it. Patch it through ${controller === 'CODE_DEPLOY' ? 'its CodeDeploy application' : 'the tool that deploys it'}.`,
+      reason: `Service ${input.service.key} uses the ${controller} deployment controller: its deployments are made by another tool, so Autopatch does not rebuild for it. Patch it through the tool that deploys it.`,
     };
   }
   if ((service.desiredCount ?? 1) === 0) {

@@ -8,12 +8,19 @@ import {
 } from '@aws-sdk/client-ecs';
 import type { ServiceRef } from '../shared/contracts';
 import { awsCall } from './aws';
+import type { DeploymentGroupRef } from './codedeploy/groups';
+import { restoreWithCodeDeploy } from './codedeploy/restore';
+import type { CodeDeployApi } from './codedeploy/status';
 import type { RecoveryResult } from './state';
 
 export interface RestoreInput {
   readonly service: ServiceRef;
   readonly previousTaskDefinitionArn: string;
   readonly patchedTaskDefinitionArn: string;
+  /** The deployment controller the gate saw (ECS or CODE_DEPLOY), for when DescribeServices fails. */
+  readonly controller?: string;
+  /** The target, for its CodeDeploy deployment group when it names one. */
+  readonly target?: { readonly codeDeploy?: DeploymentGroupRef };
 }
 
 const IN_PROGRESS = new Set(['PENDING', 'IN_PROGRESS']);
@@ -44,6 +51,7 @@ const tryRead = async <T>(
 export const restoreLastGoodRevision = async (
   input: RestoreInput,
   ecs: Pick<ECSClient, 'send'>,
+  codedeploy?: CodeDeployApi,
 ): Promise<RecoveryResult> => {
   const { service } = input;
   const notes: string[] = [];
@@ -62,6 +70,28 @@ export const restoreLastGoodRevision = async (
         deploymentArn: '',
       };
     }
+  }
+  const controller = current?.deploymentController?.type ?? input.controller ?? 'ECS';
+  if (controller === 'CODE_DEPLOY') {
+    // ECS refuses UpdateService with a task definition for these: everything goes through CodeDeploy.
+    if (!codedeploy) throw new Error('restore: no CodeDeploy client for a CODE_DEPLOY service');
+    const serviceNow: Service =
+      current ??
+      (await awsCall('ecs DescribeServices', () =>
+        ecs.send(
+          new DescribeServicesCommand({ cluster: service.clusterArn, services: [service.serviceName] }),
+        ),
+      ).then((out): Service => out.services?.[0] ?? {}));
+    return restoreWithCodeDeploy(
+      codedeploy,
+      serviceNow,
+      service,
+      input.previousTaskDefinitionArn,
+      input.patchedTaskDefinitionArn,
+      input.target?.codeDeploy,
+    );
+  }
+  if (current) {
     if (current.taskDefinition !== input.patchedTaskDefinitionArn) {
       return {
         action: 'nothing-to-do',
@@ -69,7 +99,7 @@ export const restoreLastGoodRevision = async (
         deploymentArn: '',
       };
     }
-  } else notes.push(`DescribeServices failed (${described.error})`);
+  } else if (!described.ok) notes.push(`DescribeServices failed (${described.error})`);
 
   const deploymentArn = current?.currentServiceDeployment;
   if (deploymentArn) {

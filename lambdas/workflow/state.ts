@@ -61,6 +61,11 @@ export interface WatchResult {
   readonly decidedAt?: string;
   /** ALARM only: ECS had already completed the deployment (roll back by redeploying the last good revision). */
   readonly ecsCompleted?: boolean;
+  /**
+   * ALARM only: who runs the deployment. CODE_DEPLOY: the rollback goes through CodeDeploy (the
+   * restore step), not ECS's StopServiceDeployment.
+   */
+  readonly controller?: 'ECS' | 'CODE_DEPLOY';
   /** A sentence for people (not read by the definition). */
   readonly reason?: string;
 }

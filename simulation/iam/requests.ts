@@ -14,6 +14,13 @@ import type { IamModel } from './policies';
 export interface ResourceLookups {
   /** The tags of an ECS service, by ARN (undefined: no such service). */
   serviceTags(serviceArn: string): Readonly<Record<string, string>> | undefined;
+  /**
+   * The application and deployment group of a CodeDeploy deployment, by id: IAM authorizes
+   * GetDeployment and StopDeployment on the deployment group (undefined: no such deployment).
+   */
+  codeDeployGroupOf?(deploymentId: string): { application: string; deploymentGroup: string } | undefined;
+  /** The deployment configuration a CodeDeploy deployment group uses. */
+  codeDeployConfigOf?(application: string, deploymentGroup: string): string | undefined;
 }
 
 type Input = Record<string, unknown>;
@@ -212,6 +219,66 @@ export const authorizationRequests = (
     }
 
     // ------------------------------------------------------------------ SSM
+    // ------------------------------------------------------------------ CodeDeploy
+    // Deployments are authorized on their deployment group (Service Authorization Reference).
+    case 'codedeploy:ListApplications':
+      return [req('codedeploy:ListApplications', '*')];
+    case 'codedeploy:ListDeploymentGroups':
+      return [
+        req(
+          'codedeploy:ListDeploymentGroups',
+          arn('codedeploy', `application:${str(input.applicationName) ?? ''}`),
+        ),
+      ];
+    case 'codedeploy:GetDeploymentGroup':
+    case 'codedeploy:ListDeployments':
+      return [
+        req(
+          `codedeploy:${operation}`,
+          arn(
+            'codedeploy',
+            `deploymentgroup:${str(input.applicationName) ?? ''}/${str(input.deploymentGroupName) ?? ''}`,
+          ),
+        ),
+      ];
+    case 'codedeploy:BatchGetDeploymentGroups':
+      return strings(input.deploymentGroupNames).map((g) =>
+        req(
+          'codedeploy:BatchGetDeploymentGroups',
+          arn('codedeploy', `deploymentgroup:${str(input.applicationName) ?? ''}/${g}`),
+        ),
+      );
+    case 'codedeploy:CreateDeployment': {
+      const application = str(input.applicationName) ?? '';
+      const group = str(input.deploymentGroupName) ?? '';
+      const config =
+        str(input.deploymentConfigName) ??
+        lookups.codeDeployConfigOf?.(application, group) ??
+        'CodeDeployDefault.ECSAllAtOnce';
+      // Modelled stricter than the reference states: the deployer policies AWS shows grant these two
+      // with CreateDeployment (it registers the revision and reads the group's deployment config).
+      return [
+        req('codedeploy:CreateDeployment', arn('codedeploy', `deploymentgroup:${application}/${group}`)),
+        req('codedeploy:GetDeploymentConfig', arn('codedeploy', `deploymentconfig:${config}`)),
+        req('codedeploy:RegisterApplicationRevision', arn('codedeploy', `application:${application}`)),
+      ];
+    }
+    // StopDeployment has no resource-level permissions: IAM evaluates it against "*".
+    case 'codedeploy:StopDeployment':
+      return [req('codedeploy:StopDeployment', '*')];
+    case 'codedeploy:GetDeployment': {
+      const id = str(input.deploymentId) ?? '';
+      const group = lookups.codeDeployGroupOf?.(id);
+      return [
+        req(
+          `codedeploy:${operation}`,
+          group
+            ? arn('codedeploy', `deploymentgroup:${group.application}/${group.deploymentGroup}`)
+            : arn('codedeploy', 'deploymentgroup:unknown/unknown'),
+        ),
+      ];
+    }
+
     case 'ssm:PutParameter':
     case 'ssm:GetParameter': {
       const name = (str(input.Name) ?? '').replace(/^\//, '');

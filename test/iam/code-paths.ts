@@ -25,6 +25,7 @@ const DOCUMENT_COMMANDS: Record<string, string> = {
 /** The simulation's service names (simulation/model/catalog.ts), by SDK package. */
 const PACKAGES: Record<string, string> = {
   '@aws-sdk/client-ecs': 'ecs',
+  '@aws-sdk/client-codedeploy': 'codedeploy',
   '@aws-sdk/client-ecr': 'ecr',
   '@aws-sdk/client-codebuild': 'codebuild',
   '@aws-sdk/client-inspector2': 'inspector2',

@@ -26,7 +26,10 @@ const TAGS: Record<string, Record<string, string>> = {
   [arn('ecs', 'service/prod/checkout')]: { 'autopatch:enabled': 'true' },
   [arn('ecs', 'service/prod/billing')]: { team: 'billing' },
 };
-const lookups: ResourceLookups = { serviceTags: (a) => TAGS[a] ?? {} };
+const lookups: ResourceLookups = {
+  serviceTags: (a) => TAGS[a] ?? {},
+  codeDeployGroupOf: () => ({ application: 'AppECS-prod-checkout', deploymentGroup: 'DgpECS-prod-checkout' }),
+};
 
 /** Workflow role → handler file (lib/workflow.ts FUNCTIONS: lambdas/workflow/handlers/<kebab-case>.ts). */
 const kebab = (role: string) => role.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -84,6 +87,22 @@ const sampleInputs = (service: string, operation: string): Array<Record<string, 
       },
     ],
     'sfn:SendTaskFailure': [{ taskToken: 't' }],
+    'codedeploy:ListApplications': [{}],
+    'codedeploy:ListDeploymentGroups': [{ applicationName: 'AppECS-prod-checkout' }],
+    'codedeploy:GetDeploymentGroup': [
+      { applicationName: 'AppECS-prod-checkout', deploymentGroupName: 'DgpECS-prod-checkout' },
+    ],
+    'codedeploy:BatchGetDeploymentGroups': [
+      { applicationName: 'AppECS-prod-checkout', deploymentGroupNames: ['DgpECS-prod-checkout'] },
+    ],
+    'codedeploy:ListDeployments': [
+      { applicationName: 'AppECS-prod-checkout', deploymentGroupName: 'DgpECS-prod-checkout' },
+    ],
+    'codedeploy:CreateDeployment': [
+      { applicationName: 'AppECS-prod-checkout', deploymentGroupName: 'DgpECS-prod-checkout' },
+    ],
+    'codedeploy:GetDeployment': [{ deploymentId: 'd-7K3VQ9X2A' }],
+    'codedeploy:StopDeployment': [{ deploymentId: 'd-7K3VQ9X2A', autoRollbackEnabled: true }],
   };
   if (service === 'dynamodb') {
     return [operation.startsWith('Batch') ? { RequestItems: { [table]: {} } } : { TableName: table }];
@@ -128,6 +147,7 @@ const LAMBDAS = [
   'registerTaskDefinition',
   'watchDeployment',
   'restore',
+  'deployWithCodeDeploy',
   'finish',
   'deploymentEvents',
   'gate',

@@ -263,6 +263,8 @@ export const FAKE_PROJECTS = {
 
 export const PREVIOUS_TASK_DEFINITION = `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/payments-api:41`;
 export const PATCHED_TASK_DEFINITION = `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/payments-api:42`;
+/** A CodeDeploy deployment id (CODE_DEPLOY services). */
+export const CODEDEPLOY_DEPLOYMENT_ID = 'd-7K3VQ9X2A';
 export const DEPLOYMENT_ARN = `arn:aws:ecs:${REGION}:${ACCOUNT}:service-deployment/prod/payments-api/dep1`;
 export const BUILD_LOG_LINK =
   'https://console.aws.amazon.com/cloudwatch/home?region=eu-central-1#logsV2:log-groups/build';
@@ -394,6 +396,11 @@ export class FakeAccount {
       }))
       .on('Deploy the patched revision', () => ({
         Service: { TaskDefinition: PATCHED_TASK_DEFINITION, CurrentServiceDeployment: DEPLOYMENT_ARN },
+      }))
+      .on('Deploy the patched revision with CodeDeploy', () => ({
+        deploymentArn: CODEDEPLOY_DEPLOYMENT_ID,
+        application: 'AppECS-prod-payments-api',
+        deploymentGroup: 'DgpECS-prod-payments-api',
       }))
       .on(
         'Watch the deployment through the bake time',

@@ -220,6 +220,7 @@ describe('the remediation definition', () => {
       'Register the patched task definition',
       'Check the alarms before deploying',
       'Deploy the patched revision',
+      'Deploy the patched revision with CodeDeploy',
       'Watch the deployment through the bake time',
       'Roll back the deployment',
       'Wait for the rollback',
@@ -251,7 +252,7 @@ describe('RemediationWorkflow construct', () => {
 
   it('runs every Lambda on arm64 Node.js 22 with tracing, each with a KMS-encrypted log group', () => {
     const functions = template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(functions)).toHaveLength(11);
+    expect(Object.keys(functions)).toHaveLength(12);
     for (const fn of Object.values(functions)) {
       expect(fn.Properties).toEqual(
         expect.objectContaining({

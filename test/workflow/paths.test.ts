@@ -2,6 +2,7 @@ import type { RemediationRequest } from '../../lambdas/shared/contracts';
 import {
   allStates,
   BUILD_LOG_LINK,
+  CODEDEPLOY_DEPLOYMENT_ID,
   DEPLOYMENT_ARN,
   FakeAccount,
   image,
@@ -45,6 +46,7 @@ const DEPLOY = [
   'Register the patched task definition',
   'Check the alarms before deploying',
   'Still safe to deploy?',
+  'Which tool deploys the service?',
   'Deploy the patched revision',
   'Watch the deployment through the bake time',
   'How did the deployment end?',
@@ -364,6 +366,7 @@ describe('remediation workflow paths', () => {
         'Still safe to deploy?',
         ...hold,
         ...hold,
+        'Which tool deploys the service?',
         'Deploy the patched revision',
         'Watch the deployment through the bake time',
         'How did the deployment end?',
@@ -712,6 +715,58 @@ const unexpected = (task = 'Acquire the service lock'): Error =>
   allStates(renderWorkflow().definition).get(task)?.Resource?.startsWith('arn:aws:states:::lambda:')
     ? lambdaError('UnexpectedError', 'something nobody planned for')
     : serviceError('UnexpectedError', 'something nobody planned for');
+/** The gate's answer for a service whose deployment controller is CODE_DEPLOY. */
+const codeDeployGate = () => ({
+  verdict: 'ready',
+  approvalRequired: false,
+  reason: 'Every watched alarm exists and none is in ALARM.',
+  stage: 'deploy',
+  alarmNames: ['payments-api-5xx'],
+  controller: 'CODE_DEPLOY',
+  firingSince: '',
+});
+
+describe('CODE_DEPLOY services: deployed, watched and put back through CodeDeploy', () => {
+  it('deploys through CodeDeploy and watches that deployment through the bake', async () => {
+    const account = new FakeAccount().on('Check the alarms before deploying', codeDeployGate);
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.status).toBe('SUCCEEDED');
+    expect(run.states).toContain('Deploy the patched revision with CodeDeploy');
+    expect(run.states).not.toContain('Deploy the patched revision');
+    expect(run.calls.get('Deploy the patched revision with CodeDeploy')?.[0]).toEqual(
+      expect.objectContaining({ taskDefinitionArn: PATCHED_TASK_DEFINITION }),
+    );
+    expect(run.calls.get('Watch the deployment through the bake time')?.[0]).toEqual(
+      expect.objectContaining({ deploymentArn: CODEDEPLOY_DEPLOYMENT_ID, mode: 'bake' }),
+    );
+    expect(account.outcomes).toEqual([expect.objectContaining({ outcome: 'Patched' })]);
+  });
+
+  it('an alarm during the CodeDeploy deployment puts the service back through the restore step, never StopServiceDeployment', async () => {
+    const account = new FakeAccount()
+      .on('Check the alarms before deploying', codeDeployGate)
+      .on('Watch the deployment through the bake time', () => ({
+        status: 'ALARM',
+        alarmName: 'payments-api-5xx',
+        deploymentArn: CODEDEPLOY_DEPLOYMENT_ID,
+        ecsCompleted: false,
+        controller: 'CODE_DEPLOY',
+      }));
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).not.toContain('Roll back the deployment');
+    expect(run.states).toContain('Put the service back on its last good revision');
+    expect(run.calls.get('Put the service back on its last good revision')?.[0]).toEqual(
+      expect.objectContaining({
+        controller: 'CODE_DEPLOY',
+        patchedTaskDefinitionArn: PATCHED_TASK_DEFINITION,
+      }),
+    );
+    expect(run.error).toBe('RolledBack');
+  });
+});
+
 const REACH: Record<
   string,
   {
@@ -752,6 +807,15 @@ const REACH: Record<
   'Deploy the patched revision': {
     path: [
       'Deploy the patched revision',
+      'Put the service back on its last good revision',
+      'Is the last good revision on its way?',
+      'Wait until the last good revision runs',
+    ],
+  },
+  'Deploy the patched revision with CodeDeploy': {
+    setup: (a) => a.on('Check the alarms before deploying', codeDeployGate),
+    path: [
+      'Deploy the patched revision with CodeDeploy',
       'Put the service back on its last good revision',
       'Is the last good revision on its way?',
       'Wait until the last good revision runs',
@@ -869,6 +933,8 @@ describe('every Task: an unexpected error ends in the failure path with the lock
       service: remediationRequest().service,
       previousTaskDefinitionArn: PREVIOUS_TASK_DEFINITION,
       patchedTaskDefinitionArn: PATCHED_TASK_DEFINITION,
+      controller: 'ECS',
+      target: remediationRequest().target,
     });
     expect(run.cause).toMatch(/failed while deploying the patched revision/);
     expect(run.cause).toMatch(/Requested a rollback of deployment .* runs its last good revision/);

@@ -1,4 +1,5 @@
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { CodeDeployClient } from '@aws-sdk/client-codedeploy';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { SFNClient } from '@aws-sdk/client-sfn';
@@ -16,6 +17,7 @@ export const watchDeps = () => {
   return {
     ecs: new ECSClient({}),
     cloudwatch: new CloudWatchClient({}),
+    codedeploy: new CodeDeployClient({}),
     sfn: new SFNClient({}),
     ledger: new Ledger({ client: dynamodb, tableName: env.LEDGER_TABLE }),
     registry: new WatchRegistry({ client: dynamodb, tableName: env.LEDGER_TABLE }),

@@ -515,6 +515,7 @@ describe('events and the heartbeat', () => {
       alarmName: 'payments-api-5xx',
       deploymentArn: DEPLOYMENT_ARN,
       ecsCompleted: false,
+      controller: 'ECS',
       reason: expect.any(String),
       decidedAt: expect.any(String),
     });
