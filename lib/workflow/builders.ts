@@ -9,7 +9,7 @@ import type { TargetConfig } from '../../lambdas/shared/config';
 import { patchOsBuildSpec } from '../../statemachines/buildspecs/patch-os';
 import { sourceBuildSpec } from '../../statemachines/buildspecs/source';
 import { BUILD_KEY_ACTIONS } from '../grants';
-import { type ArnOf, ECR_PULL_ACTIONS, ECR_PUSH_ACTIONS } from './iam';
+import { type ArnOf, ECR_PULL_ACTIONS, ECR_PUSH_ACTIONS, ecrPushScope } from './iam';
 
 /**
  * Regions where CodeBuild offers the ARM_CONTAINER environment type, as the CodeBuild API reference
@@ -118,11 +118,24 @@ export const createBuildProjects = (scope: Construct, props: BuildProjectsProps)
   };
   const ownProjects = [...Object.values(patchOsProjects), ...Object.values(sourceProjects)];
 
-  // Images live in any repository of the account (services are also discovered by tag).
+  // Pull the running image from any repository of the account (services are also discovered by tag);
+  // push the patched one only where docs/deploy.md ("IAM") says.
   const repositories = arn('ecr', 'repository', '*');
-  const pushStatements = [
-    new iam.PolicyStatement({ actions: [...ECR_PUSH_ACTIONS], resources: [repositories] }),
-  ];
+  const push = ecrPushScope(arn, props);
+  const pushStatements = push.anyRepository
+    ? [new iam.PolicyStatement({ actions: [...ECR_PUSH_ACTIONS], resources: [repositories] })]
+    : [
+        new iam.PolicyStatement({
+          actions: [...ECR_PUSH_ACTIONS],
+          resources: [repositories],
+          conditions: {
+            StringEquals: { [`aws:ResourceTag/${props.serviceTag.key}`]: props.serviceTag.value },
+          },
+        }),
+        ...(push.named.length > 0
+          ? [new iam.PolicyStatement({ actions: [...ECR_PUSH_ACTIONS], resources: [...push.named] })]
+          : []),
+      ];
   for (const p of ownProjects) {
     p.addToRolePolicy(new iam.PolicyStatement({ actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }));
     p.addToRolePolicy(new iam.PolicyStatement({ actions: [...ECR_PULL_ACTIONS], resources: [repositories] }));

@@ -17,7 +17,7 @@ import { createStateMachine, stateMachineArnOf } from './definition';
 import { createWorkflowEvents } from './events';
 import { grantFunctionPermissions } from './function-permissions';
 import { createWorkflowFunctions, type FunctionRole, functionsBySubstitution } from './functions';
-import { WorkflowStatements } from './iam';
+import { ecrPushScope, WorkflowStatements } from './iam';
 
 export interface RemediationWorkflowProps {
   /** The ledger table (shared with triage): locks, history, task tokens. */
@@ -163,7 +163,7 @@ export class RemediationWorkflow extends Construct {
       functions: Object.values(functions),
       projects: builds.ownProjects,
       sourceBuckets: builds.sourceBuckets,
-      pushToAnyRepository: true,
+      pushToAnyRepository: ecrPushScope(statements.arn, props).anyRepository,
     });
   }
 }
