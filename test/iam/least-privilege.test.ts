@@ -28,7 +28,7 @@ const TAGS: Record<string, Record<string, string>> = {
 };
 const lookups: ResourceLookups = { serviceTags: (a) => TAGS[a] ?? {} };
 
-/** Workflow role → handler file (lib/workflow.ts FUNCTIONS: lambdas/workflow/handlers/<kebab-case>.ts). */
+/** Workflow role → handler file (lib/workflow/functions.ts FUNCTIONS: lambdas/workflow/handlers/<kebab-case>.ts). */
 const kebab = (role: string) => role.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const entryOf = (principal: string) =>
   principal === 'triage' ? 'lambdas/triage/handler.ts' : `lambdas/workflow/handlers/${kebab(principal)}.ts`;
