@@ -14,6 +14,7 @@ import type { TriageRuntimeConfig } from '../lambdas/shared/config';
 import { ConfigurationError } from '../lambdas/shared/errors';
 import { grantLedgerReadWrite } from './grants';
 import { acknowledge, ecsArnPattern, IAM5_ANY_RESOURCE, iam5Resource, NAG_REASONS } from './nag';
+import { LAMBDA_ARCHITECTURE, LAMBDA_BUNDLING, LAMBDA_RUNTIME } from './workflow/lambda-runtime';
 
 /** How long one batch may take; the intake queue's visibility timeout is derived from it. */
 export const TRIAGE_TIMEOUT = Duration.minutes(2);
@@ -101,20 +102,16 @@ export class TriageFunction extends Construct {
         'Autopatch triage: Inspector findings -> policy decision -> one remediation per ECS service.',
       entry: path.join(__dirname, '..', 'lambdas', 'triage', 'handler.ts'),
       handler: 'handler',
-      runtime: lambda.Runtime.NODEJS_24_X,
-      architecture: lambda.Architecture.ARM_64,
+      runtime: LAMBDA_RUNTIME,
+      architecture: LAMBDA_ARCHITECTURE,
       memorySize: 512,
       timeout: TRIAGE_TIMEOUT,
       role: this.role,
       logGroup: this.logGroup,
       tracing: lambda.Tracing.ACTIVE,
       environment,
-      bundling: {
-        minify: true,
-        sourceMap: true,
-        // The SDK clients are bundled at the versions package-lock.json pins, not the runtime's copy.
-        bundleAwsSDK: true,
-      },
+      // One runtime and bundling policy for every Autopatch Lambda (SDK bundled at the pinned versions).
+      bundling: LAMBDA_BUNDLING,
     });
 
     this.function.addEventSource(

@@ -2,6 +2,7 @@ import { ExecutionAlreadyExists, type SFNClient, StartExecutionCommand } from '@
 import * as z from 'zod';
 import type { RemediationRequest } from '../shared/contracts';
 import type { Ledger } from '../shared/ledger';
+import { ABANDONING_STATUSES } from '../shared/workflow-constants';
 import { awsCall } from './aws';
 
 /**
@@ -23,8 +24,8 @@ export const executionEndedEventSchema = z.object({
 });
 export type ExecutionEndedEvent = z.infer<typeof executionEndedEventSchema>;
 
-/** Statuses whose execution may have skipped its finish state. */
-export const ABANDONING_STATUSES = ['ABORTED', 'TIMED_OUT', 'FAILED'] as const;
+/** Statuses whose execution may have skipped its finish state (defined without runtime dependencies, for lib/). */
+export { ABANDONING_STATUSES };
 
 export interface ExecutionEndedDeps {
   readonly ledger: Pick<Ledger, 'release' | 'markStarted'>;

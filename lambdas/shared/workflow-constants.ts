@@ -1,0 +1,11 @@
+/**
+ * Constants of the remediation workflow that the Lambdas (lambdas/) and the construct that deploys
+ * them (lib/) both need. No runtime dependencies, so synth loads no SDK client for them.
+ */
+
+/**
+ * Step Functions execution statuses whose execution may have skipped its finish state (stopped by
+ * hand, timed out, or failed where no Catch reaches): the execution-ended rule matches these, and the
+ * handler releases the lock such an execution may still hold.
+ */
+export const ABANDONING_STATUSES = ['ABORTED', 'TIMED_OUT', 'FAILED'] as const;

@@ -1,0 +1,191 @@
+import { ArnFormat, Duration, Stack, Token } from 'aws-cdk-lib';
+import * as codebuild from 'aws-cdk-lib/aws-codebuild';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type { Construct } from 'constructs';
+import type { TargetConfig } from '../../lambdas/shared/config';
+import { patchOsBuildSpec } from '../../statemachines/buildspecs/patch-os';
+import { sourceBuildSpec } from '../../statemachines/buildspecs/source';
+import { BUILD_KEY_ACTIONS } from '../grants';
+import { type ArnOf, ECR_PULL_ACTIONS, ECR_PUSH_ACTIONS, ecrPushScope } from './iam';
+
+/**
+ * Regions where CodeBuild offers the ARM_CONTAINER environment type, as the CodeBuild API reference
+ * (ProjectEnvironment/Fleet `environmentType`, in @aws-sdk/client-codebuild's model) lists them.
+ * Not checked against every Region's console: pass `armBuilds: true` where CodeBuild offers it and
+ * this list does not say so yet.
+ */
+export const CODEBUILD_ARM_REGIONS: readonly string[] = [
+  'us-east-1',
+  'us-east-2',
+  'us-west-2',
+  'eu-west-1',
+  'eu-central-1',
+  'ap-south-1',
+  'ap-northeast-1',
+  'ap-southeast-1',
+  'ap-southeast-2',
+  'sa-east-1',
+];
+
+/**
+ * Whether the arm64 build projects are created: as asked, else by the stack's Region. A Region that is
+ * a token (environment-agnostic stack, the default `cdk deploy`) keeps them: a CfnCondition on the
+ * Region would turn every reference to the arm64 projects (the state machine's StartBuild statement,
+ * plan-builds' environment) into an Fn::If that the simulation and its IAM evaluator do not read. A
+ * wrong guess is loud either way: in a Region without ARM_CONTAINER the deploy fails at the arm64
+ * project (expected from the CodeBuild API reference, not verified), and the fix is
+ * `armBuilds: false` or a stack with an explicit Region; docs/deploy.md says so.
+ */
+export const createsArmBuilds = (region: string, armBuilds?: boolean): boolean =>
+  armBuilds ?? (Token.isUnresolved(region) || CODEBUILD_ARM_REGIONS.includes(region));
+
+/**
+ * What plan-builds receives as the arm64 project name when there is none: a name no project has,
+ * so an arm64 image's build fails at StartBuild (BuildCouldNotRun) with a Cause that names the reason.
+ */
+export const NO_ARM_BUILDER = 'Autopatch-no-arm64-CodeBuild-in-this-Region';
+
+/** A project per CPU architecture; no arm64 project where CodeBuild offers no ARM (see armBuilds). */
+export interface ArchitectureProjects {
+  readonly x86: codebuild.Project;
+  readonly arm?: codebuild.Project;
+}
+
+export interface BuildProjectsProps {
+  readonly encryptionKey: kms.IKey;
+  readonly logRetention: logs.RetentionDays;
+  readonly targets: readonly TargetConfig[];
+  readonly serviceTag: { readonly key: string; readonly value: string };
+  readonly armBuilds?: boolean;
+  readonly arn: ArnOf;
+}
+
+export interface BuildProjects {
+  readonly buildLogGroup: logs.LogGroup;
+  readonly patchOsProjects: ArchitectureProjects;
+  readonly sourceProjects: ArchitectureProjects;
+  /** Autopatch's own projects, which the state machine starts. */
+  readonly ownProjects: readonly codebuild.Project[];
+  /** The targets' own projects (`rebuild.mode: project`), by ARN, which the state machine starts too. */
+  readonly targetProjectArns: readonly string[];
+  /** The S3 buckets of the targets' source rebuilds (for the cdk-nag acknowledgement of their objects). */
+  readonly sourceBuckets: readonly string[];
+}
+
+/**
+ * The CodeBuild projects that patch and rebuild images (statemachines/buildspecs), created in `scope`
+ * (the workflow), and what their roles may do: pull and push images, read the targets' sources.
+ */
+export const createBuildProjects = (scope: Construct, props: BuildProjectsProps): BuildProjects => {
+  const stack = Stack.of(scope);
+  const { arn, encryptionKey: key } = props;
+  const buildLogGroup = new logs.LogGroup(scope, 'BuildLogs', {
+    encryptionKey: key,
+    retention: props.logRetention,
+  });
+  const project = (projectId: string, buildSpec: object, arm: boolean, what: string): codebuild.Project => {
+    const p = new codebuild.Project(scope, projectId, {
+      description: `Autopatch: ${what} (${arm ? 'arm64' : 'x86_64'})`,
+      buildSpec: codebuild.BuildSpec.fromObjectToYaml(buildSpec as Record<string, unknown>),
+      environment: {
+        buildImage: arm
+          ? codebuild.LinuxArmBuildImage.AMAZON_LINUX_2_STANDARD_3_0
+          : codebuild.LinuxBuildImage.STANDARD_7_0,
+        computeType: arm ? codebuild.ComputeType.LARGE : codebuild.ComputeType.MEDIUM,
+        // docker build needs the Docker daemon, which needs privileged mode.
+        privileged: true,
+      },
+      timeout: Duration.minutes(60),
+      queuedTimeout: Duration.hours(2),
+      logging: { cloudWatch: { logGroup: buildLogGroup } },
+    });
+    // Set on the L1 resource: the L2 encryptionKey prop grants kms:ReEncrypt* and kms:GenerateDataKey*.
+    (p.node.defaultChild as codebuild.CfnProject).encryptionKey = key.keyArn;
+    key.grant(p, ...BUILD_KEY_ACTIONS);
+    return p;
+  };
+  const arm = createsArmBuilds(stack.region, props.armBuilds);
+  const patchOsProjects = {
+    x86: project('PatchOsX86Project', patchOsBuildSpec, false, 'OS patch layer'),
+    ...(arm ? { arm: project('PatchOsArmProject', patchOsBuildSpec, true, 'OS patch layer') } : {}),
+  };
+  const sourceProjects = {
+    x86: project('SourceX86Project', sourceBuildSpec, false, 'rebuild from source'),
+    ...(arm ? { arm: project('SourceArmProject', sourceBuildSpec, true, 'rebuild from source') } : {}),
+  };
+  const ownProjects = [...Object.values(patchOsProjects), ...Object.values(sourceProjects)];
+
+  // Pull the running image from any repository of the account (services are also discovered by tag);
+  // push the patched one only where docs/deploy.md ("IAM") says.
+  const repositories = arn('ecr', 'repository', '*');
+  const push = ecrPushScope(arn, props);
+  const pushStatements = push.anyRepository
+    ? [new iam.PolicyStatement({ actions: [...ECR_PUSH_ACTIONS], resources: [repositories] })]
+    : [
+        new iam.PolicyStatement({
+          actions: [...ECR_PUSH_ACTIONS],
+          resources: [repositories],
+          conditions: {
+            StringEquals: { [`aws:ResourceTag/${props.serviceTag.key}`]: props.serviceTag.value },
+          },
+        }),
+        ...(push.named.length > 0
+          ? [new iam.PolicyStatement({ actions: [...ECR_PUSH_ACTIONS], resources: [...push.named] })]
+          : []),
+      ];
+  for (const p of ownProjects) {
+    p.addToRolePolicy(new iam.PolicyStatement({ actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }));
+    p.addToRolePolicy(new iam.PolicyStatement({ actions: [...ECR_PULL_ACTIONS], resources: [repositories] }));
+    for (const s of pushStatements) p.addToRolePolicy(s);
+  }
+
+  const sources = props.targets.flatMap((t) =>
+    t.rebuild.mode === 'source' ? [t.rebuild.sourceLocation] : [],
+  );
+  const sourceBuckets = [...new Set(sources.flatMap((s) => /^s3:\/\/([^/]+)\//.exec(s)?.[1] ?? []))];
+  const codecommit = [
+    ...new Set(
+      sources.flatMap((s) => /^https:\/\/git-codecommit\.[^/]+\/v1\/repos\/([^/#]+)/.exec(s)?.[1] ?? []),
+    ),
+  ];
+  for (const p of Object.values(sourceProjects)) {
+    if (sourceBuckets.length > 0) {
+      p.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['s3:GetObject'],
+          resources: sourceBuckets.map((b) => `arn:${stack.partition}:s3:::${b}/*`),
+        }),
+      );
+    }
+    if (codecommit.length > 0) {
+      p.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['codecommit:GitPull'],
+          resources: codecommit.map((r) => arn('codecommit', r, undefined, ArnFormat.NO_RESOURCE_NAME)),
+        }),
+      );
+    }
+  }
+  const targetProjectArns = [
+    ...new Set(props.targets.flatMap((t) => (t.rebuild.mode === 'project' ? [t.rebuild.projectName] : []))),
+  ].map((name) => arn('codebuild', 'project', name));
+
+  return { buildLogGroup, patchOsProjects, sourceProjects, ownProjects, targetProjectArns, sourceBuckets };
+};
+
+/** plan-builds chooses the project per image: it receives their names (or {@link NO_ARM_BUILDER}). */
+export const namePlannedProjects = (
+  planBuilds: lambda.Function,
+  projects: Pick<BuildProjects, 'patchOsProjects' | 'sourceProjects'>,
+): void => {
+  planBuilds.addEnvironment('PATCH_OS_PROJECT_X86', projects.patchOsProjects.x86.projectName);
+  planBuilds.addEnvironment(
+    'PATCH_OS_PROJECT_ARM',
+    projects.patchOsProjects.arm?.projectName ?? NO_ARM_BUILDER,
+  );
+  planBuilds.addEnvironment('SOURCE_PROJECT_X86', projects.sourceProjects.x86.projectName);
+  planBuilds.addEnvironment('SOURCE_PROJECT_ARM', projects.sourceProjects.arm?.projectName ?? NO_ARM_BUILDER);
+};

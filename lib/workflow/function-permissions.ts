@@ -1,0 +1,215 @@
+import { ArnFormat, Stack } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import { OUTCOME_EVENT } from '../../lambdas/shared/outcome-event';
+import { grantLedgerReadWrite, grantTopicPublish } from '../grants';
+import type { FunctionRole } from './functions';
+import type { WorkflowStatements } from './iam';
+
+export interface FunctionPermissionsProps {
+  readonly ledger: dynamodb.ITable;
+  readonly topic: sns.ITopic;
+  readonly encryptionKey: kms.IKey;
+  readonly statements: WorkflowStatements;
+  /** The state machine's ARN, built from its fixed name (a reference would be circular). */
+  readonly stateMachineArn: string;
+  readonly stateMachineName: string;
+}
+
+/**
+ * What each task Lambda may call, beyond its own log group: the AWS calls its handler makes
+ * (test/iam checks each one against the code). The state machine's own permissions are in
+ * ./definition.ts, the build projects' in ./builders.ts.
+ */
+export const grantFunctionPermissions = (
+  functions: Readonly<Record<FunctionRole, nodejs.NodejsFunction>>,
+  props: FunctionPermissionsProps,
+): void => {
+  const { ledger, topic, encryptionKey: key, statements: s, stateMachineArn } = props;
+  const { arn, services } = s;
+  const startExecution = () =>
+    new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachineArn] });
+
+  grantLedgerReadWrite(ledger, key, functions.acquireLock);
+
+  grantLedgerReadWrite(ledger, key, functions.requestApproval);
+  grantTopicPublish(topic, key, functions.requestApproval);
+
+  functions.verifyRescan.addToRolePolicy(
+    // Inspector has no resource-level permissions for these reads.
+    new iam.PolicyStatement({
+      actions: ['inspector2:ListCoverage', 'inspector2:ListFindings'],
+      resources: ['*'],
+    }),
+  );
+  functions.verifyRescan.addToRolePolicy(
+    new iam.PolicyStatement({ actions: ['ecr:DescribeImages'], resources: [s.repositories] }),
+  );
+
+  const register = functions.registerTaskDefinition;
+  register.addToRolePolicy(
+    new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [services] }),
+  );
+  register.addToRolePolicy(
+    // DescribeTaskDefinition has no resource-level permissions; RegisterTaskDefinition is on the
+    // task-definition resource type, whose family (the running one's) is known only at run time.
+    new iam.PolicyStatement({ actions: ['ecs:DescribeTaskDefinition'], resources: ['*'] }),
+  );
+  register.addToRolePolicy(
+    new iam.PolicyStatement({
+      actions: ['ecs:RegisterTaskDefinition'],
+      resources: [arn('ecs', 'task-definition', '*')],
+    }),
+  );
+  register.addToRolePolicy(
+    new iam.PolicyStatement({
+      actions: ['ecs:TagResource'],
+      resources: [arn('ecs', 'task-definition', '*')],
+      conditions: { StringEquals: { 'ecs:CreateAction': 'RegisterTaskDefinition' } },
+    }),
+  );
+  register.addToRolePolicy(
+    // The new revision keeps the running one's task and execution roles; they may only go to ECS
+    // tasks. Why not narrower: docs/deploy.md, "IAM".
+    new iam.PolicyStatement({
+      actions: ['iam:PassRole'],
+      resources: [
+        Stack.of(register).formatArn({ service: 'iam', region: '', resource: 'role', resourceName: '*' }),
+      ],
+      conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+    }),
+  );
+
+  for (const watcher of [functions.watchDeployment, functions.deploymentEvents, functions.sweep]) {
+    grantLedgerReadWrite(ledger, key, watcher);
+    watcher.addToRolePolicy(s.describeEcs);
+    watcher.addToRolePolicy(s.describeAlarms);
+    watcher.addToRolePolicy(s.alarmHistory);
+    watcher.addToRolePolicy(s.taskResponse);
+  }
+
+  functions.gate.addToRolePolicy(
+    new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [services] }),
+  );
+  // Follow-ups act on what runs now: the take step reads the digests the service's containers run.
+  functions.acquireLock.addEnvironment('RESOLVE_RUNNING_IMAGES', 'true');
+  functions.acquireLock.addToRolePolicy(
+    new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [services] }),
+  );
+  functions.acquireLock.addToRolePolicy(
+    // DescribeTaskDefinition has no resource-level permissions.
+    new iam.PolicyStatement({ actions: ['ecs:DescribeTaskDefinition'], resources: ['*'] }),
+  );
+  functions.gate.addToRolePolicy(s.describeAlarms);
+  functions.restore.addToRolePolicy(s.describeEcs);
+  functions.restore.addToRolePolicy(s.deploy);
+  if (s.deployTargets) functions.restore.addToRolePolicy(s.deployTargets);
+  functions.restore.addToRolePolicy(s.stopDeployment);
+
+  grantLedgerReadWrite(ledger, key, functions.finish);
+  grantTopicPublish(topic, key, functions.finish);
+  functions.finish.addToRolePolicy(
+    new iam.PolicyStatement({
+      actions: ['ssm:PutParameter'],
+      resources: [arn('ssm', 'parameter', 'autopatch/*')],
+    }),
+  );
+  // The sweep announces outcomes the finish step recorded but could not announce.
+  grantTopicPublish(topic, key, functions.sweep);
+  functions.sweep.addEnvironment('TOPIC_ARN', topic.topicArn);
+  for (const announcer of [functions.finish, functions.sweep])
+    announcer.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['events:PutEvents'],
+        resources: [arn('events', 'event-bus', 'default')],
+        // events:source is multivalued (one PutEvents call carries several entries): every entry's
+        // source must be Autopatch's, and there must be one.
+        conditions: {
+          'ForAllValues:StringEquals': { 'events:source': [OUTCOME_EVENT.source] },
+          Null: { 'events:source': 'false' },
+        },
+      }),
+    );
+  // By name, not by reference: the state machine refers to this function already.
+  functions.finish.addToRolePolicy(startExecution());
+
+  // The deployment-events function also handles the execution-ended rule: it starts the run queued
+  // behind a lock it releases.
+  functions.deploymentEvents.addToRolePolicy(startExecution());
+
+  // The reconciler half of the sweep: is the execution a lock names still running; start a claim
+  // that never started (and the run queued behind a released lock).
+  functions.sweep.addEnvironment('STATE_MACHINE_ARN', stateMachineArn);
+  functions.sweep.addToRolePolicy(
+    new iam.PolicyStatement({
+      actions: ['states:DescribeExecution'],
+      resources: [arn('states', 'execution', `${props.stateMachineName}:*`, ArnFormat.COLON_RESOURCE_NAME)],
+    }),
+  );
+  functions.sweep.addToRolePolicy(startExecution());
+
+  grantCodeDeployPermissions(functions, s);
+};
+
+/**
+ * CODE_DEPLOY services: the gate finds the deployment group, "Deploy the patched revision with
+ * CodeDeploy" creates the deployment, the watchers read it, restore stops it or deploys the last good
+ * revision. Deployment groups are found at run time (the target's codeDeploy, the names the ECS
+ * console gives them, or by their ecsServices), so group and application ARNs are wildcards within
+ * this account and Region.
+ */
+const grantCodeDeployPermissions = (
+  functions: Readonly<Record<FunctionRole, nodejs.NodejsFunction>>,
+  s: WorkflowStatements,
+): void => {
+  const { arn } = s;
+  const groups = arn('codedeploy', 'deploymentgroup', '*', ArnFormat.COLON_RESOURCE_NAME);
+  const applications = arn('codedeploy', 'application', '*', ArnFormat.COLON_RESOURCE_NAME);
+  const findGroup = [
+    new iam.PolicyStatement({
+      actions: ['codedeploy:GetDeploymentGroup', 'codedeploy:BatchGetDeploymentGroups'],
+      resources: [groups],
+    }),
+    new iam.PolicyStatement({ actions: ['codedeploy:ListDeploymentGroups'], resources: [applications] }),
+    // ListApplications has no resource-level permissions.
+    new iam.PolicyStatement({ actions: ['codedeploy:ListApplications'], resources: ['*'] }),
+  ];
+  const readDeployment = new iam.PolicyStatement({
+    actions: ['codedeploy:GetDeployment'],
+    resources: [groups],
+  });
+  // CreateDeployment is authorized on the deployment group. The deployer policies AWS shows also grant
+  // reading the group's deployment configuration and registering the AppSpec revision with it.
+  const createDeployment = [
+    new iam.PolicyStatement({ actions: ['codedeploy:CreateDeployment'], resources: [groups] }),
+    new iam.PolicyStatement({
+      actions: ['codedeploy:GetDeploymentConfig'],
+      resources: [arn('codedeploy', 'deploymentconfig', '*', ArnFormat.COLON_RESOURCE_NAME)],
+    }),
+    new iam.PolicyStatement({
+      actions: ['codedeploy:RegisterApplicationRevision'],
+      resources: [applications],
+    }),
+  ];
+  for (const statement of [...findGroup, ...createDeployment])
+    functions.deployWithCodeDeploy.addToRolePolicy(statement);
+  functions.deployWithCodeDeploy.addToRolePolicy(
+    new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [s.services] }),
+  );
+  for (const statement of [...findGroup, ...createDeployment, readDeployment])
+    functions.restore.addToRolePolicy(statement);
+  functions.restore.addToRolePolicy(
+    new iam.PolicyStatement({ actions: ['codedeploy:ListDeployments'], resources: [groups] }),
+  );
+  // StopDeployment has no resource-level permissions (the Service Authorization Reference lists no
+  // resource type): restore stops only the deployment of the patched task definition it found itself.
+  functions.restore.addToRolePolicy(
+    new iam.PolicyStatement({ actions: ['codedeploy:StopDeployment'], resources: ['*'] }),
+  );
+  for (const statement of findGroup) functions.gate.addToRolePolicy(statement);
+  for (const watcher of [functions.watchDeployment, functions.deploymentEvents, functions.sweep])
+    watcher.addToRolePolicy(readDeployment);
+};

@@ -1,0 +1,192 @@
+import { Stack, Token } from 'aws-cdk-lib';
+import type * as codebuild from 'aws-cdk-lib/aws-codebuild';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as events from 'aws-cdk-lib/aws-events';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import type { TargetConfig, WorkflowDefaults } from '../../lambdas/shared/config';
+import { ConfigurationError } from '../../lambdas/shared/errors';
+import { acknowledgeWorkflowFindings } from './acknowledgements';
+import { createBuildProjects, namePlannedProjects } from './builders';
+import { createStateMachine, stateMachineArnOf } from './definition';
+import { createWorkflowEvents } from './events';
+import { grantFunctionPermissions } from './function-permissions';
+import { createWorkflowFunctions, type FunctionRole, functionsBySubstitution } from './functions';
+import { ecrPushScope, WorkflowStatements } from './iam';
+
+export interface RemediationWorkflowProps {
+  /** The ledger table (shared with triage): locks, history, task tokens. */
+  readonly ledger: dynamodb.ITable;
+  /** Notifications (approval requests, outcomes). */
+  readonly topic: sns.ITopic;
+  /** The key that encrypts Autopatch's data (logs, topic, queue, table). */
+  readonly encryptionKey: kms.IKey;
+  /** Explicit targets, for scoping IAM and choosing build projects. */
+  readonly targets: readonly TargetConfig[];
+  /** Tag that marks services Autopatch may deploy (used in IAM conditions). */
+  readonly serviceTag: { readonly key: string; readonly value: string };
+  readonly defaults: WorkflowDefaults;
+  /**
+   * The state machine's name. Fixed (not generated) so the finish Lambda may start the next queued
+   * execution of the same state machine without a circular reference between the two.
+   * @default `<stackName>-Remediation`
+   */
+  readonly stateMachineName?: string;
+  /** @default logs.RetentionDays.ONE_YEAR */
+  readonly logRetention?: logs.RetentionDays;
+  /** Shown next to the account id in approval requests and outcome notifications. @default - the id only */
+  readonly accountAlias?: string;
+  /**
+   * Create the arm64 CodeBuild projects (which patch and rebuild arm64 images). CodeBuild offers
+   * ARM_CONTAINER in some Regions only ({@link CODEBUILD_ARM_REGIONS}) and creating such a project
+   * elsewhere fails the deployment.
+   * @default - when the stack's Region is known at synth, whether CodeBuild offers ARM_CONTAINER
+   * there; when it is not (an environment-agnostic stack), true
+   */
+  readonly armBuilds?: boolean;
+}
+
+/**
+ * The remediation workflow: the Step Functions state machine (statemachines/remediation.asl.json),
+ * the Lambdas its Tasks call, the CodeBuild projects that rebuild images, and the EventBridge rules
+ * that resume a watching execution when its deployment or alarms change.
+ *
+ * Where a change belongs (all in lib/workflow/, each part creating its resources in this construct,
+ * so construct paths and logical ids do not depend on how the code is split):
+ * - functions.ts: the task Lambdas (runtime and bundling: lambda-runtime.ts);
+ * - function-permissions.ts: what each task Lambda may call;
+ * - builders.ts: the CodeBuild projects and their roles;
+ * - definition.ts: the rendered definition, the state machine and its role (retry-policy.ts: the
+ *   Lambda retry every Lambda Task gets);
+ * - events.ts: the EventBridge rules, their dead-letter queue, the sweep's schedule;
+ * - iam.ts: statements several principals share; acknowledgements.ts: the cdk-nag acknowledgements.
+ */
+export class RemediationWorkflow extends Construct {
+  public readonly stateMachine: sfn.StateMachine;
+  /** The state machine's fixed name (see props.stateMachineName). */
+  public readonly stateMachineName: string;
+  public readonly stateMachineLogGroup: logs.LogGroup;
+  public readonly functions: Readonly<Record<FunctionRole, nodejs.NodejsFunction>>;
+  public readonly functionLogGroups: Readonly<Record<FunctionRole, logs.LogGroup>>;
+  public readonly acquireLockFunction: nodejs.NodejsFunction;
+  public readonly planBuildsFunction: nodejs.NodejsFunction;
+  public readonly requestApprovalFunction: nodejs.NodejsFunction;
+  public readonly verifyRescanFunction: nodejs.NodejsFunction;
+  public readonly registerTaskDefinitionFunction: nodejs.NodejsFunction;
+  public readonly watchDeploymentFunction: nodejs.NodejsFunction;
+  public readonly restoreFunction: nodejs.NodejsFunction;
+  public readonly finishFunction: nodejs.NodejsFunction;
+  public readonly deploymentEventsFunction: nodejs.NodejsFunction;
+  /** The scheduled sweep: the heartbeat under every event-driven wait. */
+  public readonly sweepFunction: nodejs.NodejsFunction;
+  /** Runs the sweep every minute. */
+  public readonly sweepSchedule: events.Rule;
+  /** OS patch layer builds, per CPU architecture (no arm64 project where CodeBuild offers no ARM, see props.armBuilds). */
+  public readonly patchOsProjects: { readonly x86: codebuild.Project; readonly arm?: codebuild.Project };
+  /** Rebuilds from source, per CPU architecture (no arm64 project where CodeBuild offers no ARM, see props.armBuilds). */
+  public readonly sourceProjects: { readonly x86: codebuild.Project; readonly arm?: codebuild.Project };
+  public readonly buildLogGroup: logs.LogGroup;
+  public readonly deploymentStateRule: events.Rule;
+  public readonly alarmStateRule: events.Rule;
+  /** CodeDeploy deployment state changes (CODE_DEPLOY services). */
+  public readonly codeDeployStateRule: events.Rule;
+  /** The state machine's own executions that ended ABORTED, TIMED_OUT or FAILED: release their lock. */
+  public readonly executionEndedRule: events.Rule;
+  /** Events the deployment-events Lambda could not handle after EventBridge's retries. */
+  public readonly eventsDeadLetterQueue: sqs.Queue;
+
+  constructor(scope: Construct, id: string, props: RemediationWorkflowProps) {
+    super(scope, id);
+    this.stateMachineName = props.stateMachineName ?? `${Stack.of(this).stackName}-Remediation`.slice(0, 80);
+    validate(props, this.stateMachineName);
+    const logRetention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
+    const { encryptionKey } = props;
+    const stateMachineArn = stateMachineArnOf(this, this.stateMachineName);
+    const statements = new WorkflowStatements(this, props);
+
+    const { functions, logGroups } = createWorkflowFunctions(this, { ...props, logRetention });
+    this.functions = functions;
+    this.functionLogGroups = logGroups;
+    this.acquireLockFunction = functions.acquireLock;
+    this.planBuildsFunction = functions.planBuilds;
+    this.requestApprovalFunction = functions.requestApproval;
+    this.verifyRescanFunction = functions.verifyRescan;
+    this.registerTaskDefinitionFunction = functions.registerTaskDefinition;
+    this.watchDeploymentFunction = functions.watchDeployment;
+    this.restoreFunction = functions.restore;
+    this.finishFunction = functions.finish;
+    this.deploymentEventsFunction = functions.deploymentEvents;
+    this.sweepFunction = functions.sweep;
+
+    const builds = createBuildProjects(this, { ...props, logRetention, arn: statements.arn });
+    this.buildLogGroup = builds.buildLogGroup;
+    this.patchOsProjects = builds.patchOsProjects;
+    this.sourceProjects = builds.sourceProjects;
+    namePlannedProjects(functions.planBuilds, builds);
+
+    grantFunctionPermissions(functions, {
+      ...props,
+      statements,
+      stateMachineArn,
+      stateMachineName: this.stateMachineName,
+    });
+
+    const machine = createStateMachine(this, {
+      stateMachineName: this.stateMachineName,
+      rescanTimeoutSeconds: props.defaults.rescanTimeoutSeconds,
+      encryptionKey,
+      logRetention,
+      functions: functionsBySubstitution(functions),
+      projects: builds.ownProjects,
+      targetProjectArns: builds.targetProjectArns,
+      statements,
+    });
+    this.stateMachine = machine.stateMachine;
+    this.stateMachineLogGroup = machine.logGroup;
+
+    const wakeUps = createWorkflowEvents(this, {
+      deploymentEvents: functions.deploymentEvents,
+      sweep: functions.sweep,
+      stateMachineArn,
+    });
+    this.eventsDeadLetterQueue = wakeUps.eventsDeadLetterQueue;
+    this.deploymentStateRule = wakeUps.deploymentStateRule;
+    this.alarmStateRule = wakeUps.alarmStateRule;
+    this.codeDeployStateRule = wakeUps.codeDeployStateRule;
+    this.executionEndedRule = wakeUps.executionEndedRule;
+    this.sweepSchedule = wakeUps.sweepSchedule;
+
+    acknowledgeWorkflowFindings(this, {
+      stateMachineName: this.stateMachineName,
+      functions: Object.values(functions),
+      projects: builds.ownProjects,
+      sourceBuckets: builds.sourceBuckets,
+      pushToAnyRepository: ecrPushScope(statements.arn, props).anyRepository,
+    });
+  }
+}
+
+/** All prop problems at once, each naming its field. */
+const validate = (props: RemediationWorkflowProps, stateMachineName: string): void => {
+  const problems: string[] = [];
+  if (!Token.isUnresolved(stateMachineName) && !/^[A-Za-z0-9_-]{1,80}$/.test(stateMachineName)) {
+    problems.push(`stateMachineName "${stateMachineName}" must be 1-80 letters, digits, '-' or '_'`);
+  }
+  if (!props.serviceTag.key || !props.serviceTag.value) problems.push('serviceTag needs a key and a value');
+  for (const t of props.targets) {
+    if (
+      t.rebuild.mode === 'source' &&
+      !/^(s3:\/\/|https:\/\/|git@|ssh:\/\/)/.test(t.rebuild.sourceLocation)
+    ) {
+      problems.push(
+        `targets[${t.cluster}/${t.service}].rebuild.sourceLocation "${t.rebuild.sourceLocation}" must be s3://… or a git URL`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new ConfigurationError(`RemediationWorkflow: ${problems.join('; ')}`);
+};
