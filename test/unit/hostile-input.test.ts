@@ -30,7 +30,7 @@ import {
   publishNotification,
   subjectText,
 } from '../../lambdas/workflow/notify';
-import { startDynalite } from '../support/dynalite';
+import { startDynalite } from '../../local/dynalite';
 import { installFakeEcs, taskDefArn } from '../support/fake-ecs';
 import {
   ACCOUNT,

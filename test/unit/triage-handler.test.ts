@@ -16,7 +16,7 @@ import type { RemediationRequest } from '../../lambdas/shared/contracts';
 import { Ledger } from '../../lambdas/shared/ledger';
 import { createHandler, type TriageEnvironment } from '../../lambdas/triage/handler';
 import { DEFAULT_POLICY, parsePolicy } from '../../lambdas/triage/policy';
-import { startDynalite } from '../support/dynalite';
+import { startDynalite } from '../../local/dynalite';
 import { ACCOUNT, installFakeEcs, REGION, taskDefArn } from '../support/fake-ecs';
 
 const REGISTRY = `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com`;
