@@ -57,9 +57,10 @@ export interface SeenKey {
 }
 
 /**
- * What the ledger knows of the order of a finding's updates. Not part of the Ledger yet: when it
- * offers `newestSeen`, triage ignores updates older than one already triaged (an ACTIVE update
- * delivered after the CLOSED one that followed it). Within a batch, triage orders updates itself.
+ * What the ledger knows of the order of a finding's updates (Ledger.newestSeen, kept forward by
+ * markSeen from SeenKey.updatedAtIso): triage ignores updates older than one already triaged, in an
+ * earlier batch (an ACTIVE update delivered after the CLOSED one that followed it). Within a batch,
+ * triage orders updates itself.
  */
 export interface FindingVersions {
   /** The newest `updatedAt` (ISO-8601) marked seen for each finding ARN it knows. */
