@@ -61,7 +61,13 @@ export const createHandler = (
 ) => {
   const { config } = env;
   const now = tools.now ?? (() => new Date());
-  const ledger = new Ledger({ client: clients.dynamodb, tableName: env.tableName, now });
+  const ledger = new Ledger({
+    client: clients.dynamodb,
+    tableName: env.tableName,
+    now,
+    // A lock nobody can read is taken away so the service is not blocked for good: say so loudly.
+    onPoisonedLock: (poisoned) => tools.logger.warn('Poisoned lock taken away', { ...poisoned }),
+  });
   // Kept across warm invocations: the inventory cache is what keeps a burst from multiplying ECS calls.
   const resolver = new InventoryResolver({
     ecs: clients.ecs,
