@@ -116,6 +116,13 @@ export class Ledger {
     return this.deliveries.markSeen(keys);
   }
 
+  /** unseen() and newestSeen() in one read: what triage asks of every batch. */
+  unseenAndNewest<K extends FindingKey>(
+    keys: readonly K[],
+  ): Promise<{ readonly unseen: K[]; readonly newest: ReadonlyMap<string, string> }> {
+    return this.deliveries.unseenAndNewest(keys);
+  }
+
   /** The newest updatedAt (ISO-8601) marked seen, for each of the findings that has one. */
   newestSeen(findingArns: readonly string[]): Promise<ReadonlyMap<string, string>> {
     return this.deliveries.newestSeen(findingArns);

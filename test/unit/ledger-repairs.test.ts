@@ -124,6 +124,26 @@ describe('the newest update seen of a finding (newestSeen)', () => {
     expect((await ledger.newestSeen([arn])).get(arn)).toBe('2024-09-06T10:00:00.000Z');
   });
 
+  it('answers which deliveries are new and the newest update of their findings in one read', async () => {
+    // Prepare
+    const one = `${arn}-one-read`;
+    await ledger.markSeen([
+      { findingArn: one, updatedAt: 'closed-raw', updatedAtIso: '2024-09-05T10:00:00.000Z' },
+    ]);
+
+    // Act
+    const keys = [
+      { findingArn: one, updatedAt: 'closed-raw' },
+      { findingArn: one, updatedAt: 'active-raw' },
+      { findingArn: `${one}-new`, updatedAt: 'x' },
+    ];
+    const read = await ledger.unseenAndNewest(keys);
+
+    // Assess
+    expect(read.unseen).toEqual([keys[1], keys[2]]);
+    expect(read.newest).toEqual(new Map([[one, '2024-09-05T10:00:00.000Z']]));
+  });
+
   it('settles concurrent marks of one finding on the newest', async () => {
     // Prepare
     const concurrent = `${arn}-concurrent`;

@@ -28,25 +28,59 @@ const SEEN_TTL_DAYS = 90;
 const NEWEST_SK = '#NEWEST';
 
 const findingId = (k: FindingKey): string => `${k.findingArn}\n${k.updatedAt}`;
-const newestKey = (findingArn: string): Key => ({ pk: LEDGER.findingKey(findingArn, '').pk, sk: NEWEST_SK });
+const FINDING_PREFIX = LEDGER.findingKey('', '').pk;
+const newestKey = (findingArn: string): Key => ({ pk: `${FINDING_PREFIX}${findingArn}`, sk: NEWEST_SK });
 
 export class FindingDeliveries {
   constructor(private readonly table: LedgerTable) {}
 
   /** The keys not marked seen yet, in input order. Reads are strongly consistent. */
   async unseen<K extends FindingKey>(keys: readonly K[]): Promise<K[]> {
+    return (await this.read(keys, [])).unseen;
+  }
+
+  /**
+   * unseen() and newestSeen() in one read (one BatchGetItem per 100 keys): the keys not marked seen
+   * yet, and the newest updatedAt seen of each of their findings that has one.
+   */
+  unseenAndNewest<K extends FindingKey>(
+    keys: readonly K[],
+  ): Promise<{ readonly unseen: K[]; readonly newest: ReadonlyMap<string, string> }> {
+    return this.read(
+      keys,
+      keys.map((k) => k.findingArn),
+    );
+  }
+
+  /** The newest updatedAt (ISO-8601) marked seen, for each of the findings that has one. */
+  async newestSeen(findingArns: readonly string[]): Promise<ReadonlyMap<string, string>> {
+    return (await this.read([], findingArns)).newest;
+  }
+
+  private async read<K extends FindingKey>(
+    keys: readonly K[],
+    findingArns: readonly string[],
+  ): Promise<{ unseen: K[]; newest: ReadonlyMap<string, string> }> {
     // BatchGetItem rejects a request that names the same key twice.
     const unique = [...new Map(keys.map((k) => [findingId(k), k])).values()];
+    const arns = [...new Set(findingArns)];
     const found = await this.table.batchGet(
-      'unseen',
-      unique.map((k) => LEDGER.findingKey(k.findingArn, k.updatedAt)),
-      ['pk', 'sk'],
+      arns.length > 0 ? (keys.length > 0 ? 'unseenAndNewest' : 'newestSeen') : 'unseen',
+      [...unique.map((k) => LEDGER.findingKey(k.findingArn, k.updatedAt)), ...arns.map(newestKey)],
+      arns.length > 0 ? ['pk', 'sk', 'newest'] : ['pk', 'sk'],
     );
-    const seen = new Set(found.map((item) => `${item.pk}\n${item.sk}`));
-    return keys.filter((k) => {
+    const seen = new Set<string>();
+    const newest = new Map<string, string>();
+    for (const item of found) {
+      if (item.sk !== NEWEST_SK) seen.add(`${item.pk}\n${item.sk}`);
+      else if (typeof item.newest === 'string')
+        newest.set((item.pk as string).slice(FINDING_PREFIX.length), item.newest);
+    }
+    const unseen = keys.filter((k) => {
       const key = LEDGER.findingKey(k.findingArn, k.updatedAt);
       return !seen.has(`${key.pk}\n${key.sk}`);
     });
+    return { unseen, newest };
   }
 
   /**
@@ -100,18 +134,6 @@ export class FindingDeliveries {
           }),
         ),
       ),
-    );
-  }
-
-  /** The newest updatedAt (ISO-8601) marked seen, for each of the findings that has one. */
-  async newestSeen(findingArns: readonly string[]): Promise<ReadonlyMap<string, string>> {
-    const unique = [...new Set(findingArns)];
-    const found = await this.table.batchGet('newestSeen', unique.map(newestKey), ['pk', 'newest']);
-    const prefix = LEDGER.findingKey('', '').pk;
-    return new Map(
-      found
-        .filter((item) => typeof item.newest === 'string' && typeof item.pk === 'string')
-        .map((item) => [(item.pk as string).slice(prefix.length), item.newest as string]),
     );
   }
 }
