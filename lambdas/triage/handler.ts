@@ -11,6 +11,7 @@ import { Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS } from '../shared/metrics';
 import { InventoryResolver } from './inventory';
 import { type Policy, parsePolicy } from './policy';
+import { formatIssues } from './schema';
 import { executePlan, planBatch, type TriagePlan } from './triage';
 
 export interface TriageEnvironment {
@@ -33,8 +34,9 @@ export const loadEnvironment = (env: NodeJS.ProcessEnv): TriageEnvironment => {
   }
   const parsed = triageRuntimeConfigSchema.safeParse(raw);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new ConfigurationError(`AUTOPATCH_CONFIG is invalid: ${issues.join('; ')}`);
+    throw new ConfigurationError(`AUTOPATCH_CONFIG is invalid: ${formatIssues(parsed.error.issues)}`, {
+      cause: parsed.error,
+    });
   }
   return {
     config: parsed.data,
