@@ -8,6 +8,7 @@
  */
 import type { StartExecutionCommandInput, StartExecutionCommandOutput } from '@aws-sdk/client-sfn';
 import { DEFAULT_POLICY } from '../lambdas/triage/policy';
+import { type LocalDynamo, startDynalite } from '../local/dynalite';
 import { VirtualClock } from '../simulation/clock';
 import { EcrModel } from '../simulation/model/ecr';
 import { EcsModel } from '../simulation/model/ecs';
@@ -21,7 +22,6 @@ import {
   type SimulatedClients,
   simulatedClients,
 } from '../simulation/sdk';
-import { type LocalDynamo, startDynalite } from '../test/support/dynalite';
 import { ACCOUNT_ID, DISCOVER_TAG, type Fleet, REGION } from './fleet';
 
 export const STATE_MACHINE_ARN = `arn:aws:states:${REGION}:${ACCOUNT_ID}:stateMachine:AutopatchRemediation`;

@@ -21,16 +21,11 @@ import {
 } from '../lambdas/shared/config';
 import { LEDGER } from '../lambdas/shared/contracts';
 import { ConfigurationError } from '../lambdas/shared/errors';
-import { DEFAULT_POLICY, parsePolicy } from '../lambdas/triage/policy';
+import { checkPolicy, DEFAULT_POLICY } from '../lambdas/triage/policy';
 import { type AutopatchAlarmsOptions, AutopatchDashboard } from './dashboard';
 import { Intake } from './intake';
 import { Notifications } from './notifications';
-import {
-  TRIAGE_BATCHING_WINDOW,
-  TRIAGE_TIMEOUT,
-  TriageFunction,
-  triageEnvironmentProblem,
-} from './triage-function';
+import { TRIAGE_BATCHING_WINDOW, TRIAGE_TIMEOUT, TriageFunction } from './triage-function';
 import { containsToken, parseTokenAware } from './validation';
 import { RemediationWorkflow } from './workflow';
 
@@ -313,13 +308,14 @@ export class Autopatch extends Construct {
       try {
         // Validate, and hand triage, exactly what it will receive: the policy after a trip through JSON.
         policy = JSON.parse(JSON.stringify(policy));
-        parsePolicy(policy);
-      } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        // parsePolicy names each bad field ("policy.rules[0].action: ..."), joined by "; ": one line each.
-        for (const problem of message.replace(/^invalid policy:\s*/i, '').split(/; (?=policy\b)/)) {
-          errors.push(problem.startsWith('policy') ? problem : `policy: ${problem}`);
+        // Each bad field on a line of its own ("policy.rules[0].action: ...").
+        for (const problem of checkPolicy(policy).problems ?? []) {
+          errors.push(`${problem.path}: ${problem.message}`);
         }
+      } catch (error) {
+        errors.push(
+          `policy: cannot be written as JSON (${error instanceof Error ? error.message : String(error)})`,
+        );
       }
     }
 
@@ -447,9 +443,9 @@ export class Autopatch extends Construct {
         triageConcurrency,
         findingAccounts,
       };
-      const tooBig = triageEnvironmentProblem(runtimeConfig(resolved));
-      if (!tooBig) return resolved;
-      errors.push(`policy, targets: ${tooBig}`);
+      // Whether policy and targets fit the Lambda environment (4 KB) is checked once, by the
+      // TriageFunction that builds that environment.
+      return resolved;
     }
     throw new ConfigurationError(
       `Invalid Autopatch configuration (${this.node.path}), ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n` +

@@ -4,13 +4,13 @@
  * dynalite), play the scenario's events on the virtual clock until nothing is left to happen, and
  * report what happened.
  */
-import '../lambdas/shared/polyfills';
+import '../local/polyfills';
 import type { StateValue } from '@aws-sdk/client-cloudwatch';
 import { type DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { Ledger } from '../lambdas/shared/ledger';
 import { DEFAULT_POLICY } from '../lambdas/triage/policy';
 import { resolveApproval } from '../lambdas/workflow/approval';
-import { startDynalite } from '../test/support/dynalite';
+import { startDynalite } from '../local/dynalite';
 import { VirtualClock } from './clock';
 import { SIMULATED_ENVIRONMENT } from './environment';
 import { checkExpectations } from './expect';

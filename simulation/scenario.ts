@@ -10,6 +10,7 @@ import * as z from 'zod';
 import { discoverByTagSchema, targetSchema, workflowDefaultsSchema } from '../lambdas/shared/config';
 import { OUTCOMES, SEVERITIES } from '../lambdas/shared/contracts';
 import { parsePolicy } from '../lambdas/triage/policy';
+import { issueProblems } from '../lambdas/triage/schema';
 import {
   errorNames,
   LAMBDA_INVOKE_ERRORS,
@@ -748,15 +749,9 @@ export interface Scenario extends Parsed {
   readonly source: string;
 }
 
-/** Format zod issues as "path: message", one per line. */
+/** Format zod issues as "path: message", one per line (with the scenario schema's own messages). */
 export const formatIssues = (issues: readonly z.core.$ZodIssue[]): string[] =>
-  issues.map((i) => {
-    const path = i.path
-      .map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))
-      .join('')
-      .replace(/^\./, '');
-    return `${path || '(root)'}: ${i.message}`;
-  });
+  issueProblems(issues, { messages: 'zod' }).map((p) => `${p.path}: ${p.message}`);
 
 export class ScenarioError extends Error {
   constructor(

@@ -11,6 +11,7 @@ import { Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS } from '../shared/metrics';
 import { InventoryResolver } from './inventory';
 import { type Policy, parsePolicy } from './policy';
+import { formatIssues } from './schema';
 import { executePlan, planBatch, type TriagePlan } from './triage';
 
 export interface TriageEnvironment {
@@ -33,8 +34,9 @@ export const loadEnvironment = (env: NodeJS.ProcessEnv): TriageEnvironment => {
   }
   const parsed = triageRuntimeConfigSchema.safeParse(raw);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new ConfigurationError(`AUTOPATCH_CONFIG is invalid: ${issues.join('; ')}`);
+    throw new ConfigurationError(`AUTOPATCH_CONFIG is invalid: ${formatIssues(parsed.error.issues)}`, {
+      cause: parsed.error,
+    });
   }
   return {
     config: parsed.data,
@@ -61,7 +63,13 @@ export const createHandler = (
 ) => {
   const { config } = env;
   const now = tools.now ?? (() => new Date());
-  const ledger = new Ledger({ client: clients.dynamodb, tableName: env.tableName, now });
+  const ledger = new Ledger({
+    client: clients.dynamodb,
+    tableName: env.tableName,
+    now,
+    // A lock nobody can read is taken away so the service is not blocked for good: say so loudly.
+    onPoisonedLock: (poisoned) => tools.logger.warn('Poisoned lock taken away', { ...poisoned }),
+  });
   // Kept across warm invocations: the inventory cache is what keeps a burst from multiplying ECS calls.
   const resolver = new InventoryResolver({
     ecs: clients.ecs,

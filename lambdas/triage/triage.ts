@@ -9,7 +9,7 @@ import {
   SEVERITIES,
 } from '../shared/contracts';
 import { InvalidEventError, TransientError } from '../shared/errors';
-import { type Ledger, MAX_REQUEST_BYTES } from '../shared/ledger';
+import { type FindingKey, type Ledger, MAX_REQUEST_BYTES } from '../shared/ledger';
 import { aggregate, type Contribution, type ServicePlan, targetFor } from './aggregate';
 import type { InventoryResolver, ServiceUse } from './inventory';
 import { evaluate, type Policy } from './policy';
@@ -57,13 +57,16 @@ export interface SeenKey {
 }
 
 /**
- * What the ledger knows of the order of a finding's updates. Not part of the Ledger yet: when it
- * offers `newestSeen`, triage ignores updates older than one already triaged (an ACTIVE update
- * delivered after the CLOSED one that followed it). Within a batch, triage orders updates itself.
+ * What the ledger knows of the order of a finding's updates (Ledger.unseenAndNewest; markSeen moves
+ * a finding's newest-seen mark forward from SeenKey.updatedAtIso): triage ignores updates older than
+ * one already triaged in an earlier batch (an ACTIVE update delivered after the CLOSED one that
+ * followed it). Within a batch, triage orders updates itself.
  */
 export interface FindingVersions {
-  /** The newest `updatedAt` (ISO-8601) marked seen for each finding ARN it knows. */
-  newestSeen(findingArns: readonly string[]): Promise<ReadonlyMap<string, string>>;
+  /** Which keys are not marked seen yet and, in the same read, the newest `updatedAt` (ISO-8601) seen of their findings. */
+  unseenAndNewest<K extends FindingKey>(
+    keys: readonly K[],
+  ): Promise<{ readonly unseen: K[]; readonly newest: ReadonlyMap<string, string> }>;
 }
 
 export interface TriagePlan {
@@ -205,9 +208,14 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
     return false;
   });
   if (deps.ledger && candidates.length > 0) {
-    const unseen = await deps.ledger.unseen(
-      candidates.map((c) => ({ findingArn: c.finding.findingArn, updatedAt: c.finding.updatedAtRaw })),
-    );
+    const keys = candidates.map((c) => ({
+      findingArn: c.finding.findingArn,
+      updatedAt: c.finding.updatedAtRaw,
+    }));
+    // One read answers both questions when the ledger knows the order of updates.
+    const { unseen, newest } = deps.ledger.unseenAndNewest
+      ? await deps.ledger.unseenAndNewest(keys)
+      : { unseen: await deps.ledger.unseen(keys), newest: undefined };
     const fresh = new Set(unseen.map((k) => `${k.findingArn}\n${k.updatedAt}`));
     for (const c of candidates.filter((c) => !fresh.has(keyOf(c.finding)))) {
       reports.push({
@@ -219,8 +227,7 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
       });
     }
     candidates = candidates.filter((c) => fresh.has(keyOf(c.finding)));
-    if (deps.ledger.newestSeen && candidates.length > 0) {
-      const newest = await deps.ledger.newestSeen([...new Set(candidates.map((c) => c.finding.findingArn))]);
+    if (newest) {
       candidates = candidates.filter((c) => {
         const seen = newest.get(c.finding.findingArn);
         if (seen === undefined || seen <= c.finding.updatedAt) return true;

@@ -9,4 +9,4 @@ process.env.POWERTOOLS_LOG_LEVEL ??= 'SILENT';
 process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
 process.env.POWERTOOLS_TRACE_ENABLED ??= 'false';
 
-import '../../lambdas/shared/polyfills';
+import '../../local/polyfills';

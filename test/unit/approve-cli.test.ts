@@ -4,7 +4,7 @@ import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient, TaskTimedOut
 import { mockClient } from 'aws-sdk-client-mock';
 import { type ApproveIo, runApprove, TABLE_ENV, USAGE } from '../../bin/approve';
 import { Ledger } from '../../lambdas/shared/ledger';
-import { type LocalDynamo, startDynalite } from '../support/dynalite';
+import { type LocalDynamo, startDynalite } from '../../local/dynalite';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const sfn = mockClient(SFNClient);

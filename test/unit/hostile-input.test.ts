@@ -30,7 +30,7 @@ import {
   publishNotification,
   subjectText,
 } from '../../lambdas/workflow/notify';
-import { startDynalite } from '../support/dynalite';
+import { startDynalite } from '../../local/dynalite';
 import { installFakeEcs, taskDefArn } from '../support/fake-ecs';
 import {
   ACCOUNT,
@@ -605,8 +605,12 @@ describe('planBatch bounds and ordering', () => {
     const arn = (finding.detail as { findingArn: string }).findingArn;
     const ledger: PlanDeps['ledger'] = {
       unseen: async (keys) => [...keys],
-      newestSeen: async (arns) =>
-        new Map(arns.filter((a) => a === arn).map((a) => [a, '2024-09-04T18:00:00.000Z'])),
+      unseenAndNewest: async (keys) => ({
+        unseen: [...keys],
+        newest: new Map(
+          keys.filter((k) => k.findingArn === arn).map((k) => [k.findingArn, '2024-09-04T18:00:00.000Z']),
+        ),
+      }),
     };
 
     // Act

@@ -9,7 +9,7 @@ import { coveredFindings, type RemediationRequest } from '../../lambdas/shared/c
 import { Ledger } from '../../lambdas/shared/ledger';
 import { executionName, remediationId } from '../../lambdas/shared/remediation';
 import { executePlan, type TriagePlan } from '../../lambdas/triage/triage';
-import { type LocalDynamo, startDynalite } from '../support/dynalite';
+import { type LocalDynamo, startDynalite } from '../../local/dynalite';
 import { digest, image, remediationRequest } from '../support/workflow-harness';
 
 /**

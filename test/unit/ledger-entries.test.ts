@@ -4,7 +4,7 @@ import type { AffectedImage, RemediationRequest } from '../../lambdas/shared/con
 import { coveredFindings } from '../../lambdas/shared/contracts';
 import { Ledger, MAX_REQUEST_BYTES } from '../../lambdas/shared/ledger';
 import { executionName, remediationId } from '../../lambdas/shared/remediation';
-import { type LocalDynamo, startDynalite } from '../support/dynalite';
+import { type LocalDynamo, startDynalite } from '../../local/dynalite';
 import { digest, image, remediationRequest } from '../support/workflow-harness';
 
 /** Merge and queue entries: the seal's fold, its overflow, and locks written by the previous format. */

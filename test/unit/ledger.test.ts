@@ -11,7 +11,7 @@ import type { AffectedImage, RemediationRequest } from '../../lambdas/shared/con
 import { AutopatchError, TransientError } from '../../lambdas/shared/errors';
 import { Ledger, MAX_LOCK_BYTES, MAX_REQUEST_BYTES, type OutcomeRecord } from '../../lambdas/shared/ledger';
 import { executionName, mergeImages, remediationId } from '../../lambdas/shared/remediation';
-import { type LocalDynamo, startDynalite } from '../support/dynalite';
+import { type LocalDynamo, startDynalite } from '../../local/dynalite';
 
 const T0 = new Date('2024-09-04T16:55:38Z');
 let dynamo: LocalDynamo;

@@ -1,8 +1,10 @@
 import { ConfigurationError } from '../../lambdas/shared/errors';
 import {
+  checkPolicy,
   DEFAULT_POLICY,
   DEFAULT_POLICY_PARSED,
   expiryInstant,
+  InvalidPolicyError,
   type PolicyDocument,
   parsePolicy,
   policyJsonSchema,
@@ -433,6 +435,32 @@ describe('parsePolicy', () => {
     expect(error.message).toMatch(
       /policy\.rules\[0\]\.action: .*; policy\.maintenanceWindows\[0\]\.timeZone: /,
     );
+  });
+
+  it('keeps the problems apart, one {path, message} each, for callers that report them one per line', () => {
+    // Prepare
+    const input = policyWith((p) => {
+      rule(p, 0).action = 'fix';
+      firstWindow(p).timeZone = 'Nowhere';
+    });
+
+    // Act
+    const error = errorOf(() => parsePolicy(input));
+    const checked = checkPolicy(input);
+
+    // Assess
+    expect(error).toBeInstanceOf(InvalidPolicyError);
+    const { problems } = error as InvalidPolicyError;
+    expect(problems.map((p) => p.path)).toEqual([
+      'policy.rules[0].action',
+      'policy.maintenanceWindows[0].timeZone',
+    ]);
+    expect(problems[0]?.message).toMatch(/^invalid value "fix", expected one of /);
+    expect(error.message).toBe(
+      `invalid policy: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
+    );
+    expect(checked.problems).toEqual(problems);
+    expect(checkPolicy(DEFAULT_POLICY).policy).toEqual(DEFAULT_POLICY_PARSED);
   });
 });
 

@@ -16,7 +16,7 @@ import type { RemediationRequest } from '../../lambdas/shared/contracts';
 import { Ledger } from '../../lambdas/shared/ledger';
 import { createHandler, type TriageEnvironment } from '../../lambdas/triage/handler';
 import { DEFAULT_POLICY, parsePolicy } from '../../lambdas/triage/policy';
-import { startDynalite } from '../support/dynalite';
+import { startDynalite } from '../../local/dynalite';
 import { ACCOUNT, installFakeEcs, REGION, taskDefArn } from '../support/fake-ecs';
 
 const REGISTRY = `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com`;
@@ -285,5 +285,40 @@ describe('triage batch handler', () => {
     );
     expect(response.batchItemFailures).toEqual([]);
     expect(started()).toHaveLength(1);
+  });
+
+  it('ignores an ACTIVE update older than the CLOSED one a previous batch triaged, and logs why', async () => {
+    // Prepare: Inspector closed the finding; its earlier ACTIVE update arrives late, in a later batch.
+    const { handler, ledger } = await environment();
+    sfn.on(StartExecutionCommand).callsFake((input) => ({
+      executionArn: `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${input.name}`,
+    }));
+    const closed = findingEvent('f1', 'shop/checkout', APP, 'CVE-2024-6119');
+    Object.assign(closed.detail, { status: 'CLOSED', updatedAt: 'Thu Sep 05 09:00:00.000 UTC 2024' });
+    const active = findingEvent('f1', 'shop/checkout', APP, 'CVE-2024-6119');
+    Object.assign(active.detail, { status: 'ACTIVE', updatedAt: 'Wed Sep 04 16:55:38.411 UTC 2024' });
+    const info = jest.spyOn(Logger.prototype, 'info');
+
+    // Act
+    const first = await handler()(batch(record('m1', closed)));
+    const second = await handler()(batch(record('m2', active)));
+
+    // Assess
+    expect([first.batchItemFailures, second.batchItemFailures]).toEqual([[], []]);
+    expect(started()).toEqual([]);
+    expect(await ledger.newestSeen([closed.detail.findingArn as string])).toEqual(
+      new Map([[closed.detail.findingArn as string, '2024-09-05T09:00:00.000Z']]),
+    );
+    expect(info).toHaveBeenCalledWith(
+      'Decision',
+      expect.objectContaining({
+        messageId: 'm2',
+        action: 'ignore',
+        reason: expect.stringMatching(
+          /^out-of-order update: .* is older than its update of 2024-09-05T09:00:00.000Z already triaged$/,
+        ),
+      }),
+    );
+    info.mockRestore();
   });
 });

@@ -23,7 +23,7 @@ import * as z from 'zod';
 import type { Action } from '../../shared/contracts';
 import { SEVERITIES } from '../../shared/contracts';
 import { ConfigurationError } from '../../shared/errors';
-import { formatIssues } from '../schema';
+import { formatProblems, issueProblems, type Problem } from '../schema/issues';
 import { REPOSITORY_PATTERN } from './glob';
 import { isTimeZone, parseStart, WEEKDAYS } from './windows';
 
@@ -247,22 +247,48 @@ const deepFreeze = <T>(value: T): T => {
 };
 
 /**
- * Parse a policy document.
- * @throws ConfigurationError naming every bad field, e.g.
- * `policy.rules[2].match.severities[0]: invalid value "URGENT", expected one of CRITICAL, HIGH, ...`.
+ * A policy that does not parse, with every problem kept apart (`problems`) for callers that report
+ * them one per line; `message` is all of them on one line. Its name stays `ConfigurationError`: that
+ * is what operators and tests know a bad policy by.
  */
-export const parsePolicy = (input: unknown): Policy => {
+export class InvalidPolicyError extends ConfigurationError {
+  constructor(
+    readonly problems: readonly Problem[],
+    options?: { cause?: unknown },
+  ) {
+    super(`invalid policy: ${formatProblems(problems)}`, options);
+  }
+}
+
+/**
+ * What is wrong with a policy document: every bad field, e.g.
+ * `{ path: 'policy.rules[2].match.severities[0]', message: 'invalid value "URGENT", expected one of CRITICAL, HIGH, ...' }`;
+ * or the policy, parsed (defaults filled in, deeply frozen).
+ */
+export const checkPolicy = (
+  input: unknown,
+):
+  | { readonly policy: Policy; readonly problems?: undefined }
+  | { readonly policy?: undefined; readonly problems: Problem[]; readonly cause: z.ZodError } => {
   const result = policySchema.safeParse(input, { reportInput: true });
   if (!result.success) {
-    throw new ConfigurationError(
-      `invalid policy: ${formatIssues(result.error.issues, 'policy', knownKeys)}`,
-      {
-        cause: result.error,
-      },
-    );
+    return {
+      problems: issueProblems(result.error.issues, { root: 'policy', knownKeys }),
+      cause: result.error,
+    };
   }
   // Frozen: evaluate caches compiled matchers per policy object, which must not change underneath.
-  return deepFreeze(result.data);
+  return { policy: deepFreeze(result.data) };
+};
+
+/**
+ * Parse a policy document.
+ * @throws InvalidPolicyError (a ConfigurationError) naming every bad field in `problems`.
+ */
+export const parsePolicy = (input: unknown): Policy => {
+  const checked = checkPolicy(input);
+  if (checked.problems) throw new InvalidPolicyError(checked.problems, { cause: checked.cause });
+  return checked.policy;
 };
 
 /** JSON Schema of the policy document (for editors: reference it from "$schema" in policy.json). */

@@ -1,10 +1,12 @@
 /** Policy-as-code: the document (what people write), the engine (evaluate) and maintenance windows. */
 export {
+  checkPolicy,
   DEFAULT_POLICY,
   DEFAULT_POLICY_PARSED,
   exceptionSchema,
   expiryInstant,
   FIX_MATCH_VALUES,
+  InvalidPolicyError,
   maintenanceWindowSchema,
   matchSchema,
   PACKAGE_MANAGERS,

@@ -16,7 +16,7 @@ import {
   rollbackIncomplete,
 } from '../../../lambdas/workflow/finish';
 import type { WorkflowState } from '../../../lambdas/workflow/state';
-import { type LocalDynamo, startDynalite } from '../../support/dynalite';
+import { type LocalDynamo, startDynalite } from '../../../local/dynalite';
 import {
   BUILD_LOG_LINK,
   DEPLOYMENT_ARN,

@@ -5,7 +5,7 @@ import { executionName, remediationId } from '../../../lambdas/shared/remediatio
 import { resolveFollowUp } from '../../../lambdas/workflow/follow-up';
 import { takeGatheredFindings } from '../../../lambdas/workflow/lock';
 import { patchedRegistration } from '../../../lambdas/workflow/register-task-definition';
-import { type LocalDynamo, startDynalite } from '../../support/dynalite';
+import { type LocalDynamo, startDynalite } from '../../../local/dynalite';
 import { digest, image, remediationRequest } from '../../support/workflow-harness';
 
 const A = digest('a1');

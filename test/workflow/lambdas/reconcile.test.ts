@@ -16,7 +16,7 @@ import { executionName, remediationId } from '../../../lambdas/shared/remediatio
 import { finish } from '../../../lambdas/workflow/finish';
 import { reconcile } from '../../../lambdas/workflow/reconcile';
 import type { WorkflowState } from '../../../lambdas/workflow/state';
-import { type LocalDynamo, startDynalite } from '../../support/dynalite';
+import { type LocalDynamo, startDynalite } from '../../../local/dynalite';
 import { digest, image, remediationRequest } from '../../support/workflow-harness';
 
 const STATE_MACHINE = 'arn:aws:states:eu-central-1:123456789012:stateMachine:autopatch';

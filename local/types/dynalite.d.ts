@@ -1,4 +1,4 @@
-// dynalite ships no type declarations; this covers the part the tests use. (Not test/support/dynalite.d.ts:
+// dynalite ships no type declarations; this covers the part local/dynalite.ts uses. (Not local/dynalite.d.ts:
 // TypeScript ignores a .d.ts that sits beside a .ts of the same name, taking it for that file's output.)
 declare module 'dynalite' {
   import type { Server } from 'node:http';
