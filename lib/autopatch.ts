@@ -140,6 +140,13 @@ export interface AutopatchProps {
    */
   readonly armBuilds?: boolean;
   /**
+   * Let the image builds push only to ECR repositories carrying the service tag (and those the
+   * explicit targets list). Off by default so that deployments made before this option keep working
+   * (their repositories were never tagged); synth warns while it is off. docs/deploy.md, "IAM".
+   * @default false
+   */
+  readonly pushToTaggedRepositoriesOnly?: boolean;
+  /**
    * What happens to the ledger (locks and remediation history) when the stack is deleted.
    * @default RemovalPolicy.RETAIN
    */
@@ -263,7 +270,14 @@ export class Autopatch extends Construct {
       logRetention: resolved.logRetention,
       ...(props.accountAlias ? { accountAlias: props.accountAlias } : {}),
       ...(props.armBuilds !== undefined ? { armBuilds: props.armBuilds } : {}),
+      pushToTaggedRepositoriesOnly: props.pushToTaggedRepositoriesOnly === true,
     });
+    if (props.pushToTaggedRepositoriesOnly !== true) {
+      Annotations.of(this).addWarningV2(
+        'autopatch:ecr-push-any-repository',
+        `The image builds may push to every ECR repository of the account. Tag the repositories of the services Autopatch patches with ${resolved.discoverByTag.key}=${resolved.discoverByTag.value} (or list them in targets[].repositories) and set pushToTaggedRepositoriesOnly: true to narrow it; it will become the default in the next major version (docs/deploy.md, "IAM").`,
+      );
+    }
     this.stateMachine = this.workflow.stateMachine;
 
     const triage = new TriageFunction(this, 'Triage', {
@@ -388,6 +402,14 @@ export class Autopatch extends Construct {
 
     if (props.dryRun !== undefined && typeof props.dryRun !== 'boolean') {
       errors.push(`dryRun: must be true or false, got ${JSON.stringify(props.dryRun)}`);
+    }
+    if (
+      props.pushToTaggedRepositoriesOnly !== undefined &&
+      typeof props.pushToTaggedRepositoriesOnly !== 'boolean'
+    ) {
+      errors.push(
+        `pushToTaggedRepositoriesOnly: must be true or false, got ${JSON.stringify(props.pushToTaggedRepositoriesOnly)}`,
+      );
     }
     if (props.armBuilds !== undefined && typeof props.armBuilds !== 'boolean') {
       errors.push(`armBuilds: must be true or false, got ${JSON.stringify(props.armBuilds)}`);

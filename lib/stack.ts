@@ -31,6 +31,7 @@ const contextSchema = z.strictObject({
   accountAlias: z.custom<string>().optional(),
   findingAccounts: z.custom<readonly string[]>().optional(),
   armBuilds: z.custom<boolean>().optional(),
+  pushToTaggedRepositoriesOnly: z.custom<boolean>().optional(),
 });
 
 const readJsonFile = (file: string, what: string): unknown => {
@@ -103,6 +104,9 @@ export const autopatchPropsFromContext = (scope: Construct): AutopatchProps => {
     ...(context.accountAlias !== undefined ? { accountAlias: context.accountAlias } : {}),
     ...(context.findingAccounts !== undefined ? { findingAccounts: context.findingAccounts } : {}),
     ...(context.armBuilds !== undefined ? { armBuilds: context.armBuilds } : {}),
+    ...(context.pushToTaggedRepositoriesOnly !== undefined
+      ? { pushToTaggedRepositoriesOnly: context.pushToTaggedRepositoriesOnly }
+      : {}),
   };
 };
 

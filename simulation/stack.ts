@@ -53,7 +53,10 @@ const cacheKey = (): string => {
   return hash.digest('hex').slice(0, 24);
 };
 
-const synthesize = async (props?: { targets: never }): Promise<Synthesized> => {
+const synthesize = async (props?: {
+  targets: never;
+  pushToTaggedRepositoriesOnly?: boolean;
+}): Promise<Synthesized> => {
   // Loaded lazily: aws-cdk-lib takes a while to load, and a cached template does not need it.
   const [{ App }, { Template }, { AutopatchStack }] = await Promise.all([
     import('aws-cdk-lib'),
@@ -386,6 +389,8 @@ export interface ResolvedTemplate {
 /** What a scenario configures that changes the synthesized IAM policies (explicit targets are granted by ARN). */
 export interface IamStackOptions {
   readonly targets?: readonly unknown[];
+  /** The stack's pushToTaggedRepositoriesOnly (narrower ECR push grants). */
+  readonly pushToTaggedRepositoriesOnly?: boolean;
 }
 
 const iamMemo = new Map<string, Promise<Synthesized>>();
@@ -397,8 +402,12 @@ const iamMemo = new Map<string, Promise<Synthesized>>();
  */
 const synthesizedForIam = (options: IamStackOptions): Promise<Synthesized> => {
   const targets = options.targets ?? [];
-  if (targets.length === 0) return synthesizedStack();
-  const key = createHash('sha256').update(JSON.stringify(targets)).digest('hex').slice(0, 16);
+  const narrow = options.pushToTaggedRepositoriesOnly === true;
+  if (targets.length === 0 && !narrow) return synthesizedStack();
+  const key = createHash('sha256')
+    .update(JSON.stringify({ targets, ...(narrow ? { narrow } : {}) }))
+    .digest('hex')
+    .slice(0, 16);
   let memoized = iamMemo.get(key);
   if (!memoized) {
     memoized = (async () => {
@@ -410,7 +419,10 @@ const synthesizedForIam = (options: IamStackOptions): Promise<Synthesized> => {
       } catch {
         // Not cached yet.
       }
-      const fresh = await synthesize({ targets: targets as never });
+      const fresh = await synthesize({
+        targets: targets as never,
+        ...(narrow ? { pushToTaggedRepositoriesOnly: true } : {}),
+      });
       try {
         mkdirSync(CACHE_DIR, { recursive: true });
         for (const old of readdirSync(CACHE_DIR))

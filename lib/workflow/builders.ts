@@ -60,6 +60,7 @@ export interface BuildProjectsProps {
   readonly targets: readonly TargetConfig[];
   readonly serviceTag: { readonly key: string; readonly value: string };
   readonly armBuilds?: boolean;
+  readonly pushToTaggedRepositoriesOnly?: boolean;
   readonly arn: ArnOf;
 }
 

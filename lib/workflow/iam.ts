@@ -46,6 +46,13 @@ export const ECR_PULL_ACTIONS = [
 export interface WorkflowStatementsProps {
   readonly serviceTag: { readonly key: string; readonly value: string };
   readonly targets: readonly TargetConfig[];
+  /**
+   * Let the image builds push only to ECR repositories carrying the service tag (and those the
+   * explicit targets list). Off by default so that deployments made before this option keep working
+   * (their repositories were never tagged); synth warns while it is off. docs/deploy.md, "IAM".
+   * @default false
+   */
+  readonly pushToTaggedRepositoriesOnly?: boolean;
 }
 
 /** Shared statements, one object per statement (a statement object may be added to several roles). */
@@ -136,7 +143,8 @@ export const ecrPushScope = (
   arn: ArnOf,
   props: WorkflowStatementsProps,
 ): { readonly anyRepository: boolean; readonly named: readonly string[] } => {
-  const anyRepository = props.targets.some((t) => t.repositories.length === 0);
+  const anyRepository =
+    props.pushToTaggedRepositoriesOnly !== true || props.targets.some((t) => t.repositories.length === 0);
   const named = [
     ...new Set(
       props.targets.flatMap((t) =>

@@ -49,6 +49,13 @@ export interface RemediationWorkflowProps {
    * there; when it is not (an environment-agnostic stack), true
    */
   readonly armBuilds?: boolean;
+  /**
+   * Let the image builds push only to ECR repositories carrying the service tag (and those the
+   * explicit targets list). Off by default so that deployments made before this option keep working
+   * (their repositories were never tagged); synth warns while it is off. docs/deploy.md, "IAM".
+   * @default false
+   */
+  readonly pushToTaggedRepositoriesOnly?: boolean;
 }
 
 /**

@@ -422,7 +422,7 @@ describe('granted actions no code path uses', () => {
   });
 });
 
-describe('the builds push only to the repositories Autopatch may patch', () => {
+describe('with pushToTaggedRepositoriesOnly, the builds push only to the repositories Autopatch may patch', () => {
   const pushActions = ['InitiateLayerUpload', 'UploadLayerPart', 'CompleteLayerUpload', 'PutImage'];
   const pullActions = ['BatchGetImage', 'GetDownloadUrlForLayer', 'BatchCheckLayerAvailability'];
   const on = (repository: string, actions: string[], tags: Record<string, string> = {}) =>
@@ -431,8 +431,12 @@ describe('the builds push only to the repositories Autopatch may patch', () => {
       resource: arn('ecr', `repository/${repository}`),
       context: Object.fromEntries(Object.entries(tags).map(([k, v]) => [`aws:ResourceTag/${k}`, v])),
     }));
-  const decisions = async (targets: unknown[], requests: AuthorizationRequest[]) => {
-    const m = iamModel(await resolveTemplate(ACCOUNT, REGION, { targets }), ACCOUNT, REGION);
+  const decisions = async (targets: unknown[], requests: AuthorizationRequest[], narrow = true) => {
+    const m = iamModel(
+      await resolveTemplate(ACCOUNT, REGION, { targets, pushToTaggedRepositoriesOnly: narrow }),
+      ACCOUNT,
+      REGION,
+    );
     const e = new IamEvaluator(m);
     expect(m.projectPrincipals.size).toBeGreaterThan(0);
     const out: boolean[] = [];
@@ -460,6 +464,12 @@ describe('the builds push only to the repositories Autopatch may patch', () => {
     expect(
       new Set(await decisions(targets, on('billing/api', pushActions, { 'autopatch:enabled': 'true' }))),
     ).toEqual(new Set([true]));
+  }, 120_000);
+
+  test('by default (pushToTaggedRepositoriesOnly off, as before the option existed) pushes stay account-wide', async () => {
+    expect(new Set(await decisions([], on('payments/checkout', pushActions), false))).toEqual(
+      new Set([true]),
+    );
   }, 120_000);
 
   test('a target that names no repository keeps pushes account-wide (its images may be anywhere)', async () => {
