@@ -41,6 +41,14 @@ export const targetSchema = z.strictObject({
    * deploy): 'approve' (a person approves first) or 'deploy'. Absent: workflowDefaults.withoutAlarms.
    */
   withoutAlarms: z.enum(['approve', 'deploy']).optional(),
+  /**
+   * A CODE_DEPLOY service: the CodeDeploy application and deployment group that deploy it. Absent:
+   * the names the ECS console gives them (AppECS-<cluster>-<service>, DgpECS-<cluster>-<service>),
+   * else the group whose ecsServices name the service.
+   */
+  codeDeploy: z
+    .strictObject({ application: z.string().min(1).max(100), deploymentGroup: z.string().min(1).max(100) })
+    .optional(),
   /** Service tags, used by policy rules that match on tags. */
   tags: z.record(z.string(), z.string()).default({}),
 });

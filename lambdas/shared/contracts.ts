@@ -120,6 +120,8 @@ export interface TargetSettings {
    * approves first; also when absent, in requests from before it existed) or 'deploy'.
    */
   readonly withoutAlarms?: WithoutAlarms;
+  /** A CODE_DEPLOY service's CodeDeploy application and deployment group, when the target names them. */
+  readonly codeDeploy?: { readonly application: string; readonly deploymentGroup: string };
 }
 
 /** What to do with a service that no alarm can judge before deploying. */

@@ -155,6 +155,7 @@ export const aggregate = (
           gatherSeconds: opts.defaults.gatherSeconds,
           gatherMaxSeconds: opts.defaults.gatherMaxSeconds,
           withoutAlarms: target?.withoutAlarms ?? opts.defaults.withoutAlarms,
+          ...(target?.codeDeploy ? { codeDeploy: { ...target.codeDeploy } } : {}),
         },
         findingsCount: new Set(coveredFindings(images)).size,
         requestedAt: firstObserved,
