@@ -5,6 +5,7 @@
 import type { AmplificationResult } from './amplification';
 import type { BurstSimulationResult } from './burst-simulation';
 import { type ColdStartRow, FLOOR, TRIAGE } from './cold-start';
+import type { ContentionResult } from './contention';
 import type { DevLoopResult } from './dev-loop';
 import type { ThroughputResult } from './throughput';
 import { VARIANTS, type WorkflowRun } from './workflow';
@@ -53,6 +54,8 @@ export interface BenchReport {
   readonly endToEnd: readonly BurstSimulationResult[];
   readonly coldStart: readonly ColdStartRow[];
   readonly workflow: readonly WorkflowRun[];
+  /** Absent in reports from before the contention section existed. */
+  readonly contention?: readonly ContentionResult[];
   readonly devLoop: readonly DevLoopResult[];
   /** Sections not run, with why. */
   readonly skipped: readonly string[];
@@ -359,6 +362,35 @@ const coldStartSection = (r: BenchReport): string => {
   ].join('\n');
 };
 
+const contentionSection = (r: BenchReport): string =>
+  [
+    '### Lock contention (concurrent findings for one service)',
+    '',
+    'Each finding arrives in its own triage invocation, all at once, against dynalite: the lock is ' +
+      'settled inside the invocation, so no message comes back for redelivery.',
+    '',
+    table([
+      [
+        'findings',
+        'lock found',
+        'executions started',
+        'item failures',
+        'highest receive',
+        'next runs on release',
+        'wall',
+      ],
+      ...(r.contention ?? []).map((c) => [
+        integer(c.findings),
+        c.lock === 'idle' ? 'free' : 'held by a sealed run',
+        integer(c.executionsStarted),
+        integer(c.itemFailures),
+        integer(c.maxReceives),
+        c.lock === 'sealed' ? integer(c.nextRuns) : '—',
+        seconds(c.wallMs),
+      ]),
+    ]),
+  ].join('\n');
+
 const workflowSection = (r: BenchReport): string => {
   const bakes = r.meta.bakeTimes;
   const runs = (variant: string) => r.workflow.filter((w) => w.variant === variant);
@@ -489,6 +521,7 @@ export const renderReport = (r: BenchReport): string => {
   if (r.amplification.length > 0 || r.endToEnd.length > 0) parts.push(amplificationSection(r));
   if (r.coldStart.length > 0) parts.push(coldStartSection(r));
   if (r.workflow.length > 0) parts.push(workflowSection(r));
+  if ((r.contention ?? []).length > 0) parts.push(contentionSection(r));
   if (r.devLoop.length > 0) parts.push(devLoopSection(r));
   parts.push(goalsSection(r));
   if (r.skipped.length > 0) parts.push(`Not run: ${r.skipped.join('; ')}.`);

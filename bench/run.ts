@@ -9,6 +9,7 @@ import { renderStack } from '../simulation/stack';
 import { type AmplificationResult, measureAmplification } from './amplification';
 import { type BurstSimulationResult, measureBurstSimulation } from './burst-simulation';
 import { type ColdStartRow, measureColdStart } from './cold-start';
+import { type ContentionResult, measureContention } from './contention';
 import { type DevLoopResult, measureDevLoop } from './dev-loop';
 import { ACCOUNT_ID, generateFleet, REGION } from './fleet';
 import { type BenchReport, checkGoals, type ThroughputFigures } from './report';
@@ -20,6 +21,7 @@ export const SECTIONS = [
   'amplification',
   'end-to-end',
   'workflow',
+  'contention',
   'dev-loop',
 ] as const;
 export type Section = (typeof SECTIONS)[number];
@@ -123,6 +125,13 @@ export const runBench = async (options: BenchOptions, log: (line: string) => voi
     workflow.push(...((await attempt('workflow', () => measureWorkflow(options.bakeTimes))) ?? []));
   } else skipped.push('workflow');
 
+  const contention: ContentionResult[] = [];
+  if (wanted('contention')) {
+    contention.push(
+      ...((await attempt('lock contention, 100 concurrent findings', () => measureContention(100))) ?? []),
+    );
+  } else skipped.push('contention');
+
   const devLoop: DevLoopResult[] = [];
   if (wanted('dev-loop')) {
     devLoop.push(
@@ -153,6 +162,7 @@ export const runBench = async (options: BenchOptions, log: (line: string) => voi
     endToEnd,
     coldStart,
     workflow,
+    contention,
     devLoop,
     skipped,
     errors,
