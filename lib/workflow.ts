@@ -19,6 +19,7 @@ import type { TargetConfig, WorkflowDefaults } from '../lambdas/shared/config';
 import { ConfigurationError } from '../lambdas/shared/errors';
 import { OUTCOME_EVENT } from '../lambdas/shared/outcome-event';
 import { ABANDONING_STATUSES } from '../lambdas/workflow/execution-ended';
+import { SCAN_COMPLETE_STATUSES } from '../lambdas/workflow/verify-rescan';
 import { patchOsBuildSpec } from '../statemachines/buildspecs/patch-os';
 import { sourceBuildSpec } from '../statemachines/buildspecs/source';
 import { BUILD_KEY_ACTIONS, grantLedgerReadWrite, grantTopicPublish } from './grants';
@@ -92,32 +93,6 @@ export const createsArmBuilds = (region: string, armBuilds?: boolean): boolean =
  */
 export const NO_ARM_BUILDER = 'Autopatch-no-arm64-CodeBuild-in-this-Region';
 
-/** The rescan poll of "Verify the patched image by rescan" (its first Retry): 20 s × 1.5ⁿ, at most 300 s apart. */
-export const RESCAN_POLL = { intervalSeconds: 20, backoffRate: 1.5, maxDelaySeconds: 300 } as const;
-
-/** Seconds the poll has waited after `attempts` retries. */
-export const rescanPollWindowSeconds = (attempts: number): number => {
-  let total = 0;
-  for (let n = 0; n < attempts; n++) {
-    total += Math.min(
-      RESCAN_POLL.intervalSeconds * RESCAN_POLL.backoffRate ** n,
-      RESCAN_POLL.maxDelaySeconds,
-    );
-  }
-  return Math.floor(total);
-};
-
-/**
- * MaxAttempts of the rescan poll for a rescan timeout: enough retries to cover it, plus three. The
- * verify Lambda itself ends the poll at target.rescanTimeoutSeconds after the push (RescanTimedOutError);
- * running out of retries is only the backstop. 1 hour → 20 attempts (the value in the definition file).
- */
-export const rescanPollAttempts = (timeoutSeconds: number): number => {
-  let attempts = 0;
-  while (rescanPollWindowSeconds(attempts) < timeoutSeconds) attempts++;
-  return attempts + 3;
-};
-
 const ROOT = path.join(__dirname, '..');
 const DEFINITION_FILE = path.join(ROOT, 'statemachines', 'remediation.asl.json');
 
@@ -126,7 +101,11 @@ const FUNCTIONS = {
   acquireLock: { file: 'acquire-lock', timeout: 30, description: 'Autopatch: acquire the service lock' },
   planBuilds: { file: 'plan-builds', timeout: 30, description: 'Autopatch: plan the image builds' },
   requestApproval: { file: 'request-approval', timeout: 30, description: 'Autopatch: request approval' },
-  verifyRescan: { file: 'verify-rescan', timeout: 120, description: 'Autopatch: verify the patch by rescan' },
+  verifyRescan: {
+    file: 'verify-rescan',
+    timeout: 120,
+    description: 'Autopatch: wait for the rescan that verifies the patch',
+  },
   registerTaskDefinition: {
     file: 'register-task-definition',
     timeout: 60,
@@ -146,7 +125,7 @@ const FUNCTIONS = {
   deploymentEvents: {
     file: 'deployment-events',
     timeout: 60,
-    description: 'Autopatch: resume watching executions on ECS deployment and alarm events',
+    description: 'Autopatch: resume waiting executions on ECS deployment, alarm and Inspector scan events',
   },
   gate: {
     file: 'gate',
@@ -156,7 +135,7 @@ const FUNCTIONS = {
   sweep: {
     file: 'sweep',
     timeout: 120,
-    description: 'Autopatch: every minute, re-assess every watched deployment, bake and rollback',
+    description: 'Autopatch: every minute, re-assess every watched deployment, bake, rollback and rescan',
   },
 } as const;
 type FunctionRole = keyof typeof FUNCTIONS;
@@ -193,6 +172,8 @@ export class RemediationWorkflow extends Construct {
   public readonly buildLogGroup: logs.LogGroup;
   public readonly deploymentStateRule: events.Rule;
   public readonly alarmStateRule: events.Rule;
+  /** Inspector2 Scan events: answer the waits for a rescan of the scanned digest (issue #15). */
+  public readonly inspectorScanRule: events.Rule;
   /** The state machine's own executions that ended ABORTED, TIMED_OUT or FAILED: release their lock. */
   public readonly executionEndedRule: events.Rule;
   /** Events the deployment-events Lambda could not handle after EventBridge's retries. */
@@ -440,17 +421,6 @@ export class RemediationWorkflow extends Construct {
     grantLedgerReadWrite(props.ledger, key, functions.requestApproval);
     grantTopicPublish(props.topic, key, functions.requestApproval);
 
-    functions.verifyRescan.addToRolePolicy(
-      // Inspector has no resource-level permissions for these reads.
-      new iam.PolicyStatement({
-        actions: ['inspector2:ListCoverage', 'inspector2:ListFindings'],
-        resources: ['*'],
-      }),
-    );
-    functions.verifyRescan.addToRolePolicy(
-      new iam.PolicyStatement({ actions: ['ecr:DescribeImages'], resources: [repositories] }),
-    );
-
     functions.registerTaskDefinition.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [services] }),
     );
@@ -488,6 +458,27 @@ export class RemediationWorkflow extends Construct {
       watcher.addToRolePolicy(alarmHistory);
       watcher.addToRolePolicy(taskResponse);
     }
+
+    // ---- Rescan waits (issue #15): "Verify the patched image by rescan" registers a task-token wait
+    // in the ledger (lambdas/workflow/rescan-registry.ts) and answers it when the verdict is known at
+    // once; the Inspector2 Scan event (deployment-events) and the sweep answer it otherwise. All three
+    // assess the rescan (Inspector's coverage and findings, ECR's push time) and answer with
+    // SendTaskSuccess only; the watchers already read and write the ledger.
+    grantLedgerReadWrite(props.ledger, key, functions.verifyRescan);
+    functions.verifyRescan.addToRolePolicy(taskResponse);
+    for (const assessor of [functions.verifyRescan, functions.deploymentEvents, functions.sweep]) {
+      assessor.addToRolePolicy(
+        // Inspector has no resource-level permissions for these reads.
+        new iam.PolicyStatement({
+          actions: ['inspector2:ListCoverage', 'inspector2:ListFindings'],
+          resources: ['*'],
+        }),
+      );
+      assessor.addToRolePolicy(
+        new iam.PolicyStatement({ actions: ['ecr:DescribeImages'], resources: [repositories] }),
+      );
+    }
+    // ---- end of rescan waits
 
     functions.gate.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [services] }),
@@ -560,7 +551,7 @@ export class RemediationWorkflow extends Construct {
       // Inline (fromString, not fromFile): fromFile uploads the file as an S3 asset and the template then
       // holds only its S3 location; inline, `cdk diff` shows definition changes and tests read the exact
       // definition that deploys. The file stays the source of truth (see renderDefinition).
-      definitionBody: sfn.DefinitionBody.fromString(renderDefinition(props.defaults.rescanTimeoutSeconds)),
+      definitionBody: sfn.DefinitionBody.fromString(renderDefinition()),
       definitionSubstitutions: Object.fromEntries(
         Object.entries(invokedByDefinition).map(([name, fn]) => [name, fn.functionArn]),
       ),
@@ -588,7 +579,7 @@ export class RemediationWorkflow extends Construct {
 
     // ---------------------------------------------------------------- Deployment and alarm events
     this.eventsDeadLetterQueue = new sqs.Queue(this, 'EventsDeadLetterQueue', {
-      // SQS-managed encryption, not the shared key: EventBridge writes here for three rules, and a
+      // SQS-managed encryption, not the shared key: EventBridge writes here for every events rule, and a
       // KMS key policy naming them by ARN would need fixed rule names (a Key -> Rule -> Queue -> Key
       // cycle otherwise). Without key access EventBridge could not dead-letter an event at all.
       encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -626,6 +617,19 @@ export class RemediationWorkflow extends Construct {
       },
       targets: [eventsTarget()],
     });
+
+    // ---- Rescan waits (issue #15): Inspector's scan of a digest answers the waits for it at once; the
+    // sweep is the safety net for a lost event. Same target settings (retries, DLQ) as the rules above.
+    this.inspectorScanRule = new events.Rule(this, 'InspectorScanRule', {
+      description: "Autopatch: Inspector's scan of a rebuilt image answers the remediation waiting for it",
+      eventPattern: {
+        source: ['aws.inspector2'],
+        detailType: ['Inspector2 Scan'],
+        detail: { 'scan-status': [...SCAN_COMPLETE_STATUSES] },
+      },
+      targets: [eventsTarget()],
+    });
+    // ---- end of rescan waits
 
     this.executionEndedRule = new events.Rule(this, 'ExecutionEndedRule', {
       description:
@@ -775,21 +779,10 @@ export const stateMachineLogGroupName = (stateMachineName: string, stack: Stack)
   `/aws/vendedlogs/states/${stateMachineName}-${Fn.select(0, Fn.split('-', Fn.select(2, Fn.split('/', stack.stackId))))}`;
 
 /**
- * The definition file as deployed: unchanged, except the rescan poll's MaxAttempts, sized from the
- * configured default rescan timeout (a Retry cannot read it from the input).
+ * The definition file as deployed, unchanged. (The rescan is a task-token wait whose timeout the Map
+ * derives from the request with States.MathAdd: nothing is sized at synth any more.)
  */
-const renderDefinition = (rescanTimeoutSeconds: number): string => {
-  type Retrier = { ErrorEquals: string[]; MaxAttempts?: number };
-  type States = Record<string, { Retry?: Retrier[]; ItemProcessor?: { States: States } }>;
-  const definition = JSON.parse(readFileSync(DEFINITION_FILE, 'utf8')) as { States: States };
-  const poll = definition.States['Rebuild and verify each image']?.ItemProcessor?.States[
-    'Verify the patched image by rescan'
-  ]?.Retry?.find((r) => r.ErrorEquals.includes('RescanPendingError'));
-  if (!poll)
-    throw new ConfigurationError(`${DEFINITION_FILE}: the rescan poll Retry (RescanPendingError) is missing`);
-  poll.MaxAttempts = rescanPollAttempts(rescanTimeoutSeconds);
-  return JSON.stringify(definition, null, 2);
-};
+const renderDefinition = (): string => readFileSync(DEFINITION_FILE, 'utf8');
 
 /** All prop problems at once, each naming its field. */
 const validate = (props: RemediationWorkflowProps, stateMachineName: string): void => {
