@@ -22,7 +22,7 @@ import { ABANDONING_STATUSES } from '../lambdas/workflow/execution-ended';
 import { SCAN_COMPLETE_STATUSES } from '../lambdas/workflow/verify-rescan';
 import { patchOsBuildSpec } from '../statemachines/buildspecs/patch-os';
 import { sourceBuildSpec } from '../statemachines/buildspecs/source';
-import { BUILD_KEY_ACTIONS, grantLedgerReadWrite, grantTopicPublish } from './grants';
+import { BUILD_KEY_ACTIONS, grantLedgerReadWrite, grantTopicPublish, LEDGER_KEY_ACTIONS } from './grants';
 
 export interface RemediationWorkflowProps {
   /** The ledger table (shared with triage): locks, history, task tokens. */
@@ -463,8 +463,16 @@ export class RemediationWorkflow extends Construct {
     // in the ledger (lambdas/workflow/rescan-registry.ts) and answers it when the verdict is known at
     // once; the Inspector2 Scan event (deployment-events) and the sweep answer it otherwise. All three
     // assess the rescan (Inspector's coverage and findings, ECR's push time) and answer with
-    // SendTaskSuccess only; the watchers already read and write the ledger.
-    grantLedgerReadWrite(props.ledger, key, functions.verifyRescan);
+    // SendTaskSuccess only; the watchers already read and write the ledger. The registering step only
+    // writes, queries and deletes rescan waits (least privilege: no GetItem, no batches).
+    props.ledger.grant(
+      functions.verifyRescan,
+      'dynamodb:PutItem',
+      'dynamodb:Query',
+      'dynamodb:UpdateItem',
+      'dynamodb:DeleteItem',
+    );
+    key.grant(functions.verifyRescan, ...LEDGER_KEY_ACTIONS);
     functions.verifyRescan.addToRolePolicy(taskResponse);
     for (const assessor of [functions.verifyRescan, functions.deploymentEvents, functions.sweep]) {
       assessor.addToRolePolicy(
