@@ -140,7 +140,7 @@ const SCANNED_ONCE_REASONS = new Set([
   'SCAN_FREQUENCY_MANUAL',
   'SCAN_ELIGIBILITY_EXPIRED',
 ]);
-/** Coverage reasons that mean "a scan is coming": keep polling. INTERNAL_ERROR: Inspector resumes by itself. */
+/** Coverage reasons that mean "a scan is coming": keep waiting. INTERNAL_ERROR: Inspector resumes by itself. */
 const PENDING_REASONS = new Set([
   'PENDING_INITIAL_SCAN',
   'SCAN_IN_PROGRESS',
