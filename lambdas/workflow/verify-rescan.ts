@@ -468,7 +468,13 @@ export type RescanFailure = (typeof RESCAN_FAILURES)[number];
  */
 export type RescanVerdict =
   | { readonly verdict: 'verified'; readonly image: PatchedImage }
-  | { readonly verdict: 'failed'; readonly error: RescanFailure; readonly cause: string };
+  | { readonly verdict: 'failed'; readonly error: RescanFailure; readonly cause: string }
+  /**
+   * The rescan could not be assessed, for a reason no retry cures (access denied, a bad request): the
+   * error's own name and message, raised as is (ErrorPath), so the remediation fails as it did when
+   * the verify Lambda threw it.
+   */
+  | { readonly verdict: 'error'; readonly error: string; readonly cause: string };
 
 /** A verdict, or not yet: Inspector has not scanned the digest and the deadline has not passed. */
 export type RescanAssessment = RescanVerdict | { readonly verdict: 'pending'; readonly reason: string };
@@ -578,7 +584,12 @@ export const startRescanWait = async (
     if (assessment.verdict !== 'pending') await answerRescan(deps.sfn, taskToken, assessment);
     return { decided: assessment.verdict !== 'pending', verdict: assessment.verdict };
   }
-  const pushedAt = await imagePushedAt(deps, input.image, digest, now);
+  // ECR unreachable (after the SDK's retries): measure the wait from now, as when ECR gives no push
+  // time (fail closed: the deadline moves later by at most the outage, never earlier).
+  const pushedAt = await imagePushedAt(deps, input.image, digest, now).catch((error: unknown) => {
+    if ((error as Error).name === WORKFLOW_ERRORS.transient) return now();
+    throw error;
+  });
   const registeredAt = now();
   const wait: RescanWait = {
     waitId: rescanWaitIdOf(taskToken),
@@ -633,16 +644,23 @@ const checkWait = async (
       { ...deps, now: () => options.now },
     );
   } catch (error) {
-    // An event rethrows: EventBridge delivers it again. The sweep tries again next minute, until the
-    // deadline: past it, Inspector unreadable is no proof, and the wait ends as timed out.
-    if (!options.sweep) throw error;
-    if (options.now.getTime() < Date.parse(wait.deadline))
+    const e = error instanceof Error ? error : new Error(String(error));
+    if (e.name !== WORKFLOW_ERRORS.transient) {
+      // No retry cures it: the remediation fails with this error, as when the verify Lambda threw it.
+      assessment = { verdict: 'error', error: e.name || 'Error', cause: e.message };
+    } else if (!options.sweep) {
+      // An event rethrows: EventBridge delivers it again (and the sweep looks every minute).
+      throw error;
+    } else if (options.now.getTime() < Date.parse(wait.deadline)) {
       return { digest, executionName, action: 'unreadable', error: describeError(error) };
-    assessment = {
-      verdict: 'failed',
-      error: WORKFLOW_ERRORS.rescanTimedOut,
-      cause: `Autopatch could not read whether Inspector scanned ${wait.repository}@${digest} by the deadline ${wait.deadline} (rescan timeout ${wait.input.rescanTimeoutSeconds} s after the push): ${describeError(error)}.`,
-    };
+    } else {
+      // Past the deadline, Inspector unreadable is no proof: the wait ends as timed out.
+      assessment = {
+        verdict: 'failed',
+        error: WORKFLOW_ERRORS.rescanTimedOut,
+        cause: `Autopatch could not read whether Inspector scanned ${wait.repository}@${digest} by the deadline ${wait.deadline} (rescan timeout ${wait.input.rescanTimeoutSeconds} s after the push): ${describeError(error)}.`,
+      };
+    }
   }
   if (assessment.verdict === 'pending') {
     if (options.sweep) await deps.registry.touch(wait, options.now);

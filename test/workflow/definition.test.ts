@@ -211,6 +211,11 @@ describe('the remediation definition', () => {
         }),
     );
     expect(raised).toEqual(Object.fromEntries(RESCAN_FAILURES.map((e) => [e, e])));
+    // An error no retry cures keeps its own name and message (as the verify Lambda threw it).
+    const error = rules.find((r) => r.variable === '$.rescan.verdict' && r.value === 'error');
+    expect(states.get(error?.next ?? '')).toEqual(
+      expect.objectContaining({ Type: 'Fail', ErrorPath: '$.rescan.error', CausePath: '$.rescan.cause' }),
+    );
     expect(states.get(choice.Default ?? '')?.Type).toBe('Fail');
   });
 

@@ -552,6 +552,32 @@ describe('remediation workflow paths', () => {
     },
   );
 
+  it('fails with the original error when reading Inspector failed in a way no retry cures', async () => {
+    const account = new FakeAccount().on(
+      'Verify the patched image by rescan',
+      (): RescanVerdict => ({
+        verdict: 'error',
+        error: 'AccessDeniedException',
+        cause: 'User is not authorized to perform: inspector2:ListCoverage',
+      }),
+    );
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).toEqual([
+      ...START,
+      ...BUILD,
+      'Did the rescan prove the fix?',
+      'Autopatch could not assess the rescan',
+      'The remediation failed',
+      ...FINISH,
+      'Failed',
+    ]);
+    expect(run.cause).toContain(
+      'AccessDeniedException: User is not authorized to perform: inspector2:ListCoverage',
+    );
+    released(account, run);
+  });
+
   it('fails closed when the wait is answered with something that is no verdict', async () => {
     const account = new FakeAccount().on('Verify the patched image by rescan', () => ({ hello: 'world' }));
     const run = await runWorkflow(remediationRequest(), account);

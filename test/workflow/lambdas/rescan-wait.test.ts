@@ -205,6 +205,19 @@ describe('startRescanWait ("Verify the patched image by rescan", invoked with a 
     expect(await registry.waitsFor(NEW)).toHaveLength(1);
   });
 
+  it('measures the wait from now when ECR cannot say when the digest was pushed (an outage)', async () => {
+    ecr
+      .on(DescribeImagesCommand)
+      .rejects(Object.assign(new Error('slow down'), { name: 'ThrottlingException' }));
+    coverage('pending');
+
+    await startRescanWait(input(), deps());
+
+    expect((await registry.waitsFor(NEW))[0]?.deadline).toBe(
+      new Date(clock.getTime() + 3600_000).toISOString(),
+    );
+  });
+
   it('fails the Task (and forgets the wait) on any other error, as the verify Lambda always did', async () => {
     inspector
       .on(ListCoverageCommand)
@@ -314,6 +327,20 @@ describe('sweepRescans (every minute)', () => {
     await sweepRescans(deps(), clock);
     expect(answers()).toEqual([
       ['token-1', expect.objectContaining({ verdict: 'failed', error: 'RescanTimedOutError' })],
+    ]);
+    expect(await registry.list()).toEqual([]);
+  });
+
+  it('answers an error no retry cures at once, with its own name and message (the remediation fails)', async () => {
+    inspector
+      .on(ListFindingsCommand)
+      .rejects(Object.assign(new Error('not authorized'), { name: 'AccessDeniedException' }));
+    coverage('scanned');
+
+    await sweepRescans(deps(), clock);
+
+    expect(answers()).toEqual([
+      ['token-1', { verdict: 'error', error: 'AccessDeniedException', cause: 'not authorized' }],
     ]);
     expect(await registry.list()).toEqual([]);
   });
