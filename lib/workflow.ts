@@ -8,12 +8,6 @@ export {
   createsArmBuilds,
   NO_ARM_BUILDER,
 } from './workflow/builders';
-export {
-  RESCAN_POLL,
-  renderDefinition,
-  rescanPollAttempts,
-  rescanPollWindowSeconds,
-  stateMachineLogGroupName,
-} from './workflow/definition';
+export { renderDefinition, stateMachineLogGroupName } from './workflow/definition';
 export { FUNCTIONS, type FunctionRole } from './workflow/functions';
 export { RemediationWorkflow, type RemediationWorkflowProps } from './workflow/remediation-workflow';

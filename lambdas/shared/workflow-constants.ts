@@ -9,3 +9,9 @@
  * handler releases the lock such an execution may still hold.
  */
 export const ABANDONING_STATUSES = ['ABORTED', 'TIMED_OUT', 'FAILED'] as const;
+
+/**
+ * `scan-status` values of an `Inspector2 Scan` event that say Inspector scanned the digest: the
+ * InspectorScanRule matches these, and the rescan wait accepts such an event as evidence of the scan.
+ */
+export const SCAN_COMPLETE_STATUSES: readonly string[] = ['INITIAL_SCAN_COMPLETE'];

@@ -14,6 +14,12 @@ export const WORKFLOW_ERRORS = {
   rescanTimedOut: 'RescanTimedOutError',
   /** The rebuilt image still has target CVEs, or a new CRITICAL/HIGH finding. */
   patchIneffective: 'PatchIneffectiveError',
+  /** Inspector will never scan the rebuilt image (raised by a Fail state from the rescan verdict). */
+  rescanUnavailable: 'RescanUnavailableError',
+  /** The build did not export IMAGE_DIGEST (raised by a Fail state from the rescan verdict). */
+  buildOutput: 'BuildOutputError',
+  /** The rescan wait was answered with something that is not a verdict (a Fail state). */
+  rescanVerdictUnknown: 'RescanVerdictUnknown',
   /** A dependency failed in a retryable way (shared TransientError). */
   transient: 'TransientError',
   /** SendTaskFailure error an approver's rejection carries (see approval.ts). */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { DescribeImagesCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import {
   type CoveredResource,
@@ -7,6 +8,8 @@ import {
   ListFindingsCommand,
   type ScanStatus,
 } from '@aws-sdk/client-inspector2';
+import { SendTaskSuccessCommand, type SFNClient } from '@aws-sdk/client-sfn';
+import * as z from 'zod';
 import type { AffectedImage } from '../shared/contracts';
 import { awsCall as call } from './aws';
 import {
@@ -15,7 +18,9 @@ import {
   RescanPendingError,
   RescanTimedOutError,
   RescanUnavailableError,
+  WORKFLOW_ERRORS,
 } from './errors';
+import type { RescanRegistry, RescanWait } from './rescan-registry';
 import type { PatchedImage } from './state';
 
 export interface VerifyRescanInput {
@@ -30,6 +35,11 @@ export interface VerifyRescanInput {
    * {@link scanEvidenceFromEvent}). Anything else here is ignored.
    */
   readonly scanEvent?: unknown;
+  /**
+   * ISO-8601: when ECR received the rebuilt digest, when the caller knows it already (the registered
+   * wait keeps it), so the assessment does not ask ECR again.
+   */
+  readonly pushedAt?: string;
 }
 
 export interface VerifyRescanDeps {
@@ -80,7 +90,9 @@ export interface ScanEvidence {
 }
 
 /** `scan-status` values that say a scan of the image finished. */
-export const SCAN_COMPLETE_STATUSES: readonly string[] = ['INITIAL_SCAN_COMPLETE'];
+import { SCAN_COMPLETE_STATUSES } from '../shared/workflow-constants';
+
+export { SCAN_COMPLETE_STATUSES };
 
 const REPOSITORY_ARN = /^arn:[\w-]+:ecr:[\w-]+:(\d{12}):repository\/(.+)$/;
 
@@ -130,7 +142,7 @@ const SCANNED_ONCE_REASONS = new Set([
   'SCAN_FREQUENCY_MANUAL',
   'SCAN_ELIGIBILITY_EXPIRED',
 ]);
-/** Coverage reasons that mean "a scan is coming": keep polling. INTERNAL_ERROR: Inspector resumes by itself. */
+/** Coverage reasons that mean "a scan is coming": keep waiting. INTERNAL_ERROR: Inspector resumes by itself. */
 const PENDING_REASONS = new Set([
   'PENDING_INITIAL_SCAN',
   'SCAN_IN_PROGRESS',
@@ -318,10 +330,10 @@ const imagePushedAt = async (
 const list = (ids: readonly string[]): string => ids.join(', ');
 
 /**
- * "Verify the patched image by rescan": prove with Amazon Inspector that the rebuilt digest no longer
- * has the CVEs that triggered the remediation and brings no new CRITICAL/HIGH finding. Throws
- * RescanPendingError while Inspector has not scanned it (the state's Retry is the poll loop) until
- * target.rescanTimeoutSeconds after the push, then RescanTimedOutError.
+ * Prove with Amazon Inspector that the rebuilt digest no longer has the CVEs that triggered the
+ * remediation and brings no new CRITICAL/HIGH finding. Throws RescanPendingError while Inspector has
+ * not scanned it (the wait goes on: see {@link assessRescan}) until target.rescanTimeoutSeconds after
+ * the push, then RescanTimedOutError.
  */
 export const verifyRescan = async (
   input: VerifyRescanInput,
@@ -362,7 +374,13 @@ export const verifyRescan = async (
   const continual =
     coverage?.scanStatus?.statusCode === 'ACTIVE' && coverage.scanStatus.reason === 'SUCCESSFUL';
   // ACTIVE/SUCCESSFUL settles it without the push time: no ECR call on the common path.
-  const pushedAt = continual ? now() : await imagePushedAt(deps, image, newDigest, now);
+  const known = input.pushedAt === undefined ? undefined : new Date(input.pushedAt);
+  const pushedAt =
+    known && !Number.isNaN(known.getTime())
+      ? known
+      : continual
+        ? now()
+        : await imagePushedAt(deps, image, newDigest, now);
   const event = input.scanEvent === undefined ? undefined : scanEvidenceFromEvent(input.scanEvent);
   const verdict = coverageVerdict({
     status: coverage?.scanStatus,
@@ -432,4 +450,282 @@ export const verifyRescan = async (
     );
   }
   return { ...described, cvesClosed: [...image.cves] };
+};
+
+// ---------------------------------------------------------------- The wait: events first, the sweep as the safety net
+
+/** The errors a rescan verdict can name: the Choice after the wait raises each from a Fail state. */
+export const RESCAN_FAILURES = [
+  WORKFLOW_ERRORS.patchIneffective,
+  WORKFLOW_ERRORS.rescanTimedOut,
+  WORKFLOW_ERRORS.rescanUnavailable,
+  WORKFLOW_ERRORS.buildOutput,
+] as const;
+export type RescanFailure = (typeof RESCAN_FAILURES)[number];
+
+/**
+ * What "Verify the patched image by rescan" resumes with (SendTaskSuccess only: the watchers are not
+ * granted SendTaskFailure), read by "Did the rescan prove the fix?". `cause` is the error's message, as
+ * the Lambda used to throw it, so every outcome and Cause reads as before.
+ */
+export type RescanVerdict =
+  | { readonly verdict: 'verified'; readonly image: PatchedImage }
+  | { readonly verdict: 'failed'; readonly error: RescanFailure; readonly cause: string }
+  /**
+   * The rescan could not be assessed, for a reason no retry cures (access denied, a bad request): the
+   * error's own name and message, raised as is (ErrorPath), so the remediation fails as it did when
+   * the verify Lambda threw it.
+   */
+  | { readonly verdict: 'error'; readonly error: string; readonly cause: string };
+
+/** A verdict, or not yet: Inspector has not scanned the digest and the deadline has not passed. */
+export type RescanAssessment = RescanVerdict | { readonly verdict: 'pending'; readonly reason: string };
+
+const isFailure = (name: string): name is RescanFailure =>
+  (RESCAN_FAILURES as readonly string[]).includes(name);
+
+/**
+ * One look at the rescan: {@link verifyRescan}, its outcome as a value. Errors that are no verdict (an
+ * AWS call that failed, after the SDK's retries) propagate: the caller decides whether to look again.
+ */
+export const assessRescan = async (
+  input: VerifyRescanInput,
+  deps: VerifyRescanDeps,
+): Promise<RescanAssessment> => {
+  try {
+    return { verdict: 'verified', image: await verifyRescan(input, deps) };
+  } catch (error) {
+    if (error instanceof RescanPendingError) return { verdict: 'pending', reason: error.message };
+    if (error instanceof Error && isFailure(error.name))
+      return { verdict: 'failed', error: error.name, cause: error.message };
+    throw error;
+  }
+};
+
+/**
+ * The wait's own bound on top of the rescan timeout: its TimeoutSeconds is the timeout plus this
+ * (States.MathAdd in the Map's ItemSelector), so it ends even if the sweep never runs. Ten sweeps.
+ */
+export const RESCAN_WAIT_MARGIN_SECONDS = 600;
+
+/** The sweep assesses at most this many waits a minute, least recently assessed first (past their deadline before all). */
+export const RESCAN_SWEEP_LIMIT = 25;
+
+export interface RescanWaitInput extends VerifyRescanInput {
+  readonly taskToken: string;
+  readonly executionName: string;
+}
+
+export interface RescanWaitDeps extends VerifyRescanDeps {
+  readonly sfn: Pick<SFNClient, 'send'>;
+  readonly registry: Pick<RescanRegistry, 'register' | 'forget' | 'touch' | 'waitsFor' | 'list'>;
+}
+
+export type RescanHandled = {
+  readonly digest: string;
+  readonly executionName: string;
+} & (
+  | { readonly action: 'answered' | 'already-answered'; readonly verdict: RescanVerdict }
+  | { readonly action: 'pending'; readonly reason: string }
+  | { readonly action: 'unreadable'; readonly error: string }
+);
+
+/** Errors that mean the execution no longer waits on this token: already answered, or ended. */
+const GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
+
+/** Answer the wait; false if the token was already used or its execution is gone (first answer wins). */
+export const answerRescan = async (
+  sfn: Pick<SFNClient, 'send'>,
+  token: string,
+  verdict: RescanVerdict,
+): Promise<boolean> => {
+  try {
+    await call('sfn SendTaskSuccess', () =>
+      sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(verdict) })),
+    );
+    return true;
+  } catch (error) {
+    if (error instanceof Error && GONE.has(error.name)) return false;
+    throw error;
+  }
+};
+
+/** A wait's identity: a hash of its task token. */
+export const rescanWaitIdOf = (taskToken: string): string =>
+  createHash('sha256').update(taskToken).digest('hex').slice(0, 24);
+
+const describeError = (error: unknown): string =>
+  error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+
+/** The build as the wait keeps it: only what readBuild reads (the whole CodeBuild build is large). */
+const keptBuild = (build: ReturnType<typeof readBuild>) => ({
+  ...(build.id ? { Id: build.id } : {}),
+  ...(build.logLink ? { Logs: { DeepLink: build.logLink } } : {}),
+  ExportedEnvironmentVariables: build.digest ? [{ Name: 'IMAGE_DIGEST', Value: build.digest }] : [],
+});
+
+/**
+ * "Verify the patched image by rescan", invoked with a task token; returns at once. Registers the
+ * wait first (so the Inspector2 Scan event, and the sweep, can answer it from now on), then looks
+ * once: the image may be scanned already, and a build that exported no digest or rebuilt the same
+ * image needs no Inspector at all. A known verdict answers the token here. A look that fails in a way
+ * worth retrying is not fatal (the sweep looks again within a minute); any other error forgets the
+ * wait and fails the Task, as the verify Lambda always did.
+ */
+export const startRescanWait = async (
+  input: RescanWaitInput,
+  deps: RescanWaitDeps,
+): Promise<{ decided: boolean; verdict: RescanAssessment['verdict'] | 'unknown'; reason?: string }> => {
+  const now = deps.now ?? (() => new Date());
+  const { taskToken, executionName, ...verify } = input;
+  const build = readBuild(input.build);
+  const digest = build.digest;
+  if (!digest || !DIGEST.test(digest) || digest === input.image.imageDigest) {
+    // Nothing for Inspector to scan: verifyRescan decides without an AWS call.
+    const assessment = await assessRescan(verify, deps);
+    if (assessment.verdict !== 'pending') await answerRescan(deps.sfn, taskToken, assessment);
+    return { decided: assessment.verdict !== 'pending', verdict: assessment.verdict };
+  }
+  // ECR unreachable (after the SDK's retries): measure the wait from now, as when ECR gives no push
+  // time (fail closed: the deadline moves later by at most the outage, never earlier).
+  const pushedAt = await imagePushedAt(deps, input.image, digest, now).catch((error: unknown) => {
+    if ((error as Error).name === WORKFLOW_ERRORS.transient) return now();
+    throw error;
+  });
+  const registeredAt = now();
+  const wait: RescanWait = {
+    waitId: rescanWaitIdOf(taskToken),
+    taskToken,
+    executionName,
+    digest,
+    repository: input.image.repository,
+    registry: input.image.registry,
+    pushedAt: pushedAt.toISOString(),
+    deadline: new Date(pushedAt.getTime() + input.rescanTimeoutSeconds * 1000).toISOString(),
+    registeredAt: registeredAt.toISOString(),
+    input: {
+      image: input.image,
+      targetTag: input.targetTag,
+      build: keptBuild(build),
+      rescanTimeoutSeconds: input.rescanTimeoutSeconds,
+      pushedAt: pushedAt.toISOString(),
+    },
+  };
+  await deps.registry.register(wait);
+  let assessment: RescanAssessment;
+  try {
+    assessment = await assessRescan(wait.input, deps);
+  } catch (error) {
+    if ((error as Error).name === WORKFLOW_ERRORS.transient)
+      return {
+        decided: false,
+        verdict: 'unknown',
+        reason: `the first look failed (${describeError(error)}); the sweep looks again`,
+      };
+    await deps.registry.forget(wait);
+    throw error;
+  }
+  if (assessment.verdict === 'pending')
+    return { decided: false, verdict: 'pending', reason: assessment.reason };
+  await answerRescan(deps.sfn, taskToken, assessment);
+  await deps.registry.forget(wait);
+  return { decided: true, verdict: assessment.verdict };
+};
+
+/** One wait, looked at now: answered when there is a verdict, noted when not. */
+const checkWait = async (
+  wait: RescanWait,
+  deps: RescanWaitDeps,
+  options: { readonly scanEvent?: unknown; readonly sweep?: boolean; readonly now: Date },
+): Promise<RescanHandled> => {
+  const { digest, executionName } = wait;
+  let assessment: RescanAssessment;
+  try {
+    assessment = await assessRescan(
+      { ...wait.input, ...(options.scanEvent === undefined ? {} : { scanEvent: options.scanEvent }) },
+      { ...deps, now: () => options.now },
+    );
+  } catch (error) {
+    const e = error instanceof Error ? error : new Error(String(error));
+    if (e.name !== WORKFLOW_ERRORS.transient) {
+      // No retry cures it: the remediation fails with this error, as when the verify Lambda threw it.
+      assessment = { verdict: 'error', error: e.name || 'Error', cause: e.message };
+    } else if (!options.sweep) {
+      // An event rethrows: EventBridge delivers it again (and the sweep looks every minute).
+      throw error;
+    } else if (options.now.getTime() < Date.parse(wait.deadline)) {
+      return { digest, executionName, action: 'unreadable', error: describeError(error) };
+    } else {
+      // Past the deadline, Inspector unreadable is no proof: the wait ends as timed out.
+      assessment = {
+        verdict: 'failed',
+        error: WORKFLOW_ERRORS.rescanTimedOut,
+        cause: `Autopatch could not read whether Inspector scanned ${wait.repository}@${digest} by the deadline ${wait.deadline} (rescan timeout ${wait.input.rescanTimeoutSeconds} s after the push): ${describeError(error)}.`,
+      };
+    }
+  }
+  if (assessment.verdict === 'pending') {
+    if (options.sweep) await deps.registry.touch(wait, options.now);
+    return { digest, executionName, action: 'pending', reason: assessment.reason };
+  }
+  const answered = await answerRescan(deps.sfn, wait.taskToken, assessment);
+  await deps.registry.forget(wait);
+  return { digest, executionName, action: answered ? 'answered' : 'already-answered', verdict: assessment };
+};
+
+/** The `Inspector2 Scan` event (source aws.inspector2) as the events Lambda routes it: the digest it names. */
+export const inspectorScanEventSchema = z.looseObject({
+  source: z.literal('aws.inspector2'),
+  'detail-type': z.literal('Inspector2 Scan'),
+  // Loose: the whole event is the evidence the assessment reads (scanEvidenceFromEvent).
+  detail: z.looseObject({ 'image-digest': z.string().regex(DIGEST) }),
+});
+export type InspectorScanEvent = z.infer<typeof inspectorScanEventSchema>;
+
+/**
+ * An `Inspector2 Scan` event resumes the waits on its digest: each is assessed now, with the event as
+ * evidence of the scan while ListCoverage catches up (scanEvidenceFromEvent, which also checks that
+ * the event names the wait's repository and registry), and answered once there is a verdict. The
+ * event only says "look now": a duplicate, late or foreign event cannot mislead the verdict.
+ */
+export const resumeRescanWaits = async (
+  event: InspectorScanEvent,
+  deps: RescanWaitDeps,
+  now: Date = new Date(),
+): Promise<RescanHandled[]> => {
+  const handled: RescanHandled[] = [];
+  for (const wait of await deps.registry.waitsFor(event.detail['image-digest']))
+    handled.push(await checkWait(wait, deps, { scanEvent: event, now }));
+  return handled;
+};
+
+/**
+ * The sweep's part (every minute): re-assess the waits in force, at most RESCAN_SWEEP_LIMIT a run,
+ * those past their deadline first, then the least recently assessed, so a lost event delays a verdict
+ * by at most one sweep and a wait ends as RescanTimedOut once past its deadline. One wait's failure
+ * never stops the others.
+ */
+export const sweepRescans = async (
+  deps: RescanWaitDeps,
+  now: Date = new Date(),
+): Promise<RescanHandled[]> => {
+  const due = (w: RescanWait) => (Date.parse(w.deadline) <= now.getTime() ? 0 : 1);
+  const last = (w: RescanWait) => Date.parse(w.lastAssessedAt ?? w.registeredAt) || 0;
+  const waits = (await deps.registry.list())
+    .sort((a, b) => due(a) - due(b) || last(a) - last(b))
+    .slice(0, RESCAN_SWEEP_LIMIT);
+  const handled: RescanHandled[] = [];
+  for (const wait of waits) {
+    try {
+      handled.push(await checkWait(wait, deps, { sweep: true, now }));
+    } catch (error) {
+      handled.push({
+        digest: wait.digest,
+        executionName: wait.executionName,
+        action: 'unreadable',
+        error: describeError(error),
+      });
+    }
+  }
+  return handled;
 };

@@ -16,32 +16,6 @@ import { isLambdaInvoke, lambdaRetrier, type Retrier } from './retry-policy';
 /** The workflow definition: the source of truth, rendered by {@link renderDefinition}. */
 export const DEFINITION_FILE = path.join(ROOT, 'statemachines', 'remediation.asl.json');
 
-/** The rescan poll of "Verify the patched image by rescan" (its first Retry): 20 s × 1.5ⁿ, at most 300 s apart. */
-export const RESCAN_POLL = { intervalSeconds: 20, backoffRate: 1.5, maxDelaySeconds: 300 } as const;
-
-/** Seconds the poll has waited after `attempts` retries. */
-export const rescanPollWindowSeconds = (attempts: number): number => {
-  let total = 0;
-  for (let n = 0; n < attempts; n++) {
-    total += Math.min(
-      RESCAN_POLL.intervalSeconds * RESCAN_POLL.backoffRate ** n,
-      RESCAN_POLL.maxDelaySeconds,
-    );
-  }
-  return Math.floor(total);
-};
-
-/**
- * MaxAttempts of the rescan poll for a rescan timeout: enough retries to cover it, plus three. The
- * verify Lambda itself ends the poll at target.rescanTimeoutSeconds after the push (RescanTimedOutError);
- * running out of retries is only the backstop. 1 hour → 20 attempts (the value in the definition file).
- */
-export const rescanPollAttempts = (timeoutSeconds: number): number => {
-  let attempts = 0;
-  while (rescanPollWindowSeconds(attempts) < timeoutSeconds) attempts++;
-  return attempts + 3;
-};
-
 type State = Record<string, unknown> & {
   Type?: string;
   Resource?: unknown;
@@ -111,18 +85,11 @@ const applyLambdaRetry = (states: States): void => {
 
 /**
  * The definition file as deployed: the shared Lambda retry policy added to every Lambda Task
- * (./retry-policy.ts), and the rescan poll's MaxAttempts sized from the configured default rescan
- * timeout (a Retry cannot read it from the input).
+ * (./retry-policy.ts). Nothing else is sized at synth: the rescan wait's timeout is derived from the
+ * request by the Map (States.MathAdd).
  */
-export const renderDefinition = (rescanTimeoutSeconds: number): string => {
+export const renderDefinition = (): string => {
   const definition = JSON.parse(readFileSync(DEFINITION_FILE, 'utf8')) as Definition;
-  const poll = (
-    (definition.States['Rebuild and verify each image']?.ItemProcessor as { States?: States } | undefined)
-      ?.States?.['Verify the patched image by rescan']?.Retry as Array<Retrier & { MaxAttempts?: number }>
-  )?.find((r) => r.ErrorEquals.includes('RescanPendingError'));
-  if (!poll)
-    throw new ConfigurationError(`${DEFINITION_FILE}: the rescan poll Retry (RescanPendingError) is missing`);
-  poll.MaxAttempts = rescanPollAttempts(rescanTimeoutSeconds);
   applyLambdaRetry(definition.States);
   return JSON.stringify(definition, null, 2);
 };
@@ -159,7 +126,6 @@ export const stateMachineLogGroupName = (stateMachineName: string, stack: Stack)
 
 export interface StateMachineProps {
   readonly stateMachineName: string;
-  readonly rescanTimeoutSeconds: number;
   readonly encryptionKey: kms.IKey;
   readonly logRetention: logs.RetentionDays;
   /** The functions the definition may invoke, by the substitution that names them. */
@@ -186,7 +152,7 @@ export const createStateMachine = (
     encryptionKey: props.encryptionKey,
     retention: props.logRetention,
   });
-  const definition = renderDefinition(props.rescanTimeoutSeconds);
+  const definition = renderDefinition();
   const invoked = invokedSubstitutions(definition).map((name) => {
     const fn = props.functions.get(name);
     if (!fn)

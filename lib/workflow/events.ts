@@ -5,7 +5,7 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { ABANDONING_STATUSES } from '../../lambdas/shared/workflow-constants';
+import { ABANDONING_STATUSES, SCAN_COMPLETE_STATUSES } from '../../lambdas/shared/workflow-constants';
 
 export interface WorkflowEventsProps {
   /** Resumes watching executions (deployment and alarm events) and releases abandoned locks. */
@@ -21,6 +21,8 @@ export interface WorkflowEvents {
   readonly alarmStateRule: events.Rule;
   /** CodeDeploy deployment state changes (CODE_DEPLOY services). */
   readonly codeDeployStateRule: events.Rule;
+  /** Inspector2 Scan events: answer the waits for a rescan of the scanned digest. */
+  readonly inspectorScanRule: events.Rule;
   readonly executionEndedRule: events.Rule;
   readonly sweepSchedule: events.Rule;
   readonly eventsDeadLetterQueue: sqs.Queue;
@@ -80,6 +82,17 @@ export const createWorkflowEvents = (scope: Construct, props: WorkflowEventsProp
     },
     targets: [eventsTarget()],
   });
+  // Inspector's scan of a digest answers the waits for it at once; the sweep is the safety net for a
+  // lost event. Same target settings (retries, DLQ) as the rules above.
+  const inspectorScanRule = new events.Rule(scope, 'InspectorScanRule', {
+    description: "Autopatch: Inspector's scan of a rebuilt image answers the remediation waiting for it",
+    eventPattern: {
+      source: ['aws.inspector2'],
+      detailType: ['Inspector2 Scan'],
+      detail: { 'scan-status': [...SCAN_COMPLETE_STATUSES] },
+    },
+    targets: [eventsTarget()],
+  });
   const executionEndedRule = new events.Rule(scope, 'ExecutionEndedRule', {
     description:
       'Autopatch: a remediation stopped by hand, timed out or failed outside its catch path releases its service lock',
@@ -102,6 +115,7 @@ export const createWorkflowEvents = (scope: Construct, props: WorkflowEventsProp
     deploymentStateRule,
     alarmStateRule,
     codeDeployStateRule,
+    inspectorScanRule,
     executionEndedRule,
     sweepSchedule,
     eventsDeadLetterQueue,

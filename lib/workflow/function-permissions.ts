@@ -5,7 +5,7 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { OUTCOME_EVENT } from '../../lambdas/shared/outcome-event';
-import { grantLedgerReadWrite, grantTopicPublish } from '../grants';
+import { grantLedgerReadWrite, grantTopicPublish, LEDGER_KEY_ACTIONS } from '../grants';
 import type { FunctionRole } from './functions';
 import type { WorkflowStatements } from './iam';
 
@@ -38,16 +38,33 @@ export const grantFunctionPermissions = (
   grantLedgerReadWrite(ledger, key, functions.requestApproval);
   grantTopicPublish(topic, key, functions.requestApproval);
 
-  functions.verifyRescan.addToRolePolicy(
-    // Inspector has no resource-level permissions for these reads.
-    new iam.PolicyStatement({
-      actions: ['inspector2:ListCoverage', 'inspector2:ListFindings'],
-      resources: ['*'],
-    }),
+  // Rescan waits: "Verify the patched image by rescan" registers a task-token wait in the ledger
+  // (lambdas/workflow/rescan-registry.ts) and answers it when the verdict is known at once; the
+  // Inspector2 Scan event (deployment-events) and the sweep answer it otherwise. All three assess the
+  // rescan (Inspector's coverage and findings, ECR's push time) and answer with SendTaskSuccess only;
+  // the watchers already read and write the ledger. The registering step only writes, queries and
+  // deletes rescan waits (no GetItem, no batches).
+  ledger.grant(
+    functions.verifyRescan,
+    'dynamodb:PutItem',
+    'dynamodb:Query',
+    'dynamodb:UpdateItem',
+    'dynamodb:DeleteItem',
   );
-  functions.verifyRescan.addToRolePolicy(
-    new iam.PolicyStatement({ actions: ['ecr:DescribeImages'], resources: [s.repositories] }),
-  );
+  key.grant(functions.verifyRescan, ...LEDGER_KEY_ACTIONS);
+  functions.verifyRescan.addToRolePolicy(s.taskResponse);
+  for (const assessor of [functions.verifyRescan, functions.deploymentEvents, functions.sweep]) {
+    assessor.addToRolePolicy(
+      // Inspector has no resource-level permissions for these reads.
+      new iam.PolicyStatement({
+        actions: ['inspector2:ListCoverage', 'inspector2:ListFindings'],
+        resources: ['*'],
+      }),
+    );
+    assessor.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['ecr:DescribeImages'], resources: [s.repositories] }),
+    );
+  }
 
   const register = functions.registerTaskDefinition;
   register.addToRolePolicy(

@@ -48,7 +48,7 @@ export const FUNCTIONS = {
   verifyRescan: {
     file: 'verify-rescan',
     timeout: 120,
-    description: 'Autopatch: verify the patch by rescan',
+    description: 'Autopatch: wait for the rescan that verifies the patch',
     substitution: 'VerifyRescanFunctionArn',
   },
   registerTaskDefinition: {
@@ -78,7 +78,7 @@ export const FUNCTIONS = {
   deploymentEvents: {
     file: 'deployment-events',
     timeout: 60,
-    description: 'Autopatch: resume watching executions on ECS deployment and alarm events',
+    description: 'Autopatch: resume waiting executions on ECS deployment, alarm and Inspector scan events',
   },
   gate: {
     file: 'gate',
@@ -95,7 +95,7 @@ export const FUNCTIONS = {
   sweep: {
     file: 'sweep',
     timeout: 120,
-    description: 'Autopatch: every minute, re-assess every watched deployment, bake and rollback',
+    description: 'Autopatch: every minute, re-assess every watched deployment, bake, rollback and rescan',
   },
 } as const satisfies Record<string, FunctionSpec>;
 export type FunctionRole = keyof typeof FUNCTIONS;

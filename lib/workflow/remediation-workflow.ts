@@ -102,6 +102,8 @@ export class RemediationWorkflow extends Construct {
   public readonly alarmStateRule: events.Rule;
   /** CodeDeploy deployment state changes (CODE_DEPLOY services). */
   public readonly codeDeployStateRule: events.Rule;
+  /** Inspector2 Scan events: answer the waits for a rescan of the scanned digest. */
+  public readonly inspectorScanRule: events.Rule;
   /** The state machine's own executions that ended ABORTED, TIMED_OUT or FAILED: release their lock. */
   public readonly executionEndedRule: events.Rule;
   /** Events the deployment-events Lambda could not handle after EventBridge's retries. */
@@ -145,7 +147,6 @@ export class RemediationWorkflow extends Construct {
 
     const machine = createStateMachine(this, {
       stateMachineName: this.stateMachineName,
-      rescanTimeoutSeconds: props.defaults.rescanTimeoutSeconds,
       encryptionKey,
       logRetention,
       functions: functionsBySubstitution(functions),
@@ -165,6 +166,7 @@ export class RemediationWorkflow extends Construct {
     this.deploymentStateRule = wakeUps.deploymentStateRule;
     this.alarmStateRule = wakeUps.alarmStateRule;
     this.codeDeployStateRule = wakeUps.codeDeployStateRule;
+    this.inspectorScanRule = wakeUps.inspectorScanRule;
     this.executionEndedRule = wakeUps.executionEndedRule;
     this.sweepSchedule = wakeUps.sweepSchedule;
 

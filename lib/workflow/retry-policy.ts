@@ -3,7 +3,7 @@
  * (./definition.ts) appends it to the Retry of every `arn:aws:states:::lambda:invoke*` Task of
  * statemachines/remediation.asl.json, so the file does not repeat it. No runtime dependencies.
  *
- * Rule: a Task's own Retry (if any) lists only its own errors (the rescan poll's RescanPendingError);
+ * Rule: a Task's own Retry (if any) lists only its own errors;
  * the shared retrier comes after them. Step Functions uses the first retrier that matches, so the
  * Task's own retriers win for their errors. A Task that names one of the shared errors in a Retry of
  * its own is refused at synth: one place decides how Lambda errors are retried.

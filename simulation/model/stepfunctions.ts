@@ -387,7 +387,9 @@ export class StepFunctionsModel {
 
   private onEvent(execution: Execution, event: EventLog): void {
     // A Task that times out (or fails) while waiting for its token: the token is dead from then on.
-    if (event.type === 'StateFailed' || event.type === 'StateExited') {
+    // Inside a Map, iterations wait in the same state at once: the state name does not say whose
+    // token it was, so runTask closes those itself (see `closeOnEnd`).
+    if ((event.type === 'StateFailed' || event.type === 'StateExited') && event.index === undefined) {
       for (const t of this.tokens.values()) {
         if (t.execution === execution && t.state === event.state.name && t.status === 'waiting')
           t.status = 'closed';
@@ -403,7 +405,19 @@ export class StepFunctionsModel {
     issued: Set<string>,
   ): Promise<Json> {
     const fields = (input ?? {}) as Record<string, Json>;
-    if (!(SIM_TIMEOUT in fields)) return this.task(execution, stateName, state, input, issued);
+    // This call's token, closed when the call ends without it (a timeout, a failed invocation).
+    let own: PendingToken | undefined;
+    const closeOnEnd = (p: PendingToken) => {
+      own = p;
+    };
+    const close = () => {
+      if (own?.status === 'waiting') own.status = 'closed';
+    };
+    if (!(SIM_TIMEOUT in fields))
+      return this.task(execution, stateName, state, input, issued, closeOnEnd).catch((error: unknown) => {
+        close();
+        throw error;
+      });
     const { [SIM_TIMEOUT]: seconds, [SIM_INPUT]: wrapped, ...rest } = fields;
     const taskInput = SIM_INPUT in fields ? wrapped : rest;
     if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 1) {
@@ -415,17 +429,18 @@ export class StepFunctionsModel {
       );
     }
     return new Promise<Json>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new TaskError('States.Timeout', 'States.Timeout')),
-        seconds * 1000,
-      );
-      this.task(execution, stateName, state, taskInput, issued).then(
+      const timer = setTimeout(() => {
+        close();
+        reject(new TaskError('States.Timeout', 'States.Timeout'));
+      }, seconds * 1000);
+      this.task(execution, stateName, state, taskInput, issued, closeOnEnd).then(
         (out) => {
           clearTimeout(timer);
           resolve(out);
         },
         (error: unknown) => {
           clearTimeout(timer);
+          close();
           reject(error);
         },
       );
@@ -438,6 +453,7 @@ export class StepFunctionsModel {
     state: AnyState,
     input: Json,
     issued: Set<string>,
+    onPending?: (p: PendingToken) => void,
   ): Promise<Json> {
     const resource = state.Resource ?? '';
     const waitForToken = resource.endsWith('.waitForTaskToken');
@@ -453,6 +469,7 @@ export class StepFunctionsModel {
         );
       pending = { token, execution, state: stateName, status: 'waiting' };
       this.tokens.set(token, pending);
+      onPending?.(pending);
       for (const l of this.tokenListeners) l({ execution, state: stateName, token });
     }
 

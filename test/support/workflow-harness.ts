@@ -28,6 +28,7 @@ import { type FinishInput, finish } from '../../lambdas/workflow/finish';
 import type { GateResult } from '../../lambdas/workflow/gate';
 import { planBuilds } from '../../lambdas/workflow/plan-builds';
 import type { PatchedImage, PlannedBuild, WatchResult } from '../../lambdas/workflow/state';
+import type { RescanVerdict } from '../../lambdas/workflow/verify-rescan';
 import { RemediationWorkflow } from '../../lib/workflow';
 
 export const ACCOUNT = '123456789012';
@@ -385,7 +386,10 @@ export class FakeAccount {
           targetTag,
           cvesClosed: img.cves,
         };
-        return verified;
+        // The wait resumes with the verdict (SendTaskSuccess) that the registering Lambda, the
+        // Inspector2 Scan event or the sweep sends.
+        const verdict: RescanVerdict = { verdict: 'verified', image: verified };
+        return verdict;
       })
       .on('Check the service can be watched', (input) => gateReady(input, 'plan'))
       .on('Check the alarms before deploying', (input) => gateReady(input, 'deploy'))

@@ -3,7 +3,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { JSONPath } from 'jsonpath-plus';
 import { OUTCOMES } from '../../lambdas/shared/contracts';
 import { WORKFLOW_ERRORS } from '../../lambdas/workflow/errors';
-import { RESCAN_POLL, rescanPollAttempts, rescanPollWindowSeconds } from '../../lib/workflow';
+import { RESCAN_FAILURES, RESCAN_WAIT_MARGIN_SECONDS } from '../../lambdas/workflow/verify-rescan';
 import {
   type AslState,
   allStates,
@@ -87,12 +87,14 @@ describe('the remediation definition', () => {
       return path ? [[name, path] as const] : [];
     });
     expect(Object.fromEntries(paths)).toEqual({
+      'Verify the patched image by rescan': '$.rescanWaitSeconds',
       'Wait for approval': '$.target.approvalTimeoutSeconds',
       'Watch the deployment through the bake time': '$.target.deploymentTimeoutSeconds',
       'Wait for the rollback': '$.target.deploymentTimeoutSeconds',
       'Wait until the last good revision runs': '$.target.deploymentTimeoutSeconds',
     });
-    for (const [, path] of paths) {
+    // Inside the Map the state input is the ItemSelector's output (tested above).
+    for (const [, path] of paths.filter(([name]) => name !== 'Verify the patched image by rescan')) {
       const [value] = JSONPath({
         path,
         json: remediationRequest() as unknown as object,
@@ -148,22 +150,73 @@ describe('the remediation definition', () => {
     }
   });
 
-  it('polls the rescan with backoff, MaxAttempts sized from the default rescan timeout', () => {
+  it('waits for the rescan on a task token bounded by the rescan timeout plus a margin, never a poll', () => {
     const verify = states.get('Verify the patched image by rescan') as AslState & {
-      Retry: Array<Record<string, unknown>>;
+      TimeoutSecondsPath?: string;
+      ResultPath?: string;
+      Parameters: { Payload: Record<string, unknown> };
     };
-    expect(verify.Retry[0]).toEqual({
-      ErrorEquals: ['RescanPendingError'],
-      IntervalSeconds: RESCAN_POLL.intervalSeconds,
-      BackoffRate: RESCAN_POLL.backoffRate,
-      MaxAttempts: rescanPollAttempts(3600),
-      MaxDelaySeconds: RESCAN_POLL.maxDelaySeconds,
+    expect(verify.Resource).toBe('arn:aws:states:::lambda:invoke.waitForTaskToken');
+    expect(verify.Parameters.Payload).toEqual(
+      expect.objectContaining({ 'taskToken.$': '$$.Task.Token', 'executionName.$': '$$.Execution.Name' }),
+    );
+    // The Map computes the bound from the request: nothing is sized at synth.
+    const map = states.get('Rebuild and verify each image') as AslState & {
+      ItemSelector: Record<string, string>;
+    };
+    expect(verify.TimeoutSecondsPath).toBe('$.rescanWaitSeconds');
+    expect(map.ItemSelector['rescanWaitSeconds.$']).toBe(
+      `States.MathAdd($.target.rescanTimeoutSeconds, ${RESCAN_WAIT_MARGIN_SECONDS})`,
+    );
+    // The shared Lambda retry, and nothing else: no poll, and the deadline (States.Timeout) is never retried.
+    const retried = (verify.Retry ?? []).flatMap((r) => r.ErrorEquals);
+    expect(retried).not.toContain('RescanPendingError');
+    expect(retried).not.toContain('States.Timeout');
+    expect(retried).toEqual(expect.arrayContaining(['Lambda.ServiceException', 'TransientError']));
+    expect(verify.Catch).toEqual([
+      expect.objectContaining({
+        ErrorEquals: ['States.Timeout'],
+        Next: 'Nobody answered the rescan wait in time',
+      }),
+    ]);
+    expect(states.get('Nobody answered the rescan wait in time')?.Error).toBe('RescanTimedOutError');
+  });
+
+  it('turns each failed rescan verdict into the error the Map already catches, with the verdict as Cause', () => {
+    const choice = states.get('Did the rescan prove the fix?') as AslState;
+    type Comparison = { Variable: string; IsPresent?: boolean; StringEquals?: string };
+    // Each rule: And [the field is present, the field equals a value] (a missing path is a States.Runtime).
+    const rules = ((choice.Choices ?? []) as ReadonlyArray<{ And: Comparison[]; Next: string }>).map((c) => {
+      const [present, equals] = c.And;
+      expect(present).toEqual({ Variable: equals?.Variable, IsPresent: true });
+      return { variable: equals?.Variable, value: equals?.StringEquals, next: c.Next };
     });
-    expect(rescanPollAttempts(3600)).toBe(20);
-    // The retries outlast the timeout the verify Lambda enforces itself, for any allowed timeout.
-    for (const timeout of [60, 3600, 86_400]) {
-      expect(rescanPollWindowSeconds(rescanPollAttempts(timeout))).toBeGreaterThan(timeout);
-    }
+    expect(choice.Type).toBe('Choice');
+    const verified = rules.find((r) => r.variable === '$.rescan.verdict');
+    expect(verified?.value).toBe('verified');
+    expect(states.get(verified?.next ?? '')).toEqual(
+      expect.objectContaining({ Type: 'Pass', InputPath: '$.rescan.image', End: true }),
+    );
+    const raised = Object.fromEntries(
+      rules
+        .filter((r) => r.variable === '$.rescan.error')
+        .map((r) => {
+          const fail = states.get(r.next) as AslState & { CausePath?: string };
+          expect({ next: r.next, type: fail.Type, causePath: fail.CausePath }).toEqual({
+            next: r.next,
+            type: 'Fail',
+            causePath: '$.rescan.cause',
+          });
+          return [r.value, fail.Error];
+        }),
+    );
+    expect(raised).toEqual(Object.fromEntries(RESCAN_FAILURES.map((e) => [e, e])));
+    // An error no retry cures keeps its own name and message (as the verify Lambda threw it).
+    const error = rules.find((r) => r.variable === '$.rescan.verdict' && r.value === 'error');
+    expect(states.get(error?.next ?? '')).toEqual(
+      expect.objectContaining({ Type: 'Fail', ErrorPath: '$.rescan.error', CausePath: '$.rescan.cause' }),
+    );
+    expect(states.get(choice.Default ?? '')?.Type).toBe('Fail');
   });
 
   it('waits for the bake and every rollback with token waits, never a loop whose transitions grow with time', () => {

@@ -1,4 +1,5 @@
 import type { RemediationRequest } from '../../lambdas/shared/contracts';
+import type { RescanFailure, RescanVerdict } from '../../lambdas/workflow/verify-rescan';
 import {
   allStates,
   BUILD_LOG_LINK,
@@ -42,6 +43,8 @@ const BUILD = [
   'Build the patched image',
   'Verify the patched image by rescan',
 ];
+/** BUILD, then the rescan verdict read: verified. */
+const VERIFIED = [...BUILD, 'Did the rescan prove the fix?', 'Keep the proven image'];
 const DEPLOY = [
   'Register the patched task definition',
   'Check the alarms before deploying',
@@ -69,7 +72,7 @@ describe('remediation workflow paths', () => {
 
     expect(run.states).toEqual([
       ...START,
-      ...BUILD,
+      ...VERIFIED,
       ...DEPLOY,
       'The service is patched',
       ...FINISH,
@@ -128,7 +131,7 @@ describe('remediation workflow paths', () => {
     expect(run.states).toEqual([
       ...START,
       'Wait for approval',
-      ...BUILD,
+      ...VERIFIED,
       ...DEPLOY,
       'The service is patched',
       ...FINISH,
@@ -360,7 +363,7 @@ describe('remediation workflow paths', () => {
       ];
       expect(run.states).toEqual([
         ...START,
-        ...BUILD,
+        ...VERIFIED,
         'Register the patched task definition',
         'Check the alarms before deploying',
         'Still safe to deploy?',
@@ -441,18 +444,28 @@ describe('remediation workflow paths', () => {
     released(account, run);
   });
 
+  /** The wait answered with a failed verdict, as the verify Lambda, the scan event or the sweep sends it. */
+  const failedVerdict = (error: RescanFailure, cause: string) => (): RescanVerdict => ({
+    verdict: 'failed',
+    error,
+    cause,
+  });
+
   it('ends PatchIneffective, listing what remains, before any traffic moves', async () => {
-    const account = new FakeAccount().on('Verify the patched image by rescan', () => {
-      throw lambdaError(
+    const account = new FakeAccount().on(
+      'Verify the patched image by rescan',
+      failedVerdict(
         'PatchIneffectiveError',
         "Inspector's rescan of payments/api@sha256:1a1a (rebuilt from sha256:a1a1) still has CVE-2024-6387.",
-      );
-    });
+      ),
+    );
     const run = await runWorkflow(remediationRequest(), account);
 
     expect(run.states).toEqual([
       ...START,
       ...BUILD,
+      'Did the rescan prove the fix?',
+      'The rescan still finds the CVEs',
       'The patch did not fix the findings',
       ...FINISH,
       'Patch ineffective',
@@ -463,26 +476,125 @@ describe('remediation workflow paths', () => {
     released(account, run);
   });
 
-  it('ends RescanTimedOut when Inspector never scans the rebuilt image (the Retry is the poll)', async () => {
+  it('ends RescanTimedOut when the wait is answered past the deadline (the sweep), with the coverage state', async () => {
+    const account = new FakeAccount().on(
+      'Verify the patched image by rescan',
+      failedVerdict(
+        'RescanTimedOutError',
+        'Inspector had not scanned payments/api:autopatch-1 (sha256:1a1a) 3600 s after the push (limit 3600 s; coverage: ACTIVE/PENDING_INITIAL_SCAN).',
+      ),
+    );
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).toEqual([
+      ...START,
+      ...BUILD,
+      'Did the rescan prove the fix?',
+      'Inspector did not scan the image in time',
+      'Inspector did not rescan in time',
+      ...FINISH,
+      'Rescan timed out',
+    ]);
+    expect(run.error).toBe('RescanTimedOut');
+    // One call: the wait, never a poll.
+    expect(run.calls.get('Verify the patched image by rescan')).toHaveLength(1);
+    expect(run.retries.get('Verify the patched image by rescan')).toBeUndefined();
+    expect(run.cause).toMatch(/RescanTimedOutError: Inspector had not scanned .* 3600 s after the push/);
+    released(account, run);
+  });
+
+  it('ends RescanTimedOut when nobody answers the wait before its own timeout (no event, no sweep)', async () => {
     const account = new FakeAccount().on('Verify the patched image by rescan', () => {
-      throw lambdaError(
-        'RescanPendingError',
-        'Waiting for Inspector to scan payments/api: not in coverage yet',
-      );
+      throw serviceError('States.Timeout', 'States.Timeout');
     });
     const run = await runWorkflow(remediationRequest(), account);
 
     expect(run.states).toEqual([
       ...START,
       ...BUILD,
+      'Nobody answered the rescan wait in time',
       'Inspector did not rescan in time',
       ...FINISH,
       'Rescan timed out',
     ]);
     expect(run.error).toBe('RescanTimedOut');
-    expect(run.retries.get('Verify the patched image by rescan')).toBe(20);
-    expect(run.calls.get('Verify the patched image by rescan')).toHaveLength(21);
-    expect(run.cause).toMatch(/ran out of retries/);
+    expect(run.retries.get('Verify the patched image by rescan')).toBeUndefined();
+    expect(run.cause).toMatch(/Nobody answered the wait for Inspector's rescan/);
+    released(account, run);
+  });
+
+  it.each([
+    [
+      'RescanUnavailableError',
+      'Inspector cannot scan the image',
+      'Inspector cannot scan payments/api@sha256:1a1a (UNSUPPORTED_OS)',
+    ],
+    [
+      'BuildOutputError',
+      'The build did not report its image',
+      'The build of payments/api (b-1) succeeded but did not export IMAGE_DIGEST',
+    ],
+  ] as const)(
+    'a %s verdict fails the remediation with that error and its Cause',
+    async (error, failState, cause) => {
+      const account = new FakeAccount().on('Verify the patched image by rescan', failedVerdict(error, cause));
+      const run = await runWorkflow(remediationRequest(), account);
+
+      expect(run.states).toEqual([
+        ...START,
+        ...BUILD,
+        'Did the rescan prove the fix?',
+        failState,
+        'The remediation failed',
+        ...FINISH,
+        'Failed',
+      ]);
+      expect(run.error).toBe('Failed');
+      expect(run.cause).toContain(`${error}: ${cause}`);
+      released(account, run);
+    },
+  );
+
+  it('fails with the original error when reading Inspector failed in a way no retry cures', async () => {
+    const account = new FakeAccount().on(
+      'Verify the patched image by rescan',
+      (): RescanVerdict => ({
+        verdict: 'error',
+        error: 'AccessDeniedException',
+        cause: 'User is not authorized to perform: inspector2:ListCoverage',
+      }),
+    );
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).toEqual([
+      ...START,
+      ...BUILD,
+      'Did the rescan prove the fix?',
+      'Autopatch could not assess the rescan',
+      'The remediation failed',
+      ...FINISH,
+      'Failed',
+    ]);
+    expect(run.cause).toContain(
+      'AccessDeniedException: User is not authorized to perform: inspector2:ListCoverage',
+    );
+    released(account, run);
+  });
+
+  it('fails closed when the wait is answered with something that is no verdict', async () => {
+    const account = new FakeAccount().on('Verify the patched image by rescan', () => ({ hello: 'world' }));
+    const run = await runWorkflow(remediationRequest(), account);
+
+    expect(run.states).toEqual([
+      ...START,
+      ...BUILD,
+      'Did the rescan prove the fix?',
+      'The rescan verdict is not one Autopatch knows',
+      'The remediation failed',
+      ...FINISH,
+      'Failed',
+    ]);
+    expect(run.calls.has('Deploy the patched revision')).toBe(false);
     released(account, run);
   });
 
@@ -498,7 +610,7 @@ describe('remediation workflow paths', () => {
 
     expect(run.states).toEqual([
       ...START,
-      ...BUILD,
+      ...VERIFIED,
       ...DEPLOY,
       'Roll back the deployment',
       'Wait for the rollback',
@@ -542,7 +654,7 @@ describe('remediation workflow paths', () => {
 
     expect(run.states).toEqual([
       ...START,
-      ...BUILD,
+      ...VERIFIED,
       ...DEPLOY,
       'An alarm fired after ECS completed the deployment',
       'Put the service back on its last good revision',
@@ -576,7 +688,7 @@ describe('remediation workflow paths', () => {
 
     expect(run.states).toEqual([
       ...START,
-      ...BUILD,
+      ...VERIFIED,
       ...DEPLOY,
       'Autopatch cannot tell whether the service is healthy',
       'Put the service back on its last good revision',
@@ -631,7 +743,7 @@ describe('remediation workflow paths', () => {
 
     expect(run.states).toEqual([
       ...START,
-      ...BUILD,
+      ...VERIFIED,
       ...DEPLOY,
       'ECS rolled the deployment back',
       ...FINISH,
@@ -660,7 +772,7 @@ describe('remediation workflow paths', () => {
     expect(run.retries.get('Deploy the patched revision')).toBe(1);
     expect(run.states).toEqual([
       ...START,
-      ...BUILD,
+      ...VERIFIED,
       ...DEPLOY,
       'The service is patched',
       ...FINISH,

@@ -5,11 +5,14 @@ import { SNSClient } from '@aws-sdk/client-sns';
 import { heartbeat } from '../deployment-events';
 import { announceLate } from '../late-announcement';
 import { reconcile } from '../reconcile';
+import { sweepRescans } from '../verify-rescan';
 import { requireEnv } from './env';
+import { rescanDeps } from './rescan-deps';
 import { watchDeps } from './watch-deps';
 
 const logger = new Logger({ serviceName: 'autopatch-sweep' });
 const deps = watchDeps();
+const rescan = rescanDeps();
 const env = requireEnv(['STATE_MACHINE_ARN', 'TOPIC_ARN']);
 const sfn = new SFNClient({});
 const announce = announceLate({
@@ -24,7 +27,9 @@ const announce = announceLate({
  * 1. the heartbeat: re-assess every deployment, bake and rollback a remediation waits on, from the
  *    APIs, so a lost event delays a decision by at most one sweep, a bake ends without any event, and
  *    a state that stays unreadable fails closed;
- * 2. the reconciler: release locks whose execution ended without releasing them (a fault on the way),
+ * 2. the rescan heartbeat: re-assess every rescan wait (a bounded number a run), so a lost Inspector2
+ *    Scan event delays a verdict by at most one sweep, and answer RescanTimedOut past the deadline;
+ * 3. the reconciler: release locks whose execution ended without releasing them (a fault on the way),
  *    start claims that never started, and announce outcomes recorded but never announced.
  * Each part runs whatever the other did; a failure is the next minute's retry.
  */
@@ -45,6 +50,23 @@ export const handler = async () => {
     }
   } catch (error) {
     logger.error('heartbeat failed', { error });
+  }
+  try {
+    for (const h of await sweepRescans(rescan)) {
+      const action = `rescan-${h.action}`;
+      counts[action] = (counts[action] ?? 0) + 1;
+      if (h.action === 'answered' || h.action === 'already-answered')
+        logger.info('rescan decided', {
+          digest: h.digest,
+          execution: h.executionName,
+          verdict: h.verdict.verdict,
+          ...(h.verdict.verdict === 'failed' ? { error: h.verdict.error } : {}),
+        });
+      else if (h.action === 'unreadable')
+        logger.warn('rescan unreadable', { digest: h.digest, execution: h.executionName, error: h.error });
+    }
+  } catch (error) {
+    logger.error('rescan sweep failed', { error });
   }
   const summary = await reconcile(
     { ledger: deps.ledger, sfn, stateMachineArn: env.STATE_MACHINE_ARN, announce },
