@@ -1,11 +1,10 @@
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Outcome, RemediationRequest } from './contracts';
 import type { ContentionOptions } from './ledger/contention';
 import { FindingDeliveries, type FindingKey } from './ledger/deliveries';
 import { History, type OutcomeRecord } from './ledger/history';
 import { type Hold, type HoldRequest, Holds } from './ledger/holds';
 import { type ClaimResult, type InFlight, type PoisonedLockListener, ServiceLocks } from './ledger/lock';
-import { LedgerTable } from './ledger/table';
+import { LedgerTable, type TableOptions } from './ledger/table';
 import { type TaskTokenPurpose, TaskTokens } from './ledger/tokens';
 
 /**
@@ -30,21 +29,8 @@ export { type LockStatus, MAX_LOCK_BYTES } from './ledger/lock-item';
 export { isUrgent, MAX_REQUEST_BYTES } from './ledger/requests';
 export type { TaskTokenPurpose } from './ledger/tokens';
 
-export interface LedgerOptions {
-  readonly client: DynamoDBClient;
-  readonly tableName: string;
-  /** @default () => new Date() */
-  readonly now?: () => Date;
-  /**
-   * Retries of unprocessed batch items (BatchGetItem / BatchWriteItem under throttling), with
-   * exponential backoff and full jitter.
-   * @default { attempts: 8, baseDelayMs: 50, maxDelayMs: 2000 }
-   */
-  readonly batchRetry?: {
-    readonly attempts?: number;
-    readonly baseDelayMs?: number;
-    readonly maxDelayMs?: number;
-  };
+/** The table, the clock and batch retries (see TableOptions), and what the lock and holds add. */
+export interface LedgerOptions extends TableOptions {
   /**
    * How long claims reuse a service's churn holds as this instance last read them (wall-clock).
    * A hold placed by another process is seen by claims at most this late; releases always read.

@@ -15,7 +15,11 @@ export interface TableOptions {
   readonly tableName: string;
   /** @default () => new Date() */
   readonly now?: () => Date;
-  /** See LedgerOptions.batchRetry. */
+  /**
+   * Retries of unprocessed batch items (BatchGetItem / BatchWriteItem under throttling), with
+   * exponential backoff and full jitter.
+   * @default { attempts: 8, baseDelayMs: 50, maxDelayMs: 2000 }
+   */
   readonly batchRetry?: {
     readonly attempts?: number;
     readonly baseDelayMs?: number;
