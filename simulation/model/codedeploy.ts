@@ -69,6 +69,8 @@ export interface SimCodeDeployment {
   replacementTaskSet?: string;
   trafficShifted: boolean;
   terminationWaitStarted: boolean;
+  /** The group's alarms stop it (false: overrideAlarmConfiguration turned polling off). */
+  readonly watchesAlarms: boolean;
   /** A stop was requested or decided: nothing else moves on. */
   stopping: boolean;
   readonly cancels: Array<() => void>;
@@ -175,7 +177,7 @@ export class CodeDeployModel {
   alarmChanged(name: string, state: string): void {
     if (state !== 'ALARM') return;
     for (const d of this.deployments.values()) {
-      if (ACTIVE.has(d.status) && !d.stopping && d.creator === 'user' && d.group.alarms.includes(name))
+      if (ACTIVE.has(d.status) && !d.stopping && d.watchesAlarms && d.group.alarms.includes(name))
         this.stop(
           d,
           {
@@ -283,6 +285,7 @@ export class CodeDeployModel {
     taskDefinitionArn: string,
     creator: SimCodeDeployment['creator'],
     description?: string,
+    watchesAlarms = creator === 'user',
   ): SimCodeDeployment {
     const index =
       creator === 'user' ? this.deploymentsOf(group.service.key).filter((x) => x.index > 0).length + 1 : 0;
@@ -298,6 +301,7 @@ export class CodeDeployModel {
       status: 'Created',
       trafficShifted: false,
       terminationWaitStarted: false,
+      watchesAlarms,
       stopping: false,
       cancels: [],
     };
@@ -331,7 +335,7 @@ export class CodeDeployModel {
         return;
       }
       // CodeDeploy checks the group's alarms while it deploys: one already firing stops it at once.
-      const firing = d.group.alarms.find((a) => this.alarmState(a) === 'ALARM');
+      const firing = d.watchesAlarms ? d.group.alarms.find((a) => this.alarmState(a) === 'ALARM') : undefined;
       if (firing) {
         this.alarmChanged(firing, 'ALARM');
         return;
@@ -618,7 +622,20 @@ export class CodeDeployModel {
         : lb && (spec.containerName !== lb.containerName || spec.containerPort !== lb.containerPort)
           ? `The ECS service cannot be updated: the AppSpec's LoadBalancerInfo (${spec.containerName ?? 'none'}:${spec.containerPort ?? 'none'}) does not match the container and port of the service's load balancer (${lb.containerName}:${lb.containerPort}).`
           : undefined;
-      const d = this.create(group, content as string, spec.taskDefinition, 'user', input.description);
+      // overrideAlarmConfiguration replaces the group's alarm configuration for this deployment.
+      const override = input.overrideAlarmConfiguration;
+      const watchesAlarms =
+        override === undefined
+          ? group.alarms.length > 0
+          : override.enabled === true && (override.alarms ?? []).length > 0;
+      const d = this.create(
+        group,
+        content as string,
+        spec.taskDefinition,
+        'user',
+        input.description,
+        watchesAlarms,
+      );
       this.world.note(
         'codedeploy',
         `${group.service.key}: CreateDeployment ${d.id} (${spec.taskDefinition.split('/').pop()})`,

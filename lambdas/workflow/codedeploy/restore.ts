@@ -98,10 +98,11 @@ export const restoreWithCodeDeploy = async (
     previousTaskDefinitionArn,
     `Autopatch: put ${ref.key} back on its last good revision ${previousTaskDefinitionArn}`,
     group,
+    true,
   );
   return {
     action: 'redeployed-previous',
-    detail: `Started CodeDeploy deployment ${deploymentId} of the previous task definition ${previousTaskDefinitionArn}.`,
+    detail: `Started CodeDeploy deployment ${deploymentId} of the previous task definition ${previousTaskDefinitionArn} (the group's alarm polling off for it, so the alarm that still fires cannot stop it).`,
     deploymentArn: deploymentId,
   };
 };
