@@ -130,6 +130,7 @@ export const openTriageAccount = async (
     ecs: ecs.handlers,
     ecr: ecr.handlers,
     codebuild: {},
+    codedeploy: {},
     inspector2: {},
     cloudwatch: {},
     sns: {},

@@ -17,6 +17,7 @@ import { checkExpectations } from './expect';
 import { type LambdaHandler, loadHandlers } from './lambdas';
 import { CloudWatchModel } from './model/cloudwatch';
 import { type BuildPlan, CodeBuildModel } from './model/codebuild';
+import { CodeDeployModel } from './model/codedeploy';
 import { EcrModel, type Image } from './model/ecr';
 import { EcsModel } from './model/ecs';
 import { type BusEvent, type DeliveryFate, EventBus } from './model/eventbus';
@@ -220,6 +221,7 @@ const simulate = async (
   let bus: EventBus | undefined;
   const firstFindingAt = new Map<string, number>();
   let ecsModel: EcsModel | undefined;
+  let codedeployModel: CodeDeployModel | undefined;
   let ecrModel: EcrModel | undefined;
   let cloudwatchModel: CloudWatchModel | undefined;
   let codebuildModel: CodeBuildModel | undefined;
@@ -234,7 +236,11 @@ const simulate = async (
     const inspector = new InspectorModel(world, ecr, bus);
     const ecs = new EcsModel(world, ecr, bus);
     const cloudwatch = new CloudWatchModel(world, bus);
-    cloudwatch.onChange((name, state) => ecs.alarmChanged(name, state));
+    const codedeploy = new CodeDeployModel(world, ecs, bus, (name) => cloudwatch.state(name));
+    cloudwatch.onChange((name, state) => {
+      ecs.alarmChanged(name, state);
+      codedeploy.alarmChanged(name, state);
+    });
     sns = new SnsModel(world);
     const eventbridge = new EventBridgeModel(world, bus);
     const ssm = new SsmModel(world);
@@ -282,6 +288,10 @@ const simulate = async (
           },
           before,
         );
+        if (s.deploymentController === 'CODE_DEPLOY' && s.codeDeployGroup) {
+          const found = ecs.find(`${cluster.name}/${s.name}`);
+          if (found) codedeploy.addGroup(found, before);
+        }
         const key = `${cluster.name}/${s.name}`;
         const state = ecs.state(key);
         originalDigests.set(key, state.digests);
@@ -289,6 +299,7 @@ const simulate = async (
       }
     }
     ecsModel = ecs;
+    codedeployModel = codedeploy;
     ecrModel = ecr;
     cloudwatchModel = cloudwatch;
     for (const d of scenario.deployments) {
@@ -333,6 +344,7 @@ const simulate = async (
       ecs: ecs.handlers,
       ecr: ecr.handlers,
       codebuild: codebuild.handlers,
+      codedeploy: codedeploy.handlers,
       inspector2: inspector.handlers,
       cloudwatch: cloudwatch.handlers,
       sns: sns.handlers,
@@ -561,12 +573,21 @@ const simulate = async (
         }
       }
     };
+    /** A deployment of a service started: by ECS (UpdateService) or by CodeDeploy (CreateDeployment). */
+    const onDeploymentStarted = (
+      listener: (d: { service: { key: string }; index: number; createdAt: Date }) => void,
+    ) => {
+      ecs.onDeploymentStarted(listener);
+      codedeploy.onDeploymentStarted((d) =>
+        listener({ service: d.group.service, index: d.index, createdAt: d.createdAt }),
+      );
+    };
     scenario.changes.forEach((c, n) => {
       const label = `changes[${n}] ${c.kind}`;
       if (c.afterDeploymentOf === undefined) {
         world.schedule(resolveAt(c.at, start), label, () => applyChange(c));
       } else {
-        ecs.onDeploymentStarted((d) => {
+        onDeploymentStarted((d) => {
           if (d.service.key !== c.afterDeploymentOf || d.index !== c.deployment) return;
           world.schedule(resolveAt(c.at, d.createdAt.getTime()), label, () => applyChange(c));
         });
@@ -666,7 +687,7 @@ const simulate = async (
       if (change.afterDeploymentOf === undefined) {
         world.schedule(resolveAt(change.at, start), `alarm ${change.name}`, apply);
       } else {
-        ecs.onDeploymentStarted((d) => {
+        onDeploymentStarted((d) => {
           if (d.service.key !== change.afterDeploymentOf || d.index !== change.deployment) return;
           world.schedule(resolveAt(change.at, d.createdAt.getTime()), `alarm ${change.name}`, apply);
         });
@@ -752,18 +773,33 @@ const simulate = async (
       digests: state.digests,
       originalDigests: originalDigests.get(s.key) ?? [],
       patched: images.length > 0 && images.every((i) => i?.builtFrom !== undefined),
-      deployments: s.deployments
-        .filter((d) => d.index > 0)
-        .map((d) => ({
-          index: d.index,
-          status: d.status,
-          startOffsetMs: d.createdAt.getTime() - start,
-          ...(d.finishedAt ? { endOffsetMs: d.finishedAt.getTime() - start } : {}),
-          bakeMinutes: s.settings.strategy === 'BLUE_GREEN' ? s.settings.bakeTimeMinutes : 0,
-          alarms: [...watchedAlarms(s.key)],
-          taskDefinition: d.target.taskDefinitionArn,
-          alarmsOk: alarmsOkDuring(s.key, d.createdAt.getTime(), d.finishedAt?.getTime() ?? end),
-        })),
+      deployments: [
+        ...s.deployments
+          .filter((d) => d.index > 0)
+          .map((d) => ({
+            index: d.index,
+            status: d.status,
+            startOffsetMs: d.createdAt.getTime() - start,
+            ...(d.finishedAt ? { endOffsetMs: d.finishedAt.getTime() - start } : {}),
+            bakeMinutes: s.settings.strategy === 'BLUE_GREEN' ? s.settings.bakeTimeMinutes : 0,
+            alarms: [...watchedAlarms(s.key)],
+            taskDefinition: d.target.taskDefinitionArn,
+            alarmsOk: alarmsOkDuring(s.key, d.createdAt.getTime(), d.finishedAt?.getTime() ?? end),
+          })),
+        // CODE_DEPLOY services: the CodeDeploy deployments users created (rollbacks are CodeDeploy's own).
+        ...(codedeployModel?.deploymentsOf(s.key) ?? [])
+          .filter((d) => d.index > 0)
+          .map((d) => ({
+            index: d.index,
+            status: d.status,
+            startOffsetMs: d.createdAt.getTime() - start,
+            ...(d.completedAt ? { endOffsetMs: d.completedAt.getTime() - start } : {}),
+            bakeMinutes: d.group.terminationWaitMinutes,
+            alarms: [...watchedAlarms(s.key)],
+            taskDefinition: d.taskDefinitionArn,
+            alarmsOk: alarmsOkDuring(s.key, d.createdAt.getTime(), d.completedAt?.getTime() ?? end),
+          })),
+      ],
       alarmToRollbackMs: alarmToRollback(s.key),
     };
   }
@@ -790,7 +826,9 @@ const simulate = async (
     });
   }
   function alarmToRollback(key: string): number | undefined {
-    const rollback = ecsModel?.rollbacks.find((r) => r.service === key);
+    const rollback = [...(ecsModel?.rollbacks ?? []), ...(codedeployModel?.rollbacks ?? [])]
+      .filter((r) => r.service === key)
+      .sort((a, b) => a.at - b.at)[0];
     if (!rollback) return undefined;
     const watched = watchedAlarms(key);
     const fired = (cloudwatchModel?.transitions ?? []).filter(

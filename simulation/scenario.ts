@@ -115,6 +115,11 @@ const serviceSpec = z.strictObject({
   rollbackMinutes: z.number().min(0).max(240).default(2),
   /** Who deploys the service: ECS (the default), CODE_DEPLOY or EXTERNAL (UpdateService cannot change its task definition). */
   deploymentController: z.enum(['ECS', 'CODE_DEPLOY', 'EXTERNAL']).default('ECS'),
+  /**
+   * CODE_DEPLOY services: whether the CodeDeploy application and deployment group the ECS console
+   * creates (AppECS-<cluster>-<service>, DgpECS-<cluster>-<service>) exist. false: no group deploys it.
+   */
+  codeDeployGroup: z.boolean().default(true),
 });
 
 const clusterSpec = z.strictObject({

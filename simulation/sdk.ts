@@ -19,6 +19,7 @@
  */
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { CodeBuildClient } from '@aws-sdk/client-codebuild';
+import { CodeDeployClient } from '@aws-sdk/client-codedeploy';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECRClient } from '@aws-sdk/client-ecr';
 import { ECSClient } from '@aws-sdk/client-ecs';
@@ -67,6 +68,7 @@ export interface ModelHandlerSet {
   readonly ecs: OperationHandlers;
   readonly ecr: OperationHandlers;
   readonly codebuild: OperationHandlers;
+  readonly codedeploy: OperationHandlers;
   readonly inspector2: OperationHandlers;
   readonly cloudwatch: OperationHandlers;
   readonly sns: OperationHandlers;
@@ -118,6 +120,7 @@ const SERVICE_IDS: Record<string, ServiceName> = {
   ECS: 'ecs',
   ECR: 'ecr',
   CodeBuild: 'codebuild',
+  CodeDeploy: 'codedeploy',
   Inspector2: 'inspector2',
   CloudWatch: 'cloudwatch',
   SNS: 'sns',
@@ -139,6 +142,7 @@ const ACCESS_DENIED: Record<ServiceName, { name: string; status: number }> = {
   ecs: { name: 'AccessDeniedException', status: 403 },
   ecr: { name: 'AccessDeniedException', status: 400 },
   codebuild: { name: 'AccessDeniedException', status: 400 },
+  codedeploy: { name: 'AccessDeniedException', status: 400 },
   inspector2: { name: 'AccessDeniedException', status: 403 },
   cloudwatch: { name: 'AccessDenied', status: 403 },
   sns: { name: 'AuthorizationErrorException', status: 403 },
@@ -157,6 +161,34 @@ const lookupsOf = (router: Router): ResourceLookups => ({
     try {
       const tags = list?.({ resourceArn: serviceArn }).tags ?? [];
       return Object.fromEntries(tags.map((t) => [t.key ?? '', t.value ?? '']));
+    } catch {
+      return undefined;
+    }
+  },
+  codeDeployGroupOf: (deploymentId) => {
+    const get = router.handlers.codedeploy.GetDeployment as
+      | ((input: { deploymentId: string }) => {
+          deploymentInfo?: { applicationName?: string; deploymentGroupName?: string };
+        })
+      | undefined;
+    try {
+      const info = get?.({ deploymentId }).deploymentInfo;
+      return info?.applicationName && info.deploymentGroupName
+        ? { application: info.applicationName, deploymentGroup: info.deploymentGroupName }
+        : undefined;
+    } catch {
+      return undefined;
+    }
+  },
+  codeDeployConfigOf: (application, deploymentGroup) => {
+    const get = router.handlers.codedeploy.GetDeploymentGroup as
+      | ((input: { applicationName: string; deploymentGroupName: string }) => {
+          deploymentGroupInfo?: { deploymentConfigName?: string };
+        })
+      | undefined;
+    try {
+      return get?.({ applicationName: application, deploymentGroupName: deploymentGroup }).deploymentGroupInfo
+        ?.deploymentConfigName;
     } catch {
       return undefined;
     }
@@ -350,6 +382,7 @@ export interface SimulatedClients {
   readonly ecs: ECSClient;
   readonly ecr: ECRClient;
   readonly codebuild: CodeBuildClient;
+  readonly codedeploy: CodeDeployClient;
   readonly inspector2: Inspector2Client;
   readonly cloudwatch: CloudWatchClient;
   readonly sns: SNSClient;
@@ -394,6 +427,7 @@ export const simulatedClients = (
     ecs: own(new ECSClient(config)),
     ecr: own(new ECRClient(config)),
     codebuild: own(new CodeBuildClient(config)),
+    codedeploy: own(new CodeDeployClient(config)),
     inspector2: own(new Inspector2Client(config)),
     cloudwatch: own(new CloudWatchClient(config)),
     sns: own(new SNSClient(config)),

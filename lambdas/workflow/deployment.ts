@@ -261,8 +261,15 @@ const codeDeployView = async (
     deploymentArn: deploymentId,
     status,
     ...(reason ? { statusReason: reason } : {}),
+    // errorInformation says why CodeDeploy stopped it (ALARM_ACTIVE names the alarms), rollbackMessage
+    // only how the rollback went: the reason keeps both.
     ...(rollback
-      ? { rollbackReason: deployment.rollbackInfo?.rollbackMessage ?? reason ?? 'CodeDeploy rolled it back' }
+      ? {
+          rollbackReason:
+            [deployment.errorInformation?.message, deployment.rollbackInfo?.rollbackMessage]
+              .filter((x): x is string => Boolean(x))
+              .join(' ') || 'CodeDeploy rolled it back',
+        }
       : {}),
     ...(deployment.startTime || deployment.createTime
       ? { startedAt: (deployment.startTime ?? deployment.createTime) as Date }

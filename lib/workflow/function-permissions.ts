@@ -221,6 +221,11 @@ const grantCodeDeployPermissions = (
   functions.restore.addToRolePolicy(
     new iam.PolicyStatement({ actions: ['codedeploy:ListDeployments'], resources: [groups] }),
   );
+  // Putting the last good revision back turns the group's alarm polling off for that deployment
+  // (overrideAlarmConfiguration), which CreateDeployment authorizes as UpdateDeploymentGroup.
+  functions.restore.addToRolePolicy(
+    new iam.PolicyStatement({ actions: ['codedeploy:UpdateDeploymentGroup'], resources: [groups] }),
+  );
   // StopDeployment has no resource-level permissions (the Service Authorization Reference lists no
   // resource type): restore stops only the deployment of the patched task definition it found itself.
   functions.restore.addToRolePolicy(

@@ -9,6 +9,7 @@
  */
 import * as cloudwatch from '@aws-sdk/client-cloudwatch';
 import * as codebuild from '@aws-sdk/client-codebuild';
+import * as codedeploy from '@aws-sdk/client-codedeploy';
 import * as dynamodb from '@aws-sdk/client-dynamodb';
 import * as ecr from '@aws-sdk/client-ecr';
 import * as ecs from '@aws-sdk/client-ecs';
@@ -23,6 +24,7 @@ import type { ServiceName } from '../model/catalog';
 const MODULES: Record<ServiceName, Record<string, unknown>> = {
   cloudwatch,
   codebuild,
+  codedeploy,
   dynamodb,
   ecr,
   ecs,
@@ -38,6 +40,7 @@ export const VALIDATION_ERROR: Record<ServiceName, { readonly name: string; read
   ecs: { name: 'InvalidParameterException', status: 400 },
   ecr: { name: 'InvalidParameterException', status: 400 },
   codebuild: { name: 'InvalidInputException', status: 400 },
+  codedeploy: { name: 'InvalidInputException', status: 400 },
   inspector2: { name: 'ValidationException', status: 400 },
   cloudwatch: { name: 'InvalidParameterValue', status: 400 },
   sns: { name: 'InvalidParameterException', status: 400 },

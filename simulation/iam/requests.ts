@@ -261,6 +261,16 @@ export const authorizationRequests = (
         req('codedeploy:CreateDeployment', arn('codedeploy', `deploymentgroup:${application}/${group}`)),
         req('codedeploy:GetDeploymentConfig', arn('codedeploy', `deploymentconfig:${config}`)),
         req('codedeploy:RegisterApplicationRevision', arn('codedeploy', `application:${application}`)),
+        // "If you specify an overrideAlarmConfiguration, you need the UpdateDeploymentGroup IAM
+        // permission when calling CreateDeployment" (API reference, CreateDeployment).
+        ...(input.overrideAlarmConfiguration !== undefined
+          ? [
+              req(
+                'codedeploy:UpdateDeploymentGroup',
+                arn('codedeploy', `deploymentgroup:${application}/${group}`),
+              ),
+            ]
+          : []),
       ];
     }
     // StopDeployment has no resource-level permissions: IAM evaluates it against "*".

@@ -6,6 +6,7 @@ export const SERVICES = [
   'ecs',
   'ecr',
   'codebuild',
+  'codedeploy',
   'inspector2',
   'cloudwatch',
   'sns',
@@ -35,6 +36,16 @@ export const OPERATIONS: Record<ServiceName, readonly string[]> = {
   ],
   ecr: ['DescribeRepositories', 'DescribeImages', 'BatchGetImage', 'ListImages'],
   codebuild: ['StartBuild', 'BatchGetBuilds', 'StopBuild'],
+  codedeploy: [
+    'ListApplications',
+    'ListDeploymentGroups',
+    'BatchGetDeploymentGroups',
+    'GetDeploymentGroup',
+    'CreateDeployment',
+    'GetDeployment',
+    'ListDeployments',
+    'StopDeployment',
+  ],
   inspector2: ['ListCoverage', 'ListFindings'],
   cloudwatch: ['DescribeAlarms', 'DescribeAlarmHistory'],
   sns: ['Publish'],
@@ -134,6 +145,31 @@ export const SERVICE_ERRORS: Record<
       ServiceUnavailable: server(503, 'Service Unavailable'),
     },
     'access-denied': { AccessDeniedException: denied() },
+  },
+  // CodeDeploy (JSON protocol): ThrottlingException; 5xx are the common InternalFailure /
+  // ServiceUnavailable; the API reference's own errors (DeploymentLimitExceededException and others)
+  // are what the model itself throws.
+  codedeploy: {
+    throttling: { ThrottlingException: throttled(400, 'Rate exceeded') },
+    server: {
+      InternalFailure: server(500, 'InternalFailure'),
+      ServiceUnavailable: server(503, 'Service Unavailable'),
+    },
+    'access-denied': { AccessDeniedException: denied() },
+    other: {
+      DeploymentLimitExceededException: client('The number of allowed deployments was exceeded.'),
+      DeploymentGroupDoesNotExistException: client(
+        'The named deployment group with the user or AWS account does not exist.',
+      ),
+      ApplicationDoesNotExistException: client(
+        'The application does not exist with the user or AWS account.',
+      ),
+      InvalidDeploymentIdException: client(
+        'At least one of the deployment IDs was specified in an invalid format.',
+      ),
+      DeploymentDoesNotExistException: client('The deployment with the user or AWS account does not exist.'),
+      DeploymentAlreadyCompletedException: client('The deployment is already complete.'),
+    },
   },
   inspector2: {
     throttling: { ThrottlingException: throttled(429) },

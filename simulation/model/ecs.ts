@@ -122,6 +122,23 @@ export interface SimService {
   tasks: SimTask[];
   readonly deployments: SimDeployment[];
   readonly events: Array<{ id: string; createdAt: Date; message: string }>;
+  /**
+   * CODE_DEPLOY services: their task sets (the PRIMARY one serves production traffic, a replacement
+   * is ACTIVE until CodeDeploy shifts traffic to it) and the load balancer CodeDeploy shifts.
+   */
+  taskSets?: SimTaskSet[];
+  readonly loadBalancer?: { containerName: string; containerPort: number; targetGroupArn: string };
+}
+
+/** A task set of a CODE_DEPLOY service (CodeDeploy creates, shifts and deletes them). */
+export interface SimTaskSet {
+  readonly id: string;
+  readonly arn: string;
+  readonly taskDefinitionArn: string;
+  readonly startedBy: string;
+  readonly createdAt: Date;
+  status: 'PRIMARY' | 'ACTIVE';
+  tasks: SimTask[];
 }
 
 interface Cluster {
@@ -213,6 +230,18 @@ export class EcsModel {
       tasks: [],
       deployments: [],
       events: [],
+      ...(settings.deploymentController === 'CODE_DEPLOY'
+        ? {
+            loadBalancer: {
+              containerName: containers[0]?.name ?? 'app',
+              containerPort: 8080,
+              targetGroupArn: this.world.arn(
+                'elasticloadbalancing',
+                `targetgroup/${name.slice(0, 20)}-blue/${this.world.hex(16)}`,
+              ),
+            },
+          }
+        : {}),
     };
     cluster.services.set(name, service);
     const revision = this.revision(service, service.taskDefinitionArn, at);
@@ -222,7 +251,88 @@ export class EcsModel {
     initial.finishedAt = at;
     initial.alarmsStatus = settings.alarms.length > 0 ? 'MONITORING_COMPLETE' : 'DISABLED';
     service.tasks = this.launch(service, service.taskDefinitionArn, initial.id, settings.desiredCount, at);
+    if (settings.deploymentController === 'CODE_DEPLOY') {
+      service.taskSets = [
+        this.newTaskSet(service, service.taskDefinitionArn, 'PRIMARY', at, [...service.tasks]),
+      ];
+    }
     return service;
+  }
+
+  // ----------------------------------------------------------- hooks for CodeDeploy (CODE_DEPLOY services)
+
+  /** Whether a task definition (ARN or family:revision) is registered. */
+  isRegistered(taskDefinition: string): boolean {
+    try {
+      this.taskDefinition(taskDefinition);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private newTaskSet(
+    service: SimService,
+    taskDefinitionArn: string,
+    status: SimTaskSet['status'],
+    at: Date,
+    tasks: SimTask[],
+    startedBy = 'ecs-svc',
+  ): SimTaskSet {
+    const id = `ecs-svc/${BigInt(`0x${this.world.hex(15)}`)
+      .toString()
+      .padStart(19, '1')}`;
+    return {
+      id,
+      arn: this.world.arn('ecs', `task-set/${service.clusterName}/${service.name}/${id.split('/')[1]}`),
+      taskDefinitionArn: this.taskDefinition(taskDefinitionArn).taskDefinitionArn as string,
+      startedBy,
+      createdAt: at,
+      status,
+      tasks,
+    };
+  }
+
+  /** CodeDeploy creates a replacement task set running `taskDefinitionArn` (not serving traffic yet). */
+  createTaskSet(key: string, taskDefinitionArn: string, startedBy: string): SimTaskSet {
+    const service = this.must(key);
+    const now = this.world.now();
+    const tasks = this.launch(service, taskDefinitionArn, startedBy, service.settings.desiredCount, now);
+    const set = this.newTaskSet(service, taskDefinitionArn, 'ACTIVE', now, tasks, startedBy);
+    service.taskSets = [...(service.taskSets ?? []), set];
+    service.tasks.push(...tasks);
+    this.serviceEvent(service, `registered a task set ${set.id} (${last(set.taskDefinitionArn)}).`);
+    return set;
+  }
+
+  /**
+   * CodeDeploy moves production traffic to a task set: it becomes PRIMARY, and the service's
+   * taskDefinition is its task definition from then on.
+   */
+  shiftTraffic(key: string, taskSetId: string): void {
+    const service = this.must(key);
+    const target = service.taskSets?.find((t) => t.id === taskSetId);
+    if (!target) throw new Error(`${key} has no task set ${taskSetId}`);
+    for (const t of service.taskSets ?? []) t.status = t === target ? 'PRIMARY' : 'ACTIVE';
+    service.taskDefinitionArn = target.taskDefinitionArn;
+    this.serviceEvent(
+      service,
+      `updated the primary task set to ${target.id} (${last(target.taskDefinitionArn)}).`,
+    );
+  }
+
+  /** CodeDeploy deletes a task set and its tasks (the original after the wait, a replacement on rollback). */
+  deleteTaskSet(key: string, taskSetId: string): void {
+    const service = this.must(key);
+    const set = service.taskSets?.find((t) => t.id === taskSetId);
+    if (!set || set.status === 'PRIMARY') return;
+    service.taskSets = (service.taskSets ?? []).filter((t) => t !== set);
+    service.tasks = service.tasks.filter((t) => !set.tasks.includes(t));
+  }
+
+  /** The task set serving production traffic (CODE_DEPLOY services). */
+  primaryTaskSet(key: string): SimTaskSet | undefined {
+    return this.find(key)?.taskSets?.find((t) => t.status === 'PRIMARY');
   }
 
   alarmChanged(name: string, state: string): void {
@@ -828,7 +938,32 @@ export class EcsModel {
       },
       deploymentController: { type: s.deploymentController ?? 'ECS' },
       deployments: this.legacyDeployments(service),
-      ...(current ? { currentServiceDeployment: current.arn } : {}),
+      // Service deployments are the ECS controller's: a CODE_DEPLOY service reports task sets instead.
+      ...(current && !service.taskSets ? { currentServiceDeployment: current.arn } : {}),
+      ...(service.taskSets
+        ? {
+            taskSets: service.taskSets.map((t) => ({
+              id: t.id,
+              taskSetArn: t.arn,
+              serviceArn: service.arn,
+              clusterArn: service.clusterArn,
+              startedBy: t.startedBy,
+              status: t.status,
+              taskDefinition: t.taskDefinitionArn,
+              computedDesiredCount: s.desiredCount,
+              runningCount: t.tasks.length,
+              pendingCount: 0,
+              createdAt: t.createdAt,
+              updatedAt: t.createdAt,
+              launchType: 'FARGATE',
+              platformVersion: 'LATEST',
+              stabilityStatus: 'STEADY_STATE',
+              scale: { value: 100, unit: 'PERCENT' },
+              ...(service.loadBalancer ? { loadBalancers: [{ ...service.loadBalancer }] } : {}),
+            })),
+          }
+        : {}),
+      ...(service.loadBalancer ? { loadBalancers: [{ ...service.loadBalancer }] } : {}),
       events: service.events
         .slice(0, 20)
         .map((e) => ({ id: e.id, createdAt: e.createdAt, message: e.message })),

@@ -5,6 +5,7 @@
  */
 import * as cloudwatch from '@aws-sdk/client-cloudwatch';
 import * as codebuild from '@aws-sdk/client-codebuild';
+import * as codedeploy from '@aws-sdk/client-codedeploy';
 import * as dynamodb from '@aws-sdk/client-dynamodb';
 import * as ecr from '@aws-sdk/client-ecr';
 import * as ecs from '@aws-sdk/client-ecs';
@@ -26,6 +27,10 @@ const modules: Record<ServiceName, { ns: Record<string, unknown>; base: ServiceE
   ecs: { ns: ecs, base: ecs.ECSServiceException as unknown as ServiceExceptionClass },
   ecr: { ns: ecr, base: ecr.ECRServiceException as unknown as ServiceExceptionClass },
   codebuild: { ns: codebuild, base: codebuild.CodeBuildServiceException as unknown as ServiceExceptionClass },
+  codedeploy: {
+    ns: codedeploy,
+    base: codedeploy.CodeDeployServiceException as unknown as ServiceExceptionClass,
+  },
   inspector2: {
     ns: inspector2,
     base: inspector2.Inspector2ServiceException as unknown as ServiceExceptionClass,

@@ -133,6 +133,7 @@ describe('the simulation middleware', () => {
         }),
       },
       ecr: none,
+      codedeploy: none,
       codebuild: none,
       inspector2: none,
       cloudwatch: none,

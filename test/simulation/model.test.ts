@@ -85,6 +85,7 @@ const account = (faults = new FaultInjector([])) => {
     ecs: ecs.handlers,
     ecr: ecr.handlers,
     codebuild: codebuild.handlers,
+    codedeploy: none,
     inspector2: inspector.handlers,
     cloudwatch: cloudwatch.handlers,
     sns: none,

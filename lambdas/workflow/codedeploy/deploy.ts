@@ -58,6 +58,14 @@ export const createCodeDeployDeployment = async (
   taskDefinitionArn: string,
   description: string,
   named?: DeploymentGroupRef,
+  /**
+   * Turn the group's alarm polling off for this deployment (overrideAlarmConfiguration, which needs
+   * codedeploy:UpdateDeploymentGroup): for putting the last good revision back while the alarm that
+   * condemned the patched one still fires, which would otherwise stop the put-back at once
+   * (ALARM_ACTIVE) and roll it back onto the patched revision.
+   * @default false
+   */
+  ignoreAlarms = false,
 ): Promise<{ deploymentId: string; group: DeploymentGroupRef }> => {
   const group = await findDeploymentGroup(codedeploy, ref, named);
   const out = await awsCall('codedeploy CreateDeployment', () =>
@@ -70,6 +78,7 @@ export const createCodeDeployDeployment = async (
           revisionType: 'AppSpecContent',
           appSpecContent: { content: appSpecFor(service, taskDefinitionArn) },
         },
+        ...(ignoreAlarms ? { overrideAlarmConfiguration: { enabled: false } } : {}),
       }),
     ),
   );

@@ -68,7 +68,14 @@ export const restoreWithCodeDeploy = async (
   deploymentArn: string;
 }> => {
   const group = await findDeploymentGroup(codedeploy, ref, named);
-  const active = await activeDeployment(codedeploy, group);
+  // Never depend on one API alone: when the deployments cannot be read but the patched revision
+  // serves production traffic, a deployment of the last good revision still puts it back.
+  let active: DeploymentInfo | undefined;
+  try {
+    active = await activeDeployment(codedeploy, group);
+  } catch (error) {
+    if (primaryTaskDefinition(service) !== patchedTaskDefinitionArn) throw error;
+  }
   if (active?.deploymentId) {
     if (!deploysTaskDefinition(active, patchedTaskDefinitionArn)) {
       return {
@@ -98,10 +105,11 @@ export const restoreWithCodeDeploy = async (
     previousTaskDefinitionArn,
     `Autopatch: put ${ref.key} back on its last good revision ${previousTaskDefinitionArn}`,
     group,
+    true,
   );
   return {
     action: 'redeployed-previous',
-    detail: `Started CodeDeploy deployment ${deploymentId} of the previous task definition ${previousTaskDefinitionArn}.`,
+    detail: `Started CodeDeploy deployment ${deploymentId} of the previous task definition ${previousTaskDefinitionArn} (the group's alarm polling off for it, so the alarm that still fires cannot stop it).`,
     deploymentArn: deploymentId,
   };
 };
