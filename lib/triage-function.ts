@@ -125,7 +125,14 @@ export class TriageFunction extends Construct {
 
     grantLedgerReadWrite(props.ledger, encryptionKey, this.role);
     // In dry-run mode triage decides and reports but starts nothing: IAM enforces that too.
-    if (!config.dryRun) props.stateMachine.grantStartExecution(this.role);
+    if (!config.dryRun) {
+      props.stateMachine.grantStartExecution(this.role);
+      // An urgent finding ends the maintenance-window wait of the run it queues behind (pre-emption).
+      // SendTaskSuccess has no resource-level permissions: the task token is the capability.
+      this.role.addToPrincipalPolicy(
+        new iam.PolicyStatement({ actions: ['states:SendTaskSuccess'], resources: ['*'] }),
+      );
+    }
 
     this.grantEcsInventory();
     // Lambda adds the X-Ray statement (Resource "*") to the role's default policy.

@@ -140,6 +140,11 @@ export class Ledger {
   }
 
   /** The remediation in flight for a service, if any. */
+  /** Pre-emption of a run waiting for its window: see ServiceLocks.takeUrgent. */
+  takeUrgent(serviceKey: string, executionName: string) {
+    return this.lock.takeUrgent(serviceKey, executionName);
+  }
+
   getInFlight(serviceKey: string): Promise<InFlight | undefined> {
     return this.lock.getInFlight(serviceKey);
   }

@@ -9,7 +9,8 @@ import {
   SEVERITIES,
 } from '../shared/contracts';
 import { InvalidEventError, TransientError } from '../shared/errors';
-import { type FindingKey, type Ledger, MAX_REQUEST_BYTES } from '../shared/ledger';
+import { type FindingKey, isUrgent, type Ledger, MAX_REQUEST_BYTES } from '../shared/ledger';
+import { answerWindow } from '../shared/window-wait';
 import { aggregate, type Contribution, type ServicePlan, targetFor } from './aggregate';
 import type { InventoryResolver, ServiceUse } from './inventory';
 import { evaluate, type Policy } from './policy';
@@ -455,7 +456,8 @@ export const requestProblem = (request: RemediationRequest): string | undefined 
 };
 
 export interface ExecuteDeps {
-  readonly ledger: Pick<Ledger, 'claim' | 'markStarted' | 'markSeen' | 'release' | 'getInFlight'>;
+  readonly ledger: Pick<Ledger, 'claim' | 'markStarted' | 'markSeen' | 'release' | 'getInFlight'> &
+    Partial<Pick<Ledger, 'getTaskToken'>>;
   readonly sfn: SFNClient;
   readonly stateMachineArn: string;
   /**
@@ -604,6 +606,19 @@ export const executePlan = async (
         );
         if (claim.kind === 'queued' || claim.kind === 'merged') {
           results.push({ service: serviceKey, kind: claim.kind, inFlight: claim.inFlight });
+          // An urgent finding (a CRITICAL with a known exploit) does not wait behind a run that only
+          // waits for its maintenance window: end that wait, and the run takes it and deploys now. A
+          // failure here is retried with the batch item; the sweep ends the wait within a minute anyway.
+          if (claim.kind === 'queued' && isUrgent(request) && deps.ledger.getTaskToken) {
+            await answerWindow(
+              { ledger: { getTaskToken: deps.ledger.getTaskToken.bind(deps.ledger) }, sfn: deps.sfn },
+              claim.inFlight,
+              {
+                preempted: true,
+                reason: `An urgent finding (CRITICAL, known exploit) queued behind this remediation (${request.executionName}): it deploys now.`,
+              },
+            );
+          }
           break;
         }
         if (claim.kind === 'held') {

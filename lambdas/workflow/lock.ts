@@ -138,3 +138,84 @@ const summarizeResolution = (r: Resolution): ResolutionSummary => {
     rebased: r.rebased.slice(0, 20),
   };
 };
+
+/** What resumes "Wait for the maintenance window" (`$.window`). */
+export interface WindowResult {
+  /** true: an urgent finding pre-empted the wait; the run takes it and deploys now. */
+  readonly preempted: boolean;
+  readonly reason: string;
+}
+
+export interface WaitForWindowInput {
+  readonly step: 'wait-for-window';
+  readonly serviceKey: string;
+  readonly executionName: string;
+  readonly taskToken: string;
+  /** ISO-8601: the start of the window (decision.notBefore). */
+  readonly notBefore: string;
+}
+
+/**
+ * "Wait for the maintenance window": stores the wait's task token (purpose `window`) so that triage
+ * can pre-empt it when an urgent finding (a CRITICAL with a known exploit) queues behind this run,
+ * and the sweep resumes it once the window has started. Answers at once when the window has already
+ * started, or when an urgent request is already queued.
+ */
+export const waitForWindow = async (
+  deps: {
+    readonly ledger: Pick<Ledger, 'putTaskToken' | 'getInFlight'>;
+    readonly resume: (token: string, result: WindowResult) => Promise<boolean>;
+  },
+  input: WaitForWindowInput,
+  now: Date = new Date(),
+): Promise<{ readonly resumed: boolean; readonly reason: string }> => {
+  await deps.ledger.putTaskToken(input.executionName, 'window', input.taskToken, input.serviceKey);
+  const startsAt = Date.parse(input.notBefore);
+  if (Number.isNaN(startsAt) || startsAt <= now.getTime()) {
+    const reason = `The maintenance window started at ${input.notBefore}.`;
+    return { resumed: await deps.resume(input.taskToken, { preempted: false, reason }), reason };
+  }
+  const inFlight = await deps.ledger.getInFlight(input.serviceKey);
+  if (inFlight?.executionName === input.executionName && inFlight.queuedUrgent) {
+    const reason =
+      'An urgent finding (CRITICAL, known exploit) is queued behind this remediation: it deploys now.';
+    return { resumed: await deps.resume(input.taskToken, { preempted: true, reason }), reason };
+  }
+  return { resumed: false, reason: `Waiting for the maintenance window at ${input.notBefore}.` };
+};
+
+export interface TakeUrgentInput<S extends RemediationRequest = RemediationRequest> {
+  readonly step: 'take-urgent';
+  readonly serviceKey: string;
+  readonly executionName: string;
+  readonly state: S;
+}
+
+/**
+ * "Take the urgent findings": the pre-empted run folds the urgent requests queued behind it (and the
+ * queued ones that need no approval) into its own, and goes on at once. Returns the whole state.
+ */
+export const takeUrgentFindings = async <S extends RemediationRequest>(
+  ledger: Pick<Ledger, 'takeUrgent'>,
+  input: TakeUrgentInput<S>,
+): Promise<S & { readonly preemption: { readonly took: number; readonly reason: string } }> => {
+  const taken = await ledger.takeUrgent(input.serviceKey, input.executionName);
+  if (!taken) {
+    return {
+      ...input.state,
+      preemption: { took: 0, reason: 'Nothing urgent was queued any more: the run goes on as it was.' },
+    };
+  }
+  const { request } = taken;
+  return {
+    ...input.state,
+    images: request.images,
+    findingsCount: request.findingsCount,
+    requestedAt: request.requestedAt,
+    decision: request.decision,
+    preemption: {
+      took: taken.took,
+      reason: `Pre-empted its maintenance window for ${taken.took} queued request(s) with an urgent finding (CRITICAL, known exploit): deploying now.`,
+    },
+  };
+};

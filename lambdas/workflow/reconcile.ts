@@ -6,6 +6,7 @@ import {
 import { OUTCOMES, type Outcome, type RemediationRequest } from '../shared/contracts';
 import type { InFlight, Ledger, OutcomeRecord } from '../shared/ledger';
 import { remediationId } from '../shared/remediation';
+import { answerWindow, type WindowAnswer } from '../shared/window-wait';
 import { awsCall } from './aws';
 import { startNext } from './start-next';
 
@@ -32,7 +33,14 @@ import { startNext } from './start-next';
 export interface ReconcileDeps {
   readonly ledger: Pick<
     Ledger,
-    'locks' | 'release' | 'markStarted' | 'getOutcome' | 'recordOutcome' | 'unannounced' | 'markAnnounced'
+    | 'locks'
+    | 'release'
+    | 'markStarted'
+    | 'getOutcome'
+    | 'recordOutcome'
+    | 'unannounced'
+    | 'markAnnounced'
+    | 'getTaskToken'
   >;
   readonly sfn: Pick<SFNClient, 'send'>;
   /** The remediation state machine: where STARTING claims are started. */
@@ -83,9 +91,26 @@ export interface ReconcileSummary {
   readonly reannounced: readonly string[];
   /** What failed this round (retried by the next one). */
   readonly errors: ReadonlyArray<{ readonly serviceKey?: string; readonly error: string }>;
+  /** Executions whose maintenance-window wait this round ended (the window started, or an urgent finding queued). */
+  readonly windowsEnded: readonly string[];
 }
 
 const ENDED = new Set(['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED']);
+
+/** Whether a running lock's window wait may end now, and why (undefined: it may not). */
+const windowDue = (lock: InFlight, now: Date): WindowAnswer | undefined => {
+  const notBefore = lock.request.decision.notBefore;
+  if (lock.status === 'STARTING' || notBefore === undefined) return undefined;
+  if (Date.parse(notBefore) <= now.getTime())
+    return { preempted: false, reason: `The maintenance window started at ${notBefore}.` };
+  if (lock.queuedUrgent)
+    return {
+      preempted: true,
+      reason:
+        'An urgent finding (CRITICAL, known exploit) is queued behind this remediation: it deploys now.',
+    };
+  return undefined;
+};
 /** StartExecution errors about the request itself: starting it again can never work. */
 const REJECTED_INPUT = new Set(['InvalidExecutionInput', 'InvalidName', 'ValidationException']);
 
@@ -224,12 +249,21 @@ const reconcileLock = async (
 /** One reconcile round. `now` is the round's time (the schedule's), used for every age. */
 export const reconcile = async (deps: ReconcileDeps, now: Date): Promise<ReconcileSummary> => {
   const actions: LockOutcome[] = [];
+  const windowsEnded: string[] = [];
   const errors: Array<{ serviceKey?: string; error: string }> = [];
   let checked = 0;
   let healthy = 0;
   try {
     for (const lock of await deps.ledger.locks()) {
       checked++;
+      try {
+        // The window waits ride on the same listing: a run whose window has started, or behind which
+        // an urgent finding queued (its triage answer lost), goes on within one sweep.
+        const due = windowDue(lock, now);
+        if (due && (await answerWindow(deps, lock.executionName, due))) windowsEnded.push(lock.executionName);
+      } catch (error) {
+        errors.push({ serviceKey: lock.serviceKey, error: `ending the window wait: ${message(error)}` });
+      }
       try {
         const done = await reconcileLock(lock, deps, now);
         if (done) actions.push(done);
@@ -265,5 +299,13 @@ export const reconcile = async (deps: ReconcileDeps, now: Date): Promise<Reconci
       }
     }
   }
-  return { checked, healthy, actions, unannounced, reannounced, errors };
+  return {
+    windowsEnded,
+    checked,
+    healthy,
+    actions,
+    unannounced,
+    reannounced,
+    errors,
+  };
 };

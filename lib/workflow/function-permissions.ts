@@ -34,6 +34,8 @@ export const grantFunctionPermissions = (
     new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachineArn] });
 
   grantLedgerReadWrite(ledger, key, functions.acquireLock);
+  // "Wait for the maintenance window" answers its own wait when the window has already started.
+  functions.acquireLock.addToRolePolicy(s.taskResponse);
 
   grantLedgerReadWrite(ledger, key, functions.requestApproval);
   grantTopicPublish(topic, key, functions.requestApproval);

@@ -264,13 +264,19 @@ describe('least privilege', () => {
     }
   });
 
-  test('triage may start executions of the remediation state machine and nothing else in Step Functions', () => {
+  test('triage may start executions of the remediation state machine, and end a window wait by its token, nothing else in Step Functions', () => {
     const sfnStatements = triageStatements().filter((s) => s.actions.some((a) => a.startsWith('states:')));
-    expect(sfnStatements).toHaveLength(1);
-    expect(sfnStatements[0]).toMatchObject({
-      actions: ['states:StartExecution'],
-      resources: [{ Ref: ids.stateMachine }],
-    });
+    expect(sfnStatements).toHaveLength(2);
+    expect(sfnStatements).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          actions: ['states:StartExecution'],
+          resources: [{ Ref: ids.stateMachine }],
+        }),
+        // Pre-emption: SendTaskSuccess has no resource-level permissions; the task token is the capability.
+        expect.objectContaining({ actions: ['states:SendTaskSuccess'], resources: ['*'] }),
+      ]),
+    );
   });
 
   test('triage reads and writes the ledger only, without Scan or table management', () => {
@@ -320,6 +326,7 @@ describe('least privilege', () => {
       'ecs:ListClusters',
       'ecs:ListServices',
       'ecs:ListTasks',
+      'states:SendTaskSuccess',
       'xray:PutTelemetryRecords',
       'xray:PutTraceSegments',
     ]);

@@ -344,6 +344,14 @@ export class FakeAccount {
         ...(input as { state: JsonObject }).state,
         gathering: false,
       }))
+      .on('Wait for the maintenance window', () => ({
+        preempted: false,
+        reason: 'The maintenance window started.',
+      }))
+      .on('Take the urgent findings', (input) => ({
+        ...(input as { state: JsonObject }).state,
+        preemption: { took: 1, reason: 'Pre-empted its maintenance window for 1 queued request(s).' },
+      }))
       .on('Wait for approval', () => ({ approved: true, by: 'alice' }))
       .on('Plan the image builds', (input) =>
         planBuilds(input as unknown as Parameters<typeof planBuilds>[0], FAKE_PROJECTS),

@@ -206,6 +206,7 @@ describe('claim', () => {
       request,
       claimedAt: T0.toISOString(),
       queued: 0,
+      queuedUrgent: false,
     });
   });
 

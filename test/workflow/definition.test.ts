@@ -242,7 +242,6 @@ describe('the remediation definition', () => {
       'Wait for the burst to go quiet',
       'Wait for the firing alarm to clear',
       'Wait for the firing alarm to clear before deploying',
-      'Wait for the maintenance window',
       'Wait for the rest of the burst',
     ]);
   });
@@ -265,6 +264,8 @@ describe('the remediation definition', () => {
     expect(taskStateNames(definition)).toEqual([
       'Acquire the service lock',
       'Take the findings gathered meanwhile',
+      'Wait for the maintenance window',
+      'Take the urgent findings',
       'Check the service can be watched',
       'Wait for approval',
       'Plan the image builds',

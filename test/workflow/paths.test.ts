@@ -5,6 +5,7 @@ import {
   BUILD_LOG_LINK,
   CODEDEPLOY_DEPLOYMENT_ID,
   DEPLOYMENT_ARN,
+  digest,
   FakeAccount,
   image,
   type Json,
@@ -267,12 +268,53 @@ describe('remediation workflow paths', () => {
     );
 
     // The alarms are checked after the window, when the deployment is about to happen.
-    expect(run.states.slice(0, 14)).toEqual([
+    expect(run.states.slice(0, 15)).toEqual([
       ...START.slice(0, 8),
       'Wait for the maintenance window',
+      'Pre-empted by an urgent finding?',
       ...START.slice(8),
       'Plan the image builds',
     ]);
+    expect(run.calls.get('Wait for the maintenance window')?.[0]).toEqual(
+      expect.objectContaining({ step: 'wait-for-window', notBefore: '2024-09-07T02:00:00Z' }),
+    );
+    expect(run.states.at(-1)).toBe('Patched');
+  });
+
+  it('an urgent finding pre-empts the window wait: the run takes it and deploys now', async () => {
+    const account = new FakeAccount()
+      .on('Wait for the maintenance window', () => ({ preempted: true, reason: 'an urgent finding queued' }))
+      .on('Take the urgent findings', (input) => {
+        const state = (input as { state: Record<string, Json> }).state;
+        return {
+          ...state,
+          images: [
+            ...(state.images as Json[]),
+            image({ imageDigest: digest('c3'), cves: ['CVE-2024-9999'] }),
+          ],
+          decision: { action: 'remediate', reason: 'CRITICAL with a known exploit: remediate now' },
+          preemption: { took: 1, reason: 'Pre-empted its maintenance window' },
+        };
+      });
+    const run = await runWorkflow(
+      remediationRequest({
+        decision: { action: 'remediate', reason: 'in the next window', notBefore: '2024-09-07T02:00:00Z' },
+      }),
+      account,
+    );
+
+    expect(run.states.slice(8, 12)).toEqual([
+      'Wait for the maintenance window',
+      'Pre-empted by an urgent finding?',
+      'Take the urgent findings',
+      'Start checking the alarms',
+    ]);
+    // The urgent finding's image is built with the rest.
+    expect(run.calls.get('Plan the image builds')?.[0]).toEqual(
+      expect.objectContaining({
+        images: expect.arrayContaining([expect.objectContaining({ cves: ['CVE-2024-9999'] })]),
+      }),
+    );
     expect(run.states.at(-1)).toBe('Patched');
   });
 
@@ -883,6 +925,8 @@ const REACH: Record<
   string,
   {
     approve?: boolean;
+    /** The request waits for a maintenance window. */
+    window?: boolean;
     setup?: (a: FakeAccount) => void;
     path: readonly string[];
     /** The outcome when not Failed (an alarm fired and the service is back: RolledBack). */
@@ -892,6 +936,16 @@ const REACH: Record<
   'Acquire the service lock': { path: ['Acquire the service lock', 'The remediation failed'] },
   'Take the findings gathered meanwhile': {
     path: ['Take the findings gathered meanwhile', 'The remediation failed'],
+  },
+  'Wait for the maintenance window': {
+    window: true,
+    path: ['Wait for the maintenance window', 'The remediation failed'],
+  },
+  'Take the urgent findings': {
+    window: true,
+    setup: (a) =>
+      a.on('Wait for the maintenance window', () => ({ preempted: true, reason: 'an urgent finding' })),
+    path: ['Take the urgent findings', 'The remediation failed'],
   },
   'Wait for approval': { approve: true, path: ['Wait for approval', 'The remediation failed'] },
   'Plan the image builds': { path: ['Plan the image builds', 'The remediation failed'] },
@@ -1015,7 +1069,15 @@ describe('every Task: an unexpected error ends in the failure path with the lock
     });
     const request = reach.approve
       ? remediationRequest({ decision: { action: 'approve', reason: 'ask first' } })
-      : remediationRequest();
+      : reach.window
+        ? remediationRequest({
+            decision: {
+              action: 'remediate',
+              reason: 'in the next window',
+              notBefore: '2024-09-07T02:00:00Z',
+            },
+          })
+        : remediationRequest();
     const run = await runWorkflow(request, account);
 
     expect(run.status).toBe('FAILED');

@@ -69,6 +69,8 @@ export interface InFlight {
   readonly lockedAt?: string;
   /** How many requests wait behind this one; they run as one merged remediation after it. */
   readonly queued: number;
+  /** Whether one of them is urgent (a CRITICAL with a known exploit): it pre-empts a window wait. */
+  readonly queuedUrgent: boolean;
 }
 
 /** A lock found unreadable and taken away (or healed, when only one entry was bad). */
@@ -275,6 +277,9 @@ export class ServiceLocks {
       ...(lock.executionArn ? { executionArn: lock.executionArn } : {}),
       ...(lock.lockedAt ? { lockedAt: lock.lockedAt } : {}),
       queued: (lock.queued?.length ?? 0) + Object.keys(lock.queue ?? {}).length,
+      queuedUrgent: [...(lock.queued ?? []).map((json) => parseRequest(json)), ...entriesOf(lock.queue)].some(
+        isUrgent,
+      ),
     };
   }
 
@@ -474,6 +479,63 @@ export class ServiceLocks {
         ),
       );
       if (replaced) return { next };
+    }
+    throw race.lost();
+  }
+
+  /**
+   * Pre-emption: a run waiting for its maintenance window takes the urgent requests queued behind it
+   * (a CRITICAL with a known exploit, which policy exempts from windows), and with them every queued
+   * request that needs no approval, as far as one execution carries: it deploys now, so they deploy
+   * with it. Requests that need an approval stay queued (an urgent fix does not wait for a human
+   * another finding needs). Returns the run's request with them folded in, or undefined when nothing
+   * urgent is queued. Conditional on the lock as read: a concurrent writer makes it read again.
+   */
+  async takeUrgent(
+    serviceKey: string,
+    executionName: string,
+  ): Promise<{ readonly request: RemediationRequest; readonly took: number } | undefined> {
+    const key = LEDGER.serviceKey(serviceKey);
+    const race = contend(this.contentionPolicy, 'take-urgent', serviceKey);
+    while (await race.next()) {
+      const lock = await this.readLock(key, 'take-urgent');
+      if (lock?.executionName !== executionName)
+        throw new LockNotHeldError(`${executionName} does not hold the lock of ${serviceKey}`);
+      const queued = [...(lock.queued ?? []).map((json) => parseRequest(json)), ...entriesOf(lock.queue)];
+      if (!queued.some(isUrgent)) return undefined;
+      const candidates = urgentFirst(queued.filter((r) => r.decision.action !== 'approve'));
+      const { folded, left: overflow } = foldWithin(parseRequest(lock.request), candidates);
+      const took = candidates.length - overflow.length;
+      if (took === 0) return undefined;
+      const left = [...overflow, ...queued.filter((r) => r.decision.action === 'approve')];
+      const written = await this.table.conditional('take-urgent', () =>
+        this.table.doc.send(
+          new UpdateCommand({
+            TableName: this.table.tableName,
+            Key: key,
+            UpdateExpression:
+              'SET #request = :request, #queue = :queue, #bytes = :bytes, #version = #version + :inc REMOVE #legacy',
+            ConditionExpression: '#name = :name AND #version = :version',
+            ExpressionAttributeNames: {
+              '#request': 'request',
+              '#queue': 'queue',
+              '#bytes': 'entryBytes',
+              '#version': 'version',
+              '#legacy': 'queued',
+              '#name': 'executionName',
+            },
+            ExpressionAttributeValues: {
+              ':request': JSON.stringify(folded),
+              ':queue': Object.fromEntries(left.map((r) => [r.executionName, JSON.stringify(r)])),
+              ':bytes': left.reduce((n, r) => n + JSON.stringify(r).length, 0),
+              ':inc': 1,
+              ':name': executionName,
+              ':version': lock.version,
+            },
+          }),
+        ),
+      );
+      if (written) return { request: folded, took };
     }
     throw race.lost();
   }

@@ -1,14 +1,19 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
+import { SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import type { ServiceRef } from '../../shared/contracts';
 import { Ledger } from '../../shared/ledger';
 import {
   type AcquireLockInput,
-  type AcquireLockOutput,
   acquireLock,
   type TakeFindingsInput,
+  type TakeUrgentInput,
   takeGatheredFindings,
+  takeUrgentFindings,
+  type WaitForWindowInput,
+  type WindowResult,
+  waitForWindow,
 } from '../lock';
 import { runningImages } from '../running-images';
 import { requireEnv } from './env';
@@ -21,15 +26,38 @@ const ledger = new Ledger({ client: new DynamoDBClient({}), tableName: env.LEDGE
 // without it, against the ledger's history of the service's Patched runs only.
 const ecs = process.env.RESOLVE_RUNNING_IMAGES === 'true' ? new ECSClient({}) : undefined;
 const running = ecs ? (service: ServiceRef) => runningImages(ecs, service) : undefined;
+const sfn = new SFNClient({});
+
+/** Answer the window wait; false when it was answered already (the sweep, triage and this race). */
+const resume = async (token: string, result: WindowResult): Promise<boolean> => {
+  try {
+    await sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(result) }));
+    return true;
+  } catch (error) {
+    if (error instanceof Error && ['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken'].includes(error.name))
+      return false;
+    throw error;
+  }
+};
 
 /**
  * The service lock: "Acquire the service lock", and "Take the findings gathered meanwhile" (step
  * `take-findings`), which seals it. One function for both: they are one ledger item's transitions.
  */
 export const handler = async (
-  event: AcquireLockInput | TakeFindingsInput,
-): Promise<AcquireLockOutput | Awaited<ReturnType<typeof takeGatheredFindings>>> => {
+  event: AcquireLockInput | TakeFindingsInput | WaitForWindowInput | TakeUrgentInput,
+): Promise<unknown> => {
   logger.appendKeys({ executionName: event.executionName, serviceKey: event.serviceKey });
+  if ('step' in event && event.step === 'wait-for-window') {
+    const out = await waitForWindow({ ledger, resume }, event);
+    logger.info('maintenance window', { ...out });
+    return out;
+  }
+  if ('step' in event && event.step === 'take-urgent') {
+    const state = await takeUrgentFindings(ledger, event);
+    logger.info('pre-empted', { ...state.preemption, images: state.images.length });
+    return state;
+  }
   if ('step' in event && event.step === 'take-findings') {
     const state = await takeGatheredFindings(ledger, event, new Date(), running ? { running } : {});
     logger.info(state.gathering ? 'findings still arriving' : 'findings taken', {

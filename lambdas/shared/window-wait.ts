@@ -1,0 +1,38 @@
+import { SendTaskSuccessCommand, type SFNClient } from '@aws-sdk/client-sfn';
+import type { Ledger } from './ledger';
+
+/**
+ * The wait "Wait for the maintenance window" (a task token, purpose `window`) is answered by whoever
+ * knows it may end: the run itself when the window has already started, the sweep once it starts,
+ * and triage when an urgent finding (a CRITICAL with a known exploit) queues behind the run.
+ */
+export interface WindowAnswer {
+  /** true: an urgent finding pre-empted the wait. */
+  readonly preempted: boolean;
+  readonly reason: string;
+}
+
+/** Errors that mean the wait was answered already, or the execution is gone. */
+const GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
+
+/**
+ * Answer an execution's window wait, if it has one. True when this call ended the wait; false when
+ * there is none, or it was answered already (a used token only answers TaskDoesNotExist).
+ */
+export const answerWindow = async (
+  deps: { readonly ledger: Pick<Ledger, 'getTaskToken'>; readonly sfn: Pick<SFNClient, 'send'> },
+  executionName: string,
+  answer: WindowAnswer,
+): Promise<boolean> => {
+  const token = await deps.ledger.getTaskToken(executionName, 'window');
+  if (!token) return false;
+  try {
+    await deps.sfn.send(
+      new SendTaskSuccessCommand({ taskToken: token.token, output: JSON.stringify(answer) }),
+    );
+    return true;
+  } catch (error) {
+    if (error instanceof Error && GONE.has(error.name)) return false;
+    throw error;
+  }
+};
