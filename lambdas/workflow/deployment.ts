@@ -139,6 +139,8 @@ export const verdict = (
   deploymentArn: string,
   runningTaskDefinition: string | undefined,
   patchedTaskDefinition: string | undefined,
+  /** Who runs the deployment, for the reason: ECS, or CodeDeploy for a CODE_DEPLOY service. */
+  who: 'ECS' | 'CodeDeploy' = 'ECS',
 ): WatchResult | undefined => {
   const status = deployment.status ?? 'UNKNOWN';
   const why = deployment.rollback?.reason ?? deployment.statusReason;
@@ -156,14 +158,14 @@ export const verdict = (
       return {
         status: 'ROLLED_BACK',
         deploymentArn,
-        reason: `ECS rolled the deployment back${why ? `: ${why}` : ''}.`,
+        reason: `${who} rolled the deployment back${why ? `: ${why}` : ''}.`,
       };
     case 'ROLLBACK_FAILED':
     case 'STOPPED':
       return {
         status: 'FAILED',
         deploymentArn,
-        reason: `ECS reports the deployment as ${status}${why ? `: ${why}` : ''}.`,
+        reason: `${who} reports the deployment as ${status}${why ? `: ${why}` : ''}.`,
       };
     default:
       return undefined;
@@ -369,6 +371,7 @@ export const assessDeployment = async (
     deploymentArn,
     view.runningTaskDefinition,
     subject.taskDefinitionArn,
+    who,
   );
   if (decided) return { decided: true, result: decided, alarmNames };
   if (ROLLING_BACK.has(status)) {

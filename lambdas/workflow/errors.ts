@@ -20,6 +20,11 @@ export const WORKFLOW_ERRORS = {
   buildOutput: 'BuildOutputError',
   /** The rescan wait was answered with something that is not a verdict (a Fail state). */
   rescanVerdictUnknown: 'RescanVerdictUnknown',
+  /**
+   * Putting the last good revision back failed (any error, transient or not): the restore state's own
+   * Retry tries again for about half an hour, then on-call gets the message, which carries the command.
+   */
+  putBackFailed: 'PutBackFailedError',
   /** A dependency failed in a retryable way (shared TransientError). */
   transient: 'TransientError',
   /** SendTaskFailure error an approver's rejection carries (see approval.ts). */
@@ -69,6 +74,19 @@ export class RescanPendingError extends AutopatchError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = WORKFLOW_ERRORS.rescanPending;
+  }
+}
+
+/**
+ * "Put the service back on its last good revision" could not: the message says why and ends with the
+ * exact command that puts the service back by hand (`command`), which the outcome pages on-call with.
+ */
+export class PutBackFailedError extends AutopatchError {
+  readonly command: string;
+  constructor(message: string, command: string, options?: { cause?: unknown }) {
+    super(`${message} To put it back by hand: ${command}`, options);
+    this.name = WORKFLOW_ERRORS.putBackFailed;
+    this.command = command;
   }
 }
 

@@ -7,6 +7,7 @@ import type { HoldRequest, Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS, type MetricDatum } from '../shared/metrics';
 import { remediationId } from '../shared/remediation';
 import { accountOf, awsCall, links, regionOf } from './aws';
+import { WORKFLOW_ERRORS } from './errors';
 import { publishNotification } from './notify';
 import { putOutcomeEvent } from './put-outcome-event';
 import { startNext } from './start-next';
@@ -181,9 +182,30 @@ const imageChanges = (state: WorkflowState): ImageChange[] =>
     };
   });
 
-/** The command that puts the service back on its last good revision by hand. */
-const manualRestore = (state: WorkflowState, previousArn: string): string =>
-  `aws ecs update-service --cluster ${state.service.clusterArn} --service ${state.service.serviceName} --task-definition ${previousArn}`;
+/** A CodeDeploy deployment id (`d-XXXXXXXXX`), where ECS names a service deployment by its ARN. */
+const CODEDEPLOY_DEPLOYMENT_ID = /^d-[A-Z0-9]{9}$/;
+
+/** Whether CodeDeploy deploys the service (ECS refuses UpdateService with a task definition then). */
+const deployedByCodeDeploy = (state: WorkflowState): boolean =>
+  state.gate?.controller === 'CODE_DEPLOY' ||
+  state.watch?.controller === 'CODE_DEPLOY' ||
+  CODEDEPLOY_DEPLOYMENT_ID.test(state.deployment?.deploymentArn ?? state.watch?.deploymentArn ?? '');
+
+/**
+ * The command that puts the service back on its last good revision by hand: the one the restore step
+ * worked out (it knows the deployment group and the AppSpec), else one from what the state knows.
+ */
+const manualRestore = (state: WorkflowState, previousArn: string): string => {
+  if (state.recovery?.manualCommand) return state.recovery.manualCommand;
+  if (deployedByCodeDeploy(state)) {
+    const id = state.deployment?.deploymentArn ?? state.watch?.deploymentArn;
+    const stop = id
+      ? `aws deploy stop-deployment --deployment-id ${id} --auto-rollback-enabled while it is in progress; once it has succeeded, `
+      : '';
+    return `${stop}a CodeDeploy deployment of ${previousArn} (aws deploy create-deployment with an AppSpec naming it, the service's container and port; see the runbook, RollbackIncomplete)`;
+  }
+  return `aws ecs update-service --cluster ${state.service.clusterArn} --service ${state.service.serviceName} --task-definition ${previousArn}`;
+};
 
 /** What state the service was left in, for a failure. */
 const serviceState = (state: WorkflowState): string => {
@@ -193,6 +215,10 @@ const serviceState = (state: WorkflowState): string => {
     return 'Nothing was deployed: the service still runs its previous revision.';
   }
   const manual = manualRestore(state, td.previousArn);
+  if (state.recoveryError?.Error === WORKFLOW_ERRORS.putBackFailed) {
+    // Its message ends with the command, worked out by the restore step.
+    return `Autopatch could NOT put the service back on its last good revision ${td.previousArn}, retrying for half an hour (${errorText(state.recoveryError)}). Check the service now.`;
+  }
   if (state.recoveryError) {
     return `Autopatch could NOT confirm the service is back on its last good revision (${errorText(state.recoveryError)}). Check the service now; to go back by hand: ${manual}`;
   }
@@ -276,7 +302,7 @@ export const explain = (input: FinishInput): { reason: string; cause: string } =
       const reason =
         watch?.status === 'ALARM'
           ? `${watch.reason ?? `Alarm ${watch.alarmName ?? '(unnamed)'} fired during the bake of deployment ${watch.deploymentArn}.`} Autopatch ${watch.ecsCompleted ? 'redeployed' : 'rolled'} ${service} back to ${previous}, and it runs that revision again.`
-          : `ECS rolled the deployment of the patched revision back by itself${watch?.reason ? ` (${watch.reason})` : ''}; ${service} runs ${previous}.`;
+          : `${deployedByCodeDeploy(state) ? 'CodeDeploy' : 'ECS'} rolled the deployment of the patched revision back by itself${watch?.reason ? ` (${watch.reason})` : ''}; ${service} runs ${previous}.`;
       return {
         reason,
         cause: `${reason} The CVEs (${cves.join(', ')}) are still open. What to do: find out why the patched image misbehaves (the alarm, the service events, the new tasks' logs) before remediating again; the patched image stays in ECR.`,

@@ -9,8 +9,9 @@ import {
 import type { ServiceRef } from '../shared/contracts';
 import { awsCall } from './aws';
 import type { DeploymentGroupRef } from './codedeploy/groups';
-import { restoreWithCodeDeploy } from './codedeploy/restore';
+import { CodeDeployPutBack, restoreWithCodeDeploy } from './codedeploy/restore';
 import type { CodeDeployApi } from './codedeploy/status';
+import { PutBackFailedError } from './errors';
 import type { RecoveryResult } from './state';
 
 export interface RestoreInput {
@@ -37,6 +38,13 @@ const tryRead = async <T>(
   }
 };
 
+/** The command that puts an ECS-controlled service back on `taskDefinitionArn` by hand. */
+export const updateServiceCommand = (service: ServiceRef, taskDefinitionArn: string): string =>
+  `aws ecs update-service --cluster ${service.clusterArn} --service ${service.serviceName} --task-definition ${taskDefinitionArn}`;
+
+const errorText = (error: unknown): string =>
+  error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+
 /**
  * "Put the service back on its last good revision", after a failure past UpdateService or an alarm.
  * Does the least that gets there, and never depends on one API alone:
@@ -46,14 +54,46 @@ const tryRead = async <T>(
  * - otherwise (it completed, failed without rollback, was stopped), or when a read or the rollback
  *   request fails: a new deployment of the previous task definition (UpdateService), which is always
  *   safe to ask for.
- * Returns the service deployment that puts the last good revision back, for the next state to wait on.
+ * Returns the service deployment that puts the last good revision back, for the next state to wait on,
+ * and the command that does it by hand. Any failure is a PutBackFailedError whose message ends with
+ * that command: the state retries it for about half an hour (AWS outages recover), then pages with it.
  */
 export const restoreLastGoodRevision = async (
   input: RestoreInput,
   ecs: Pick<ECSClient, 'send'>,
   codedeploy?: CodeDeployApi,
 ): Promise<RecoveryResult> => {
+  const putBack = new CodeDeployPutBack(
+    input.service,
+    input.previousTaskDefinitionArn,
+    input.target?.codeDeploy,
+  );
+  const state: { controller?: string } = {};
+  try {
+    return await restore(input, ecs, codedeploy, putBack, state);
+  } catch (error) {
+    if (error instanceof PutBackFailedError) throw error;
+    const command =
+      state.controller === 'CODE_DEPLOY'
+        ? putBack.command
+        : updateServiceCommand(input.service, input.previousTaskDefinitionArn);
+    throw new PutBackFailedError(
+      `Autopatch could not put ${input.service.key} back on its last good revision ${input.previousTaskDefinitionArn} (${errorText(error)}).`,
+      command,
+      { cause: error },
+    );
+  }
+};
+
+const restore = async (
+  input: RestoreInput,
+  ecs: Pick<ECSClient, 'send'>,
+  codedeploy: CodeDeployApi | undefined,
+  putBack: CodeDeployPutBack,
+  state: { controller?: string },
+): Promise<RecoveryResult> => {
   const { service } = input;
+  const manualCommand = updateServiceCommand(service, input.previousTaskDefinitionArn);
   const notes: string[] = [];
   const described = await tryRead(() =>
     awsCall('ecs DescribeServices', () =>
@@ -68,10 +108,12 @@ export const restoreLastGoodRevision = async (
         action: 'nothing-to-do',
         detail: `Service ${service.key} was not found; there is nothing to put back.`,
         deploymentArn: '',
+        manualCommand: '',
       };
     }
   }
   const controller = current?.deploymentController?.type ?? input.controller ?? 'ECS';
+  state.controller = controller;
   if (controller === 'CODE_DEPLOY') {
     // ECS refuses UpdateService with a task definition for these: everything goes through CodeDeploy.
     if (!codedeploy) throw new Error('restore: no CodeDeploy client for a CODE_DEPLOY service');
@@ -89,6 +131,7 @@ export const restoreLastGoodRevision = async (
       input.previousTaskDefinitionArn,
       input.patchedTaskDefinitionArn,
       input.target?.codeDeploy,
+      putBack,
     );
   }
   if (current) {
@@ -97,6 +140,7 @@ export const restoreLastGoodRevision = async (
         action: 'nothing-to-do',
         detail: `Service ${service.key} runs ${current.taskDefinition ?? 'an unknown task definition'}, not the patched revision: nothing to put back.`,
         deploymentArn: '',
+        manualCommand: '',
       };
     }
   } else if (!described.ok) notes.push(`DescribeServices failed (${described.error})`);
@@ -117,6 +161,7 @@ export const restoreLastGoodRevision = async (
         action: 'rollback-in-progress',
         detail: `ECS is already rolling back deployment ${deploymentArn} (${status}).`,
         deploymentArn,
+        manualCommand,
       };
     }
     if (IN_PROGRESS.has(status)) {
@@ -132,6 +177,7 @@ export const restoreLastGoodRevision = async (
           action: 'rollback-requested',
           detail: `Requested a rollback of deployment ${deploymentArn}: ECS moves the service back to ${input.previousTaskDefinitionArn}.`,
           deploymentArn,
+          manualCommand,
         };
       }
       notes.push(`StopServiceDeployment failed (${stopped.error})`);
@@ -151,5 +197,6 @@ export const restoreLastGoodRevision = async (
     detail: `Started a deployment of the previous task definition ${input.previousTaskDefinitionArn}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}.`,
     // (A mocked or partial response may carry no service.)
     deploymentArn: updated?.service?.currentServiceDeployment ?? '',
+    manualCommand,
   };
 };

@@ -82,6 +82,12 @@ export interface RecoveryResult {
   readonly detail: string;
   /** The service deployment that puts the last good revision back (absent for nothing-to-do). */
   readonly deploymentArn?: string;
+  /**
+   * The command that puts the service back by hand, for on-call when the put-back is not confirmed:
+   * `aws ecs update-service …`, or for a CODE_DEPLOY service `aws deploy stop-deployment …` /
+   * `aws deploy create-deployment …` ('' for nothing-to-do; absent in states recorded before it existed).
+   */
+  readonly manualCommand?: string;
 }
 
 export interface WorkflowState extends RemediationRequest {

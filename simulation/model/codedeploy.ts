@@ -346,6 +346,7 @@ export class CodeDeployModel {
           service.key,
           d.taskDefinitionArn,
           `ecs-svc/codedeploy/${d.id}`,
+          d.id,
         ).id;
       });
       this.at(d, s.deployMinutes - PICKUP_MINUTES, 'production traffic shift', () => {

@@ -136,6 +136,8 @@ export interface SimTaskSet {
   readonly arn: string;
   readonly taskDefinitionArn: string;
   readonly startedBy: string;
+  /** A task set CodeDeploy created: its deployment id (what ECS reports as the task set's externalId). */
+  readonly externalId?: string;
   readonly createdAt: Date;
   status: 'PRIMARY' | 'ACTIVE';
   tasks: SimTask[];
@@ -278,6 +280,7 @@ export class EcsModel {
     at: Date,
     tasks: SimTask[],
     startedBy = 'ecs-svc',
+    externalId?: string,
   ): SimTaskSet {
     const id = `ecs-svc/${BigInt(`0x${this.world.hex(15)}`)
       .toString()
@@ -287,6 +290,7 @@ export class EcsModel {
       arn: this.world.arn('ecs', `task-set/${service.clusterName}/${service.name}/${id.split('/')[1]}`),
       taskDefinitionArn: this.taskDefinition(taskDefinitionArn).taskDefinitionArn as string,
       startedBy,
+      ...(externalId ? { externalId } : {}),
       createdAt: at,
       status,
       tasks,
@@ -294,11 +298,11 @@ export class EcsModel {
   }
 
   /** CodeDeploy creates a replacement task set running `taskDefinitionArn` (not serving traffic yet). */
-  createTaskSet(key: string, taskDefinitionArn: string, startedBy: string): SimTaskSet {
+  createTaskSet(key: string, taskDefinitionArn: string, startedBy: string, externalId?: string): SimTaskSet {
     const service = this.must(key);
     const now = this.world.now();
     const tasks = this.launch(service, taskDefinitionArn, startedBy, service.settings.desiredCount, now);
-    const set = this.newTaskSet(service, taskDefinitionArn, 'ACTIVE', now, tasks, startedBy);
+    const set = this.newTaskSet(service, taskDefinitionArn, 'ACTIVE', now, tasks, startedBy, externalId);
     service.taskSets = [...(service.taskSets ?? []), set];
     service.tasks.push(...tasks);
     this.serviceEvent(service, `registered a task set ${set.id} (${last(set.taskDefinitionArn)}).`);
@@ -948,6 +952,7 @@ export class EcsModel {
               serviceArn: service.arn,
               clusterArn: service.clusterArn,
               startedBy: t.startedBy,
+              ...(t.externalId ? { externalId: t.externalId } : {}),
               status: t.status,
               taskDefinition: t.taskDefinitionArn,
               computedDesiredCount: s.desiredCount,

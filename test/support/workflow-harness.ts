@@ -430,6 +430,7 @@ export class FakeAccount {
         action: 'rollback-requested',
         detail: `Requested a rollback of deployment ${DEPLOYMENT_ARN}.`,
         deploymentArn: DEPLOYMENT_ARN,
+        manualCommand: `aws ecs update-service --cluster ${remediationRequest().service.clusterArn} --service payments-api --task-definition ${PREVIOUS_TASK_DEFINITION}`,
       }))
       .on(
         'Wait until the last good revision runs',

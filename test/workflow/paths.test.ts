@@ -691,6 +691,7 @@ describe('remediation workflow paths', () => {
         action: 'redeployed-previous',
         detail: 'Started a deployment of the previous task definition.',
         deploymentArn: 'arn:aws:ecs:eu-central-1:123456789012:service-deployment/prod/payments-api/restore',
+        manualCommand: 'aws ecs update-service …',
       }));
     const run = await runWorkflow(remediationRequest(), account);
 

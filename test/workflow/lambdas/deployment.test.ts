@@ -173,6 +173,26 @@ describe('verdict (what ECS alone decides)', () => {
   ] as const)('deployment %s with the service on %s → %s', (status, running, expected) => {
     expect(verdict({ status }, DEPLOYMENT_ARN, running, PATCHED_TASK_DEFINITION)?.status).toBe(expected);
   });
+
+  it('names who rolled back or stopped it: CodeDeploy for a CodeDeploy deployment, ECS otherwise', () => {
+    const rolledBack = { status: 'ROLLBACK_SUCCESSFUL', rollback: { reason: 'alarm checkout-5xx' } };
+    expect(
+      verdict(rolledBack, 'd-7K3VQ9X2A', PREVIOUS_TASK_DEFINITION, PATCHED_TASK_DEFINITION, 'CodeDeploy')
+        ?.reason,
+    ).toBe('CodeDeploy rolled the deployment back: alarm checkout-5xx.');
+    expect(
+      verdict(
+        { status: 'STOPPED' },
+        'd-7K3VQ9X2A',
+        PATCHED_TASK_DEFINITION,
+        PATCHED_TASK_DEFINITION,
+        'CodeDeploy',
+      )?.reason,
+    ).toBe('CodeDeploy reports the deployment as STOPPED.');
+    expect(
+      verdict(rolledBack, DEPLOYMENT_ARN, PREVIOUS_TASK_DEFINITION, PATCHED_TASK_DEFINITION)?.reason,
+    ).toMatch(/^ECS rolled the deployment back/);
+  });
 });
 
 describe('the bake: Patched only after the whole configured bake with every watched alarm OK', () => {

@@ -278,6 +278,56 @@ describe('finish', () => {
     expect(out.cause).toContain(`--task-definition ${PREVIOUS_TASK_DEFINITION}`);
   });
 
+  it('CODE_DEPLOY, put-back not confirmed: pages with the CodeDeploy command restore worked out, never update-service', async () => {
+    const stop = 'aws deploy stop-deployment --deployment-id d-7K3VQ9X2A --auto-rollback-enabled';
+    const out = await run('Failed', {
+      ...patchedState,
+      deployment: { deploymentArn: 'd-7K3VQ9X2A' },
+      error: { Error: 'HealthUnknown', Cause: 'could not read the deployment' },
+      recovery: {
+        action: 'rollback-requested',
+        detail: 'Stopped CodeDeploy deployment d-7K3VQ9X2A with automatic rollback.',
+        deploymentArn: 'd-7K3VQ9X2A',
+        manualCommand: stop,
+      },
+      rollback: { status: 'UNKNOWN', deploymentArn: 'd-7K3VQ9X2A' },
+    });
+    expect(out.cause).toContain(`to go back by hand: ${stop}`);
+    expect(out.cause).not.toContain('aws ecs update-service');
+  });
+
+  it('CODE_DEPLOY, restore gave up: the Cause carries its command once, and no ECS command', async () => {
+    const create =
+      "aws deploy create-deployment --application-name A --deployment-group-name G --revision '{}'";
+    const out = await run('Failed', {
+      ...patchedState,
+      deployment: { deploymentArn: 'd-7K3VQ9X2A' },
+      error: { Error: 'AlarmDuringBake', Cause: 'checkout-5xx' },
+      recoveryError: {
+        Error: 'PutBackFailedError',
+        Cause: JSON.stringify({
+          errorType: 'PutBackFailedError',
+          errorMessage: `Autopatch could not put prod/payments-api back (ThrottlingException: Rate exceeded). To put it back by hand: ${create}`,
+        }),
+      },
+    });
+    expect(out.cause).toContain('could NOT put the service back');
+    expect(out.cause.split(create)).toHaveLength(2);
+    expect(out.cause).not.toContain('aws ecs update-service');
+  });
+
+  it('RolledBack by CodeDeploy itself says CodeDeploy, not ECS', async () => {
+    const out = await run('RolledBack', {
+      ...patchedState,
+      watch: {
+        status: 'ROLLED_BACK',
+        deploymentArn: 'd-7K3VQ9X2A',
+        reason: 'CodeDeploy rolled the deployment back.',
+      },
+    });
+    expect(out.cause).toMatch(/^CodeDeploy rolled the deployment of the patched revision back by itself/);
+  });
+
   it('RolledBack after an alarm names the alarm', async () => {
     const out = await run('RolledBack', {
       ...patchedState,
