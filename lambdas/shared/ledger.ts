@@ -159,8 +159,12 @@ export class Ledger {
   }
 
   /** Let go of the service; what was queued becomes ONE next remediation (see ServiceLocks.release). */
-  release(serviceKey: string, executionName: string): Promise<{ next?: RemediationRequest }> {
-    return this.lock.release(serviceKey, executionName);
+  release(
+    serviceKey: string,
+    executionName: string,
+    options?: { readonly requeueOwn?: boolean },
+  ): Promise<{ next?: RemediationRequest }> {
+    return this.lock.release(serviceKey, executionName, options);
   }
 
   /** Every service lock, as getInFlight reads it, for the reconciler. */

@@ -19,12 +19,31 @@ const GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
  * Answer an execution's window wait, if it has one. True when this call ended the wait; false when
  * there is none, or it was answered already (a used token only answers TaskDoesNotExist).
  */
-export const answerWindow = async (
+export const answerWindow = (
   deps: { readonly ledger: Pick<Ledger, 'getTaskToken'>; readonly sfn: Pick<SFNClient, 'send'> },
   executionName: string,
   answer: WindowAnswer,
+): Promise<boolean> => answerWait(deps, executionName, 'window', answer);
+
+/**
+ * Pre-emption of an approval wait: an urgent finding does not wait for an approval another
+ * remediation needs. The run ends Superseded, releases the lock and is queued again behind the
+ * urgent one (finish.ts). True when this call ended the wait.
+ */
+export const preemptApproval = (
+  deps: { readonly ledger: Pick<Ledger, 'getTaskToken'>; readonly sfn: Pick<SFNClient, 'send'> },
+  executionName: string,
+  reason: string,
+): Promise<boolean> =>
+  answerWait(deps, executionName, 'approval', { approved: false, preempted: true, reason });
+
+const answerWait = async (
+  deps: { readonly ledger: Pick<Ledger, 'getTaskToken'>; readonly sfn: Pick<SFNClient, 'send'> },
+  executionName: string,
+  purpose: 'window' | 'approval',
+  answer: object,
 ): Promise<boolean> => {
-  const token = await deps.ledger.getTaskToken(executionName, 'window');
+  const token = await deps.ledger.getTaskToken(executionName, purpose);
   if (!token) return false;
   try {
     await deps.sfn.send(

@@ -10,7 +10,7 @@ import {
 } from '../shared/contracts';
 import { InvalidEventError, TransientError } from '../shared/errors';
 import { type FindingKey, isUrgent, type Ledger, MAX_REQUEST_BYTES } from '../shared/ledger';
-import { answerWindow } from '../shared/window-wait';
+import { answerWindow, preemptApproval } from '../shared/window-wait';
 import { aggregate, type Contribution, type ServicePlan, targetFor } from './aggregate';
 import type { InventoryResolver, ServiceUse } from './inventory';
 import { evaluate, type Policy } from './policy';
@@ -610,14 +610,19 @@ export const executePlan = async (
           // waits for its maintenance window: end that wait, and the run takes it and deploys now. A
           // failure here is retried with the batch item; the sweep ends the wait within a minute anyway.
           if (claim.kind === 'queued' && isUrgent(request) && deps.ledger.getTaskToken) {
-            await answerWindow(
-              { ledger: { getTaskToken: deps.ledger.getTaskToken.bind(deps.ledger) }, sfn: deps.sfn },
-              claim.inFlight,
-              {
+            const waits = {
+              ledger: { getTaskToken: deps.ledger.getTaskToken.bind(deps.ledger) },
+              sfn: deps.sfn,
+            };
+            const reason = `An urgent finding (CRITICAL, known exploit) queued behind this remediation (${request.executionName})`;
+            // A window wait: the run takes it and deploys now. An approval wait: the run steps aside.
+            if (
+              !(await answerWindow(waits, claim.inFlight, {
                 preempted: true,
-                reason: `An urgent finding (CRITICAL, known exploit) queued behind this remediation (${request.executionName}): it deploys now.`,
-              },
-            );
+                reason: `${reason}: it deploys now.`,
+              }))
+            )
+              await preemptApproval(waits, claim.inFlight, `${reason}: it runs first.`);
           }
           break;
         }

@@ -260,9 +260,10 @@ export const explain = (input: FinishInput): { reason: string; cause: string } =
       return { reason, cause: reason };
     }
     case 'Superseded': {
-      const reason =
-        state.lock?.reason ??
-        `Another remediation is in flight for ${service}; this request was queued behind it.`;
+      const reason = state.approval?.preempted
+        ? `An urgent finding (CRITICAL, known exploit) for ${service} pre-empted this remediation while it waited for approval: the urgent fix runs now, and this request is queued right behind it and asks for approval again. Nothing was changed; the approval request sent for this execution no longer applies.`
+        : (state.lock?.reason ??
+          `Another remediation is in flight for ${service}; this request was queued behind it.`);
       return { reason, cause: reason };
     }
     case 'Rejected': {
@@ -601,8 +602,13 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
   }
 
   let nextName: string | undefined;
-  if (outcome !== 'Superseded') {
-    const { next } = await deps.ledger.release(state.service.key, input.executionName);
+  // A run pre-empted while it waited for approval holds the lock (unlike one superseded at the
+  // start): it releases it, and its own request runs after the urgent one.
+  const preempted = outcome === 'Superseded' && state.approval?.preempted === true;
+  if (outcome !== 'Superseded' || preempted) {
+    const { next } = preempted
+      ? await deps.ledger.release(state.service.key, input.executionName, { requeueOwn: true })
+      : await deps.ledger.release(state.service.key, input.executionName);
     if (next) {
       await startNext(next, input.stateMachineArn, deps);
       nextName = next.executionName;
@@ -626,7 +632,7 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
     },
     { ...(deps.eventBusName ? { eventBusName: deps.eventBusName } : {}), resources: [input.executionArn] },
   );
-  if (outcome !== 'Superseded') {
+  if (outcome !== 'Superseded' || preempted) {
     await publishNotification(deps.sns, deps.topicArn, {
       ...outcomeMessage(input, result),
       attributes: { kind: 'outcome', outcome, service: state.service.key, severity: result.summary.severity },

@@ -6,7 +6,7 @@ import {
 import { OUTCOMES, type Outcome, type RemediationRequest } from '../shared/contracts';
 import type { InFlight, Ledger, OutcomeRecord } from '../shared/ledger';
 import { remediationId } from '../shared/remediation';
-import { answerWindow, type WindowAnswer } from '../shared/window-wait';
+import { answerWindow, preemptApproval, type WindowAnswer } from '../shared/window-wait';
 import { awsCall } from './aws';
 import { startNext } from './start-next';
 
@@ -261,6 +261,16 @@ export const reconcile = async (deps: ReconcileDeps, now: Date): Promise<Reconci
         // an urgent finding queued (its triage answer lost), goes on within one sweep.
         const due = windowDue(lock, now);
         if (due && (await answerWindow(deps, lock.executionName, due))) windowsEnded.push(lock.executionName);
+        else if (
+          lock.queuedUrgent &&
+          lock.request.decision.action === 'approve' &&
+          (await preemptApproval(
+            deps,
+            lock.executionName,
+            'An urgent finding (CRITICAL, known exploit) is queued behind this remediation: it runs first.',
+          ))
+        )
+          windowsEnded.push(lock.executionName);
       } catch (error) {
         errors.push({ serviceKey: lock.serviceKey, error: `ending the window wait: ${message(error)}` });
       }

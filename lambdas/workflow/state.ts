@@ -94,7 +94,13 @@ export interface WorkflowState extends RemediationRequest {
   /** "Acquire the service lock". */
   readonly lock?: { readonly status: 'acquired' | 'superseded'; readonly reason: string };
   /** "Wait for approval": what the approver sent. */
-  readonly approval?: { readonly approved?: boolean; readonly by?: string; readonly reason?: string };
+  readonly approval?: {
+    readonly approved?: boolean;
+    readonly by?: string;
+    readonly reason?: string;
+    /** An urgent finding queued behind this run ended its approval wait: it runs first, this one after it. */
+    readonly preempted?: boolean;
+  };
   /** "Plan the image builds". */
   readonly plan?: { readonly builds: readonly PlannedBuild[] };
   /** "Rebuild and verify each image". */

@@ -198,3 +198,56 @@ describe('triage', () => {
     expect(sfn.commandCalls(SendTaskSuccessCommand)).toHaveLength(0);
   });
 });
+
+describe('pre-emption of an approval wait', () => {
+  const asksApproval = { action: 'approve' as const, reason: 'HIGH: ask first' };
+
+  it('release with requeueOwn starts the urgent request first and queues the run own request behind it', async () => {
+    const serviceKey = `prod/approval-${++serial}`;
+    const run = requestFor(serviceKey, [high('CVE-2024-0001')], asksApproval, 0);
+    await ledger.claim(run);
+    await ledger.markStarted(serviceKey, run.executionName, `arn:exec:${run.executionName}`);
+    await ledger.acquire(serviceKey, run.executionName);
+    await ledger.seal(serviceKey, run.executionName);
+    await ledger.claim(requestFor(serviceKey, [critical('CVE-2024-6387')], urgentNow, 1));
+    // The run needs approval itself: it does not take the urgent request into its own.
+    await expect(ledger.takeUrgent(serviceKey, run.executionName)).resolves.toBeUndefined();
+
+    const { next } = await ledger.release(serviceKey, run.executionName, { requeueOwn: true });
+
+    expect(next?.images.flatMap((i) => i.cves)).toEqual(['CVE-2024-6387']);
+    expect(next?.decision.action).toBe('remediate');
+    const inFlight = await ledger.getInFlight(serviceKey);
+    expect(inFlight?.queued).toBe(1);
+    const { next: after } = await ledger.release(serviceKey, next?.executionName as string);
+    expect(after?.images.flatMap((i) => i.cves)).toEqual(['CVE-2024-0001']);
+    expect(after?.decision.action).toBe('approve');
+  });
+
+  it('triage answers the approval wait when the run has no window wait', async () => {
+    const serviceKey = `prod/approval-${++serial}`;
+    const run = requestFor(serviceKey, [high('CVE-2024-0001')], asksApproval, 0);
+    await ledger.claim(run);
+    await ledger.markStarted(serviceKey, run.executionName, `arn:exec:${run.executionName}`);
+    await ledger.acquire(serviceKey, run.executionName);
+    await ledger.seal(serviceKey, run.executionName);
+    await ledger.putTaskToken(run.executionName, 'approval', 'approval-token', serviceKey);
+    sfn.on(SendTaskSuccessCommand).resolves({});
+
+    await executePlan(
+      {
+        findings: [],
+        remediations: [
+          { request: requestFor(serviceKey, [critical('CVE-2024-6387')], urgentNow, 1), itemIds: ['m1'] },
+        ],
+        seenKeys: [],
+        failedIds: [],
+      },
+      { ledger, sfn: new SFNClient({}), stateMachineArn: STATE_MACHINE },
+    );
+
+    const sent = sfn.commandCalls(SendTaskSuccessCommand).map((c) => c.args[0].input);
+    expect(sent.map((s) => s.taskToken)).toEqual(['approval-token']);
+    expect(JSON.parse(sent[0]?.output ?? '{}')).toMatchObject({ approved: false, preempted: true });
+  });
+});

@@ -132,6 +132,7 @@ describe('remediation workflow paths', () => {
     expect(run.states).toEqual([
       ...START,
       'Wait for approval',
+      'Approved, or pre-empted?',
       ...VERIFIED,
       ...DEPLOY,
       'The service is patched',
@@ -142,6 +143,30 @@ describe('remediation workflow paths', () => {
       expect.objectContaining({ taskToken: TASK_TOKEN, executionName: request.executionName }),
     );
     released(account, run);
+  });
+
+  it('an urgent finding pre-empts the approval wait: Superseded, nothing built, the lock released with its request queued again', async () => {
+    const account = new FakeAccount().on('Wait for approval', () => ({
+      approved: false,
+      preempted: true,
+      reason: 'An urgent finding queued behind this remediation: it runs first.',
+    }));
+    const run = await runWorkflow(
+      remediationRequest({ decision: { action: 'approve', reason: 'HIGH without exploit: ask first' } }),
+      account,
+    );
+
+    expect(run.states.slice(-6)).toEqual([
+      'Wait for approval',
+      'Approved, or pre-empted?',
+      'An urgent finding pre-empted the approval',
+      ...FINISH,
+      'Superseded',
+    ]);
+    expect(run.calls.has('Plan the image builds')).toBe(false);
+    expect(run.calls.get('Record the outcome and release the lock')?.[0]).toEqual(
+      expect.objectContaining({ outcome: 'Superseded' }),
+    );
   });
 
   it('ends Rejected when the approver rejects', async () => {

@@ -410,7 +410,15 @@ export class ServiceLocks {
    * this execution does not hold the lock. Idempotent: a repeated release returns the same `next`
    * until it is started.
    */
-  async release(serviceKey: string, executionName: string): Promise<{ next?: RemediationRequest }> {
+  /**
+   * With `requeueOwn` (a run pre-empted while it waited for approval), the run's own request is
+   * queued again with the others: it runs after the urgent one that pre-empted it.
+   */
+  async release(
+    serviceKey: string,
+    executionName: string,
+    options: { readonly requeueOwn?: boolean } = {},
+  ): Promise<{ next?: RemediationRequest }> {
     const key = LEDGER.serviceKey(serviceKey);
     const race = contend(this.contentionPolicy, 'release', serviceKey);
     while (await race.next()) {
@@ -429,6 +437,7 @@ export class ServiceLocks {
       // Requests merged into a remediation that ended before it took them (failed or stopped while
       // gathering) were never worked on: they run next, ahead of the ones queued behind it.
       const queued = [
+        ...(options.requeueOwn ? [parseRequest(lock.request)] : []),
         ...(lock.sealed ? [] : entriesOf(lock.merges)),
         ...(lock.sealed || !lock.merged ? [] : [lock.merged]).map((json) => parseRequest(json)),
         ...(lock.queued ?? []).map((json) => parseRequest(json)),
@@ -503,6 +512,9 @@ export class ServiceLocks {
         throw new LockNotHeldError(`${executionName} does not hold the lock of ${serviceKey}`);
       const queued = [...(lock.queued ?? []).map((json) => parseRequest(json)), ...entriesOf(lock.queue)];
       if (!queued.some(isUrgent)) return undefined;
+      // A run that needs approval itself does not take them (they would wait for its approver): it
+      // goes on to its approval wait, which the urgent request pre-empts in turn.
+      if (parseRequest(lock.request).decision.action === 'approve') return undefined;
       const candidates = urgentFirst(queued.filter((r) => r.decision.action !== 'approve'));
       const { folded, left: overflow } = foldWithin(parseRequest(lock.request), candidates);
       const took = candidates.length - overflow.length;
