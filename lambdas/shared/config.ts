@@ -21,7 +21,8 @@ export const CONNECTION_SOURCE_PROVIDERS = {
   'gitlab.com': 'GITLAB',
   'bitbucket.org': 'BITBUCKET',
 } as const;
-export type ConnectionSourceType = (typeof CONNECTION_SOURCE_PROVIDERS)[keyof typeof CONNECTION_SOURCE_PROVIDERS];
+export type ConnectionSourceType =
+  (typeof CONNECTION_SOURCE_PROVIDERS)[keyof typeof CONNECTION_SOURCE_PROVIDERS];
 
 /** The CodeBuild source type of a repository URL a connection can check out, if any. */
 export const sourceProviderOf = (sourceLocation: string): ConnectionSourceType | undefined => {
@@ -56,7 +57,8 @@ const rebuildSchema = z.discriminatedUnion('mode', [
         .optional(),
     })
     .superRefine((rebuild, ctx) => {
-      if (rebuild.connectionArn === undefined || sourceProviderOf(rebuild.sourceLocation) !== undefined) return;
+      if (rebuild.connectionArn === undefined || sourceProviderOf(rebuild.sourceLocation) !== undefined)
+        return;
       ctx.addIssue({
         code: 'custom',
         path: ['sourceLocation'],

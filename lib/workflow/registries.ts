@@ -45,7 +45,10 @@ export interface BuildRegistriesProps {
  * credentials (a secret whose name starts with `ecr-pullthroughcache/`).
  */
 export const UPSTREAM_REGISTRIES: Readonly<
-  Record<string, { readonly url: string; readonly upstreamRegistry: string; readonly needsCredentials: boolean }>
+  Record<
+    string,
+    { readonly url: string; readonly upstreamRegistry: string; readonly needsCredentials: boolean }
+  >
 > = {
   'docker.io': { url: 'registry-1.docker.io', upstreamRegistry: 'docker-hub', needsCredentials: true },
   'ghcr.io': { url: 'ghcr.io', upstreamRegistry: 'github-container-registry', needsCredentials: true },
@@ -62,7 +65,8 @@ export const UPSTREAM_REGISTRIES: Readonly<
 /** A registry host as image references and `docker login` name it (lower case, optional port). */
 const REGISTRY_HOST = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/;
 /** A complete secret ARN (name and the six characters Secrets Manager appends). */
-const SECRET_ARN = /^arn:aws(-[a-z]+)*:secretsmanager:[a-z]{2}(-[a-z]+)+-\d:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$/;
+const SECRET_ARN =
+  /^arn:aws(-[a-z]+)*:secretsmanager:[a-z]{2}(-[a-z]+)+-\d:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$/;
 /** CreatePullThroughCacheRule's `ecrRepositoryPrefix` (2-30 characters). */
 const ECR_PREFIX = /^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*\/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
 
@@ -81,7 +85,9 @@ export const checkBuildRegistries = (props: BuildRegistriesProps): string[] => {
   for (const [host, secret] of Object.entries(credentials)) {
     const field = `registryCredentials["${host}"]`;
     if (!REGISTRY_HOST.test(host))
-      problems.push(`${field}: "${host}" is not a registry host (docker.io, ghcr.io, registry.example.com:5000)`);
+      problems.push(
+        `${field}: "${host}" is not a registry host (docker.io, ghcr.io, registry.example.com:5000)`,
+      );
     if (Token.isUnresolved(secret)) continue;
     if (typeof secret !== 'string' || !SECRET_ARN.test(secret))
       problems.push(
@@ -97,7 +103,10 @@ export const checkBuildRegistries = (props: BuildRegistriesProps): string[] => {
         `${field}: must be an ECR repository prefix (2-30 lower-case letters, digits, . _ - and /), got ${JSON.stringify(prefix)}`,
       );
   }
-  if (props.createPullThroughCacheRules !== undefined && typeof props.createPullThroughCacheRules !== 'boolean')
+  if (
+    props.createPullThroughCacheRules !== undefined &&
+    typeof props.createPullThroughCacheRules !== 'boolean'
+  )
     problems.push(
       `createPullThroughCacheRules: must be true or false, got ${JSON.stringify(props.createPullThroughCacheRules)}`,
     );
@@ -118,7 +127,11 @@ export const checkBuildRegistries = (props: BuildRegistriesProps): string[] => {
         problems.push(
           `${field}: ECR needs credentials for ${host}: add registryCredentials["${host}"], a secret whose name starts with ecr-pullthroughcache/`,
         );
-      if (typeof secret === 'string' && !Token.isUnresolved(secret) && !/:secret:ecr-pullthroughcache\//.test(secret))
+      if (
+        typeof secret === 'string' &&
+        !Token.isUnresolved(secret) &&
+        !/:secret:ecr-pullthroughcache\//.test(secret)
+      )
         problems.push(
           `registryCredentials["${host}"]: a pull-through cache rule reads only secrets whose name starts with ecr-pullthroughcache/`,
         );
