@@ -518,11 +518,7 @@ export class Autopatch extends Construct {
         taskRoleArns = [];
         props.taskRoleArns.forEach((role: unknown, index) => {
           if (Token.isUnresolved(role)) taskRoleArns?.push(role as string);
-          else if (
-            typeof role !== 'string' ||
-            (!ROLE_ARN.test(role) && !ROLE_NAME.test(role)) ||
-            (role.startsWith('arn:') && !ROLE_ARN.test(role))
-          )
+          else if (typeof role !== 'string' || !(role.startsWith('arn:') ? ROLE_ARN : ROLE_NAME).test(role))
             errors.push(
               `taskRoleArns[${index}]: ${JSON.stringify(role)} is neither a role ARN (arn:aws:iam::<account>:role/<name>) nor a role name`,
             );

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { Fn } from 'aws-cdk-lib';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import type { CfnProject } from 'aws-cdk-lib/aws-codebuild';
 import { type Architecture, connectedSourceProjectName } from '../../lambdas/workflow/connected-sources';
@@ -329,6 +330,30 @@ describe('validation: every bad setting is reported at once, naming its field', 
         ],
       }),
     ).toContain('https://gitlab.com/o/r is checked out through two connections');
+  });
+
+  test('a connection ARN known only at deploy (a token) is not checked at synth, and is used as given', () => {
+    const { template } = synthAutopatch({
+      props: {
+        targets: [
+          {
+            cluster: 'prod',
+            service: 'a',
+            rebuild: {
+              mode: 'source',
+              sourceLocation: 'https://gitlab.com/o/r',
+              connectionArn: Fn.importValue('shared-gitlab-connection'),
+            },
+          },
+        ],
+      },
+    });
+    template.hasResourceProperties('AWS::CodeBuild::Project', {
+      Source: Match.objectLike({
+        Type: 'GITLAB',
+        Auth: { Type: 'CODECONNECTIONS', Resource: { 'Fn::ImportValue': 'shared-gitlab-connection' } },
+      }),
+    });
   });
 
   test('the settings are read from cdk.json context too', () => {
