@@ -28,6 +28,7 @@ import { Notifications } from './notifications';
 import { TRIAGE_BATCHING_WINDOW, TRIAGE_TIMEOUT, TriageFunction } from './triage-function';
 import { containsToken, parseTokenAware } from './validation';
 import { RemediationWorkflow } from './workflow';
+import { checkBuildRegistries, type PullThroughCache, type RegistryCredentials } from './workflow/registries';
 
 /** The input form of the workflow defaults: every field optional, defaults applied by the schema. */
 export type WorkflowDefaultsInput = z.input<typeof workflowDefaultsSchema>;
@@ -147,6 +148,36 @@ export interface AutopatchProps {
    */
   readonly pushToTaggedRepositoriesOnly?: boolean;
   /**
+   * Registries the source rebuilds log in to before they pull base images: registry host
+   * (`docker.io`, `ghcr.io`, `registry.example.com:5000`) → the complete ARN of a Secrets Manager
+   * secret holding `{"username": "…", "accessToken": "…"}`. The builds may read exactly these
+   * secrets. docs/deploy.md, "Base images from other registries".
+   * @default - none: base images are pulled anonymously
+   */
+  readonly registryCredentials?: RegistryCredentials;
+  /**
+   * Pull base images through the account's ECR pull-through cache: upstream registry host
+   * (`docker.io`, `ghcr.io`, `quay.io`, …) → the ECR repository prefix of its rule. The source
+   * rebuild rewrites the FROM lines of its copy of the Dockerfile to the cache
+   * (`FROM node:20` → `FROM <account>.dkr.ecr.<region>.amazonaws.com/<prefix>/library/node:20`).
+   * @default - none: base images are pulled from their registries
+   */
+  readonly pullThroughCache?: PullThroughCache;
+  /**
+   * Create the pull-through cache rules `pullThroughCache` names, with the credentials
+   * `registryCredentials` gives (Docker Hub, GitHub and GitLab need them; the secret's name must
+   * start with `ecr-pullthroughcache/`).
+   * @default false
+   */
+  readonly createPullThroughCacheRules?: boolean;
+  /**
+   * The task and execution roles the services' task definitions use: role ARNs, or role names in
+   * this account, `*` allowed in the name (`ecs-task-*`). iam:PassRole (registering the patched
+   * revision) is granted on exactly these. docs/deploy.md, "Narrowing iam:PassRole".
+   * @default - any role of the account, only to ecs-tasks.amazonaws.com
+   */
+  readonly taskRoleArns?: readonly string[];
+  /**
    * What happens to the ledger (locks and remediation history) when the stack is deleted.
    * @default RemovalPolicy.RETAIN
    */
@@ -175,6 +206,10 @@ export const DEFAULT_SERVICE_TAG: ServiceTag = { key: 'autopatch:enabled', value
 const DEFAULT_TRIAGE_CONCURRENCY = 5;
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 const ACCOUNT_ID = /^\d{12}$/;
+/** An IAM role ARN; `*` and `?` allowed in the path and name (IAM matches them as wildcards). */
+const ROLE_ARN = /^arn:aws(-[a-z]+)*:iam::\d{12}:role\/[\w+=,.@/*?-]{1,512}$/;
+/** A role name, with its path if it has one (`service-role/ecs-task`); `*` and `?` allowed. */
+const ROLE_NAME = /^[\w+=,.@*?-]+(\/[\w+=,.@*?-]+)*$/;
 
 /** Props after validation, with every default applied. */
 interface ResolvedProps {
@@ -188,6 +223,8 @@ interface ResolvedProps {
   readonly triageConcurrency: number;
   /** The deploying account first, then `findingAccounts`, without duplicates. */
   readonly findingAccounts: readonly string[];
+  /** `taskRoleArns` as ARNs (names made ARNs of this account); undefined when not given. */
+  readonly taskRoleArns?: readonly string[];
 }
 
 /**
@@ -271,6 +308,12 @@ export class Autopatch extends Construct {
       ...(props.accountAlias ? { accountAlias: props.accountAlias } : {}),
       ...(props.armBuilds !== undefined ? { armBuilds: props.armBuilds } : {}),
       pushToTaggedRepositoriesOnly: props.pushToTaggedRepositoriesOnly === true,
+      ...(props.registryCredentials !== undefined ? { registryCredentials: props.registryCredentials } : {}),
+      ...(props.pullThroughCache !== undefined ? { pullThroughCache: props.pullThroughCache } : {}),
+      ...(props.createPullThroughCacheRules !== undefined
+        ? { createPullThroughCacheRules: props.createPullThroughCacheRules }
+        : {}),
+      ...(resolved.taskRoleArns !== undefined ? { taskRoleArns: resolved.taskRoleArns } : {}),
     });
     if (props.pushToTaggedRepositoriesOnly !== true) {
       Annotations.of(this).addWarningV2(
@@ -453,6 +496,51 @@ export class Autopatch extends Construct {
       });
     }
 
+    errors.push(
+      ...checkBuildRegistries({
+        ...(props.registryCredentials !== undefined
+          ? { registryCredentials: props.registryCredentials }
+          : {}),
+        ...(props.pullThroughCache !== undefined ? { pullThroughCache: props.pullThroughCache } : {}),
+        ...(props.createPullThroughCacheRules !== undefined
+          ? { createPullThroughCacheRules: props.createPullThroughCacheRules }
+          : {}),
+      }),
+    );
+
+    let taskRoleArns: string[] | undefined;
+    if (props.taskRoleArns !== undefined) {
+      if (!Array.isArray(props.taskRoleArns) || props.taskRoleArns.length === 0) {
+        errors.push(
+          'taskRoleArns: must list the task and execution roles (ARNs or names); leave it out to allow any role',
+        );
+      } else {
+        taskRoleArns = [];
+        props.taskRoleArns.forEach((role: unknown, index) => {
+          if (Token.isUnresolved(role)) taskRoleArns?.push(role as string);
+          else if (typeof role !== 'string' || !(role.startsWith('arn:') ? ROLE_ARN : ROLE_NAME).test(role))
+            errors.push(
+              `taskRoleArns[${index}]: ${JSON.stringify(role)} is neither a role ARN (arn:aws:iam::<account>:role/<name>) nor a role name`,
+            );
+          else if (role === '*' || /:role\/\*$/.test(role))
+            errors.push(
+              `taskRoleArns[${index}]: ${JSON.stringify(role)} is every role; leave taskRoleArns out for that`,
+            );
+          else
+            taskRoleArns?.push(
+              role.startsWith('arn:')
+                ? role
+                : Stack.of(this).formatArn({
+                    service: 'iam',
+                    region: '',
+                    resource: 'role',
+                    resourceName: role,
+                  }),
+            );
+        });
+      }
+    }
+
     if (errors.length === 0 && tag.value && defaults.value) {
       const resolved: ResolvedProps = {
         policy,
@@ -464,6 +552,7 @@ export class Autopatch extends Construct {
         logRetention,
         triageConcurrency,
         findingAccounts,
+        ...(taskRoleArns !== undefined ? { taskRoleArns } : {}),
       };
       // Whether policy and targets fit the Lambda environment (4 KB) is checked once, by the
       // TriageFunction that builds that environment.

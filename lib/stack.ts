@@ -8,6 +8,7 @@ import type { TargetConfigInput } from '../lambdas/shared/config';
 import { ConfigurationError } from '../lambdas/shared/errors';
 import { Autopatch, type AutopatchProps, type ServiceTag, type WorkflowDefaultsInput } from './autopatch';
 import type { AutopatchAlarmsOptions } from './dashboard';
+import type { PullThroughCache, RegistryCredentials } from './workflow/registries';
 
 /** Context key holding the settings (cdk.json `context.autopatch`, or `-c autopatch='{...}'`). */
 export const CONTEXT_KEY = 'autopatch';
@@ -32,6 +33,10 @@ const contextSchema = z.strictObject({
   findingAccounts: z.custom<readonly string[]>().optional(),
   armBuilds: z.custom<boolean>().optional(),
   pushToTaggedRepositoriesOnly: z.custom<boolean>().optional(),
+  registryCredentials: z.custom<RegistryCredentials>().optional(),
+  pullThroughCache: z.custom<PullThroughCache>().optional(),
+  createPullThroughCacheRules: z.custom<boolean>().optional(),
+  taskRoleArns: z.custom<readonly string[]>().optional(),
 });
 
 const readJsonFile = (file: string, what: string): unknown => {
@@ -107,6 +112,14 @@ export const autopatchPropsFromContext = (scope: Construct): AutopatchProps => {
     ...(context.pushToTaggedRepositoriesOnly !== undefined
       ? { pushToTaggedRepositoriesOnly: context.pushToTaggedRepositoriesOnly }
       : {}),
+    ...(context.registryCredentials !== undefined
+      ? { registryCredentials: context.registryCredentials }
+      : {}),
+    ...(context.pullThroughCache !== undefined ? { pullThroughCache: context.pullThroughCache } : {}),
+    ...(context.createPullThroughCacheRules !== undefined
+      ? { createPullThroughCacheRules: context.createPullThroughCacheRules }
+      : {}),
+    ...(context.taskRoleArns !== undefined ? { taskRoleArns: context.taskRoleArns } : {}),
   };
 };
 

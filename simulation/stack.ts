@@ -56,6 +56,7 @@ const cacheKey = (): string => {
 const synthesize = async (props?: {
   targets: never;
   pushToTaggedRepositoriesOnly?: boolean;
+  [setting: string]: unknown;
 }): Promise<Synthesized> => {
   // Loaded lazily: aws-cdk-lib takes a while to load, and a cached template does not need it.
   const [{ App }, { Template }, { AutopatchStack }] = await Promise.all([
@@ -391,6 +392,8 @@ export interface IamStackOptions {
   readonly targets?: readonly unknown[];
   /** The stack's pushToTaggedRepositoriesOnly (narrower ECR push grants). */
   readonly pushToTaggedRepositoriesOnly?: boolean;
+  /** More Autopatch props, as cdk.json would give them (taskRoleArns, registryCredentials, …). */
+  readonly settings?: Readonly<Record<string, unknown>>;
 }
 
 const iamMemo = new Map<string, Promise<Synthesized>>();
@@ -403,9 +406,11 @@ const iamMemo = new Map<string, Promise<Synthesized>>();
 const synthesizedForIam = (options: IamStackOptions): Promise<Synthesized> => {
   const targets = options.targets ?? [];
   const narrow = options.pushToTaggedRepositoriesOnly === true;
-  if (targets.length === 0 && !narrow) return synthesizedStack();
+  const settings = options.settings ?? {};
+  const hasSettings = Object.keys(settings).length > 0;
+  if (targets.length === 0 && !narrow && !hasSettings) return synthesizedStack();
   const key = createHash('sha256')
-    .update(JSON.stringify({ targets, ...(narrow ? { narrow } : {}) }))
+    .update(JSON.stringify({ targets, ...(narrow ? { narrow } : {}), ...(hasSettings ? { settings } : {}) }))
     .digest('hex')
     .slice(0, 16);
   let memoized = iamMemo.get(key);
@@ -420,6 +425,7 @@ const synthesizedForIam = (options: IamStackOptions): Promise<Synthesized> => {
         // Not cached yet.
       }
       const fresh = await synthesize({
+        ...settings,
         targets: targets as never,
         ...(narrow ? { pushToTaggedRepositoriesOnly: true } : {}),
       });

@@ -5,17 +5,66 @@ import * as z from 'zod';
  * (validated at synth time) and the triage Lambda (which receives it as JSON in AUTOPATCH_CONFIG).
  */
 
+/**
+ * An AWS CodeConnections connection ARN; `codestar-connections` is the service's former name, whose
+ * ARNs stay valid (Developer Tools console user guide, "AWS CodeConnections").
+ */
+export const CONNECTION_ARN =
+  /^arn:aws(-[a-z]+)*:(codeconnections|codestar-connections):[a-z]{2}(-[a-z]+)+-\d:\d{12}:connection\/[0-9a-f-]{36}$/;
+
+/**
+ * The repository hosts a connection-backed source rebuild supports, with the CodeBuild source type
+ * of each (a project source of that type with `auth: { type: 'CODECONNECTIONS' }`).
+ */
+export const CONNECTION_SOURCE_PROVIDERS = {
+  'github.com': 'GITHUB',
+  'gitlab.com': 'GITLAB',
+  'bitbucket.org': 'BITBUCKET',
+} as const;
+export type ConnectionSourceType =
+  (typeof CONNECTION_SOURCE_PROVIDERS)[keyof typeof CONNECTION_SOURCE_PROVIDERS];
+
+/** The CodeBuild source type of a repository URL a connection can check out, if any. */
+export const sourceProviderOf = (sourceLocation: string): ConnectionSourceType | undefined => {
+  const host = /^https:\/\/([^/@#]+)\/[^/#]+\/[^#]+$/.exec(sourceLocation.split('#')[0] ?? '')?.[1];
+  return host !== undefined && Object.hasOwn(CONNECTION_SOURCE_PROVIDERS, host)
+    ? CONNECTION_SOURCE_PROVIDERS[host as keyof typeof CONNECTION_SOURCE_PROVIDERS]
+    : undefined;
+};
+
 const rebuildSchema = z.discriminatedUnion('mode', [
   z.strictObject({
     mode: z.literal('patch-os'),
     /** 'vulnerable' (default): only the packages the findings name, to their fixed version; 'all': every update. */
     packages: z.enum(['vulnerable', 'all']).optional(),
   }),
-  z.strictObject({
-    mode: z.literal('source'),
-    sourceLocation: z.string().min(1),
-    dockerfile: z.string().min(1).optional(),
-  }),
+  z
+    .strictObject({
+      mode: z.literal('source'),
+      sourceLocation: z.string().min(1),
+      dockerfile: z.string().min(1).optional(),
+      /**
+       * An AWS CodeConnections (or CodeStar Connections) connection to GitHub, GitLab or Bitbucket:
+       * the build's own project checks the repository out through it (docs/deploy.md, "Source
+       * rebuilds from GitHub/GitLab/Bitbucket"). sourceLocation is then the repository's HTTPS URL.
+       */
+      connectionArn: z
+        .string()
+        .regex(
+          CONNECTION_ARN,
+          'must be a connection ARN, arn:aws:codeconnections:<region>:<account>:connection/<id> (or arn:aws:codestar-connections:…)',
+        )
+        .optional(),
+    })
+    .superRefine((rebuild, ctx) => {
+      if (rebuild.connectionArn === undefined || sourceProviderOf(rebuild.sourceLocation) !== undefined)
+        return;
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sourceLocation'],
+        message: `with connectionArn, must be the HTTPS URL of a repository on ${Object.keys(CONNECTION_SOURCE_PROVIDERS).join(', ')} (https://<host>/<owner>/<repository>[#<branch-or-tag>]), got ${JSON.stringify(rebuild.sourceLocation)}`,
+      });
+    }),
   z.strictObject({ mode: z.literal('project'), projectName: z.string().min(1) }),
 ]);
 

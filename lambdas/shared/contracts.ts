@@ -22,7 +22,13 @@ export type RebuildMode =
    */
   | { readonly mode: 'patch-os'; readonly packages?: 'vulnerable' | 'all' }
   /** Rebuild from source with the base image pulled fresh, via the construct's source project. */
-  | { readonly mode: 'source'; readonly sourceLocation: string; readonly dockerfile?: string }
+  | {
+      readonly mode: 'source';
+      readonly sourceLocation: string;
+      readonly dockerfile?: string;
+      /** The CodeConnections connection the build checks the repository out through. */
+      readonly connectionArn?: string;
+    }
   /** Start the target's own existing CodeBuild project with overrides. */
   | { readonly mode: 'project'; readonly projectName: string };
 

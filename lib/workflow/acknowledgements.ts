@@ -11,7 +11,20 @@ export interface WorkflowFindings {
   readonly sourceBuckets: readonly string[];
   /** Whether the builds may push to any repository (an explicit target names no repository). */
   readonly pushToAnyRepository: boolean;
+  /** The ECR repository prefixes of the pull-through cache rules the source builds pull through. */
+  readonly pullThroughPrefixes?: readonly string[];
+  /** The roles iam:PassRole is narrowed to (taskRoleArns); absent: any role of the account. */
+  readonly taskRoleArns?: readonly string[];
 }
+
+/**
+ * A role ARN as cdk-nag prints it: the partition and (for a name given without an ARN) the account
+ * are tokens of the stack.
+ */
+const nagRendered = (roleArn: string, account: string): string =>
+  roleArn
+    .replace(/\$\{Token\[AWS\.Partition\.\d+\]\}/g, '<AWS::Partition>')
+    .replace(/\$\{Token\[AWS\.AccountId\.\d+\]\}/g, account);
 
 /**
  * The cdk-nag findings of the workflow that are the design, each with its reason, acknowledged on
@@ -63,9 +76,18 @@ export const acknowledgeWorkflowFindings = (workflow: Construct, findings: Workf
         ? 'Reads (pull, DescribeImages) of the image a service runs, in any repository of the account (services are discovered by tag). Pushes too: an explicit target names no repository (targets[].repositories), so its images may be in any of them.'
         : 'Reads (pull, DescribeImages) of the image a service runs, in any repository of the account (services are discovered by tag). Pushes only to repositories carrying the Autopatch service tag (aws:ResourceTag condition) and those targets[].repositories name.',
     ),
+    ...(findings.taskRoleArns === undefined
+      ? resources(
+          [arn('iam', 'role/*', false)],
+          "iam:PassRole of the running task definition's own task/execution roles (any role name: taskRoleArns is not set), only to ecs-tasks.amazonaws.com (iam:PassedToService); docs/deploy.md (Narrowing iam:PassRole) says how to narrow it.",
+        )
+      : resources(
+          findings.taskRoleArns.filter((r) => r.includes('*')).map((r) => nagRendered(r, account)),
+          'iam:PassRole of the task/execution roles taskRoleArns names by pattern, only to ecs-tasks.amazonaws.com (iam:PassedToService).',
+        )),
     ...resources(
-      [arn('iam', 'role/*', false)],
-      "iam:PassRole of the running task definition's own task/execution roles (any role name, unknown at synth), only to ecs-tasks.amazonaws.com (iam:PassedToService); docs/deploy.md (IAM) says why not narrower.",
+      (findings.pullThroughPrefixes ?? []).map((p) => arn('ecr', `repository/${p}/*`)),
+      'The source builds pull base images through these ECR pull-through cache rules: the first pull of an image imports it (BatchImportUpstreamImage) and creates its repository (CreateRepository), named after the upstream image, under the rule prefix only.',
     ),
     ...resources(
       [arn('codedeploy', 'deploymentgroup:*'), arn('codedeploy', 'application:*')],

@@ -1,15 +1,30 @@
-import { ArnFormat, Duration, Stack, Token } from 'aws-cdk-lib';
+import { ArnFormat, Duration, Names, Stack, Token } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
+import type * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import type { TargetConfig } from '../../lambdas/shared/config';
+import { sourceProviderOf, type TargetConfig } from '../../lambdas/shared/config';
+import {
+  type Architecture,
+  connectedSourceKey,
+  connectedSourceProjectName,
+} from '../../lambdas/workflow/connected-sources';
 import { patchOsBuildSpec } from '../../statemachines/buildspecs/patch-os';
-import { sourceBuildSpec } from '../../statemachines/buildspecs/source';
+import { sourceBuildSpecFor } from '../../statemachines/buildspecs/source';
 import { BUILD_KEY_ACTIONS } from '../grants';
 import { type ArnOf, ECR_PULL_ACTIONS, ECR_PUSH_ACTIONS, ecrPushScope } from './iam';
+import {
+  type BuildRegistriesProps,
+  cacheRegistryHost,
+  createPullThroughCacheRules,
+  pullThroughStatements,
+  pullThroughVariable,
+  registryCredentialStatements,
+  registryLogins,
+} from './registries';
 
 /**
  * Regions where CodeBuild offers the ARM_CONTAINER environment type, as the CodeBuild API reference
@@ -54,7 +69,7 @@ export interface ArchitectureProjects {
   readonly arm?: codebuild.Project;
 }
 
-export interface BuildProjectsProps {
+export interface BuildProjectsProps extends BuildRegistriesProps {
   readonly encryptionKey: kms.IKey;
   readonly logRetention: logs.RetentionDays;
   readonly targets: readonly TargetConfig[];
@@ -74,7 +89,20 @@ export interface BuildProjects {
   readonly targetProjectArns: readonly string[];
   /** The S3 buckets of the targets' source rebuilds (for the cdk-nag acknowledgement of their objects). */
   readonly sourceBuckets: readonly string[];
+  /**
+   * The projects that check a target's repository out through its CodeConnections connection, by
+   * sourceLocation (one per CPU architecture); their names start with `connectedSourcePrefix`.
+   */
+  readonly connectedSourceProjects: ReadonlyMap<string, ArchitectureProjects>;
+  readonly connectedSourcePrefix: string;
+  /** The ECR repository prefixes of the pull-through cache rules the source builds pull through. */
+  readonly pullThroughPrefixes: readonly string[];
+  /** The pull-through cache rules created here (`createPullThroughCacheRules`). */
+  readonly pullThroughCacheRules: readonly ecr.CfnPullThroughCacheRule[];
 }
+
+/** The connection-related actions a project role needs to check a repository out through a connection. */
+const CONNECTION_ACTIONS = ['GetConnectionToken', 'GetConnection', 'UseConnection'] as const;
 
 /**
  * The CodeBuild projects that patch and rebuild images (statemachines/buildspecs), created in `scope`
@@ -87,9 +115,15 @@ export const createBuildProjects = (scope: Construct, props: BuildProjectsProps)
     encryptionKey: key,
     retention: props.logRetention,
   });
-  const project = (projectId: string, buildSpec: object, arm: boolean, what: string): codebuild.Project => {
+  const project = (
+    projectId: string,
+    buildSpec: object,
+    arm: boolean,
+    what: string,
+    extra: Pick<codebuild.ProjectProps, 'projectName' | 'environmentVariables'> = {},
+  ): codebuild.Project => {
     const p = new codebuild.Project(scope, projectId, {
-      description: `Autopatch: ${what} (${arm ? 'arm64' : 'x86_64'})`,
+      description: `Autopatch: ${what} (${arm ? 'arm64' : 'x86_64'})`.slice(0, 255),
       buildSpec: codebuild.BuildSpec.fromObjectToYaml(buildSpec as Record<string, unknown>),
       environment: {
         buildImage: arm
@@ -102,6 +136,7 @@ export const createBuildProjects = (scope: Construct, props: BuildProjectsProps)
       timeout: Duration.minutes(60),
       queuedTimeout: Duration.hours(2),
       logging: { cloudWatch: { logGroup: buildLogGroup } },
+      ...extra,
     });
     // Set on the L1 resource: the L2 encryptionKey prop grants kms:ReEncrypt* and kms:GenerateDataKey*.
     (p.node.defaultChild as codebuild.CfnProject).encryptionKey = key.keyArn;
@@ -113,11 +148,80 @@ export const createBuildProjects = (scope: Construct, props: BuildProjectsProps)
     x86: project('PatchOsX86Project', patchOsBuildSpec, false, 'OS patch layer'),
     ...(arm ? { arm: project('PatchOsArmProject', patchOsBuildSpec, true, 'OS patch layer') } : {}),
   };
+
+  // Source rebuilds: registry logins (secrets read by CodeBuild itself, masked in the logs) and base
+  // images through the pull-through cache; both only when configured, so the projects of a
+  // deployment without them stay as they were.
+  const logins = registryLogins(props.registryCredentials ?? {});
+  const sourceSpec = sourceBuildSpecFor({ secrets: logins.secrets, registryLogins: logins.commands });
+  const pullThrough = pullThroughVariable(props.pullThroughCache ?? {});
+  const sourceVariables: Record<string, codebuild.BuildEnvironmentVariable> =
+    pullThrough === ''
+      ? {}
+      : {
+          AUTOPATCH_PULL_THROUGH: { value: pullThrough },
+          AUTOPATCH_CACHE_REGISTRY: { value: cacheRegistryHost(scope) },
+        };
+  const sourceExtra =
+    Object.keys(sourceVariables).length > 0 ? { environmentVariables: sourceVariables } : {};
   const sourceProjects = {
-    x86: project('SourceX86Project', sourceBuildSpec, false, 'rebuild from source'),
-    ...(arm ? { arm: project('SourceArmProject', sourceBuildSpec, true, 'rebuild from source') } : {}),
+    x86: project('SourceX86Project', sourceSpec, false, 'rebuild from source', sourceExtra),
+    ...(arm
+      ? { arm: project('SourceArmProject', sourceSpec, true, 'rebuild from source', sourceExtra) }
+      : {}),
   };
-  const ownProjects = [...Object.values(patchOsProjects), ...Object.values(sourceProjects)];
+
+  // Source rebuilds through a CodeConnections connection: CodeBuild checks a repository out through
+  // a connection only as a project's source (Source.Auth CODECONNECTIONS), so each repository gets
+  // its projects, named so that "Plan the image builds" finds them (lambdas/workflow/connected-sources.ts).
+  const connectedSourcePrefix = Names.uniqueResourceName(scope, { maxLength: 60, separator: '-' });
+  const connected = new Map<string, string>();
+  for (const t of props.targets)
+    if (t.rebuild.mode === 'source' && t.rebuild.connectionArn !== undefined)
+      connected.set(t.rebuild.sourceLocation, t.rebuild.connectionArn);
+  const connectedSourceProjects = new Map<string, ArchitectureProjects>();
+  for (const [sourceLocation, connectionArn] of [...connected].sort(([a], [b]) => a.localeCompare(b))) {
+    const [repository = sourceLocation, ref] = sourceLocation.split('#');
+    const connectedProject = (architecture: Architecture): codebuild.Project => {
+      const isArm = architecture === 'arm';
+      const p = project(
+        `ConnectedSource${connectedSourceKey(sourceLocation)}${isArm ? 'Arm' : 'X86'}Project`,
+        sourceSpec,
+        isArm,
+        `rebuild ${repository} from source`,
+        {
+          projectName: connectedSourceProjectName(connectedSourcePrefix, sourceLocation, architecture),
+          environmentVariables: { ...sourceVariables, AUTOPATCH_SOURCE_CHECKED_OUT: { value: 'true' } },
+        },
+      );
+      const cfn = p.node.defaultChild as codebuild.CfnProject;
+      cfn.addPropertyOverride('Source.Type', sourceProviderOf(sourceLocation));
+      cfn.addPropertyOverride('Source.Location', repository);
+      cfn.addPropertyOverride('Source.GitCloneDepth', 1);
+      cfn.addPropertyOverride('Source.Auth', { Type: 'CODECONNECTIONS', Resource: connectionArn });
+      if (ref) cfn.sourceVersion = ref;
+      // CodeBuild user guide, "GitHub App connections": the project role gets the connection's
+      // tokens. Both service prefixes: the connection may carry either (CodeStar Connections was renamed).
+      p.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['codeconnections', 'codestar-connections'].flatMap((service) =>
+            CONNECTION_ACTIONS.map((a) => `${service}:${a}`),
+          ),
+          resources: [connectionArn],
+        }),
+      );
+      return p;
+    };
+    connectedSourceProjects.set(sourceLocation, {
+      x86: connectedProject('x86'),
+      ...(arm ? { arm: connectedProject('arm') } : {}),
+    });
+  }
+  const allSourceProjects = [
+    ...Object.values(sourceProjects),
+    ...[...connectedSourceProjects.values()].flatMap((p) => Object.values(p)),
+  ];
+  const ownProjects = [...Object.values(patchOsProjects), ...allSourceProjects];
 
   // Pull the running image from any repository of the account (services are also discovered by tag);
   // push the patched one only where docs/deploy.md ("IAM") says.
@@ -152,6 +256,11 @@ export const createBuildProjects = (scope: Construct, props: BuildProjectsProps)
       sources.flatMap((s) => /^https:\/\/git-codecommit\.[^/]+\/v1\/repos\/([^/#]+)/.exec(s)?.[1] ?? []),
     ),
   ];
+  const sourceStatements = [
+    ...pullThroughStatements(arn, props.pullThroughCache ?? {}),
+    ...registryCredentialStatements(props.registryCredentials ?? {}),
+  ];
+  for (const p of allSourceProjects) for (const statement of sourceStatements) p.addToRolePolicy(statement);
   for (const p of Object.values(sourceProjects)) {
     if (sourceBuckets.length > 0) {
       p.addToRolePolicy(
@@ -174,13 +283,25 @@ export const createBuildProjects = (scope: Construct, props: BuildProjectsProps)
     ...new Set(props.targets.flatMap((t) => (t.rebuild.mode === 'project' ? [t.rebuild.projectName] : []))),
   ].map((name) => arn('codebuild', 'project', name));
 
-  return { buildLogGroup, patchOsProjects, sourceProjects, ownProjects, targetProjectArns, sourceBuckets };
+  return {
+    buildLogGroup,
+    patchOsProjects,
+    sourceProjects,
+    ownProjects,
+    targetProjectArns,
+    sourceBuckets,
+    connectedSourceProjects,
+    connectedSourcePrefix,
+    pullThroughPrefixes: [...new Set(Object.values(props.pullThroughCache ?? {}))].sort(),
+    pullThroughCacheRules: createPullThroughCacheRules(scope, props),
+  };
 };
 
 /** plan-builds chooses the project per image: it receives their names (or {@link NO_ARM_BUILDER}). */
 export const namePlannedProjects = (
   planBuilds: lambda.Function,
-  projects: Pick<BuildProjects, 'patchOsProjects' | 'sourceProjects'>,
+  projects: Pick<BuildProjects, 'patchOsProjects' | 'sourceProjects'> &
+    Partial<Pick<BuildProjects, 'connectedSourceProjects' | 'connectedSourcePrefix'>>,
 ): void => {
   planBuilds.addEnvironment('PATCH_OS_PROJECT_X86', projects.patchOsProjects.x86.projectName);
   planBuilds.addEnvironment(
@@ -189,4 +310,9 @@ export const namePlannedProjects = (
   );
   planBuilds.addEnvironment('SOURCE_PROJECT_X86', projects.sourceProjects.x86.projectName);
   planBuilds.addEnvironment('SOURCE_PROJECT_ARM', projects.sourceProjects.arm?.projectName ?? NO_ARM_BUILDER);
+  const connected = [...(projects.connectedSourceProjects?.values() ?? [])];
+  if (connected.length > 0 && projects.connectedSourcePrefix !== undefined) {
+    planBuilds.addEnvironment('CONNECTED_SOURCE_PREFIX', projects.connectedSourcePrefix);
+    planBuilds.addEnvironment('CONNECTED_SOURCE_ARCHITECTURES', connected[0]?.arm ? 'x86,arm' : 'x86');
+  }
 };

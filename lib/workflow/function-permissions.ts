@@ -17,6 +17,12 @@ export interface FunctionPermissionsProps {
   /** The state machine's ARN, built from its fixed name (a reference would be circular). */
   readonly stateMachineArn: string;
   readonly stateMachineName: string;
+  /**
+   * The task and execution roles (ARNs, `*` allowed in the name) the new task definition revisions
+   * may carry: iam:PassRole on exactly these.
+   * @default - any role of the account (role/*), still only to ecs-tasks.amazonaws.com
+   */
+  readonly taskRoleArns?: readonly string[];
 }
 
 /**
@@ -92,12 +98,21 @@ export const grantFunctionPermissions = (
   );
   register.addToRolePolicy(
     // The new revision keeps the running one's task and execution roles; they may only go to ECS
-    // tasks. Why not narrower: docs/deploy.md, "IAM".
+    // tasks. Which roles those are is known at synth only when taskRoleArns lists them; otherwise
+    // any role of the account: docs/deploy.md, "Narrowing iam:PassRole".
     new iam.PolicyStatement({
       actions: ['iam:PassRole'],
-      resources: [
-        Stack.of(register).formatArn({ service: 'iam', region: '', resource: 'role', resourceName: '*' }),
-      ],
+      resources:
+        props.taskRoleArns !== undefined && props.taskRoleArns.length > 0
+          ? [...new Set(props.taskRoleArns)]
+          : [
+              Stack.of(register).formatArn({
+                service: 'iam',
+                region: '',
+                resource: 'role',
+                resourceName: '*',
+              }),
+            ],
       conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
     }),
   );

@@ -1,6 +1,7 @@
 import { Stack, Token } from 'aws-cdk-lib';
 import type * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as ecr from 'aws-cdk-lib/aws-ecr';
 import type * as events from 'aws-cdk-lib/aws-events';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -12,14 +13,15 @@ import { Construct } from 'constructs';
 import type { TargetConfig, WorkflowDefaults } from '../../lambdas/shared/config';
 import { ConfigurationError } from '../../lambdas/shared/errors';
 import { acknowledgeWorkflowFindings } from './acknowledgements';
-import { createBuildProjects, namePlannedProjects } from './builders';
+import { type ArchitectureProjects, createBuildProjects, namePlannedProjects } from './builders';
 import { createStateMachine, stateMachineArnOf } from './definition';
 import { createWorkflowEvents } from './events';
 import { grantFunctionPermissions } from './function-permissions';
 import { createWorkflowFunctions, type FunctionRole, functionsBySubstitution } from './functions';
 import { ecrPushScope, WorkflowStatements } from './iam';
+import type { BuildRegistriesProps } from './registries';
 
-export interface RemediationWorkflowProps {
+export interface RemediationWorkflowProps extends BuildRegistriesProps {
   /** The ledger table (shared with triage): locks, history, task tokens. */
   readonly ledger: dynamodb.ITable;
   /** Notifications (approval requests, outcomes). */
@@ -56,6 +58,12 @@ export interface RemediationWorkflowProps {
    * @default false
    */
   readonly pushToTaggedRepositoriesOnly?: boolean;
+  /**
+   * The task and execution roles (ARNs; `*` allowed in the role name) the patched task definitions
+   * may pass to ECS: iam:PassRole on exactly these. docs/deploy.md, "Narrowing iam:PassRole".
+   * @default - any role of the account, only to ecs-tasks.amazonaws.com
+   */
+  readonly taskRoleArns?: readonly string[];
 }
 
 /**
@@ -97,6 +105,10 @@ export class RemediationWorkflow extends Construct {
   public readonly patchOsProjects: { readonly x86: codebuild.Project; readonly arm?: codebuild.Project };
   /** Rebuilds from source, per CPU architecture (no arm64 project where CodeBuild offers no ARM, see props.armBuilds). */
   public readonly sourceProjects: { readonly x86: codebuild.Project; readonly arm?: codebuild.Project };
+  /** The projects that check targets' repositories out through CodeConnections, by sourceLocation. */
+  public readonly connectedSourceProjects: ReadonlyMap<string, ArchitectureProjects>;
+  /** The ECR pull-through cache rules created for `pullThroughCache` (`createPullThroughCacheRules`). */
+  public readonly pullThroughCacheRules: readonly ecr.CfnPullThroughCacheRule[];
   public readonly buildLogGroup: logs.LogGroup;
   public readonly deploymentStateRule: events.Rule;
   public readonly alarmStateRule: events.Rule;
@@ -137,6 +149,8 @@ export class RemediationWorkflow extends Construct {
     this.patchOsProjects = builds.patchOsProjects;
     this.sourceProjects = builds.sourceProjects;
     namePlannedProjects(functions.planBuilds, builds);
+    this.connectedSourceProjects = builds.connectedSourceProjects;
+    this.pullThroughCacheRules = builds.pullThroughCacheRules;
 
     grantFunctionPermissions(functions, {
       ...props,
@@ -176,6 +190,10 @@ export class RemediationWorkflow extends Construct {
       projects: builds.ownProjects,
       sourceBuckets: builds.sourceBuckets,
       pushToAnyRepository: ecrPushScope(statements.arn, props).anyRepository,
+      pullThroughPrefixes: builds.pullThroughPrefixes,
+      ...(props.taskRoleArns !== undefined && props.taskRoleArns.length > 0
+        ? { taskRoleArns: props.taskRoleArns }
+        : {}),
     });
   }
 }
@@ -196,6 +214,23 @@ const validate = (props: RemediationWorkflowProps, stateMachineName: string): vo
         `targets[${t.cluster}/${t.service}].rebuild.sourceLocation "${t.rebuild.sourceLocation}" must be s3://… or a git URL`,
       );
     }
+  }
+  const connections = new Map<string, string>();
+  for (const t of props.targets) {
+    if (t.rebuild.mode !== 'source' || t.rebuild.connectionArn === undefined) continue;
+    const { sourceLocation, connectionArn } = t.rebuild;
+    if (Token.isUnresolved(sourceLocation)) {
+      problems.push(
+        `targets[${t.cluster}/${t.service}].rebuild.sourceLocation must be known at synth with a connectionArn (it names the repository's build project)`,
+      );
+      continue;
+    }
+    const other = connections.get(sourceLocation);
+    if (other !== undefined && other !== connectionArn)
+      problems.push(
+        `targets[${t.cluster}/${t.service}].rebuild: ${sourceLocation} is checked out through two connections (${other} and ${connectionArn}); give it one`,
+      );
+    connections.set(sourceLocation, connectionArn);
   }
   if (problems.length > 0) throw new ConfigurationError(`RemediationWorkflow: ${problems.join('; ')}`);
 };

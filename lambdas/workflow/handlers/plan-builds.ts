@@ -1,4 +1,5 @@
 import { Logger } from '@aws-lambda-powertools/logger';
+import { type Architecture, type ConnectedSources, routeConnectedSources } from '../connected-sources';
 import { type PlanBuildsInput, planBuilds } from '../plan-builds';
 import type { PlannedBuild } from '../state';
 import { requireEnv } from './env';
@@ -14,10 +15,19 @@ const projects = {
   patchOs: { x86: env.PATCH_OS_PROJECT_X86, arm: env.PATCH_OS_PROJECT_ARM },
   source: { x86: env.SOURCE_PROJECT_X86, arm: env.SOURCE_PROJECT_ARM },
 };
+// Set only when a target rebuilds its source through a CodeConnections connection.
+const connected: ConnectedSources | undefined = process.env.CONNECTED_SOURCE_PREFIX
+  ? {
+      prefix: process.env.CONNECTED_SOURCE_PREFIX,
+      architectures: (process.env.CONNECTED_SOURCE_ARCHITECTURES ?? 'x86').split(',') as Architecture[],
+      sourceProjects: projects.source,
+    }
+  : undefined;
 
 /** "Plan the image builds". */
 export const handler = async (event: PlanBuildsInput): Promise<{ builds: PlannedBuild[] }> => {
-  const plan = planBuilds(event, projects);
+  const planned = planBuilds(event, projects);
+  const plan = connected ? { builds: routeConnectedSources(planned.builds, connected) } : planned;
   logger.info('planned', {
     executionName: event.executionName,
     builds: plan.builds.map((b) => ({
