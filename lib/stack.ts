@@ -6,6 +6,7 @@ import type { Construct } from 'constructs';
 import * as z from 'zod';
 import type { TargetConfigInput } from '../lambdas/shared/config';
 import { ConfigurationError } from '../lambdas/shared/errors';
+import { formatProblems, issueProblems } from '../lambdas/triage/schema/issues';
 import { Autopatch, type AutopatchProps, type ServiceTag, type WorkflowDefaultsInput } from './autopatch';
 import type { AutopatchAlarmsOptions } from './dashboard';
 import type { PullThroughCache, RegistryCredentials } from './workflow/registries';
@@ -75,10 +76,9 @@ export const autopatchPropsFromContext = (scope: Construct): AutopatchProps => {
   }
   const parsed = contextSchema.safeParse(raw);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map(
-      (i) => `${[CONTEXT_KEY, ...i.path.map(String)].join('.')}: ${i.message}`,
+    throw new ConfigurationError(
+      `context ${CONTEXT_KEY} is invalid: ${formatProblems(issueProblems(parsed.error.issues, { root: CONTEXT_KEY, messages: 'zod' }))}`,
     );
-    throw new ConfigurationError(`context ${CONTEXT_KEY} is invalid: ${issues.join('; ')}`);
   }
   const context = parsed.data;
 

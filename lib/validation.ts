@@ -1,18 +1,14 @@
 import { Token } from 'aws-cdk-lib';
 import type { z } from 'zod';
+import { issueProblems, type Problem } from '../lambdas/triage/schema/issues';
+
+const problemText = (p: Problem): string => `${p.path}: ${p.message}`;
 
 /**
  * Token-aware validation helpers for construct props. A token (a reference such as
  * `cluster.clusterName`, or a parameter's `valueAsNumber`) has no value until deploy, so it cannot be
  * checked at synth: issues about a token are dropped, everything else is reported.
  */
-
-/** `targets` + [1, 'bakeTimeMinutes'] -> `targets[1].bakeTimeMinutes` */
-export const formatPath = (prefix: string, path: readonly PropertyKey[]): string =>
-  path.reduce<string>(
-    (out, segment) => (typeof segment === 'number' ? `${out}[${segment}]` : `${out}.${String(segment)}`),
-    prefix,
-  );
 
 const isRecord = (value: unknown): value is Record<PropertyKey, unknown> =>
   typeof value === 'object' && value !== null;
@@ -62,7 +58,7 @@ export const parseTokenAware = <S extends z.ZodType>(
     const path = [...issue.path];
     const last = path.at(-1);
     if (typeof last === 'string' && Token.isUnresolved(valueAt(input, path))) tokenPaths.push(path);
-    else errors.push(`${formatPath(prefix, path)}: ${issue.message}`);
+    else errors.push(...issueProblems([issue], { root: prefix, messages: 'zod' }).map(problemText));
   }
   if (errors.length > 0) return { errors };
 
@@ -74,7 +70,7 @@ export const parseTokenAware = <S extends z.ZodType>(
   const second = schema.safeParse(stripped);
   if (!second.success) {
     return {
-      errors: second.error.issues.map((issue) => `${formatPath(prefix, [...issue.path])}: ${issue.message}`),
+      errors: issueProblems(second.error.issues, { root: prefix, messages: 'zod' }).map(problemText),
     };
   }
   for (const path of tokenPaths) {

@@ -12,6 +12,7 @@ import * as z from 'zod';
 import type { TargetConfig } from '../shared/config';
 import type { ServiceRef } from '../shared/contracts';
 import { AutopatchError, ConfigurationError, isTransient, TransientError } from '../shared/errors';
+import { formatProblems, issueProblems } from './schema/issues';
 
 /**
  * Which ECS services run an image: the inventory triage resolves every actionable finding against.
@@ -244,8 +245,9 @@ class InventoryIndex {
 const parseSnapshot = (snapshot: unknown): ServiceRecord[] => {
   const parsed = snapshotSchema.safeParse(snapshot);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new ConfigurationError(`invalid inventory snapshot: ${issues.join('; ')}`);
+    throw new ConfigurationError(
+      `invalid inventory snapshot: ${formatProblems(issueProblems(parsed.error.issues, { messages: 'zod' }))}`,
+    );
   }
   return parsed.data.services.map((s) => ({
     service: serviceRef(s.clusterArn, s.serviceName),

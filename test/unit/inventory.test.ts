@@ -615,6 +615,6 @@ describe('snapshot mode', () => {
 
     // Assess
     expect(attempt).toThrow(ConfigurationError);
-    expect(attempt).toThrow(/services\.0\.taskDefinitionArn/);
+    expect(attempt).toThrow(/services\[0\]\.taskDefinitionArn/);
   });
 });
