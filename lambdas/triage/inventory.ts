@@ -9,6 +9,7 @@ import {
   type Service,
 } from '@aws-sdk/client-ecs';
 import * as z from 'zod';
+import { Limiter } from '../shared/concurrency';
 import type { TargetConfig } from '../shared/config';
 import type { ServiceRef } from '../shared/contracts';
 import { AutopatchError, ConfigurationError, isTransient, TransientError } from '../shared/errors';
@@ -169,26 +170,6 @@ const chunk = <T>(items: readonly T[], size: number): T[][] => {
 };
 
 const unique = <T>(items: Iterable<T>): T[] => [...new Set(items)];
-
-/** Caps the ECS calls in flight; a freed slot goes straight to the next waiter, so the cap holds. */
-class Limiter {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
-
-  constructor(private readonly max: number) {}
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active < this.max) this.active++;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
-    try {
-      return await task();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
-    }
-  }
-}
 
 /** Image reference → (service → containers): the only structure a lookup touches. */
 class InventoryIndex {
