@@ -100,6 +100,11 @@ export const run = (
         reject(new Error(`${command} ${args.join(' ')} failed with exit status ${status}:\n${tail}`));
       } else resolve({ status, stdout, stderr });
     });
+    // A command that exits without reading its input (or before reading all of it) closes the pipe:
+    // its exit status says what happened, so EPIPE on our side is not an error.
+    child.stdin.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') reject(e);
+    });
     child.stdin.end(opts.input ?? '');
   });
 
