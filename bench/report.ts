@@ -44,7 +44,7 @@ export interface GoalResult {
   /** The figures the goal was checked against, as printed. */
   readonly values: string;
   /** undefined: not measured in this run. */
-  readonly met?: boolean;
+  readonly met?: boolean | undefined;
 }
 
 export interface BenchReport {
@@ -183,7 +183,13 @@ const sizeHeader = (sizes: readonly number[]) => sizes.map((s) => `${integer(s)}
 const growthTable = <T extends { size: number }>(
   sizes: readonly number[],
   results: readonly T[],
-  rows: ReadonlyArray<{ label: string; value: (t: T) => string; goal?: string; met?: boolean }>,
+  rows: ReadonlyArray<{
+    label: string;
+    value: (t: T) => string;
+    /** undefined: the row has no goal (its goal was not checked). */
+    goal?: string | undefined;
+    met?: boolean | undefined;
+  }>,
 ): string => {
   const at = (size: number) => results.find((r) => r.size === size);
   return table([

@@ -43,12 +43,15 @@ export const BUILD_KEY_ACTIONS = [
   'kms:GenerateDataKey',
 ] as const;
 
+/**
+ * The ledger as Autopatch's constructs use it: its name and its grants. Any `dynamodb.ITable` is one.
+ * Not `ITable` itself: with exactOptionalPropertyTypes a `Table` is not assignable to it (its
+ * `tableStreamArn` getter is `string | undefined`, the interface's is `?: string`; aws/aws-cdk#37996).
+ */
+export type LedgerTable = Pick<dynamodb.ITable, 'tableName' | 'grant'>;
+
 /** Read and write the ledger's items (and use its key), nothing else. */
-export const grantLedgerReadWrite = (
-  ledger: dynamodb.ITable,
-  key: kms.IKey,
-  grantee: iam.IGrantable,
-): void => {
+export const grantLedgerReadWrite = (ledger: LedgerTable, key: kms.IKey, grantee: iam.IGrantable): void => {
   ledger.grant(grantee, ...LEDGER_ACTIONS);
   key.grant(grantee, ...LEDGER_KEY_ACTIONS);
 };

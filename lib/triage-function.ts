@@ -1,6 +1,5 @@
 import * as path from 'node:path';
 import { Duration, Stack, Token } from 'aws-cdk-lib';
-import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -12,7 +11,7 @@ import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { TriageRuntimeConfig } from '../lambdas/shared/config';
 import { ConfigurationError } from '../lambdas/shared/errors';
-import { grantLedgerReadWrite } from './grants';
+import { grantLedgerReadWrite, type LedgerTable } from './grants';
 import { acknowledge, ecsArnPattern, IAM5_ANY_RESOURCE, iam5Resource, NAG_REASONS } from './nag';
 import { LAMBDA_ARCHITECTURE, LAMBDA_BUNDLING, LAMBDA_RUNTIME } from './workflow/lambda-runtime';
 
@@ -46,7 +45,7 @@ const triageEnvironment = (
 
 export interface TriageFunctionProps {
   readonly queue: sqs.IQueue;
-  readonly ledger: dynamodb.ITable;
+  readonly ledger: LedgerTable;
   readonly stateMachine: sfn.IStateMachine;
   /** Encrypts the function's log group and the ledger. */
   readonly encryptionKey: kms.IKey;

@@ -73,7 +73,7 @@ export const checkExpectations = (
   const within = (
     label: string,
     ms: number | undefined,
-    b: { atLeast?: string | number; atMost?: string | number },
+    b: { atLeast?: string | number | undefined; atMost?: string | number | undefined },
   ) => {
     if (ms === undefined) {
       out.push(`${label}: expected a time, got none`);

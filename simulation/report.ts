@@ -59,8 +59,11 @@ export interface ServiceReport {
     /** Every watched alarm existed and stayed OK from the deployment's start to its end (or the run's). */
     readonly alarmsOk: boolean;
   }>;
-  /** From the last watched alarm going to ALARM to the first rollback (ECS's own or requested). */
-  readonly alarmToRollbackMs?: number;
+  /**
+   * From the last watched alarm going to ALARM to the first rollback (ECS's own or requested);
+   * undefined when no rollback followed an alarm.
+   */
+  readonly alarmToRollbackMs?: number | undefined;
 }
 
 /** The state of the simulated account at the end of a run. */
@@ -144,8 +147,9 @@ export const stateHistory = (events: readonly EventLog[], origin: number, end: n
     retries: number;
     retried: Record<string, number>;
     failedAt?: number;
-    error?: string;
-    cause?: string;
+    /** The last failure; undefined again once a retry of the state succeeds. */
+    error?: string | undefined;
+    cause?: string | undefined;
     record?: StateRecord;
   }
   const order: Open[] = [];

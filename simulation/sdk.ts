@@ -57,6 +57,7 @@ export class FaultInjector {
       if (f.service !== service || f.operation !== operation) continue;
       if (n > f.after && n <= f.after + f.times) {
         const shape = FAULTS[f.error];
+        if (!shape) throw new Error(`no service returns ${f.error}`);
         this.injected.push({ at: Date.now(), service, operation, error: f.error });
         throw sdkError(service, f.error, shape.message, { status: shape.status, fault: shape.fault });
       }

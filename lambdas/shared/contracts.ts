@@ -25,9 +25,10 @@ export type RebuildMode =
   | {
       readonly mode: 'source';
       readonly sourceLocation: string;
-      readonly dockerfile?: string;
+      /** undefined, as when the target's config leaves it out: the repository's own Dockerfile. */
+      readonly dockerfile?: string | undefined;
       /** The CodeConnections connection the build checks the repository out through. */
-      readonly connectionArn?: string;
+      readonly connectionArn?: string | undefined;
     }
   /** Start the target's own existing CodeBuild project with overrides. */
   | { readonly mode: 'project'; readonly projectName: string };

@@ -1,16 +1,15 @@
 import { ArnFormat, Stack } from 'aws-cdk-lib';
-import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { OUTCOME_EVENT } from '../../lambdas/shared/outcome-event';
-import { grantLedgerReadWrite, grantTopicPublish, LEDGER_KEY_ACTIONS } from '../grants';
+import { grantLedgerReadWrite, grantTopicPublish, LEDGER_KEY_ACTIONS, type LedgerTable } from '../grants';
 import type { FunctionRole } from './functions';
 import type { WorkflowStatements } from './iam';
 
 export interface FunctionPermissionsProps {
-  readonly ledger: dynamodb.ITable;
+  readonly ledger: LedgerTable;
   readonly topic: sns.ITopic;
   readonly encryptionKey: kms.IKey;
   readonly statements: WorkflowStatements;

@@ -1,6 +1,5 @@
 import * as path from 'node:path';
 import { Duration } from 'aws-cdk-lib';
-import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -8,6 +7,7 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
+import type { LedgerTable } from '../grants';
 import { LAMBDA_ARCHITECTURE, LAMBDA_BUNDLING, LAMBDA_RUNTIME } from './lambda-runtime';
 
 export const ROOT = path.join(__dirname, '..', '..');
@@ -101,7 +101,7 @@ export const FUNCTIONS = {
 export type FunctionRole = keyof typeof FUNCTIONS;
 
 export interface WorkflowFunctionsProps {
-  readonly ledger: dynamodb.ITable;
+  readonly ledger: LedgerTable;
   readonly topic: sns.ITopic;
   readonly encryptionKey: kms.IKey;
   readonly logRetention: logs.RetentionDays;

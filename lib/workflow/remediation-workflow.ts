@@ -1,6 +1,5 @@
 import { Stack, Token } from 'aws-cdk-lib';
 import type * as codebuild from 'aws-cdk-lib/aws-codebuild';
-import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as ecr from 'aws-cdk-lib/aws-ecr';
 import type * as events from 'aws-cdk-lib/aws-events';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -12,6 +11,7 @@ import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { TargetConfig, WorkflowDefaults } from '../../lambdas/shared/config';
 import { ConfigurationError } from '../../lambdas/shared/errors';
+import type { LedgerTable } from '../grants';
 import { acknowledgeWorkflowFindings } from './acknowledgements';
 import { type ArchitectureProjects, createBuildProjects, namePlannedProjects } from './builders';
 import { createStateMachine, stateMachineArnOf } from './definition';
@@ -23,7 +23,7 @@ import type { BuildRegistriesProps } from './registries';
 
 export interface RemediationWorkflowProps extends BuildRegistriesProps {
   /** The ledger table (shared with triage): locks, history, task tokens. */
-  readonly ledger: dynamodb.ITable;
+  readonly ledger: LedgerTable;
   /** Notifications (approval requests, outcomes). */
   readonly topic: sns.ITopic;
   /** The key that encrypts Autopatch's data (logs, topic, queue, table). */

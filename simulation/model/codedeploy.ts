@@ -64,8 +64,8 @@ export interface SimCodeDeployment {
     rollbackTriggeringDeploymentId?: string;
     rollbackMessage?: string;
   };
-  /** The task set serving traffic when it started, and the one it creates. */
-  originalTaskSet?: string;
+  /** The task set serving traffic when it started (undefined: none did), and the one it creates. */
+  originalTaskSet?: string | undefined;
   replacementTaskSet?: string;
   trafficShifted: boolean;
   terminationWaitStarted: boolean;

@@ -81,7 +81,10 @@ export class EcrModel {
     return repo;
   }
 
-  find(repository: string, ref: { tag?: string; digest?: string }): Image | undefined {
+  find(
+    repository: string,
+    ref: { tag?: string | undefined; digest?: string | undefined },
+  ): Image | undefined {
     const repo = this.repositories.get(repository);
     if (!repo) return undefined;
     if (ref.digest) return repo.images.get(ref.digest);

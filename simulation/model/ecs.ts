@@ -97,7 +97,8 @@ export interface SimDeployment {
   readonly target: Revision;
   status: ServiceDeploymentStatus;
   statusReason?: string;
-  lifecycleStage?: ServiceDeploymentLifecycleStage;
+  /** undefined: not in a lifecycle stage (cleared when the deployment ends). */
+  lifecycleStage?: ServiceDeploymentLifecycleStage | undefined;
   alarmsStatus: 'DISABLED' | 'MONITORING' | 'MONITORING_COMPLETE' | 'TRIGGERED';
   triggeredAlarms: string[];
   rollback?: { reason: string; startedAt: Date; serviceRevisionArn: string; id: string };

@@ -183,7 +183,7 @@ describe('the Autopatch dashboard and engine alarms (smallest deployment)', () =
         deploymentArn: DEPLOYMENT_ARN,
         alarmAt: '2024-09-04T17:00:00Z',
         decidedAt: '2024-09-04T17:00:05Z',
-      } as WorkflowState['watch'],
+      },
     };
     const emitted = new Set(
       OUTCOMES.flatMap((outcome) =>

@@ -11,7 +11,7 @@
  *   what each Task was called with. Waits and retry intervals are overridden to 0.
  */
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { SFNClient, StartExecutionCommand, type StartExecutionCommandInput } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { App, Stack } from 'aws-cdk-lib';
@@ -451,7 +451,7 @@ export class FakeAccount {
   }
 
   /** The StartExecution calls made (the queued remediation started on release). */
-  startedExecutions(): Array<{ name?: string; input?: string; stateMachineArn?: string }> {
+  startedExecutions(): StartExecutionCommandInput[] {
     return this.sfnMock.commandCalls(StartExecutionCommand).map((c) => c.args[0].input);
   }
 }

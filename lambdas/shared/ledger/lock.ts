@@ -298,7 +298,7 @@ export class ServiceLocks {
     const key = LEDGER.serviceKey(serviceKey);
     const notHeld = `${executionName} does not hold the lock of ${serviceKey}`;
     const quiet = quietSince !== undefined;
-    let out: { Attributes?: Record<string, unknown> };
+    let out: { Attributes?: Record<string, unknown> | undefined };
     try {
       // First close the lock to merges: from this write on, merge entries are frozen (their writes
       // are conditional on the lock being unsealed), so folding them below races nobody.

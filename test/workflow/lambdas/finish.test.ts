@@ -248,9 +248,9 @@ describe('finish', () => {
   });
 
   it('Failed: the Cause says where it failed, what state the service is in and what to do', async () => {
+    const { watch: _unwatched, ...notWatched } = patchedState;
     const out = await run('Failed', {
-      ...patchedState,
-      watch: undefined,
+      ...notWatched,
       error: {
         Error: 'Ecs.AccessDeniedException',
         Cause: 'User is not authorized to perform ecs:UpdateService',
@@ -580,7 +580,7 @@ describe('outcomeMetrics', () => {
         deploymentArn: DEPLOYMENT_ARN,
         alarmAt: '2024-09-04T17:40:00.000Z',
         decidedAt: '2024-09-04T17:40:07.400Z',
-      } as WorkflowState['watch'],
+      },
     };
 
     const data = outcomeMetrics(input('RolledBack', state), NOW);

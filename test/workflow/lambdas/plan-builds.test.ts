@@ -62,11 +62,14 @@ describe('planBuilds', () => {
   });
 
   it('rebuilds from source on the source project, or on the service’s own project', () => {
+    const { architecture: _unknown, ...ofUnknownArchitecture } = image({
+      rebuild: { mode: 'project', projectName: 'payments-image' },
+    });
     const [source, own] = plan([
       image({
         rebuild: { mode: 'source', sourceLocation: 's3://src/app.zip', dockerfile: 'docker/Dockerfile' },
       }),
-      image({ rebuild: { mode: 'project', projectName: 'payments-image' }, architecture: undefined }),
+      ofUnknownArchitecture,
     ]);
     expect(source?.projectName).toBe('SourceArmProject');
     expect(env(source)).toEqual(
