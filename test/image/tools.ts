@@ -100,6 +100,11 @@ export const run = (
         reject(new Error(`${command} ${args.join(' ')} failed with exit status ${status}:\n${tail}`));
       } else resolve({ status, stdout, stderr });
     });
+    // A command that exits without reading its input closes the pipe first: EPIPE is no failure of ours
+    // (its exit status says how it went), and unhandled it would crash the whole run.
+    child.stdin.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') reject(error);
+    });
     child.stdin.end(opts.input ?? '');
   });
 
