@@ -119,6 +119,14 @@ export const buildUnits = (images: readonly AffectedImage[]): BuildUnit[] =>
   images.flatMap((image): BuildUnit[] => {
     if (!image.index) return [{ image }];
     const { index, ...rest } = image;
+    // Triage checked them; a request from elsewhere (the ledger, a console re-run) is checked again:
+    // a platform digest reaches a build's IMAGE_URI.
+    const malformed = index.platforms.filter((p) => !/^sha256:[a-f0-9]{64}$/.test(p.digest));
+    if (malformed.length > 0 || index.platforms.length === 0) {
+      throw new ConfigurationError(
+        `${image.repository}@${image.imageDigest} names an image index without valid platform digests: nothing was built.`,
+      );
+    }
     const unpatchable = index.platforms.filter((p) => !patchablePlatform(p));
     if (unpatchable.length > 0) {
       throw new PlatformNotPatchableError(

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { BatchGetImageCommand, ECRClient, PutImageCommand } from '@aws-sdk/client-ecr';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
-import type { AffectedImage, ImageIndex } from '../../lambdas/shared/contracts';
+import type { AffectedImage, ImageIndex, IndexPlatform } from '../../lambdas/shared/contracts';
 import { mergeImages } from '../../lambdas/shared/remediation';
 import { type ImageRef, InventoryResolver, parseIndexManifest } from '../../lambdas/triage/inventory';
 import { assembleIndexes, indexManifest } from '../../lambdas/workflow/assemble-indexes';
@@ -278,6 +278,17 @@ describe('plan: every platform of an index, on its architecture', () => {
     // Act / Assess
     expect(() => planBuilds({ ...PLAN_INPUT, images: [withOdd] }, PROJECTS)).toThrow(
       expect.objectContaining({ name: 'PlatformNotPatchableError', message: expect.stringContaining(name) }),
+    );
+  });
+
+  it('refuses an index whose platform digest is not a digest (a request from elsewhere)', () => {
+    const image = affected();
+    const index = image.index as ImageIndex;
+    const bad = affected({
+      index: { ...index, platforms: [{ ...(index.platforms[0] as IndexPlatform), digest: 'sha256:x;rm' }] },
+    });
+    expect(() => planBuilds({ ...PLAN_INPUT, images: [bad] }, PROJECTS)).toThrow(
+      /without valid platform digests/,
     );
   });
 
