@@ -36,6 +36,10 @@ export const NAG_REASONS = {
   ecsTasks:
     'ecs:DescribeTasks is read-only and scoped to ECS tasks in this account and Region; task ids are ' +
     'random and only known at run time.',
+  ecrIndexes:
+    'ecr:BatchGetImage (read-only) of the images services run, to map a platform digest Inspector ' +
+    'reports to the image index the service runs: the repositories are those of the discovered ' +
+    "services' task definitions, known only at run time, in this account and Region.",
 } as const;
 
 /** Acknowledge one precise cdk-nag finding on one construct, with a reason a reviewer can check. */

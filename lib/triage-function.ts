@@ -162,6 +162,13 @@ export class TriageFunction extends Construct {
           actions: ['ecs:DescribeTasks'],
           resources: [stack.formatArn({ service: 'ecs', resource: 'task', resourceName: '*' })],
         }),
+        // Multi-architecture images: which image index a platform digest belongs to (the index
+        // manifests of the images services reference), read with BatchGetImage.
+        new iam.PolicyStatement({
+          sid: 'EcrReadImageIndexes',
+          actions: ['ecr:BatchGetImage'],
+          resources: [stack.formatArn({ service: 'ecr', resource: 'repository', resourceName: '*' })],
+        }),
       ],
     });
     policy.attachToRole(this.role);
@@ -171,6 +178,11 @@ export class TriageFunction extends Construct {
     acknowledge(policy, IAM5_ANY_RESOURCE, NAG_REASONS.ecsUnscopable);
     acknowledge(policy, iam5Resource(this.ecsArnPattern('service')), NAG_REASONS.ecsServices);
     acknowledge(policy, iam5Resource(this.ecsArnPattern('task')), NAG_REASONS.ecsTasks);
+    acknowledge(
+      policy,
+      iam5Resource(this.ecsArnPattern('repository').replace(':ecs:', ':ecr:')),
+      NAG_REASONS.ecrIndexes,
+    );
   }
 
   /**

@@ -44,6 +44,16 @@ export const checkExpectations = (
       out.push(`services.${key}.revision: expected ${wanted.revision}, got ${actual.revision}`);
     if (wanted.status !== undefined && actual.status !== wanted.status)
       out.push(`services.${key}.status: expected ${wanted.status}, got ${actual.status}`);
+    if (wanted.platforms !== undefined) {
+      const got = actual.platforms ?? {};
+      const show = (p: Readonly<Record<string, string>>) =>
+        Object.entries(p)
+          .sort()
+          .map(([a, v]) => `${a}=${v}`)
+          .join(', ') || 'no image index';
+      if (show(got) !== show(wanted.platforms))
+        out.push(`services.${key}.platforms: expected ${show(wanted.platforms)}, got ${show(got)}`);
+    }
     if (wanted.runs !== undefined) {
       const runs = list(actual.digests.map((d) => d.slice(0, 19)));
       const ok =

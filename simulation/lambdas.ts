@@ -15,6 +15,7 @@ const MODULES: Record<string, () => Promise<{ handler: Handler }>> = {
   planBuilds: () => import('../lambdas/workflow/handlers/plan-builds'),
   requestApproval: () => import('../lambdas/workflow/handlers/request-approval'),
   verifyRescan: () => import('../lambdas/workflow/handlers/verify-rescan'),
+  assembleIndexes: () => import('../lambdas/workflow/handlers/assemble-indexes'),
   registerTaskDefinition: () => import('../lambdas/workflow/handlers/register-task-definition'),
   watchDeployment: () => import('../lambdas/workflow/handlers/watch-deployment'),
   restore: () => import('../lambdas/workflow/handlers/restore'),

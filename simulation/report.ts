@@ -44,8 +44,10 @@ export interface ServiceReport {
   /** Image digests its running tasks report, sorted. */
   readonly digests: readonly string[];
   readonly originalDigests: readonly string[];
-  /** Every digest it runs is an image CodeBuild built (a patched image). */
+  /** Every digest it runs is an image CodeBuild built (a patched image), or an index of such images only. */
   readonly patched: boolean;
+  /** When it runs an image index: each platform (architecture) of it, patched (built by CodeBuild) or original. */
+  readonly platforms?: Readonly<Record<string, 'patched' | 'original'>>;
   /** The deployments started during the run (not the initial one). */
   readonly deployments: ReadonlyArray<{
     readonly index: number;

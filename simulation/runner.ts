@@ -18,7 +18,7 @@ import { type LambdaHandler, loadHandlers } from './lambdas';
 import { CloudWatchModel } from './model/cloudwatch';
 import { type BuildPlan, CodeBuildModel } from './model/codebuild';
 import { CodeDeployModel } from './model/codedeploy';
-import { EcrModel, type Image } from './model/ecr';
+import { EcrModel, type Image, manifestOf, OCI_INDEX, OCI_MANIFEST } from './model/ecr';
 import { EcsModel } from './model/ecs';
 import { type BusEvent, type DeliveryFate, EventBus } from './model/eventbus';
 import { ScriptedFaults } from './model/faults';
@@ -249,15 +249,36 @@ const simulate = async (
     const images = new Map<string, Image>();
     for (const repo of scenario.account.repositories)
       ecr.addRepository(repo.name, new Date(start - 30 * DAY));
-    for (const { repository, digest, image } of scenarioImages(scenario)) {
+    // Platform images first: an image index references them.
+    const declared = scenarioImages(scenario);
+    for (const { repository, digest, image } of [
+      ...declared.filter((d) => !d.image.manifests),
+      ...declared.filter((d) => d.image.manifests),
+    ]) {
+      const manifests = image.manifests?.map((ref) => {
+        const platform = resolveImageRef(
+          scenario,
+          /^sha256:/.test(ref) ? `${repository}@${ref}` : `${repository}:${ref}`,
+        );
+        const of = images.get(platform.digest) as Image;
+        return {
+          digest: platform.digest,
+          mediaType: OCI_MANIFEST,
+          size: manifestOf(of).length,
+          architecture: of.architecture,
+          os: 'linux',
+          ...(of.architecture === 'arm64' ? { variant: 'v8' } : {}),
+        };
+      });
       const pushed = ecr.push({
         repository,
         digest,
         tags: [...image.tags],
         pushedAt: image.pushedAt === undefined ? before : new Date(resolveAt(image.pushedAt, start)),
         platform: image.platform,
-        architecture: image.architecture,
+        architecture: manifests ? 'index' : image.architecture,
         sizeInBytes: 52_428_800,
+        ...(manifests ? { manifests, mediaType: OCI_INDEX } : {}),
       });
       images.set(digest, pushed);
       for (const f of image.findings) inspector.addFinding(pushed, f, before);
@@ -604,7 +625,12 @@ const simulate = async (
     // For "finding → patched": when each service first had a finding on an image it runs.
     const noteFinding = (digest: string) => {
       for (const s of ecs.services()) {
-        const runs = [...ecs.runningDigests(s).values()].some((d) => d.has(digest));
+        // An image index the service runs counts for the findings on its platforms.
+        const held = (d: string) =>
+          [...ecr.repositories.values()].some((r) =>
+            r.images.get(d)?.manifests?.some((m) => m.digest === digest),
+          );
+        const runs = [...ecs.runningDigests(s).values()].some((d) => d.has(digest) || [...d].some(held));
         if (runs && !firstFindingAt.has(s.key)) firstFindingAt.set(s.key, Date.now());
       }
     };
@@ -765,6 +791,20 @@ const simulate = async (
           return i ? [i] : [];
         })[0],
     );
+    const imageOf = (digest: string) =>
+      [...(ecrModel?.repositories.values() ?? [])].flatMap((r) => {
+        const i = r.images.get(digest);
+        return i ? [i] : [];
+      })[0];
+    // An image index is patched when every platform it holds is an image CodeBuild built.
+    const built = (i: Image | undefined): boolean =>
+      i !== undefined &&
+      (i.builtFrom !== undefined ||
+        i.manifests?.every((m) => imageOf(m.digest)?.builtFrom !== undefined) === true);
+    const platforms: Record<string, 'patched' | 'original'> = {};
+    for (const i of images)
+      for (const m of i?.manifests ?? [])
+        platforms[m.architecture] = imageOf(m.digest)?.builtFrom !== undefined ? 'patched' : 'original';
     services[s.key] = {
       status: state.status,
       taskDefinition: state.taskDefinitionArn,
@@ -772,7 +812,8 @@ const simulate = async (
       originalRevision: originalRevisions.get(s.key) ?? 0,
       digests: state.digests,
       originalDigests: originalDigests.get(s.key) ?? [],
-      patched: images.length > 0 && images.every((i) => i?.builtFrom !== undefined),
+      patched: images.length > 0 && images.every(built),
+      ...(Object.keys(platforms).length > 0 ? { platforms } : {}),
       deployments: [
         ...s.deployments
           .filter((d) => d.index > 0)

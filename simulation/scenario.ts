@@ -87,6 +87,12 @@ const imageSpec = z.strictObject({
   /** Offset or timestamp of the push; defaults to a day before the scenario starts. */
   pushedAt: instant.optional(),
   findings: z.array(findingSpec).default([]),
+  /**
+   * An image index (multi-architecture image) over these images of the same repository (tags, or
+   * digests for untagged platform manifests), in order: its own platform, architecture and findings
+   * do not apply (Inspector scans the platforms).
+   */
+  manifests: z.array(z.string().min(1)).min(1).optional(),
 });
 
 const repositorySpec = z.strictObject({
@@ -353,6 +359,11 @@ const serviceExpectation = z.strictObject({
    * image Autopatch built), an image reference "<repository>:<tag>" / "<repository>@sha256:…", or a digest.
    */
   runs: z.string().min(1).optional(),
+  /**
+   * Multi-architecture images: the platforms of the image index its tasks run at the end, each
+   * "patched" (a platform image Autopatch built) or "original"; exactly these, no platform lost.
+   */
+  platforms: z.record(z.string(), z.enum(['patched', 'original'])).optional(),
   /** ACTIVE, DRAINING or INACTIVE. */
   status: z.enum(['ACTIVE', 'DRAINING', 'INACTIVE']).optional(),
 });
@@ -543,6 +554,27 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
     }
     return digest;
   };
+
+  // Image indexes: their manifests are single-platform images of the same repository.
+  s.account.repositories.forEach((repo, r) => {
+    const indexes = new Set(
+      repo.images.flatMap((image, i) => (image.manifests ? [digestOf(repo.name, image, i)] : [])),
+    );
+    repo.images.forEach((image, i) => {
+      const path = ['account', 'repositories', r, 'images', i];
+      if (image.manifests && image.findings.length > 0)
+        issue([...path, 'findings'], 'an image index has no findings of its own: put them on its platforms');
+      image.manifests?.forEach((ref, m) => {
+        const digest = resolveRef(/^sha256:/.test(ref) ? `${repo.name}@${ref}` : `${repo.name}:${ref}`, [
+          ...path,
+          'manifests',
+          m,
+        ]);
+        if (digest && indexes.has(digest))
+          issue([...path, 'manifests', m], `${ref} is an image index itself, not a platform image`);
+      });
+    });
+  });
 
   const alarms = new Set<string>();
   s.account.alarms.forEach((a, i) => {

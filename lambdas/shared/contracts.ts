@@ -81,7 +81,48 @@ export interface AffectedImage {
    * reported. A churn hold on (service, CVE) lets a finding through once this differs from the held one.
    */
   readonly fixedInVersions?: Readonly<Record<string, string>>;
+  /**
+   * Set when the service runs an image index (an OCI image index or a Docker manifest list): then
+   * `imageDigest` is the index's digest (what the service runs), and the findings may name any of its
+   * platform manifests. The remediation patches every platform and pushes a new index, so no platform
+   * is lost. Absent for a single-platform image (and in requests from before multi-arch support).
+   */
+  readonly index?: ImageIndex;
 }
+
+/** An image index (multi-architecture image), as triage read it from ECR. */
+export interface ImageIndex {
+  /** `application/vnd.oci.image.index.v1+json` or `application/vnd.docker.distribution.manifest.list.v2+json`. */
+  readonly mediaType: string;
+  /** Its platform manifests, in the index's order (attestation manifests are not platforms: left out). */
+  readonly platforms: readonly IndexPlatform[];
+  /** Non-platform entries the index held (build attestations): the new index leaves them out, as they attest the old build. */
+  readonly attestations?: number;
+}
+
+/** One platform manifest of an image index. */
+export interface IndexPlatform {
+  /** The platform manifest's digest: what Inspector scans and reports findings on. */
+  readonly digest: string;
+  readonly mediaType: string;
+  /** "amd64", "arm64", ... (the OCI platform's architecture). */
+  readonly architecture: string;
+  /** "linux", ... */
+  readonly os: string;
+  /** "v8" for arm64, when the index says. */
+  readonly variant?: string;
+}
+
+/** Media types of an image index. */
+export const INDEX_MEDIA_TYPES = [
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+] as const;
+/** Media types of a single-platform image manifest. */
+export const MANIFEST_MEDIA_TYPES = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+] as const;
 
 /** One OS package a finding names (Inspector `vulnerablePackages`, packageManager OS). */
 export interface PatchPackage {

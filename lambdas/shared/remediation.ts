@@ -51,6 +51,8 @@ export const mergeImage = (a: AffectedImage, b: AffectedImage): AffectedImage =>
     // Source rebuilds fix OS packages too, so once any finding asks for one, the image gets it.
     rebuild: a.rebuild.mode !== 'patch-os' ? a.rebuild : b.rebuild,
     ...(packages === undefined ? {} : { packages }),
+    // One digest is one image: an index on either side (a request from before multi-arch may lack it).
+    ...((a.index ?? b.index) === undefined ? {} : { index: a.index ?? b.index }),
   };
 };
 

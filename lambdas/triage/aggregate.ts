@@ -67,15 +67,27 @@ const imageOf = (c: Contribution, target: TargetConfig | undefined): AffectedIma
   const image = c.finding.image;
   if (!image) throw new Error(`finding ${c.finding.findingArn} has no image`); // filtered out earlier
   const packages = patchPackagesOf(c.finding);
+  // The service runs an index holding the finding's platform: the remediation is the index's (every
+  // platform is patched), and its findings on any platform fold into the one image.
+  const index = c.use.index;
   return {
     repository: image.repository,
     registry: image.registry,
     repositoryUri: image.repositoryUri,
-    imageDigest: image.imageDigest,
-    imageTags: [...image.imageTags],
+    imageDigest: index ? index.digest : image.imageDigest,
+    imageTags: index ? [...index.tags] : [...image.imageTags],
     containers: [...c.use.containers].sort(),
     ...(image.platform === undefined ? {} : { platform: image.platform }),
-    ...(image.architecture === undefined ? {} : { architecture: image.architecture }),
+    ...(image.architecture === undefined || index ? {} : { architecture: image.architecture }),
+    ...(index
+      ? {
+          index: {
+            mediaType: index.mediaType,
+            platforms: index.platforms.map((p) => ({ ...p })),
+            ...(index.attestations === undefined ? {} : { attestations: index.attestations }),
+          },
+        }
+      : {}),
     packageManagers: [...c.finding.packageManagers].sort(),
     cves: [c.finding.vulnerabilityId],
     severity: c.finding.severity as Severity,

@@ -2,6 +2,7 @@ import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-p
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ECRClient } from '@aws-sdk/client-ecr';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
@@ -50,6 +51,8 @@ export interface TriageClients {
   readonly ecs: ECSClient;
   readonly sfn: SFNClient;
   readonly dynamodb: DynamoDBClient;
+  /** Maps platform digests to the image indexes services run; without it only direct matches count. */
+  readonly ecr?: ECRClient;
 }
 
 /**
@@ -73,6 +76,7 @@ export const createHandler = (
   // Kept across warm invocations: the inventory cache is what keeps a burst from multiplying ECS calls.
   const resolver = new InventoryResolver({
     ecs: clients.ecs,
+    ...(clients.ecr ? { ecr: clients.ecr } : {}),
     targets: config.targets,
     ...(config.discoverByTag ? { discoverByTag: config.discoverByTag } : {}),
     now,
@@ -206,7 +210,12 @@ let cached: ((event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>) 
 export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
   cached ??= createHandler(
     loadEnvironment(process.env),
-    { ecs: new ECSClient({}), sfn: new SFNClient({}), dynamodb: new DynamoDBClient({}) },
+    {
+      ecs: new ECSClient({}),
+      ecr: new ECRClient({}),
+      sfn: new SFNClient({}),
+      dynamodb: new DynamoDBClient({}),
+    },
     { logger, metrics },
   );
   logger.addContext(context);

@@ -1,3 +1,4 @@
+import { BatchGetImageCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import {
   DescribeServicesCommand,
   DescribeTaskDefinitionCommand,
@@ -11,7 +12,13 @@ import {
 import * as z from 'zod';
 import { Limiter } from '../shared/concurrency';
 import type { TargetConfig } from '../shared/config';
-import type { ServiceRef } from '../shared/contracts';
+import {
+  type ImageIndex,
+  INDEX_MEDIA_TYPES,
+  type IndexPlatform,
+  MANIFEST_MEDIA_TYPES,
+  type ServiceRef,
+} from '../shared/contracts';
 import { AutopatchError, ConfigurationError, isTransient, TransientError } from '../shared/errors';
 import { formatProblems, issueProblems } from './schema/issues';
 
@@ -43,6 +50,19 @@ export interface ServiceUse {
   tags: Record<string, string>;
   /** Who deploys it: ECS (UpdateService, what Autopatch drives), CODE_DEPLOY or EXTERNAL. */
   readonly deploymentController: string;
+  /**
+   * The service runs an image index that holds the finding's digest as one of its platforms: the
+   * index (its digest, the tags services reference it by, its platforms). Absent when the service
+   * runs the finding's digest itself.
+   */
+  readonly index?: IndexedImage;
+}
+
+/** An image index of a repository, as ECR's BatchGetImage returned it. */
+export interface IndexedImage extends ImageIndex {
+  readonly digest: string;
+  /** The tags services name it by (that resolved to it when it was read). */
+  readonly tags: readonly string[];
 }
 
 /** The parts of a target the inventory needs (a full TargetConfig fits). */
@@ -70,6 +90,11 @@ export interface InventoryResolverOptions {
    * @default 5
    */
   readonly concurrency?: number;
+  /**
+   * ECR, to map a platform manifest's digest (what Inspector reports) to the image index services
+   * run. Without it, findings match only the digests and tags services reference themselves.
+   */
+  readonly ecr?: Pick<ECRClient, 'send'>;
 }
 
 const containerSchema = z.object({
@@ -196,32 +221,133 @@ class InventoryIndex {
     }
   }
 
-  lookup(image: ImageRef): ServiceUse[] {
+  /** The digests and tags services reference in a repository ("<registry>/<repository>"): what may be an index. */
+  references(repositoryUri: string): { digests: string[]; tags: string[] } {
+    const repository = repositoryUri.trim().toLowerCase();
+    const digests: string[] = [];
+    const tags: string[] = [];
+    for (const key of this.byReference.keys()) {
+      if (key.startsWith(`${repository}@`)) digests.push(key.slice(repository.length + 1));
+      else if (key.startsWith(`${repository}:`) && !key.slice(repository.length + 1).includes('/'))
+        tags.push(key.slice(repository.length + 1));
+    }
+    return { digests: digests.sort(), tags: tags.sort() };
+  }
+
+  /**
+   * The services that run the image: by its digest or one of its tags, or through an image index of
+   * the repository that holds the digest as a platform (a service that runs such an index is matched
+   * through it, so the whole index is patched).
+   */
+  lookup(image: ImageRef, indexes: readonly IndexedImage[] = []): ServiceUse[] {
     const repository = image.repositoryUri.trim().toLowerCase();
-    const keys = [
+    const collect = (keys: readonly string[]): Map<ServiceRecord, Set<string>> => {
+      const found = new Map<ServiceRecord, Set<string>>();
+      for (const key of keys) {
+        for (const [record, containers] of this.byReference.get(key) ?? []) {
+          const into = found.get(record) ?? new Set<string>();
+          for (const c of containers) into.add(c);
+          found.set(record, into);
+        }
+      }
+      return found;
+    };
+    const found = new Map<ServiceRecord, { containers: Set<string>; index?: IndexedImage }>();
+    const digest = image.imageDigest.toLowerCase();
+    for (const index of indexes) {
+      if (!index.platforms.some((p) => p.digest === digest)) continue;
+      const keys = [digestKey(repository, index.digest), ...index.tags.map((t) => tagKey(repository, t))];
+      for (const [record, containers] of collect(keys))
+        if (!found.has(record)) found.set(record, { containers, index });
+    }
+    const direct = collect([
       digestKey(repository, image.imageDigest),
       ...image.imageTags.map((t) => tagKey(repository, t)),
-    ];
-    const found = new Map<ServiceRecord, Set<string>>();
-    for (const key of keys) {
-      for (const [record, containers] of this.byReference.get(key) ?? []) {
-        const into = found.get(record) ?? new Set<string>();
-        for (const c of containers) into.add(c);
-        found.set(record, into);
-      }
-    }
+    ]);
+    for (const [record, containers] of direct) if (!found.has(record)) found.set(record, { containers });
     // Fresh objects: callers may keep or change them without touching the cached inventory.
     return [...found.entries()]
-      .map(([record, containers]) => ({
+      .map(([record, { containers, index }]) => ({
         service: { ...record.service },
         containers: [...containers].sort(),
         taskDefinitionArn: record.taskDefinitionArn,
         tags: { ...record.tags },
         deploymentController: record.deploymentController,
+        ...(index ? { index: structuredClone(index) } : {}),
       }))
       .sort((a, b) => a.service.key.localeCompare(b.service.key));
   }
 }
+
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
+const PLATFORM_WORD = /^[a-z0-9_.-]{1,32}$/;
+/** BatchGetImage takes at most 100 image ids a call. */
+const BATCH_GET_IMAGE_MAX = 100;
+
+/**
+ * The platforms of an image index manifest (OCI image index or Docker manifest list), or undefined
+ * when the manifest is no index or does not read as one. Build attestations (buildx's
+ * `vnd.docker.reference.type: attestation-manifest`, platform unknown/unknown) are counted, not
+ * listed: they are no platform to run or patch. Every value that reaches a build variable or a tag is
+ * checked against a small alphabet. Pure.
+ */
+export const parseIndexManifest = (
+  manifest: string,
+  mediaType: string | undefined,
+): ImageIndex | undefined => {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(manifest);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const doc = parsed as { mediaType?: unknown; manifests?: unknown };
+  const type = typeof doc.mediaType === 'string' ? doc.mediaType : mediaType;
+  if (!(INDEX_MEDIA_TYPES as readonly (string | undefined)[]).includes(type) || !Array.isArray(doc.manifests))
+    return undefined;
+  const platforms: IndexPlatform[] = [];
+  let attestations = 0;
+  for (const entry of doc.manifests as unknown[]) {
+    const m = (entry ?? {}) as {
+      mediaType?: unknown;
+      digest?: unknown;
+      platform?: { architecture?: unknown; os?: unknown; variant?: unknown };
+      annotations?: Record<string, unknown>;
+    };
+    const architecture = m.platform?.architecture;
+    const os = m.platform?.os;
+    if (
+      m.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' ||
+      (architecture === 'unknown' && os === 'unknown')
+    ) {
+      attestations++;
+      continue;
+    }
+    const variant = m.platform?.variant;
+    if (
+      typeof m.digest !== 'string' ||
+      !DIGEST.test(m.digest) ||
+      typeof m.mediaType !== 'string' ||
+      !(MANIFEST_MEDIA_TYPES as readonly string[]).includes(m.mediaType) ||
+      typeof architecture !== 'string' ||
+      !PLATFORM_WORD.test(architecture) ||
+      typeof os !== 'string' ||
+      !PLATFORM_WORD.test(os) ||
+      (variant !== undefined && (typeof variant !== 'string' || !PLATFORM_WORD.test(variant)))
+    )
+      return undefined;
+    platforms.push({
+      digest: m.digest,
+      mediaType: m.mediaType,
+      architecture,
+      os,
+      ...(variant === undefined ? {} : { variant: variant as string }),
+    });
+  }
+  if (platforms.length === 0) return undefined;
+  return { mediaType: type as string, platforms, ...(attestations > 0 ? { attestations } : {}) };
+};
 
 const parseSnapshot = (snapshot: unknown): ServiceRecord[] => {
   const parsed = snapshotSchema.safeParse(snapshot);
@@ -253,6 +379,9 @@ export class InventoryResolver {
   /** Task definition revisions are immutable: described once for the resolver's life, across rebuilds. */
   private readonly taskDefinitions = new Map<string, Promise<Array<{ name: string; image: string }>>>();
   private cached: { readonly builtAt: number; readonly index: Promise<InventoryIndex> } | undefined;
+  private readonly ecr: Pick<ECRClient, 'send'> | undefined;
+  /** Image indexes by repository, read once per inventory build (tags move with deployments too). */
+  private readonly indexes = new WeakMap<InventoryIndex, Map<string, Promise<IndexedImage[]>>>();
   private calls = 0;
 
   constructor(options: InventoryResolverOptions | InventorySnapshotOptions) {
@@ -263,6 +392,7 @@ export class InventoryResolver {
       this.now = () => new Date();
       this.ttlMs = Number.POSITIVE_INFINITY;
       this.limiter = new Limiter(1);
+      this.ecr = undefined;
       this.cached = {
         builtAt: 0,
         index: Promise.resolve(new InventoryIndex(parseSnapshot(options.snapshot))),
@@ -275,6 +405,7 @@ export class InventoryResolver {
     this.now = options.now ?? (() => new Date());
     this.ttlMs = options.cacheTtlMs ?? DEFAULT_TTL_MS;
     this.limiter = new Limiter(Math.max(1, options.concurrency ?? 5));
+    this.ecr = options.ecr;
   }
 
   /** A resolver over a written-down inventory (local runs): same matching, no API calls. */
@@ -282,7 +413,7 @@ export class InventoryResolver {
     return new InventoryResolver({ snapshot });
   }
 
-  /** ECS API calls made so far (each page and batch counts one; SDK-internal retries do not). */
+  /** ECS and ECR API calls made so far (each page and batch counts one; SDK-internal retries do not). */
   get apiCalls(): number {
     return this.calls;
   }
@@ -294,7 +425,75 @@ export class InventoryResolver {
    * finding); a failed build is not cached.
    */
   async servicesForImage(image: ImageRef): Promise<ServiceUse[]> {
-    return (await this.inventory()).lookup(image);
+    const inventory = await this.inventory();
+    return inventory.lookup(image, await this.indexesOf(inventory, image));
+  }
+
+  /**
+   * The image indexes among what services reference in the finding's repository: one BatchGetImage
+   * per 100 references, once per repository per inventory build, whatever the number of findings.
+   * No ECR client, or nothing referenced in the repository: none (and no call).
+   */
+  private indexesOf(inventory: InventoryIndex, image: ImageRef): Promise<IndexedImage[]> {
+    if (!this.ecr) return Promise.resolve([]);
+    const repositoryUri = image.repositoryUri.trim().toLowerCase();
+    let byRepository = this.indexes.get(inventory);
+    if (!byRepository) {
+      byRepository = new Map();
+      this.indexes.set(inventory, byRepository);
+    }
+    const key = `${image.registry}\n${repositoryUri}`;
+    let read = byRepository.get(key);
+    if (!read) {
+      read = this.readIndexes(image, inventory.references(repositoryUri));
+      byRepository.set(key, read);
+      const cache = byRepository;
+      read.catch(() => cache.delete(key));
+    }
+    return read;
+  }
+
+  private async readIndexes(
+    image: ImageRef,
+    references: { digests: string[]; tags: string[] },
+  ): Promise<IndexedImage[]> {
+    const ids = [
+      ...references.digests.filter((d) => DIGEST.test(d)).map((imageDigest) => ({ imageDigest })),
+      ...references.tags.map((imageTag) => ({ imageTag })),
+    ];
+    const ecr = this.ecr;
+    if (ids.length === 0 || !ecr) return [];
+    const outs = await Promise.all(
+      chunk(ids, BATCH_GET_IMAGE_MAX).map((imageIds) =>
+        this.call(
+          'BatchGetImage',
+          () =>
+            ecr.send(
+              new BatchGetImageCommand({
+                registryId: image.registry,
+                repositoryName: image.repository,
+                imageIds,
+                // The index types first: ECR returns an index as an index only when they are accepted.
+                acceptedMediaTypes: [...INDEX_MEDIA_TYPES, ...MANIFEST_MEDIA_TYPES],
+              }),
+            ),
+          'ECR',
+        ),
+      ),
+    );
+    const byDigest = new Map<string, IndexedImage>();
+    for (const got of outs.flatMap((out) => out.images ?? [])) {
+      const digest = got.imageId?.imageDigest;
+      if (!digest || !got.imageManifest) continue;
+      const index = parseIndexManifest(got.imageManifest, got.imageManifestMediaType);
+      if (!index) continue;
+      const seen = byDigest.get(digest);
+      const tag = got.imageId?.imageTag;
+      const tags = [...new Set([...(seen?.tags ?? []), ...(tag ? [tag] : [])])].sort();
+      byDigest.set(digest, { ...index, digest, tags });
+    }
+    // Failures (an image or tag deleted since the task definition named it) leave nothing to map.
+    return [...byDigest.values()].sort((a, b) => a.digest.localeCompare(b.digest));
   }
 
   private inventory(): Promise<InventoryIndex> {
@@ -486,14 +685,14 @@ export class InventoryResolver {
     return all;
   }
 
-  /** Every ECS call goes through here: counted, rate-capped, and its error classified. */
-  private async call<T>(what: string, send: () => Promise<T>): Promise<T> {
+  /** Every ECS (and ECR) call goes through here: counted, rate-capped, and its error classified. */
+  private async call<T>(what: string, send: () => Promise<T>, service = 'ECS'): Promise<T> {
     this.calls++;
     try {
       return await this.limiter.run(send);
     } catch (error) {
       const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      const message = `inventory: ECS ${what} failed: ${detail}`;
+      const message = `inventory: ${service} ${what} failed: ${detail}`;
       throw isTransient(error)
         ? new TransientError(message, { cause: error })
         : new AutopatchError(message, { cause: error });

@@ -27,6 +27,12 @@ export const WORKFLOW_ERRORS = {
   putBackFailed: 'PutBackFailedError',
   /** A dependency failed in a retryable way (shared TransientError). */
   transient: 'TransientError',
+  /**
+   * An image index holds a platform Autopatch cannot patch (only linux/amd64 and linux/arm64 have
+   * build projects): the plan fails before any build (outcome BuildFailed), never pushing an index
+   * that lost a platform.
+   */
+  platformNotPatchable: 'PlatformNotPatchableError',
   /** SendTaskFailure error an approver's rejection carries (see approval.ts). */
   rejected: 'Autopatch.Rejected',
 
@@ -145,5 +151,21 @@ export class ApprovalNotPendingError extends AutopatchError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'ApprovalNotPendingError';
+  }
+}
+
+/** An image index holds a platform that no build project patches (see WORKFLOW_ERRORS.platformNotPatchable). */
+export class PlatformNotPatchableError extends AutopatchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = WORKFLOW_ERRORS.platformNotPatchable;
+  }
+}
+
+/** The patched platforms could not be assembled into a new image index (a platform missing, ECR refused the index). */
+export class ImageIndexError extends AutopatchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ImageIndexError';
   }
 }

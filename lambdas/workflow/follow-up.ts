@@ -94,6 +94,13 @@ export const resolveFollowUp = (
     for (const cve of image.cves.filter((c) => at.fixed.has(c)))
       alreadyFixed.push({ digest: image.imageDigest, cve, by });
     if (left.length === 0) continue;
+    if (image.index) {
+      // An image index was patched into a new index whose platforms this request does not know (its
+      // platform list is the old index's): rebuilding them would undo the patch. Left to the findings
+      // Inspector reports on the new index's platforms, which triage maps to it afresh.
+      dropped.push({ digest: image.imageDigest, runs: at.digest });
+      continue;
+    }
     rebased.push({ from: image.imageDigest, to: at.digest, by });
     // The tags named the old image; the patched one is known by digest (and its autopatch- tag).
     out.push({ ...image, imageDigest: at.digest, imageTags: [], cves: left });

@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import {
   type AffectedImage,
+  type IndexPlatform,
   MAX_PATCH_PACKAGES_PER_IMAGE,
   type PatchPackage,
   SAFE_PACKAGE_NAME,
   SAFE_PACKAGE_VERSION,
 } from '../shared/contracts';
 import { ConfigurationError } from '../shared/errors';
+import { PlatformNotPatchableError } from './errors';
 import type { BuildEnvironmentVariable, PlannedBuild } from './state';
 
 /** The construct's own CodeBuild projects, one per CPU architecture (a patch layer runs the image's binaries). */
@@ -58,6 +60,19 @@ const compactTime = (iso: string): string => {
     .replace(/\.\d+Z$/, 'Z');
 };
 
+/**
+ * The tag a rebuilt image (or a new image index) is pushed under. Two services that share a base image
+ * rebuild it in their own executions, possibly in the same second: the execution's hash keeps their
+ * pushes on separate tags (and immutable-tag repositories happy).
+ */
+export const targetTagFor = (
+  digest: string,
+  execution: { readonly executionName: string; readonly startedAt: string },
+): string => {
+  const executionHash = createHash('sha256').update(execution.executionName).digest('hex').slice(0, 8);
+  return `autopatch-${shortDigest(digest)}-${compactTime(execution.startedAt)}-${executionHash}`;
+};
+
 const env = (Name: string, Value: string): BuildEnvironmentVariable => ({ Name, Value, Type: 'PLAINTEXT' });
 
 /** PATCH_PACKAGES longer than this falls back to upgrading everything (the list could not be cut short). */
@@ -84,14 +99,67 @@ export const patchPackagesVariable = (packages: readonly PatchPackage[] | undefi
   return value.length > MAX_PATCH_PACKAGES_CHARS ? undefined : value;
 };
 
+/** The platforms a build project patches: its CPU architecture on Linux (CodeBuild runs Linux containers). */
+export const patchablePlatform = (p: Pick<IndexPlatform, 'os' | 'architecture' | 'variant'>): boolean =>
+  p.os === 'linux' &&
+  (p.architecture === 'amd64' || (p.architecture === 'arm64' && (p.variant ?? 'v8') === 'v8'));
+
+const platformName = (p: Pick<IndexPlatform, 'os' | 'architecture' | 'variant'>): string =>
+  [p.os, p.architecture, p.variant].filter(Boolean).join('/');
+
 /**
- * "Plan the image builds": one build per affected image. Every variable is always set (empty when it
- * does not apply) so the buildspecs and the definition never meet a missing field.
+ * What one build patches: a single-platform image as is; each platform of an image index as an image
+ * of its own (the platform manifest's digest, architecture), tied back to its index. Throws
+ * PlatformNotPatchableError when an index holds a platform no build project patches: the new index
+ * would lose it, so nothing is built.
+ */
+type BuildUnit = { image: AffectedImage; platformOf?: PlannedBuild['platformOf'] };
+
+export const buildUnits = (images: readonly AffectedImage[]): BuildUnit[] =>
+  images.flatMap((image): BuildUnit[] => {
+    if (!image.index) return [{ image }];
+    const { index, ...rest } = image;
+    // Triage checked them; a request from elsewhere (the ledger, a console re-run) is checked again:
+    // a platform digest reaches a build's IMAGE_URI.
+    const malformed = index.platforms.filter((p) => !/^sha256:[a-f0-9]{64}$/.test(p.digest));
+    if (malformed.length > 0 || index.platforms.length === 0) {
+      throw new ConfigurationError(
+        `${image.repository}@${image.imageDigest} names an image index without valid platform digests: nothing was built.`,
+      );
+    }
+    const unpatchable = index.platforms.filter((p) => !patchablePlatform(p));
+    if (unpatchable.length > 0) {
+      throw new PlatformNotPatchableError(
+        `${image.repository}@${image.imageDigest} is an image index with platform(s) ` +
+          `${unpatchable.map(platformName).join(', ')} that Autopatch cannot patch (its build projects patch ` +
+          'linux/amd64 and linux/arm64 only). A new index without them would break the tasks that run them, so ' +
+          'nothing was built or deployed: patch this image through its own pipeline.',
+      );
+    }
+    return index.platforms.map((platform) => ({
+      image: {
+        ...rest,
+        imageDigest: platform.digest,
+        imageTags: [],
+        architecture: platform.architecture,
+      },
+      platformOf: {
+        indexDigest: image.imageDigest,
+        indexMediaType: index.mediaType,
+        platform: { ...platform },
+        platformCount: index.platforms.length,
+      },
+    }));
+  });
+
+/**
+ * "Plan the image builds": one build per affected image, and per platform of an image index (on the
+ * project of the platform's architecture). Every variable is always set (empty when it does not
+ * apply) so the buildspecs and the definition never meet a missing field.
  */
 export const planBuilds = (input: PlanBuildsInput, projects: BuildProjects): { builds: PlannedBuild[] } => {
-  const executionHash = createHash('sha256').update(input.executionName).digest('hex').slice(0, 8);
   return {
-    builds: input.images.map((image) => {
+    builds: buildUnits(input.images).map(({ image, platformOf }) => {
       const arch = isArm(image.architecture) ? 'arm' : 'x86';
       const rebuild = image.rebuild;
       let projectName: string;
@@ -110,9 +178,7 @@ export const planBuilds = (input: PlanBuildsInput, projects: BuildProjects): { b
             `unknown rebuild mode ${JSON.stringify(rebuild)} for ${image.repository}`,
           );
       }
-      // Two services that share a base image rebuild it in their own executions, possibly in the same
-      // second: the execution's hash keeps their pushes on separate tags (and immutable-tag repositories happy).
-      const targetTag = `autopatch-${shortDigest(image.imageDigest)}-${compactTime(input.startedAt)}-${executionHash}`;
+      const targetTag = targetTagFor(image.imageDigest, input);
       const packages = patchPackagesVariable(image.packages);
       // A targeted patch layer needs the exact list; without it, every update is the safe side.
       const scope =
@@ -123,6 +189,7 @@ export const planBuilds = (input: PlanBuildsInput, projects: BuildProjects): { b
             : (rebuild.packages ?? 'vulnerable');
       return {
         image,
+        ...(platformOf ? { platformOf } : {}),
         mode: rebuild.mode,
         projectName,
         targetTag,

@@ -1,4 +1,10 @@
-import type { AffectedImage, Outcome, RebuildMode, RemediationRequest } from '../shared/contracts';
+import type {
+  AffectedImage,
+  IndexPlatform,
+  Outcome,
+  RebuildMode,
+  RemediationRequest,
+} from '../shared/contracts';
 
 /**
  * What the remediation workflow accumulates in its state as it runs (the JSONPath `$`), on top of the
@@ -21,6 +27,19 @@ export interface PlannedBuild {
   /** The tag the build pushes, e.g. autopatch-3f2a9c1d0b7e-20240904T165538Z. */
   readonly targetTag: string;
   readonly environment: readonly BuildEnvironmentVariable[];
+  /**
+   * This build patches one platform of an image index (`image` is then that platform's image, its
+   * digest the platform manifest's): "Assemble the patched image indexes" puts the patched platforms
+   * back together into a new index.
+   */
+  readonly platformOf?: {
+    readonly indexDigest: string;
+    /** The old index's media type (the new one keeps it when its platforms allow). */
+    readonly indexMediaType: string;
+    readonly platform: IndexPlatform;
+    /** How many platforms the index holds: the new index must hold as many. */
+    readonly platformCount: number;
+  };
 }
 
 /** "Verify the patched image by rescan" → one element of `$.patched[]`: an image proven fixed. */
@@ -36,6 +55,22 @@ export interface PatchedImage {
   readonly targetTag: string;
   /** The target CVEs Inspector no longer reports on the new digest (all of them, or verify fails). */
   readonly cvesClosed: readonly string[];
+  readonly buildId?: string;
+  readonly buildLogLink?: string;
+  /**
+   * A patched image index: each platform, from its old to its new manifest digest (oldDigest and
+   * newDigest are then the indexes'). Set by "Assemble the patched image indexes".
+   */
+  readonly platforms?: readonly PatchedPlatform[];
+}
+
+/** One platform of a patched image index. */
+export interface PatchedPlatform {
+  readonly architecture: string;
+  readonly os: string;
+  readonly variant?: string;
+  readonly oldDigest: string;
+  readonly newDigest: string;
   readonly buildId?: string;
   readonly buildLogLink?: string;
 }
@@ -103,7 +138,7 @@ export interface WorkflowState extends RemediationRequest {
   };
   /** "Plan the image builds". */
   readonly plan?: { readonly builds: readonly PlannedBuild[] };
-  /** "Rebuild and verify each image". */
+  /** "Rebuild and verify each image" (one per build), then "Assemble the patched image indexes" (one per image). */
   readonly patched?: readonly PatchedImage[];
   /** "Register the patched task definition". */
   readonly taskDefinition?: { readonly previousArn: string; readonly patchedArn: string };

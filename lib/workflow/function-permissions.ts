@@ -185,7 +185,27 @@ export const grantFunctionPermissions = (
   functions.sweep.addToRolePolicy(startExecution());
 
   grantCodeDeployPermissions(functions, s);
+  grantImageIndexPermissions(functions, s);
 };
+
+// ---------------------------------------------------------------- Multi-architecture images (issue #15)
+
+/**
+ * "Assemble the patched image indexes" reads the patched platform manifests (BatchGetImage) and
+ * pushes the new index that references them (PutImage of the index manifest alone: its platforms'
+ * layers are already in the repository), where the image builds may push.
+ */
+const grantImageIndexPermissions = (
+  functions: Readonly<Record<FunctionRole, nodejs.NodejsFunction>>,
+  s: WorkflowStatements,
+): void => {
+  const assemble = functions.assembleIndexes;
+  assemble.addToRolePolicy(
+    new iam.PolicyStatement({ actions: ['ecr:BatchGetImage'], resources: [s.repositories] }),
+  );
+  for (const statement of s.putImageIndex) assemble.addToRolePolicy(statement);
+};
+// ---------------------------------------------------------------- end of multi-architecture images
 
 /**
  * CODE_DEPLOY services: the gate finds the deployment group, "Deploy the patched revision with

@@ -51,6 +51,12 @@ export const FUNCTIONS = {
     description: 'Autopatch: wait for the rescan that verifies the patch',
     substitution: 'VerifyRescanFunctionArn',
   },
+  assembleIndexes: {
+    file: 'assemble-indexes',
+    timeout: 60,
+    description: 'Autopatch: assemble the patched platforms of an image index into a new index',
+    substitution: 'AssembleIndexesFunctionArn',
+  },
   registerTaskDefinition: {
     file: 'register-task-definition',
     timeout: 60,

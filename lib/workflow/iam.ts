@@ -85,6 +85,11 @@ export class WorkflowStatements {
    * own watch), and stopping one can only roll it back to the previous revision.
    */
   readonly stopDeployment: iam.PolicyStatement;
+  /**
+   * ecr:PutImage of a new image index (multi-architecture images), where the image builds may push
+   * (ecrPushScope): every repository, or tagged and named ones with pushToTaggedRepositoriesOnly.
+   */
+  readonly putImageIndex: readonly iam.PolicyStatement[];
 
   constructor(scope: IConstruct, props: WorkflowStatementsProps) {
     const arn = arnOf(scope);
@@ -92,6 +97,21 @@ export class WorkflowStatements {
     this.services = arn('ecs', 'service', '*');
     this.serviceDeployments = arn('ecs', 'service-deployment', '*');
     this.repositories = arn('ecr', 'repository', '*');
+    const push = ecrPushScope(arn, props);
+    this.putImageIndex = push.anyRepository
+      ? [new iam.PolicyStatement({ actions: ['ecr:PutImage'], resources: [this.repositories] })]
+      : [
+          new iam.PolicyStatement({
+            actions: ['ecr:PutImage'],
+            resources: [this.repositories],
+            conditions: {
+              StringEquals: { [`aws:ResourceTag/${props.serviceTag.key}`]: props.serviceTag.value },
+            },
+          }),
+          ...(push.named.length > 0
+            ? [new iam.PolicyStatement({ actions: ['ecr:PutImage'], resources: [...push.named] })]
+            : []),
+        ];
     this.describeEcs = new iam.PolicyStatement({
       actions: ['ecs:DescribeServices', 'ecs:DescribeServiceDeployments'],
       resources: [this.services, this.serviceDeployments],

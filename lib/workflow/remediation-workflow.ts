@@ -92,6 +92,8 @@ export class RemediationWorkflow extends Construct {
   public readonly planBuildsFunction: nodejs.NodejsFunction;
   public readonly requestApprovalFunction: nodejs.NodejsFunction;
   public readonly verifyRescanFunction: nodejs.NodejsFunction;
+  /** Assembles the patched platforms of an image index into a new index (multi-architecture images). */
+  public readonly assembleIndexesFunction: nodejs.NodejsFunction;
   public readonly registerTaskDefinitionFunction: nodejs.NodejsFunction;
   public readonly watchDeploymentFunction: nodejs.NodejsFunction;
   public readonly restoreFunction: nodejs.NodejsFunction;
@@ -137,6 +139,7 @@ export class RemediationWorkflow extends Construct {
     this.planBuildsFunction = functions.planBuilds;
     this.requestApprovalFunction = functions.requestApproval;
     this.verifyRescanFunction = functions.verifyRescan;
+    this.assembleIndexesFunction = functions.assembleIndexes;
     this.registerTaskDefinitionFunction = functions.registerTaskDefinition;
     this.watchDeploymentFunction = functions.watchDeployment;
     this.restoreFunction = functions.restore;

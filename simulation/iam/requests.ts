@@ -135,6 +135,7 @@ export const authorizationRequests = (
     // ------------------------------------------------------------------ ECR
     case 'ecr:DescribeImages':
     case 'ecr:BatchGetImage':
+    case 'ecr:PutImage':
     case 'ecr:ListImages': {
       const registry = str(input.registryId) ?? accountId;
       return [

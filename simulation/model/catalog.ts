@@ -34,7 +34,7 @@ export const OPERATIONS: Record<ServiceName, readonly string[]> = {
     'StopServiceDeployment',
     'DescribeServiceRevisions',
   ],
-  ecr: ['DescribeRepositories', 'DescribeImages', 'BatchGetImage', 'ListImages'],
+  ecr: ['DescribeRepositories', 'DescribeImages', 'BatchGetImage', 'ListImages', 'PutImage'],
   codebuild: ['StartBuild', 'BatchGetBuilds', 'StopBuild'],
   codedeploy: [
     'ListApplications',

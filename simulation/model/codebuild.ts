@@ -11,7 +11,7 @@ import type {
   StopBuildCommandOutput,
 } from '@aws-sdk/client-codebuild';
 import type { BuildSpec, FindingSpec } from '../scenario';
-import type { EcrModel, Image } from './ecr';
+import { type EcrModel, type Image, manifestDigest, OCI_MANIFEST } from './ecr';
 import { sdkError } from './errors';
 import type { InspectorModel } from './inspector';
 import type { World } from './world';
@@ -148,7 +148,19 @@ export class CodeBuildModel {
       this.finish(build, 'SUCCEEDED');
       return;
     }
-    const digest = `sha256:${createHash('sha256').update(`${source.digest}\n${build.id}`).digest('hex')}`;
+    // A manifest of its own whose sha256 is the digest, as a registry computes it: the image-index
+    // assembly checks the bytes ECR returns against the digest.
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: `sha256:${createHash('sha256').update(`${source.digest}\n${build.id}`).digest('hex')}`,
+        size: 1469,
+      },
+      layers: [],
+    });
+    const digest = manifestDigest(manifest);
     const tag = build.targetTag ?? `autopatch-${build.id.split(':')[1]?.slice(0, 8) ?? build.number}`;
     const pushed = this.ecr.push({
       repository,
@@ -159,6 +171,7 @@ export class CodeBuildModel {
       architecture: source.architecture,
       sizeInBytes: source.sizeInBytes + 1_048_576,
       builtFrom: source.digest,
+      manifest,
     });
     build.pushed = pushed;
     const kept: FindingSpec[] = this.inspector

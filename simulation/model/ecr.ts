@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type {
   BatchGetImageCommandInput,
   BatchGetImageCommandOutput,
@@ -8,6 +9,8 @@ import type {
   ImageDetail,
   ListImagesCommandInput,
   ListImagesCommandOutput,
+  PutImageCommandInput,
+  PutImageCommandOutput,
 } from '@aws-sdk/client-ecr';
 import { sdkError } from './errors';
 import type { World } from './world';
@@ -24,7 +27,56 @@ export interface Image {
   readonly sizeInBytes: number;
   /** The digest this image was rebuilt from, for images pushed by a simulated build. */
   readonly builtFrom?: string;
+  /**
+   * The manifest's exact text, when the image has one whose sha256 is its digest (images pushed by a
+   * simulated build, indexes put with PutImage). Scenario images have made-up digests: BatchGetImage
+   * describes them with a manifest of their kind.
+   */
+  readonly manifest?: string;
+  /** An image index (multi-architecture image): its platform manifests, in order. */
+  readonly manifests?: readonly IndexedManifest[];
+  /** The manifest's media type; an OCI image manifest when absent. */
+  readonly mediaType?: string;
 }
+
+/** One platform manifest an image index references. */
+export interface IndexedManifest {
+  readonly digest: string;
+  readonly mediaType: string;
+  readonly size: number;
+  readonly architecture: string;
+  readonly os: string;
+  readonly variant?: string;
+}
+
+export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const INDEX_TYPES = new Set([OCI_INDEX, 'application/vnd.docker.distribution.manifest.list.v2+json']);
+
+export const manifestDigest = (manifest: string): string =>
+  `sha256:${createHash('sha256').update(manifest, 'utf8').digest('hex')}`;
+
+/** The manifest text of an image (its own, or one of its kind for a scenario image). */
+export const manifestOf = (image: Image): string => {
+  if (image.manifest !== undefined) return image.manifest;
+  if (image.manifests)
+    return JSON.stringify({
+      schemaVersion: 2,
+      mediaType: image.mediaType ?? OCI_INDEX,
+      manifests: image.manifests.map((m) => ({
+        mediaType: m.mediaType,
+        digest: m.digest,
+        size: m.size,
+        platform: { architecture: m.architecture, os: m.os, ...(m.variant ? { variant: m.variant } : {}) },
+      })),
+    });
+  return JSON.stringify({
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: image.digest, size: 1469 },
+    layers: [],
+  });
+};
 
 interface Repository {
   readonly name: string;
@@ -113,8 +165,8 @@ export class EcrModel {
       imageTags: [...image.tags],
       imageSizeInBytes: image.sizeInBytes,
       imagePushedAt: image.pushedAt,
-      imageManifestMediaType: 'application/vnd.oci.image.manifest.v1+json',
-      artifactMediaType: 'application/vnd.oci.image.config.v1+json',
+      imageManifestMediaType: image.mediaType ?? OCI_MANIFEST,
+      ...(image.manifests ? {} : { artifactMediaType: 'application/vnd.oci.image.config.v1+json' }),
       imageScanStatus: { status: 'ACTIVE', description: 'Continuous scan is selected for image.' },
     };
   }
@@ -175,24 +227,106 @@ export class EcrModel {
           });
           continue;
         }
+        // What ECR does when an index is asked for without the index types in acceptedMediaTypes is
+        // not modelled (Autopatch always accepts them): the image is returned as it is.
         images.push({
           registryId: this.world.accountId,
           repositoryName: repo.name,
           imageId: { imageDigest: image.digest, ...(id.imageTag ? { imageTag: id.imageTag } : {}) },
-          imageManifest: JSON.stringify({
-            schemaVersion: 2,
-            mediaType: 'application/vnd.oci.image.manifest.v1+json',
-            config: {
-              mediaType: 'application/vnd.oci.image.config.v1+json',
-              digest: image.digest,
-              size: 1469,
-            },
-            layers: [],
-          }),
-          imageManifestMediaType: 'application/vnd.oci.image.manifest.v1+json',
+          imageManifest: manifestOf(image),
+          imageManifestMediaType: image.mediaType ?? OCI_MANIFEST,
         });
       }
       return { images, failures };
+    },
+    /**
+     * Only what Autopatch puts itself: an image index over manifests already in the repository (the
+     * image builds push through the registry API, which the simulation does not model).
+     */
+    PutImage: (input: PutImageCommandInput): Out<PutImageCommandOutput> => {
+      const repo = this.repo(input.repositoryName as string);
+      const manifest = input.imageManifest as string;
+      let parsed: { mediaType?: string; manifests?: unknown } = {};
+      try {
+        parsed = JSON.parse(manifest) as typeof parsed;
+      } catch {
+        throw sdkError(
+          'ecr',
+          'InvalidParameterException',
+          "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax'",
+        );
+      }
+      const mediaType = parsed.mediaType ?? input.imageManifestMediaType;
+      if (!mediaType || !INDEX_TYPES.has(mediaType) || !Array.isArray(parsed.manifests)) {
+        throw sdkError(
+          'ecr',
+          'InvalidParameterException',
+          'The simulation models PutImage of an image index only (the builds push images through the registry API).',
+        );
+      }
+      const children = (parsed.manifests as Array<Record<string, unknown>>).map((m) => {
+        const platform = (m.platform ?? {}) as Record<string, unknown>;
+        return {
+          digest: String(m.digest),
+          mediaType: String(m.mediaType),
+          size: Number(m.size),
+          architecture: String(platform.architecture),
+          os: String(platform.os),
+          ...(typeof platform.variant === 'string' ? { variant: platform.variant } : {}),
+        };
+      });
+      const missing = children.filter(
+        (c) => !repo.images.has(c.digest) || repo.images.get(c.digest)?.manifests,
+      );
+      if (missing.length > 0) {
+        throw sdkError(
+          'ecr',
+          'ReferencedImagesNotFoundException',
+          `The manifest list is referencing images that do not exist: ${missing.map((m) => m.digest).join(', ')}`,
+        );
+      }
+      const digest = manifestDigest(manifest);
+      if (input.imageDigest && input.imageDigest !== digest)
+        throw sdkError(
+          'ecr',
+          'ImageDigestDoesNotMatchException',
+          `The image digest ${input.imageDigest} does not match ${digest}`,
+        );
+      const existing = repo.images.get(digest);
+      const tag = input.imageTag;
+      if (existing && (tag === undefined || existing.tags.includes(tag))) {
+        throw sdkError(
+          'ecr',
+          'ImageAlreadyExistsException',
+          `Image with digest '${digest}'${tag ? ` and tag '${tag}'` : ''} already exists in the repository with name '${repo.name}' in registry with id '${this.world.accountId}'`,
+        );
+      }
+      const first = repo.images.get(children[0]?.digest ?? '');
+      const image = this.push({
+        repository: repo.name,
+        digest,
+        tags: tag ? [tag] : [],
+        pushedAt: this.world.now(),
+        platform: first?.platform ?? 'UNKNOWN',
+        architecture: 'index',
+        sizeInBytes: children.reduce((n, c) => n + (repo.images.get(c.digest)?.sizeInBytes ?? 0), 0),
+        manifest,
+        manifests: children,
+        mediaType,
+      });
+      this.world.note(
+        'ecr',
+        `PutImage: image index ${repo.name}${tag ? `:${tag}` : ''} (${digest.slice(7, 19)}) of ${children.map((c) => `${c.architecture} ${c.digest.slice(7, 19)}`).join(', ')}`,
+      );
+      return {
+        image: {
+          registryId: this.world.accountId,
+          repositoryName: repo.name,
+          imageId: { imageDigest: image.digest, ...(tag ? { imageTag: tag } : {}) },
+          imageManifest: manifest,
+          imageManifestMediaType: mediaType,
+        },
+      };
     },
     ListImages: (input: ListImagesCommandInput): Out<ListImagesCommandOutput> => {
       const repo = this.repo(input.repositoryName as string);

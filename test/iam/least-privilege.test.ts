@@ -74,6 +74,22 @@ const sampleInputs = (
       stopType: 'ROLLBACK',
     })),
     'ecr:DescribeImages': [{ repositoryName: 'payments/checkout', imageIds: [{ imageDigest: 'sha256:ab' }] }],
+    // Multi-architecture images: triage reads the index manifests, the assembly step the patched platforms.
+    'ecr:BatchGetImage': [
+      {
+        repositoryName: 'payments/checkout',
+        imageIds: [{ imageTag: 'v2' }],
+        acceptedMediaTypes: ['application/vnd.oci.image.index.v1+json'],
+      },
+    ],
+    'ecr:PutImage': [
+      {
+        repositoryName: 'payments/checkout',
+        imageManifest: '{}',
+        imageManifestMediaType: 'application/vnd.oci.image.index.v1+json',
+        imageTag: 'autopatch-0123456789ab-20240904T165538Z-0a1b2c3d',
+      },
+    ],
     'inspector2:ListCoverage': [{}],
     'inspector2:ListFindings': [{}],
     'cloudwatch:DescribeAlarms': [{ AlarmNames: ['checkout-5xx'] }],
@@ -158,6 +174,7 @@ const LAMBDAS = [
   'planBuilds',
   'requestApproval',
   'verifyRescan',
+  'assembleIndexes',
   'registerTaskDefinition',
   'watchDeployment',
   'restore',

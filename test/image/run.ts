@@ -4,7 +4,9 @@
  * Debian 12 image in an OCI registry on 127.0.0.1, with the build environment planBuilds gives them,
  * and the images they push are checked: the exported digest is the registry's, the vulnerable packages
  * were upgraded (and, when targeted, nothing else), the runtime contract and the labels are right.
- * Every shell script of every buildspec goes through shellcheck first.
+ * Every shell script of every buildspec goes through shellcheck first. Multi-architecture images: an
+ * amd64 + arm64 index made by buildah is read, planned per platform and reassembled by the workflow's
+ * own code against the registry (the platform images are built from scratch: no arm64 emulation here).
  *
  * Needs root and Debian (apt-get installs podman, buildah, skopeo, debootstrap, docker-registry,
  * shellcheck and git when missing). Talks only to 127.0.0.1 and, through apt, Debian's mirrors.
@@ -29,7 +31,16 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AffectedImage, PatchPackage, RebuildMode } from '../../lambdas/shared/contracts';
+import { BatchGetImageCommand, PutImageCommand } from '@aws-sdk/client-ecr';
+import {
+  type AffectedImage,
+  INDEX_MEDIA_TYPES,
+  MANIFEST_MEDIA_TYPES,
+  type PatchPackage,
+  type RebuildMode,
+} from '../../lambdas/shared/contracts';
+import { parseIndexManifest } from '../../lambdas/triage/inventory';
+import { type AssembleIndexesDeps, assembleIndexes } from '../../lambdas/workflow/assemble-indexes';
 import { planBuilds } from '../../lambdas/workflow/plan-builds';
 import { BASE_CONFIG, type BaseImage, buildBaseImage, debianRootfs } from './base-image';
 import { type BuildSpec, commandsAsScript, driverScript, loadBuildSpecs } from './buildspecs';
@@ -435,6 +446,7 @@ const scenarios: Record<string, (ctx: Context, baseline: Map<string, string>) =>
    * The base tag was moved to a patched image after the project's first build, so only a real pull
    * picks the fixes up.
    */
+  'multi-arch-index': (ctx) => multiArch(ctx),
   source: async (ctx) => {
     const name = 'source (Dockerfile project, base pulled fresh)';
     const opts = { env: ctx.env, logFile };
@@ -517,6 +529,285 @@ const scenarios: Record<string, (ctx: Context, baseline: Map<string, string>) =>
 };
 
 let patchedAll: string | undefined;
+
+// ---- multi-architecture images -------------------------------------------------------------------
+
+const INDEX_ACCEPT = [...INDEX_MEDIA_TYPES, ...MANIFEST_MEDIA_TYPES].join(', ');
+
+/**
+ * The two ECR calls "Assemble the patched image indexes" makes, answered by the local registry's own
+ * distribution API (GET and PUT of manifests): the registry computes the digests and checks that an
+ * index references manifests it holds, as ECR does.
+ */
+const registryAsEcr = (registry: string): AssembleIndexesDeps['ecr'] => ({
+  send: (async (command: unknown) => {
+    if (command instanceof BatchGetImageCommand) {
+      const { repositoryName, imageIds = [] } = command.input;
+      const images = [];
+      const failures = [];
+      for (const id of imageIds) {
+        const res = await fetch(`http://${registry}/v2/${repositoryName}/manifests/${id.imageDigest}`, {
+          headers: { Accept: MANIFEST_MEDIA_TYPES.join(', ') },
+        });
+        if (!res.ok) failures.push({ imageId: id, failureCode: 'ImageNotFound' as const });
+        else
+          images.push({
+            imageId: { imageDigest: id.imageDigest },
+            imageManifest: await res.text(),
+            imageManifestMediaType: res.headers.get('content-type') ?? undefined,
+          });
+      }
+      return { images, failures };
+    }
+    if (command instanceof PutImageCommand) {
+      const { repositoryName, imageTag, imageManifest, imageManifestMediaType } = command.input;
+      const res = await fetch(`http://${registry}/v2/${repositoryName}/manifests/${imageTag}`, {
+        method: 'PUT',
+        headers: { 'Content-Type': imageManifestMediaType ?? '' },
+        body: imageManifest ?? '',
+      });
+      if (!res.ok) throw new Error(`registry refused the index: ${res.status} ${await res.text()}`);
+      return { image: { imageId: { imageDigest: res.headers.get('docker-content-digest') ?? undefined } } };
+    }
+    throw new Error('the registry stands in for BatchGetImage and PutImage only');
+  }) as AssembleIndexesDeps['ecr']['send'],
+});
+
+/**
+ * A tiny image for one platform, built without running anything (no emulation needed): one file, the
+ * platform in its config. Pushed as OCI; returns its digest in the registry.
+ */
+const platformImage = async (ctx: Context, arch: string, tag: string, content: string): Promise<string> => {
+  const opts = { env: ctx.env, logFile };
+  const dir = join(work, 'multi-arch', tag);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'platform'), content);
+  const container = (await run('buildah', ['from', '--quiet', 'scratch'], opts)).stdout.trim();
+  try {
+    await run('buildah', ['copy', '--quiet', container, join(dir, 'platform'), '/platform'], opts);
+    await run(
+      'buildah',
+      [
+        'config',
+        '--arch',
+        arch,
+        '--os',
+        'linux',
+        ...(arch === 'arm64' ? ['--variant', 'v8'] : []),
+        container,
+      ],
+      opts,
+    );
+    await run(
+      'buildah',
+      ['commit', '--quiet', '--format', 'oci', container, `localhost/multi-arch:${tag}`],
+      opts,
+    );
+  } finally {
+    await run('buildah', ['rm', container], { ...opts, allowFailure: true });
+  }
+  const digestFile = join(dir, 'digest');
+  await run(
+    'buildah',
+    [
+      'push',
+      '--quiet',
+      '--tls-verify=false',
+      '--digestfile',
+      digestFile,
+      `localhost/multi-arch:${tag}`,
+      `docker://${ctx.registry}/${REPOSITORY}:${tag}`,
+    ],
+    opts,
+  );
+  return readFileSync(digestFile, 'utf8').trim();
+};
+
+/**
+ * What `skopeo` resolves a reference to for one platform, as a pull on that machine would: the
+ * chosen image's architecture and layers (skopeo 1.9 reports the index's own digest, not the
+ * instance's, so the layers tell which platform image it picked).
+ */
+const resolvedFor = async (
+  ctx: Context,
+  ref: string,
+  arch?: string,
+): Promise<{ Architecture: string; Layers: string[] }> =>
+  JSON.parse(
+    (
+      await run(
+        'skopeo',
+        [
+          'inspect',
+          '--tls-verify=false',
+          ...(arch === undefined
+            ? []
+            : [
+                '--override-os',
+                'linux',
+                '--override-arch',
+                arch,
+                ...(arch === 'arm64' ? ['--override-variant', 'v8'] : []),
+              ]),
+          `docker://${ref}`,
+        ],
+        { env: ctx.env, logFile },
+      )
+    ).stdout,
+  );
+
+/**
+ * Multi-architecture images: an index made by buildah (amd64 + arm64) is read by triage's parser,
+ * planned per platform by planBuilds, and the "patched" platforms are assembled by the workflow's own
+ * assembleIndexes into a new index in the registry, which must keep every platform. What is NOT
+ * exercised: the patch layer on an arm64 image (this machine cannot run arm64 binaries), so the
+ * platform images here are built from scratch, not by the buildspecs.
+ */
+const multiArch = async (ctx: Context): Promise<void> => {
+  const name = 'multi-arch-index';
+  const opts = { env: ctx.env, logFile };
+  const oldAmd64 = await platformImage(ctx, 'amd64', 'ma-amd64-old', 'amd64 old\n');
+  const oldArm64 = await platformImage(ctx, 'arm64', 'ma-arm64-old', 'arm64 old\n');
+  const list = `autopatch-index-${process.pid}`;
+  await run('buildah', ['manifest', 'create', list], opts);
+  try {
+    for (const [arch, digest] of [
+      ['amd64', oldAmd64],
+      ['arm64', oldArm64],
+    ] as const)
+      await run(
+        'buildah',
+        [
+          'manifest',
+          'add',
+          '--tls-verify=false',
+          '--arch',
+          arch,
+          '--os',
+          'linux',
+          ...(arch === 'arm64' ? ['--variant', 'v8'] : []),
+          list,
+          `docker://${ctx.registry}/${REPOSITORY}@${digest}`,
+        ],
+        opts,
+      );
+    await run(
+      'buildah',
+      [
+        'manifest',
+        'push',
+        '--all',
+        '--format',
+        'oci',
+        '--tls-verify=false',
+        list,
+        `docker://${ctx.registry}/${REPOSITORY}:multi`,
+      ],
+      opts,
+    );
+  } finally {
+    await run('buildah', ['manifest', 'rm', list], { ...opts, allowFailure: true });
+  }
+  const indexDigest = (await registryDigest(ctx.registry, REPOSITORY, 'multi')) as string;
+  const res = await fetch(`http://${ctx.registry}/v2/${REPOSITORY}/manifests/multi`, {
+    headers: { Accept: INDEX_ACCEPT },
+  });
+  const index = parseIndexManifest(await res.text(), res.headers.get('content-type') ?? undefined);
+  same(
+    `${name}: triage reads buildah's index as amd64 + arm64 platforms`,
+    index?.platforms.map((p) => [p.architecture, p.digest]),
+    [
+      ['amd64', oldAmd64],
+      ['arm64', oldArm64],
+    ],
+  );
+  if (!index) return;
+
+  const image: AffectedImage = {
+    ...affectedImage(ctx, { mode: 'patch-os' }),
+    imageDigest: indexDigest,
+    index,
+  };
+  const execution = { executionName: `image-test-${name}`, startedAt: new Date().toISOString() };
+  const { builds } = planBuilds(
+    { images: [image], ...execution },
+    { patchOs: { x86: 'patch-os', arm: 'patch-os-arm' }, source: { x86: 'source', arm: 'source-arm' } },
+  );
+  same(
+    `${name}: one build per platform, on its architecture's project`,
+    builds.map((b) => [b.projectName, b.environment.find((v) => v.Name === 'IMAGE_URI')?.Value]),
+    [
+      ['patch-os', `${ctx.registry}/${REPOSITORY}@${oldAmd64}`],
+      ['patch-os-arm', `${ctx.registry}/${REPOSITORY}@${oldArm64}`],
+    ],
+  );
+
+  // The platforms as the builds would have pushed and the rescans verified them.
+  const newAmd64 = await platformImage(ctx, 'amd64', 'ma-amd64-new', 'amd64 patched\n');
+  const newArm64 = await platformImage(ctx, 'arm64', 'ma-arm64-new', 'arm64 patched\n');
+  const verified = builds.map((b, i) => ({
+    repository: REPOSITORY,
+    registry: ctx.registry,
+    repositoryUri: `${ctx.registry}/${REPOSITORY}`,
+    containers: ['app'],
+    cves: ['CVE-2024-0001'],
+    severity: 'HIGH' as const,
+    oldDigest: b.image.imageDigest,
+    newDigest: i === 0 ? newAmd64 : newArm64,
+    targetTag: b.targetTag,
+    cvesClosed: ['CVE-2024-0001'],
+  }));
+  const ecr = registryAsEcr(ctx.registry);
+
+  // An index that would lose a platform is refused before anything is pushed.
+  const lost = await assembleIndexes({ ...execution, builds, patched: verified.slice(0, 1) }, { ecr }).then(
+    () => 'assembled',
+    (e: Error) => e.name,
+  );
+  same(`${name}: one platform missing → ImageIndexError, nothing pushed`, lost, 'ImageIndexError');
+
+  const { patched } = await assembleIndexes({ ...execution, builds, patched: verified }, { ecr });
+  const out = patched[0];
+  same(`${name}: one patched image, the index`, [patched.length, out?.oldDigest], [1, indexDigest]);
+  if (!out) return;
+  same(
+    `${name}: the registry holds the new index under its tag, with the digest Autopatch computed`,
+    await registryDigest(ctx.registry, REPOSITORY, out.targetTag),
+    out.newDigest,
+  );
+  const raw = JSON.parse(
+    (
+      await run(
+        'skopeo',
+        ['inspect', '--tls-verify=false', '--raw', `docker://${ctx.registry}/${REPOSITORY}@${out.newDigest}`],
+        opts,
+      )
+    ).stdout,
+  ) as { mediaType?: string; manifests?: Array<{ digest: string; platform?: { architecture?: string } }> };
+  same(
+    `${name}: the new index keeps every platform, each the patched one`,
+    [raw.mediaType, raw.manifests?.map((m) => [m.platform?.architecture, m.digest])],
+    [
+      INDEX_MEDIA_TYPES[0],
+      [
+        ['amd64', newAmd64],
+        ['arm64', newArm64],
+      ],
+    ],
+  );
+  const ref = `${ctx.registry}/${REPOSITORY}@${out.newDigest}`;
+  same(
+    `${name}: an amd64 and an arm64 machine pulling the new index get their patched image (skopeo --override-arch)`,
+    [await resolvedFor(ctx, ref, 'amd64'), await resolvedFor(ctx, ref, 'arm64')].map((r) => [
+      r.Architecture,
+      r.Layers,
+    ]),
+    [
+      await resolvedFor(ctx, `${ctx.registry}/${REPOSITORY}@${newAmd64}`),
+      await resolvedFor(ctx, `${ctx.registry}/${REPOSITORY}@${newArm64}`),
+    ].map((r) => [r.Architecture, r.Layers]),
+  );
+};
 
 const readLog = (file: string): string[] => {
   try {

@@ -24,6 +24,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { workflowDefaultsSchema } from '../../lambdas/shared/config';
 import type { AffectedImage, RemediationRequest } from '../../lambdas/shared/contracts';
 import type { OutcomeRecord } from '../../lambdas/shared/ledger';
+import { type AssembleIndexesInput, assembleIndexes } from '../../lambdas/workflow/assemble-indexes';
 import { type FinishInput, finish } from '../../lambdas/workflow/finish';
 import type { GateResult } from '../../lambdas/workflow/gate';
 import { planBuilds } from '../../lambdas/workflow/plan-builds';
@@ -399,6 +400,16 @@ export class FakeAccount {
         const verdict: RescanVerdict = { verdict: 'verified', image: verified };
         return verdict;
       })
+      .on('Assemble the patched image indexes', (input) =>
+        // Single-platform images pass through without an AWS call; an index test replaces this.
+        assembleIndexes(input as unknown as AssembleIndexesInput, {
+          ecr: {
+            send: async () => {
+              throw new Error('the fake account has no ECR: replace "Assemble the patched image indexes"');
+            },
+          },
+        }),
+      )
       .on('Check the service can be watched', (input) => gateReady(input, 'plan'))
       .on('Check the alarms before deploying', (input) => gateReady(input, 'deploy'))
       .on('Register the patched task definition', () => ({

@@ -271,6 +271,7 @@ describe('the remediation definition', () => {
       'Plan the image builds',
       'Build the patched image',
       'Verify the patched image by rescan',
+      'Assemble the patched image indexes',
       'Register the patched task definition',
       'Check the alarms before deploying',
       'Deploy the patched revision',
@@ -306,7 +307,7 @@ describe('RemediationWorkflow construct', () => {
 
   it('runs every Lambda on arm64 Node.js 24 (lib/workflow/lambda-runtime.ts) with tracing, each with a KMS-encrypted log group', () => {
     const functions = template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(functions)).toHaveLength(12);
+    expect(Object.keys(functions)).toHaveLength(13);
     for (const fn of Object.values(functions)) {
       expect(fn.Properties).toEqual(
         expect.objectContaining({

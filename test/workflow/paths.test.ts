@@ -6,6 +6,7 @@ import {
   CODEDEPLOY_DEPLOYMENT_ID,
   DEPLOYMENT_ARN,
   digest,
+  FAKE_PROJECTS,
   FakeAccount,
   image,
   type Json,
@@ -46,7 +47,10 @@ const BUILD = [
 ];
 /** BUILD, then the rescan verdict read: verified. */
 const VERIFIED = [...BUILD, 'Did the rescan prove the fix?', 'Keep the proven image'];
+/** After the Map: the patched images, one per affected image (image indexes reassembled). */
+const ASSEMBLE = ['Assemble the patched image indexes', 'Keep the patched images'];
 const DEPLOY = [
+  ...ASSEMBLE,
   'Register the patched task definition',
   'Check the alarms before deploying',
   'Still safe to deploy?',
@@ -431,6 +435,7 @@ describe('remediation workflow paths', () => {
       expect(run.states).toEqual([
         ...START,
         ...VERIFIED,
+        ...ASSEMBLE,
         'Register the patched task definition',
         'Check the alarms before deploying',
         'Still safe to deploy?',
@@ -987,6 +992,9 @@ const REACH: Record<
   'Verify the patched image by rescan': {
     path: ['Verify the patched image by rescan', 'The remediation failed'],
   },
+  'Assemble the patched image indexes': {
+    path: ['Assemble the patched image indexes', 'The remediation failed'],
+  },
   'Register the patched task definition': {
     path: ['Register the patched task definition', 'The remediation failed'],
   },
@@ -1178,5 +1186,94 @@ describe('every Task: an unexpected error ends in the failure path with the lock
       'Failed without recording the outcome',
     ]);
     expect(run.error).toBe('Failed');
+  });
+});
+
+describe('multi-architecture images (an image index)', () => {
+  const INDEX = digest('d4');
+  const AMD64 = digest('b2');
+  const ARM64 = digest('c3');
+  const NEW_INDEX = digest('e5');
+  const indexImage = (extra: Array<{ digest: string; architecture: string; os: string }> = []) =>
+    image({
+      imageDigest: INDEX,
+      index: {
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        platforms: [
+          {
+            digest: AMD64,
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            architecture: 'amd64',
+            os: 'linux',
+          },
+          {
+            digest: ARM64,
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            architecture: 'arm64',
+            os: 'linux',
+            variant: 'v8',
+          },
+          ...extra.map((p) => ({ ...p, mediaType: 'application/vnd.oci.image.manifest.v1+json' })),
+        ],
+      },
+    });
+
+  it('builds and verifies every platform, deploys the new index', async () => {
+    // Prepare
+    const account = new FakeAccount().on('Assemble the patched image indexes', (input) => {
+      const { patched } = input as { patched: Array<Record<string, Json>> };
+      const first = patched[0] as Record<string, Json>;
+      return { patched: [{ ...first, oldDigest: INDEX, newDigest: NEW_INDEX, platforms: patched.length }] };
+    });
+
+    // Act
+    const run = await runWorkflow(remediationRequest({ images: [indexImage()] }), account);
+
+    // Assess
+    expect(run.output?.outcome).toBe('Patched');
+    const builds = (run.calls.get('Build the patched image') ?? []) as Array<{
+      ProjectName: string;
+      EnvironmentVariablesOverride: Array<{ Name: string; Value: string }>;
+    }>;
+    expect(builds.map((b) => b.ProjectName).sort()).toEqual(
+      [FAKE_PROJECTS.patchOs.arm, FAKE_PROJECTS.patchOs.x86].sort(),
+    );
+    const sources = builds.map(
+      (b) => b.EnvironmentVariablesOverride.find((v) => v.Name === 'IMAGE_URI')?.Value,
+    );
+    expect(sources.map((s) => s?.split('@')[1]).sort()).toEqual([AMD64, ARM64].sort());
+    expect(run.calls.get('Verify the patched image by rescan')).toHaveLength(2);
+    const assembled = run.calls.get('Assemble the patched image indexes')?.[0] as {
+      builds: Json[];
+      patched: Array<{ oldDigest: string }>;
+    };
+    expect(assembled.builds).toHaveLength(2);
+    expect(assembled.patched.map((p) => p.oldDigest)).toEqual([AMD64, ARM64]);
+    const registered = run.calls.get('Register the patched task definition')?.[0] as {
+      images: Array<{ oldDigest: string; newDigest: string }>;
+    };
+    expect(registered.images).toEqual([expect.objectContaining({ oldDigest: INDEX, newDigest: NEW_INDEX })]);
+  });
+
+  it('ends BuildFailed before any build when the index holds a platform no project patches', async () => {
+    const account = new FakeAccount();
+    const run = await runWorkflow(
+      remediationRequest({
+        images: [indexImage([{ digest: digest('f6'), architecture: 's390x', os: 'linux' }])],
+      }),
+      account,
+    );
+
+    expect(run.states).toEqual([
+      ...START,
+      'Plan the image builds',
+      'The image build failed',
+      ...FINISH,
+      'Build failed',
+    ]);
+    expect(run.error).toBe('BuildFailed');
+    expect(run.cause).toMatch(/linux\/s390x/);
+    expect(run.calls.has('Build the patched image')).toBe(false);
+    released(account, run);
   });
 });

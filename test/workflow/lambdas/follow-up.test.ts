@@ -38,6 +38,34 @@ describe('resolveFollowUp', () => {
     expect(r.nothingLeft).toBe(false);
   });
 
+  it('leaves an image index patched meanwhile to the findings on its new platforms (never rebuilds the old ones)', () => {
+    // Prepare: the request knows the old index's platforms only.
+    const index = image({
+      imageDigest: A,
+      cves: ['CVE-1', 'CVE-2'],
+      index: {
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        platforms: [
+          {
+            digest: X,
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            architecture: 'amd64',
+            os: 'linux',
+          },
+        ],
+      },
+    });
+
+    // Act
+    const r = resolveFollowUp([index], [patched('run-1', A, A1, ['CVE-1'])]);
+
+    // Assess
+    expect(r.alreadyFixed).toEqual([{ digest: A, cve: 'CVE-1', by: 'run-1' }]);
+    expect(r.rebased).toEqual([]);
+    expect(r.dropped).toEqual([{ digest: A, runs: A1 }]);
+    expect(r.images).toEqual([]);
+  });
+
   it('leaves nothing when every finding was fixed, following a digest patched twice', () => {
     const history = [
       patched('run-2', A1, A2, ['CVE-2'], new Date(T0.getTime() + 60_000)),
