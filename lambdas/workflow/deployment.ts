@@ -1,10 +1,5 @@
 import { type CloudWatchClient, DescribeAlarmHistoryCommand } from '@aws-sdk/client-cloudwatch';
-import {
-  DescribeServiceDeploymentsCommand,
-  DescribeServicesCommand,
-  type ECSClient,
-  type Service,
-} from '@aws-sdk/client-ecs';
+import { DescribeServiceDeploymentsCommand, type ECSClient, type Service } from '@aws-sdk/client-ecs';
 import type { ServiceRef } from '../shared/contracts';
 import { readAlarms, watchedAlarms } from './alarms';
 import { awsCall } from './aws';
@@ -15,6 +10,7 @@ import {
   normalizedStatus,
   primaryTaskDefinition,
 } from './codedeploy/status';
+import { describeService } from './ecs-service';
 import { UnsupportedDeploymentError } from './errors';
 import type { WatchResult } from './state';
 
@@ -105,14 +101,9 @@ export const alarmThatFiredSince = async (
   return undefined;
 };
 
-const describeService = async (clients: DeploymentClients, service: ServiceRef): Promise<Service> => {
-  const out = await awsCall('ecs DescribeServices', () =>
-    clients.ecs.send(
-      new DescribeServicesCommand({ cluster: service.clusterArn, services: [service.serviceName] }),
-    ),
-  );
-  const found = out.services?.[0];
-  if (!found || found.status === 'INACTIVE')
+const serviceNow = async (clients: DeploymentClients, service: ServiceRef): Promise<Service> => {
+  const found = await describeService(clients.ecs, service);
+  if (!found)
     throw new UnsupportedDeploymentError(`Service ${service.key} was not found in ${service.clusterArn}.`);
   return found;
 };
@@ -350,7 +341,7 @@ export const assessDeployment = async (
   clients: DeploymentClients,
   now: Date = new Date(),
 ): Promise<Assessment> => {
-  const service = await describeService(clients, subject.service);
+  const service = await serviceNow(clients, subject.service);
   const alarmNames = watchedAlarms(service, subject.alarmNames);
   const codeDeploy =
     service.deploymentController?.type === 'CODE_DEPLOY' || isCodeDeployDeployment(subject.deploymentArn);

@@ -1,10 +1,10 @@
 import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
-import { DescribeServicesCommand, type ECSClient } from '@aws-sdk/client-ecs';
+import type { ECSClient } from '@aws-sdk/client-ecs';
 import type { ServiceRef, TargetSettings } from '../shared/contracts';
 import { readAlarms, watchedAlarms } from './alarms';
-import { awsCall } from './aws';
 import { type DeploymentGroupRef, findDeploymentGroup } from './codedeploy/groups';
 import type { CodeDeployApi } from './codedeploy/status';
+import { describeService } from './ecs-service';
 import { UnsupportedDeploymentError } from './errors';
 
 /**
@@ -66,17 +66,9 @@ export const checkGate = async (
   },
   now: Date = new Date(),
 ): Promise<GateResult> => {
-  const out = await awsCall('ecs DescribeServices', () =>
-    clients.ecs.send(
-      new DescribeServicesCommand({
-        cluster: input.service.clusterArn,
-        services: [input.service.serviceName],
-      }),
-    ),
-  );
-  const service = out.services?.[0];
+  const service = await describeService(clients.ecs, input.service);
   const base = { stage: input.stage, approvalRequired: false, firingSince: '' };
-  if (!service || service.status === 'INACTIVE') {
+  if (!service) {
     return {
       ...base,
       verdict: 'unsupported',

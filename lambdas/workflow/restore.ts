@@ -11,6 +11,7 @@ import { awsCall } from './aws';
 import type { DeploymentGroupRef } from './codedeploy/groups';
 import { CodeDeployPutBack, restoreWithCodeDeploy } from './codedeploy/restore';
 import type { CodeDeployApi } from './codedeploy/status';
+import { describeService } from './ecs-service';
 import { PutBackFailedError } from './errors';
 import type { RecoveryResult } from './state';
 
@@ -117,13 +118,7 @@ const restore = async (
   if (controller === 'CODE_DEPLOY') {
     // ECS refuses UpdateService with a task definition for these: everything goes through CodeDeploy.
     if (!codedeploy) throw new Error('restore: no CodeDeploy client for a CODE_DEPLOY service');
-    const serviceNow: Service =
-      current ??
-      (await awsCall('ecs DescribeServices', () =>
-        ecs.send(
-          new DescribeServicesCommand({ cluster: service.clusterArn, services: [service.serviceName] }),
-        ),
-      ).then((out): Service => out.services?.[0] ?? {}));
+    const serviceNow: Service = current ?? (await describeService(ecs, service)) ?? {};
     return restoreWithCodeDeploy(
       codedeploy,
       serviceNow,

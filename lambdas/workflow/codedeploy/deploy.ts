@@ -1,7 +1,8 @@
 import { CreateDeploymentCommand } from '@aws-sdk/client-codedeploy';
-import { DescribeServicesCommand, type ECSClient, type Service } from '@aws-sdk/client-ecs';
+import type { ECSClient, Service } from '@aws-sdk/client-ecs';
 import type { ServiceRef } from '../../shared/contracts';
 import { awsCall } from '../aws';
+import { describeService } from '../ecs-service';
 import { UnsupportedDeploymentError } from '../errors';
 import { type DeploymentGroupRef, findDeploymentGroup } from './groups';
 import type { CodeDeployApi } from './status';
@@ -115,17 +116,8 @@ export const deployWithCodeDeploy = async (
   input: CodeDeployDeployInput,
   clients: { ecs: Pick<ECSClient, 'send'>; codedeploy: CodeDeployApi },
 ): Promise<CodeDeployDeployResult> => {
-  const out = await awsCall('ecs DescribeServices', () =>
-    clients.ecs.send(
-      new DescribeServicesCommand({
-        cluster: input.service.clusterArn,
-        services: [input.service.serviceName],
-      }),
-    ),
-  );
-  const service = out.services?.[0];
-  if (!service || service.status === 'INACTIVE')
-    throw new UnsupportedDeploymentError(`Service ${input.service.key} was not found.`);
+  const service = await describeService(clients.ecs, input.service);
+  if (!service) throw new UnsupportedDeploymentError(`Service ${input.service.key} was not found.`);
   if (service.deploymentController?.type !== 'CODE_DEPLOY') {
     throw new UnsupportedDeploymentError(
       `Service ${input.service.key} now uses the ${service.deploymentController?.type ?? 'ECS'} deployment controller, not CODE_DEPLOY.`,
