@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import {
   accountOf,
   computeReport,
+  DEFINITIONS,
   type Figure,
   type Group,
   historyMetrics,
@@ -322,5 +325,15 @@ describe('edge cases', () => {
     expect(accountOf({ ...base, account: '333333333333' })).toBe('333333333333');
     const { oldTaskDefinition: _o, newTaskDefinition: _n, ...none } = base;
     expect(accountOf(none as ReportRecord)).toBeUndefined();
+  });
+});
+
+describe('docs/metrics.md', () => {
+  it('states every definition the report prints, word for word', () => {
+    const doc = readFileSync(path.join(__dirname, '..', '..', 'docs', 'metrics.md'), 'utf8');
+    // The table is formatted (biome pads the cells): a row is the title, then the definition.
+    const cell = (text: string) => `\\| ${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} +`;
+    for (const { title, definition } of Object.values(DEFINITIONS))
+      expect(doc).toMatch(new RegExp(`${cell(title)}${cell(definition)}\\|`));
   });
 });
