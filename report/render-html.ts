@@ -70,10 +70,24 @@ ${rows
 </svg>`;
 };
 
+/** Every day of the period (a day without a remediation is an empty bar), up to a year of them. */
+const everyDay = (report: Report): Report['outcomesByDay'] => {
+  const from = Date.parse(report.period.since.slice(0, 10));
+  const to = Date.parse(report.period.until.slice(0, 10));
+  if (!(to >= from) || (to - from) / 86_400_000 > 366) return report.outcomesByDay;
+  const counts = new Map(report.outcomesByDay.map((d) => [d.day, d.outcomes]));
+  const days: Array<Report['outcomesByDay'][number]> = [];
+  for (let t = from; t <= to; t += 86_400_000) {
+    const day = new Date(t).toISOString().slice(0, 10);
+    days.push({ day, outcomes: counts.get(day) ?? {} });
+  }
+  return days;
+};
+
 /** Outcomes over time: remediations finished per day, stacked by outcome. */
 const outcomesChart = (report: Report): string => {
-  const days = report.outcomesByDay;
-  if (days.length === 0) return noChart(undefined, 'no remediation in the period');
+  if (report.outcomesByDay.length === 0) return noChart(undefined, 'no remediation in the period');
+  const days = everyDay(report);
   const max = Math.max(...days.map((d) => Object.values(d.outcomes).reduce((a, b) => a + (b ?? 0), 0)), 1);
   const barWidth = Math.max(8, Math.min(40, Math.floor(520 / days.length) - 4));
   const width = Math.max(300, days.length * (barWidth + 4) + 60);
