@@ -99,6 +99,21 @@ const DEFAULT_HORIZON_MS = 30 * DAY;
 export interface RunOptions {
   /** Seeds Math.random during the run (retry jitter): the same seed gives the same run. */
   readonly seed?: number;
+  /**
+   * Called once the run is over, before the local ledger is stopped: read what the run left in it
+   * (`npm run report -- --simulate` reads the history) and Inspector's coverage of the simulated
+   * account. Its failure is one of the report's `errors`.
+   */
+  readonly afterRun?: (world: AfterRun) => Promise<void>;
+}
+
+/** What RunOptions.afterRun can read. */
+export interface AfterRun {
+  /** A client of the local DynamoDB the run used, and the ledger table's name in it. */
+  readonly dynamo: DynamoDBClient;
+  readonly tableName: string;
+  /** Inspector's coverage of the simulated account at the end (ListCoverage), when the account was built. */
+  readonly coverage?: () => ReadonlyArray<{ readonly resourceId: string; readonly statusCode: string }>;
 }
 
 /** Service locks (sk LOCK) left in the ledger table, read straight from dynalite after the run. */
@@ -228,12 +243,14 @@ const simulate = async (
   const originalDigests = new Map<string, string[]>();
   const originalRevisions = new Map<string, number>();
   let locksLeft: number | undefined;
+  let inspectorModel: InspectorModel | undefined;
 
   try {
     // ------------------------------------------------------------------ the account
     bus = new EventBus(world);
     const ecr = new EcrModel(world);
     const inspector = new InspectorModel(world, ecr, bus);
+    inspectorModel = inspector;
     const ecs = new EcsModel(world, ecr, bus);
     const cloudwatch = new CloudWatchModel(world, bus);
     const codedeploy = new CodeDeployModel(world, ecs, bus, (name) => cloudwatch.state(name));
@@ -735,6 +752,35 @@ const simulate = async (
       errors.push(`could not read the ledger after the run: ${(error as Error).message}`);
       return undefined;
     });
+    if (options.afterRun) {
+      const inspector = inspectorModel;
+      await options
+        .afterRun({
+          dynamo: dynamo.client,
+          tableName: stack.tableName,
+          ...(inspector
+            ? {
+                coverage: () => {
+                  const out: Array<{ resourceId: string; statusCode: string }> = [];
+                  let nextToken: string | undefined;
+                  do {
+                    const page = inspector.handlers.ListCoverage(nextToken ? { nextToken } : {});
+                    for (const r of page.coveredResources ?? [])
+                      out.push({
+                        resourceId: r.resourceId ?? '',
+                        statusCode: r.scanStatus?.statusCode ?? 'UNKNOWN',
+                      });
+                    nextToken = page.nextToken;
+                  } while (nextToken);
+                  return out;
+                },
+              }
+            : {}),
+        })
+        .catch((error: unknown) => {
+          errors.push(`afterRun failed: ${(error as Error).message}`);
+        });
+    }
     await dynamo.stop().catch(() => undefined);
   }
 
