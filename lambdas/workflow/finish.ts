@@ -567,6 +567,18 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
         : {}),
       startedAt: input.startedAt,
       finishedAt,
+      // What the patching programme's report measures (npm run report, docs/metrics.md).
+      ...(base.summary.severity ? { severity: base.summary.severity } : {}),
+      ...(state.requestedAt ? { requestedAt: state.requestedAt } : {}),
+      ...(state.gate?.alarmNames ? { watchedAlarms: [...state.gate.alarmNames] } : {}),
+      ...(state.watch?.status === 'ALARM' && state.watch.alarmName
+        ? {
+            alarm: {
+              name: state.watch.alarmName,
+              ...(state.watch.alarmAt ? { at: state.watch.alarmAt } : {}),
+            },
+          }
+        : {}),
       ...(Number.isNaN(started)
         ? {}
         : { timings: { totalSeconds: Math.round((now().getTime() - started) / 1000) } }),

@@ -29,6 +29,14 @@ export interface OutcomeRecord {
   /** ISO-8601; history() orders by it, newest first. */
   readonly finishedAt: string;
   readonly timings?: Readonly<Record<string, number>>;
+  /** Worst severity among the remediation's findings (records from before it existed have none). */
+  readonly severity?: string;
+  /** ISO-8601: when the first finding of this remediation was observed (the request's requestedAt). */
+  readonly requestedAt?: string;
+  /** The alarms the gate found to watch (the target's and the service's own); empty: none was. */
+  readonly watchedAlarms?: readonly string[];
+  /** The watched alarm that fired and caused the rollback, and when. */
+  readonly alarm?: { readonly name: string; readonly at?: string };
 }
 
 const HISTORY_PREFIX = 'REMEDIATION#';
