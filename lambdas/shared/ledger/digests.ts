@@ -22,8 +22,12 @@ export const MAX_DIGEST_ENTRIES = 50;
 export const MAX_NOTICE_REASON = 500;
 const DIGEST_PK = 'DIGEST';
 const DIGEST_TTL_DAYS = 30;
-/** Optimistic writes that lose a race read again and retry, at most this many times. */
-const MAX_WRITE_ATTEMPTS = 8;
+/**
+ * Optimistic writes that lose a race read again after a jittered, growing pause, at most this many
+ * times: enough for every triage invocation of a burst writing the same service's digest at once.
+ */
+const MAX_WRITE_ATTEMPTS = 30;
+const MAX_RETRY_DELAY_MS = 250;
 
 /** One notify decision, as triage records it. */
 export interface Notice {
@@ -192,7 +196,7 @@ export class Digests {
             ),
       );
       if (written) return;
-      await sleep(Math.random() * 20 * attempt);
+      await sleep(Math.random() * Math.min(MAX_RETRY_DELAY_MS, 10 * 2 ** attempt));
     }
     throw new TransientError(
       `ledger ${op}: the digest of ${scope} kept changing (${MAX_WRITE_ATTEMPTS} attempts); retry`,
