@@ -472,7 +472,7 @@ export const rollbackIncomplete = (state: WorkflowState): boolean => {
 
 /**
  * The metrics of one outcome (namespace Autopatch, service autopatch-workflow): the outcome count,
- * finding → patched, alarm → rollback decision, and whether a rollback was left incomplete (0 or 1,
+ * the run's duration (execution start → now, by outcome and severity), finding → patched, alarm → rollback decision, and whether a rollback was left incomplete (0 or 1,
  * so the alarm on it has data). Pure.
  */
 export const outcomeMetrics = (input: FinishInput, now: Date): MetricDatum[] => {
@@ -485,6 +485,23 @@ export const outcomeMetrics = (input: FinishInput, now: Date): MetricDatum[] => 
       dimensions: { [METRIC_DIMENSIONS.outcome]: outcome },
     },
   ];
+  const duration = secondsBetween(input.startedAt, now);
+  if (duration !== undefined) {
+    const severity = worstSeverity(state) ?? 'UNTRIAGED';
+    data.push({
+      name: METRICS.remediationDuration,
+      unit: 'Seconds',
+      value: duration,
+      dimensions: { [METRIC_DIMENSIONS.outcome]: outcome, [METRIC_DIMENSIONS.severity]: severity },
+    });
+    if (outcome !== 'Superseded')
+      data.push({
+        name: METRICS.remediationDuration,
+        unit: 'Seconds',
+        value: duration,
+        dimensions: { [METRIC_DIMENSIONS.severity]: severity },
+      });
+  }
   if (outcome === 'Patched') {
     const seconds = secondsBetween(state.requestedAt, now);
     if (seconds !== undefined) data.push({ name: METRICS.timeToPatched, unit: 'Seconds', value: seconds });

@@ -565,6 +565,19 @@ describe('outcomeMetrics', () => {
 
     expect(data).toEqual([
       { name: METRICS.remediations, unit: 'Count', value: 1, dimensions: { Outcome: 'Patched' } },
+      // startedAt 17:00:00.000 → 18:00:00.000, by outcome and severity, then by severity alone
+      {
+        name: METRICS.remediationDuration,
+        unit: 'Seconds',
+        value: 3600,
+        dimensions: { Outcome: 'Patched', Severity: 'CRITICAL' },
+      },
+      {
+        name: METRICS.remediationDuration,
+        unit: 'Seconds',
+        value: 3600,
+        dimensions: { Severity: 'CRITICAL' },
+      },
       // requestedAt 16:55:38.411 → 18:00:00.000
       { name: METRICS.timeToPatched, unit: 'Seconds', value: 3862 },
       { name: METRICS.rollbacksIncomplete, unit: 'Count', value: 0 },
@@ -598,9 +611,22 @@ describe('outcomeMetrics', () => {
       recoveryError: { Error: 'RestoreNotConfirmed', Cause: 'ROLLBACK_FAILED' },
     };
 
-    expect(outcomeMetrics(input('Failed', state), NOW)).toEqual([
+    expect(outcomeMetrics(input('Failed', state, { startedAt: 'not a time' }), NOW)).toEqual([
       { name: METRICS.remediations, unit: 'Count', value: 1, dimensions: { Outcome: 'Failed' } },
       { name: METRICS.rollbacksIncomplete, unit: 'Count', value: 1 },
+    ]);
+  });
+
+  it('a Superseded run: its duration by outcome only, so it does not pull the percentiles per severity down', () => {
+    const data = outcomeMetrics(input('Superseded', { ...patchedState, images: [] }), NOW);
+
+    expect(data.filter((d) => d.name === METRICS.remediationDuration)).toEqual([
+      {
+        name: METRICS.remediationDuration,
+        unit: 'Seconds',
+        value: 3600,
+        dimensions: { Outcome: 'Superseded', Severity: 'UNTRIAGED' },
+      },
     ]);
   });
 });
