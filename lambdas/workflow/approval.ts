@@ -8,8 +8,10 @@ export interface ResolveApprovalInput {
   readonly executionName: string;
   readonly approve: boolean;
   readonly reason?: string;
-  /** Who answered, for the record (the CLI passes the caller's identity). */
+  /** Who answered, for the record: the CLI passes the caller's identity ARN (sts:GetCallerIdentity). */
   readonly by?: string;
+  /** A name the approver gave, recorded next to `by`. */
+  readonly name?: string;
 }
 
 export interface ResolveApprovalResult {
@@ -45,6 +47,13 @@ export const parseExecutionRef = (ref: string): ExecutionRef | undefined => {
   return EXECUTION_NAME.test(trimmed) ? { name: trimmed } : undefined;
 };
 
+/**
+ * Who rejected, from the cause resolveApproval gave the rejection ("Rejected by <by>[ (<name>)]: ...").
+ * Identity ARNs hold no whitespace. Undefined when the cause names nobody. Pure.
+ */
+export const rejectedBy = (cause: string | undefined): string | undefined =>
+  /^Rejected by (\S+?)(?: \(.*?\))?: /.exec(cause ?? '')?.[1];
+
 /** Errors that mean the execution no longer waits for this answer. */
 const GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
 
@@ -70,6 +79,7 @@ export const resolveApproval = async (input: ResolveApprovalInput): Promise<Reso
           output: JSON.stringify({
             approved: true,
             ...(input.by ? { by: input.by } : {}),
+            ...(input.name ? { name: input.name } : {}),
             ...(reason ? { reason } : {}),
           }),
         }),
@@ -80,10 +90,12 @@ export const resolveApproval = async (input: ResolveApprovalInput): Promise<Reso
           taskToken: stored.token,
           error: WORKFLOW_ERRORS.rejected,
           // SendTaskFailure's cause is at most 32768 characters.
-          cause: `Rejected${input.by ? ` by ${input.by}` : ''}: ${reason ?? 'no reason given'}`.slice(
-            0,
-            32_768,
-          ),
+          // rejectedBy() reads `by` back from here: keep "Rejected by <by>" first.
+          cause:
+            `Rejected${input.by ? ` by ${input.by}` : ''}${input.name ? ` (${input.name})` : ''}: ${reason ?? 'no reason given'}`.slice(
+              0,
+              32_768,
+            ),
         }),
       );
     }

@@ -6,6 +6,7 @@ import { type Outcome, type Severity, severityRank } from '../shared/contracts';
 import type { HoldRequest, Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS, type MetricDatum } from '../shared/metrics';
 import { remediationId } from '../shared/remediation';
+import { rejectedBy } from './approval';
 import { accountOf, awsCall, links, regionOf } from './aws';
 import { WORKFLOW_ERRORS } from './errors';
 import { publishNotification } from './notify';
@@ -551,6 +552,19 @@ export const holdRequests = (state: Pick<WorkflowState, 'images'>): HoldRequest[
 };
 
 /**
+ * Who answered the approval, for the history record: the approver's identity the workflow kept in
+ * `$.approval.by`, or the one the rejection's cause names. Pure.
+ */
+export const answeredBy = (
+  input: Pick<FinishInput, 'outcome' | 'state'>,
+): { approvedBy?: string; rejectedBy?: string } => {
+  const { approval, error } = input.state;
+  if (approval?.approved === true && approval.by) return { approvedBy: approval.by };
+  const by = input.outcome === 'Rejected' ? rejectedBy(error?.Cause) : undefined;
+  return by ? { rejectedBy: by } : {};
+};
+
+/**
  * "Record the outcome and release the lock". In an order that makes a retry safe: the history record
  * and the SSM parameters are overwrites; release is idempotent (a repeated release returns the same
  * queued request until it is started, and StartExecution with its deterministic name cannot start it
@@ -587,6 +601,7 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
       ...(Number.isNaN(started)
         ? {}
         : { timings: { totalSeconds: Math.round((now().getTime() - started) / 1000) } }),
+      ...answeredBy(input),
     });
     if (HOLDING_OUTCOMES.has(outcome)) {
       // Before the release: a follow-up queued for the same findings must not rebuild them again.

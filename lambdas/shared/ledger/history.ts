@@ -29,6 +29,10 @@ export interface OutcomeRecord {
   /** ISO-8601; history() orders by it, newest first. */
   readonly finishedAt: string;
   readonly timings?: Readonly<Record<string, number>>;
+  /** Who approved the remediation (the approver's AWS identity ARN), when it waited for approval. */
+  readonly approvedBy?: string;
+  /** Who rejected it (outcome Rejected). */
+  readonly rejectedBy?: string;
 }
 
 const HISTORY_PREFIX = 'REMEDIATION#';

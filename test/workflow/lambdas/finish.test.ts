@@ -557,6 +557,43 @@ describe('rollbackIncomplete', () => {
   });
 });
 
+describe('who approved or rejected, in the history record', () => {
+  const ALICE = 'arn:aws:sts::123456789012:assumed-role/AutopatchApprovers/alice';
+
+  it('names the approver the workflow kept in $.approval.by', async () => {
+    const l = ledger();
+
+    await run('Patched', { ...patchedState, approval: { approved: true, by: ALICE, reason: 'go' } }, l);
+
+    expect(l.calls.records[0]?.approvedBy).toBe(ALICE);
+    expect(l.calls.records[0]?.rejectedBy).toBeUndefined();
+  });
+
+  it('names who rejected, from the rejection the approve command sent (with or without a name)', async () => {
+    const l = ledger();
+    const rejected = (Cause: string): WorkflowState => ({
+      ...request,
+      error: { Error: 'Autopatch.Rejected', Cause },
+    });
+
+    await run('Rejected', rejected(`Rejected by ${ALICE} (alice): not during the sale`), l);
+    await run('Rejected', rejected(`Rejected by ${ALICE}: no reason given`), l);
+    await run('Rejected', rejected('Rejected: no reason given'), l);
+
+    expect(l.calls.records.map((r) => r.rejectedBy)).toEqual([ALICE, ALICE, undefined]);
+    expect(l.calls.records.every((r) => r.approvedBy === undefined)).toBe(true);
+  });
+
+  it('records nobody when nobody was asked', async () => {
+    const l = ledger();
+
+    await run('Patched', patchedState, l);
+
+    expect(l.calls.records[0]).not.toHaveProperty('approvedBy');
+    expect(l.calls.records[0]).not.toHaveProperty('rejectedBy');
+  });
+});
+
 describe('outcomeMetrics', () => {
   const NOW = new Date('2024-09-04T18:00:00.000Z');
 
