@@ -1,5 +1,6 @@
 import { SendTaskFailureCommand, SendTaskSuccessCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import type { Ledger } from '../shared/ledger';
+import { rejectionCause } from './approver';
 import { ApprovalNotPendingError, WORKFLOW_ERRORS } from './errors';
 
 export interface ResolveApprovalInput {
@@ -47,13 +48,6 @@ export const parseExecutionRef = (ref: string): ExecutionRef | undefined => {
   return EXECUTION_NAME.test(trimmed) ? { name: trimmed } : undefined;
 };
 
-/**
- * Who rejected, from the cause resolveApproval gave the rejection ("Rejected by <by>[ (<name>)]: ...").
- * Identity ARNs hold no whitespace. Undefined when the cause names nobody. Pure.
- */
-export const rejectedBy = (cause: string | undefined): string | undefined =>
-  /^Rejected by (\S+?)(?: \(.*?\))?: /.exec(cause ?? '')?.[1];
-
 /** Errors that mean the execution no longer waits for this answer. */
 const GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
 
@@ -89,13 +83,8 @@ export const resolveApproval = async (input: ResolveApprovalInput): Promise<Reso
         new SendTaskFailureCommand({
           taskToken: stored.token,
           error: WORKFLOW_ERRORS.rejected,
-          // SendTaskFailure's cause is at most 32768 characters.
-          // rejectedBy() reads `by` back from here: keep "Rejected by <by>" first.
-          cause:
-            `Rejected${input.by ? ` by ${input.by}` : ''}${input.name ? ` (${input.name})` : ''}: ${reason ?? 'no reason given'}`.slice(
-              0,
-              32_768,
-            ),
+          // SendTaskFailure's cause is at most 32768 characters; the finish step reads `by` back from it.
+          cause: rejectionCause(input.by, input.name, reason).slice(0, 32_768),
         }),
       );
     }

@@ -6,7 +6,7 @@ import { type Outcome, type Severity, severityRank } from '../shared/contracts';
 import type { HoldRequest, Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS, type MetricDatum } from '../shared/metrics';
 import { remediationId } from '../shared/remediation';
-import { rejectedBy } from './approval';
+import { rejectedBy } from './approver';
 import { accountOf, awsCall, links, regionOf } from './aws';
 import { WORKFLOW_ERRORS } from './errors';
 import { publishNotification } from './notify';
