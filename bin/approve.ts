@@ -3,17 +3,19 @@
  * npm run approve -- <execution> --approve|--reject [--reason <text>] [--table <ledger table>] [--region <region>] [--by <name>]
  *
  * Answers a remediation that waits for approval, from a terminal, with the caller's own AWS
- * credentials. It runs the same code as the workflow's tests and the simulation (resolveApproval in
+ * credentials. Who answered is the caller's identity (STS GetCallerIdentity): its ARN goes into the
+ * answer, the workflow keeps it in `$.approval.by` (or the rejection's cause), and the history record
+ * names it (`approvedBy` / `rejectedBy`); `--by` only adds a name next to it. It runs the same code as the workflow's tests and the simulation (resolveApproval in
  * lambdas/workflow/approval.ts): read the task token the "Wait for approval" step stored in the
  * ledger, SendTaskSuccess (approve) or SendTaskFailure with Autopatch.Rejected (reject), then forget
  * the token. The approval request message has the command ready to paste.
  *
  * Exit status: 0 answered; 1 could not answer (nothing pending, AWS error); 2 bad usage.
  */
-import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SFNClient } from '@aws-sdk/client-sfn';
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { Ledger } from '../lambdas/shared/ledger';
 import { type ExecutionRef, parseExecutionRef, resolveApproval } from '../lambdas/workflow/approval';
 import { links } from '../lambdas/workflow/aws';
@@ -30,11 +32,13 @@ export const USAGE = `usage: npm run approve -- <execution> --approve|--reject [
   --reason <text>   why; recorded in the execution (and in the Rejected outcome)
   --table <name>    the Autopatch ledger table (default: $${TABLE_ENV})
   --region <name>   default: the execution ARN's Region, else your AWS configuration's
-  --by <name>       who answers, for the record (default: your user name)
+  --by <name>       a name to record next to your AWS identity (who answers is
+                    always recorded as your identity's ARN, from sts:GetCallerIdentity)
   --help            show this help
 
 Runs with your AWS credentials (AWS_PROFILE, SSO, environment variables...): it needs
-states:SendTaskSuccess / states:SendTaskFailure and GetItem / DeleteItem on the ledger table.`;
+states:SendTaskSuccess / states:SendTaskFailure and GetItem / DeleteItem on the ledger table
+(sts:GetCallerIdentity needs no permission).`;
 
 export interface ApproveRequest {
   readonly execution: ExecutionRef;
@@ -42,7 +46,8 @@ export interface ApproveRequest {
   readonly reason?: string;
   readonly tableName: string;
   readonly region?: string;
-  readonly by: string;
+  /** A name the approver gives (--by), recorded next to the identity. */
+  readonly name?: string;
 }
 
 export type ParsedCommand =
@@ -50,16 +55,7 @@ export type ParsedCommand =
   | { readonly kind: 'usage-error'; readonly message: string }
   | { readonly kind: 'answer'; readonly request: ApproveRequest };
 
-const defaultUser = (): string => {
-  try {
-    return userInfo().username;
-  } catch {
-    // No passwd entry (some containers): the record just says who cannot be told.
-    return 'unknown';
-  }
-};
-
-/** Read the command line. Pure apart from the user-name default; every mistake gets its own message. */
+/** Read the command line. Pure; every mistake gets its own message. */
 export const parseCommand = (argv: readonly string[], env: NodeJS.ProcessEnv): ParsedCommand => {
   let parsed: ReturnType<typeof parse>;
   try {
@@ -97,6 +93,9 @@ export const parseCommand = (argv: readonly string[], env: NodeJS.ProcessEnv): P
   if (values.reason !== undefined && values.reason.trim() === '') {
     return { kind: 'usage-error', message: '--reason is empty' };
   }
+  if (values.by !== undefined && values.by.trim() === '') {
+    return { kind: 'usage-error', message: '--by is empty' };
+  }
   const region = values.region ?? execution.region;
   return {
     kind: 'answer',
@@ -106,7 +105,7 @@ export const parseCommand = (argv: readonly string[], env: NodeJS.ProcessEnv): P
       ...(values.reason !== undefined ? { reason: values.reason.trim() } : {}),
       tableName,
       ...(region ? { region } : {}),
-      by: values.by ?? defaultUser(),
+      ...(values.by !== undefined ? { name: values.by.trim() } : {}),
     },
   };
 };
@@ -130,6 +129,8 @@ const parse = (argv: readonly string[]) =>
 export interface ApproveClients {
   readonly sfn: Pick<SFNClient, 'send'>;
   readonly dynamodb: DynamoDBClient;
+  /** Who is answering: the caller's identity is what the record names. */
+  readonly sts: Pick<STSClient, 'send'>;
 }
 
 export interface ApproveIo {
@@ -170,13 +171,17 @@ export const runApprove = async (argv: readonly string[], io: ApproveIo): Promis
   const { request } = command;
   const clients = io.clients(request.region);
   try {
+    // First: an answer nobody can attribute is not sent.
+    const identity = await clients.sts.send(new GetCallerIdentityCommand({}));
+    if (!identity.Arn) throw new Error('sts GetCallerIdentity returned no ARN: cannot say who answers');
     const result = await resolveApproval({
       sfn: clients.sfn,
       ledger: new Ledger({ client: clients.dynamodb, tableName: request.tableName }),
       executionName: request.execution.name,
       approve: request.approve,
       ...(request.reason ? { reason: request.reason } : {}),
-      by: request.by,
+      by: identity.Arn,
+      ...(request.name ? { name: request.name } : {}),
     });
     io.out(
       result.decision === 'approved'
@@ -202,7 +207,11 @@ export const runApprove = async (argv: readonly string[], io: ApproveIo): Promis
 if (require.main === module) {
   const clients = (region: string | undefined): ApproveClients => {
     const config = region ? { region } : {};
-    return { sfn: new SFNClient(config), dynamodb: new DynamoDBClient(config) };
+    return {
+      sfn: new SFNClient(config),
+      dynamodb: new DynamoDBClient(config),
+      sts: new STSClient(config),
+    };
   };
   runApprove(process.argv.slice(2), {
     out: (line) => process.stdout.write(`${line}\n`),

@@ -8,7 +8,7 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { OUTCOMES, type Outcome } from '../lambdas/shared/contracts';
+import { OUTCOMES, type Outcome, SEVERITIES, type Severity } from '../lambdas/shared/contracts';
 import { ConfigurationError } from '../lambdas/shared/errors';
 import { METRIC_DIMENSIONS, METRICS } from '../lambdas/shared/metrics';
 
@@ -301,6 +301,43 @@ export class AutopatchDashboard extends Construct {
         width: 8,
       }),
     );
+    // Ratios and durations: how well remediation works, not only how much of it there is.
+    this.dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Workflow: patch success and rollback rates (%, daily)',
+        left: [
+          this.metricOutcomeRate('Patched', { period: Duration.days(1), label: 'patch success rate' }),
+          this.metricOutcomeRate('RolledBack', { period: Duration.days(1), label: 'rollback rate' }),
+        ],
+        leftYAxis: { min: 0, max: 100, showUnits: false },
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Workflow: remediation duration by severity (s, p50 and p90)',
+        left: SEVERITIES.flatMap((severity) =>
+          (['p50', 'p90'] as const).map((statistic) =>
+            this.metricRemediationDuration(severity, {
+              statistic,
+              period: Duration.hours(1),
+              label: `${severity} ${statistic}`,
+            }),
+          ),
+        ),
+        width: 12,
+      }),
+    );
+    this.dashboard.addWidgets(
+      new cloudwatch.SingleValueWidget({
+        title: 'Rates in the time range (%)',
+        metrics: [
+          this.metricOutcomeRate('Patched', { label: 'patch success rate' }),
+          this.metricOutcomeRate('RolledBack', { label: 'rollback rate' }),
+        ],
+        setPeriodToTimeRange: true,
+        width: 24,
+        height: 3,
+      }),
+    );
     this.dashboard.addWidgets(
       new cloudwatch.SingleValueWidget({
         title: 'Remediations in the time range',
@@ -363,6 +400,42 @@ export class AutopatchDashboard extends Construct {
       METRICS.workflowService,
       { [METRIC_DIMENSIONS.outcome]: outcome },
       'Sum',
+      props,
+    );
+  }
+
+  /**
+   * The share (%) of finished remediations that ended with `outcome`: metric math over the
+   * Remediations counts. "Finished" is every outcome but Superseded (a run that handed its findings to
+   * the one in flight finished nothing). No value where nothing finished. Over 5 minutes unless `period`.
+   */
+  public metricOutcomeRate(
+    outcome: Outcome,
+    props: { readonly period?: Duration; readonly label?: string } = {},
+  ): cloudwatch.MathExpression {
+    const period = props.period ?? FIVE_MINUTES;
+    const finished = OUTCOMES.filter((o) => o !== 'Superseded');
+    const id = (o: Outcome) => `o${OUTCOMES.indexOf(o)}`;
+    return new cloudwatch.MathExpression({
+      expression: `100 * FILL(${id(outcome)}, 0) / (${finished.map((o) => `FILL(${id(o)}, 0)`).join(' + ')})`,
+      usingMetrics: Object.fromEntries(
+        [...new Set([...finished, outcome])].map((o) => [id(o), this.metricRemediations(o, { period })]),
+      ),
+      label: props.label ?? `${outcome} rate`,
+      period,
+    });
+  }
+
+  /**
+   * Seconds from execution start to outcome of the remediations whose worst finding had `severity`
+   * (every outcome but Superseded). p90 over 5 minutes unless `statistic`.
+   */
+  public metricRemediationDuration(severity: Severity, props?: cloudwatch.MetricOptions) {
+    return this.metric(
+      METRICS.remediationDuration,
+      METRICS.workflowService,
+      { [METRIC_DIMENSIONS.severity]: severity },
+      'p90',
       props,
     );
   }

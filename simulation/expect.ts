@@ -7,7 +7,8 @@ const list = (values: readonly string[]) => (values.length === 0 ? 'none' : valu
 /** How reality differs from a scenario's `expect`, one sentence per difference (empty: it does not). */
 export const checkExpectations = (
   expect: Expectations | undefined,
-  report: Pick<SimulationReport, 'executions' | 'findings' | 'intake' | 'world'>,
+  report: Pick<SimulationReport, 'executions' | 'findings' | 'intake' | 'world'> &
+    Partial<Pick<SimulationReport, 'notifications'>>,
 ): string[] => {
   if (!expect) return [];
   const out: string[] = [];
@@ -104,6 +105,19 @@ export const checkExpectations = (
   }
   for (const [service, b] of Object.entries(expect.alarmToRollback ?? {})) {
     within(`alarmToRollback.${service}`, world?.services[service]?.alarmToRollbackMs, b);
+  }
+  if (expect.notifyDigests !== undefined) {
+    const sent = new Map<string, number>();
+    for (const n of report.notifications ?? []) {
+      if (n.kind !== 'notify-digest') continue;
+      const scope = n.service ?? 'account';
+      sent.set(scope, (sent.get(scope) ?? 0) + 1);
+    }
+    for (const scope of new Set([...Object.keys(expect.notifyDigests), ...sent.keys()])) {
+      const wanted = expect.notifyDigests[scope] ?? 0;
+      const actual = sent.get(scope) ?? 0;
+      if (actual !== wanted) out.push(`notifyDigests.${scope}: expected ${wanted}, got ${actual}`);
+    }
   }
   if (expect.running !== undefined) {
     const running = report.executions.filter((e) => e.status === 'RUNNING').length;

@@ -116,6 +116,8 @@ export interface SimulationReport {
     readonly offsetMs: number;
     readonly subject?: string;
     readonly kind?: string;
+    /** The service it is about (the `service` message attribute), when it names one. */
+    readonly service?: string;
   }>;
   readonly outcomeEvents: ReadonlyArray<{ readonly offsetMs: number; readonly detail: unknown }>;
   /** Exceptions inside the simulated world (event deliveries, model callbacks) and triage errors. */

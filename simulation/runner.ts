@@ -8,6 +8,7 @@ import '../local/polyfills';
 import type { StateValue } from '@aws-sdk/client-cloudwatch';
 import { type DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { Ledger } from '../lambdas/shared/ledger';
+import { OUTCOME_EVENT } from '../lambdas/shared/outcome-event';
 import { DEFAULT_POLICY } from '../lambdas/triage/policy';
 import { resolveApproval } from '../lambdas/workflow/approval';
 import { startDynalite } from '../local/dynalite';
@@ -64,14 +65,17 @@ const startSchedules = (
   rules: readonly StackRule[],
   sfn: StepFunctionsModel,
   invoke: (role: string) => Promise<unknown>,
-): void => {
+): ((until: number) => void) => {
+  const wakes: Array<(until: number) => void> = [];
   for (const rule of rules) {
     const every = rateMs(rule.schedule as string);
     let ticking = false;
     let lastBusy = Date.now();
+    // Work the sweep has to do at a known time without any execution running (a notify digest).
+    let busyUntil = 0;
     const tick = () => {
       if (sfn.executions.some((e) => e.status === 'RUNNING')) lastBusy = Date.now();
-      if (Date.now() - lastBusy > SCHEDULE_TAIL_MS) {
+      if (Date.now() - lastBusy > SCHEDULE_TAIL_MS && Date.now() > busyUntil) {
         ticking = false;
         return;
       }
@@ -90,7 +94,14 @@ const startSchedules = (
       world.schedule(Date.now() + every, `schedule ${rule.name}`, tick);
     };
     sfn.onTaskToken(ensure);
+    wakes.push((until) => {
+      busyUntil = Math.max(busyUntil, until);
+      ensure();
+    });
   }
+  return (until) => {
+    for (const wake of wakes) wake(until);
+  };
 };
 
 /** When a scenario sets no `until`: long enough for any approval timeout or bake to play out. */
@@ -208,6 +219,8 @@ const simulate = async (
   const restoreEnvironment = setEnvironment({
     ...SIMULATED_ENVIRONMENT,
     ...functionEnvironment,
+    // The sweep's digest period, as the stack would set it from the scenario's workflow defaults.
+    NOTIFY_DIGEST_MINUTES: String(scenario.defaults.notifyDigestMinutes),
     AWS_REGION: region,
   });
   let handlers: Map<string, LambdaHandler>;
@@ -231,6 +244,8 @@ const simulate = async (
   };
   let sfn: StepFunctionsModel | undefined;
   let fleet: TriageFleet | undefined;
+  /** Keep the scheduled rules firing until then (set once they are started). */
+  let wakeSchedules: (until: number) => void = () => undefined;
   let sqs: SqsModel | undefined;
   let sns: SnsModel | undefined;
   let bus: EventBus | undefined;
@@ -441,7 +456,13 @@ const simulate = async (
         maxReceiveCount: scenario.intake.maxReceiveCount ?? stack.intake.maxReceiveCount,
         maxConcurrency: scenario.intake.maxConcurrency ?? stack.intake.maxConcurrency,
       },
-      fleet.consume,
+      async (event) => {
+        const response = await (fleet as TriageFleet).consume(event);
+        // A notify decision waits in its digest: keep the sweep ticking until the digest is due.
+        if (event.Records.some((r) => fleet?.decisions.get(r.messageId)?.action === 'notify'))
+          wakeSchedules(Date.now() + (scenario.defaults.notifyDigestMinutes + 2) * MINUTE);
+        return response;
+      },
     );
 
     // EventBridge rules exactly as the stack defines them.
@@ -477,7 +498,7 @@ const simulate = async (
     };
     // Scheduled rules (the sweep): on the virtual clock, while there is something to sweep.
     const scheduled = stack.rules.filter((r) => r.schedule !== undefined);
-    startSchedules(world, scheduled, sfn, (role) => {
+    wakeSchedules = startSchedules(world, scheduled, sfn, (role) => {
       const handler = handlers.get(role);
       if (!handler) throw new Error(`no handler for ${role}`);
       return handler(
@@ -969,9 +990,12 @@ const simulate = async (
       offsetMs: m.at - start,
       ...(m.subject ? { subject: m.subject } : {}),
       ...(m.attributes.kind ? { kind: m.attributes.kind } : {}),
+      ...(m.attributes.service ? { service: m.attributes.service } : {}),
     })),
     outcomeEvents: (bus?.published ?? [])
-      .filter((p) => p.event.source === 'autopatch')
+      .filter(
+        (p) => p.event.source === OUTCOME_EVENT.source && p.event['detail-type'] === OUTCOME_EVENT.detailType,
+      )
       .map((p) => ({ offsetMs: p.at - start, detail: p.event.detail })),
     errors,
     world: worldReport,

@@ -396,6 +396,11 @@ const expectSpec = z.strictObject({
   alarmToRollback: z.record(z.string(), bounds).optional(),
   /** Executions still running at the end. */
   running: z.number().int().min(0).optional(),
+  /**
+   * Notify digests sent (SNS messages of kind notify-digest) per "<cluster>/<service>", or `account`
+   * for the one about images no service runs.
+   */
+  notifyDigests: z.record(z.string(), z.number().int().min(0)).optional(),
 });
 export type Expectations = z.infer<typeof expectSpec>;
 

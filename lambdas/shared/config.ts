@@ -118,6 +118,11 @@ export const workflowDefaultsSchema = z.strictObject({
   gatherSeconds: z.number().int().min(0).max(3_600).default(300),
   /** The gathering ends at the latest this long after the remediation started, findings or not. */
   gatherMaxSeconds: z.number().int().min(0).max(86_400).default(1_800),
+  /**
+   * `notify` decisions are gathered per service and sent as one digest (SNS and the event bus) once
+   * the oldest of them is this old: one message per service and period, never one per finding.
+   */
+  notifyDigestMinutes: z.number().int().min(1).max(10_080).default(60),
 });
 export type WorkflowDefaults = z.infer<typeof workflowDefaultsSchema>;
 

@@ -1,6 +1,7 @@
 import type { Outcome, RemediationRequest } from './contracts';
 import type { ContentionOptions } from './ledger/contention';
 import { FindingDeliveries, type FindingKey } from './ledger/deliveries';
+import { type Digest, Digests, type Notice } from './ledger/digests';
 import { History, type OutcomeRecord } from './ledger/history';
 import { type Hold, type HoldRequest, Holds } from './ledger/holds';
 import { type ClaimResult, type InFlight, type PoisonedLockListener, ServiceLocks } from './ledger/lock';
@@ -17,11 +18,13 @@ import { type TaskTokenPurpose, TaskTokens } from './ledger/tokens';
  * - `holds.ts`: churn holds (`…/HOLD#<cve>`);
  * - `tokens.ts`: the task tokens paused executions wait on (`TOKEN#…`);
  * - `history.ts`: the history of finished remediations (`…/REMEDIATION#…`) and its outbox (`OUTBOX`);
+ * - `digests.ts`: notify decisions gathered per service until the sweep sends them (`DIGEST`);
  * - `table.ts`: the DynamoDB calls they share (errors, conditional writes, batch retries).
  */
 
 export type { ContentionOptions } from './ledger/contention';
 export type { FindingKey } from './ledger/deliveries';
+export { ACCOUNT_SCOPE, type Digest, type DigestEntry, type Notice } from './ledger/digests';
 export type { OutcomeRecord } from './ledger/history';
 export { type Hold, type HoldRequest, withoutHeld } from './ledger/holds';
 export type { ClaimResult, InFlight, PoisonedLock, PoisonedLockListener } from './ledger/lock';
@@ -67,6 +70,7 @@ export class Ledger {
   private readonly churn: Holds;
   private readonly tokens: TaskTokens;
   private readonly outcomes: History;
+  private readonly digests: Digests;
 
   constructor(options: LedgerOptions) {
     const table = new LedgerTable(options);
@@ -85,6 +89,7 @@ export class Ledger {
     );
     this.tokens = new TaskTokens(table);
     this.outcomes = new History(table);
+    this.digests = new Digests(table);
   }
 
   // ---------------------------------------------------------------- duplicate deliveries
@@ -248,5 +253,22 @@ export class Ledger {
   /** A service's finished remediations, newest first (by `finishedAt`). */
   history(serviceKey: string, limit = 20): Promise<OutcomeRecord[]> {
     return this.outcomes.history(serviceKey, limit);
+  }
+
+  // ---------------------------------------------------------------- notify digests
+
+  /** Record notify decisions into the digest of their service (or the account's). Safe to run concurrently. */
+  recordNotices(notices: readonly Notice[]): Promise<void> {
+    return this.digests.record(notices);
+  }
+
+  /** Every digest with notices not yet sent, oldest first. */
+  pendingDigests(): Promise<Digest[]> {
+    return this.digests.pending();
+  }
+
+  /** A digest was sent: take what it held out of the ledger (notices recorded meanwhile stay). */
+  clearDigest(sent: Digest): Promise<void> {
+    return this.digests.clear(sent);
   }
 }

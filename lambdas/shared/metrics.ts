@@ -32,7 +32,12 @@ export const METRICS = {
   remediations: 'Remediations',
   /** Seconds from triage first seeing the finding (request.requestedAt) to the service being patched. */
   timeToPatched: 'TimeToPatchedSeconds',
-  /** Seconds from execution start to its outcome. */
+  /**
+   * Seconds from execution start to its outcome. Emitted twice per outcome: with dimensions Outcome
+   * and Severity (the worst of the run's findings), and - except for Superseded runs, which hand
+   * their findings on within seconds - with Severity alone, the series the dashboard's percentiles
+   * per severity read (CloudWatch cannot take a percentile across dimension values).
+   */
   remediationDuration: 'RemediationDurationSeconds',
   /** Seconds from a watched alarm entering ALARM to Autopatch deciding to roll back (the rollback request is the next state). */
   alarmToRollback: 'AlarmToRollbackSeconds',
@@ -41,7 +46,11 @@ export const METRICS = {
 } as const;
 
 /** The dimension names above, as the dashboard and the emitters spell them. */
-export const METRIC_DIMENSIONS = { action: 'Action', outcome: 'Outcome' } as const;
+export const METRIC_DIMENSIONS = {
+  action: 'Action',
+  outcome: 'Outcome',
+  severity: 'Severity',
+} as const;
 
 /** One data point to emit. */
 export interface MetricDatum {

@@ -11,6 +11,7 @@ import { ConfigurationError, TransientError } from '../shared/errors';
 import { Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS } from '../shared/metrics';
 import { InventoryResolver } from './inventory';
+import { noticesOf } from './notices';
 import { type Policy, parsePolicy } from './policy';
 import { formatIssues } from './schema';
 import { executePlan, planBatch, type TriagePlan } from './triage';
@@ -125,6 +126,20 @@ export const createHandler = (
       m.addMetric(METRICS.findings, MetricUnit.Count, count);
     }
     let poison = byAction.get('reject') ?? 0;
+    // Notify decisions go to their service's digest (the sweep sends it once per period). Before the
+    // plan is carried out: messages whose notices could not be recorded are not marked seen, and retried.
+    const notices = noticesOf(
+      plan.findings,
+      event.Records.map((r) => ({ id: r.messageId, event: r.body })),
+    );
+    if (notices.length > 0) {
+      try {
+        await ledger.recordNotices(notices.flatMap((n) => n.notices));
+      } catch (error) {
+        logger.error('Could not record notify decisions; their messages will be retried', { error });
+        plan = { ...plan, failedIds: [...plan.failedIds, ...notices.map((n) => n.id)] };
+      }
+    }
     let failed = new Set(plan.failedIds);
     if (config.dryRun) {
       for (const r of plan.remediations) {

@@ -242,8 +242,10 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
   for (const { input, finding, ids } of candidates) {
     // Decide first without service context: most findings are settled here without any API call.
     const base = evaluate(deps.policy, finding, { now });
+    // Notify decisions too: their digest is per service (lambdas/triage/notices.ts).
     const actionable =
-      finding.image !== undefined && (base.action === 'remediate' || base.action === 'approve');
+      finding.image !== undefined &&
+      (base.action === 'remediate' || base.action === 'approve' || base.action === 'notify');
     const mayMatchTags = deps.policy.rules.some((r) => r.match.serviceTags !== undefined);
     if (!actionable && !(mayMatchTags && finding.image)) {
       reports.push({

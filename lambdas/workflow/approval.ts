@@ -1,5 +1,6 @@
 import { SendTaskFailureCommand, SendTaskSuccessCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import type { Ledger } from '../shared/ledger';
+import { rejectionCause } from './approver';
 import { ApprovalNotPendingError, WORKFLOW_ERRORS } from './errors';
 
 export interface ResolveApprovalInput {
@@ -8,8 +9,10 @@ export interface ResolveApprovalInput {
   readonly executionName: string;
   readonly approve: boolean;
   readonly reason?: string;
-  /** Who answered, for the record (the CLI passes the caller's identity). */
+  /** Who answered, for the record: the CLI passes the caller's identity ARN (sts:GetCallerIdentity). */
   readonly by?: string;
+  /** A name the approver gave, recorded next to `by`. */
+  readonly name?: string;
 }
 
 export interface ResolveApprovalResult {
@@ -70,6 +73,7 @@ export const resolveApproval = async (input: ResolveApprovalInput): Promise<Reso
           output: JSON.stringify({
             approved: true,
             ...(input.by ? { by: input.by } : {}),
+            ...(input.name ? { name: input.name } : {}),
             ...(reason ? { reason } : {}),
           }),
         }),
@@ -79,11 +83,8 @@ export const resolveApproval = async (input: ResolveApprovalInput): Promise<Reso
         new SendTaskFailureCommand({
           taskToken: stored.token,
           error: WORKFLOW_ERRORS.rejected,
-          // SendTaskFailure's cause is at most 32768 characters.
-          cause: `Rejected${input.by ? ` by ${input.by}` : ''}: ${reason ?? 'no reason given'}`.slice(
-            0,
-            32_768,
-          ),
+          // SendTaskFailure's cause is at most 32768 characters; the finish step reads `by` back from it.
+          cause: rejectionCause(input.by, input.name, reason).slice(0, 32_768),
         }),
       );
     }

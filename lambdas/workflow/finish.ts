@@ -6,6 +6,7 @@ import { type Outcome, type Severity, severityRank } from '../shared/contracts';
 import type { HoldRequest, Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS, type MetricDatum } from '../shared/metrics';
 import { remediationId } from '../shared/remediation';
+import { rejectedBy } from './approver';
 import { accountOf, awsCall, links, regionOf } from './aws';
 import { WORKFLOW_ERRORS } from './errors';
 import { publishNotification } from './notify';
@@ -472,7 +473,7 @@ export const rollbackIncomplete = (state: WorkflowState): boolean => {
 
 /**
  * The metrics of one outcome (namespace Autopatch, service autopatch-workflow): the outcome count,
- * finding → patched, alarm → rollback decision, and whether a rollback was left incomplete (0 or 1,
+ * the run's duration (execution start → now, by outcome and severity), finding → patched, alarm → rollback decision, and whether a rollback was left incomplete (0 or 1,
  * so the alarm on it has data). Pure.
  */
 export const outcomeMetrics = (input: FinishInput, now: Date): MetricDatum[] => {
@@ -485,6 +486,23 @@ export const outcomeMetrics = (input: FinishInput, now: Date): MetricDatum[] => 
       dimensions: { [METRIC_DIMENSIONS.outcome]: outcome },
     },
   ];
+  const duration = secondsBetween(input.startedAt, now);
+  if (duration !== undefined) {
+    const severity = worstSeverity(state) ?? 'UNTRIAGED';
+    data.push({
+      name: METRICS.remediationDuration,
+      unit: 'Seconds',
+      value: duration,
+      dimensions: { [METRIC_DIMENSIONS.outcome]: outcome, [METRIC_DIMENSIONS.severity]: severity },
+    });
+    if (outcome !== 'Superseded')
+      data.push({
+        name: METRICS.remediationDuration,
+        unit: 'Seconds',
+        value: duration,
+        dimensions: { [METRIC_DIMENSIONS.severity]: severity },
+      });
+  }
   if (outcome === 'Patched') {
     const seconds = secondsBetween(state.requestedAt, now);
     if (seconds !== undefined) data.push({ name: METRICS.timeToPatched, unit: 'Seconds', value: seconds });
@@ -531,6 +549,19 @@ export const holdRequests = (state: Pick<WorkflowState, 'images'>): HoldRequest[
     // One fixed version only: with several, any new finding's version would look "newer" anyway.
     ...(fixedIn.size === 1 ? { fixedInVersion: [...fixedIn][0] as string } : {}),
   }));
+};
+
+/**
+ * Who answered the approval, for the history record: the approver's identity the workflow kept in
+ * `$.approval.by`, or the one the rejection's cause names. Pure.
+ */
+export const answeredBy = (
+  input: Pick<FinishInput, 'outcome' | 'state'>,
+): { approvedBy?: string; rejectedBy?: string } => {
+  const { approval, error } = input.state;
+  if (approval?.approved === true && approval.by) return { approvedBy: approval.by };
+  const by = input.outcome === 'Rejected' ? rejectedBy(error?.Cause) : undefined;
+  return by ? { rejectedBy: by } : {};
 };
 
 /**
@@ -582,6 +613,7 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
       ...(Number.isNaN(started)
         ? {}
         : { timings: { totalSeconds: Math.round((now().getTime() - started) / 1000) } }),
+      ...answeredBy(input),
     });
     if (HOLDING_OUTCOMES.has(outcome)) {
       // Before the release: a follow-up queued for the same findings must not rebuild them again.

@@ -15,6 +15,8 @@ export const putOutcomeEvent = async (
     readonly resources?: readonly string[];
     /** How errors name the event. @default 'outcome event' */
     readonly label?: string;
+    /** Another of Autopatch's events (same source). @default OUTCOME_EVENT.detailType */
+    readonly detailType?: string;
   } = {},
 ): Promise<void> => {
   const out = await awsCall('events PutEvents', () =>
@@ -23,7 +25,7 @@ export const putOutcomeEvent = async (
         Entries: [
           {
             Source: OUTCOME_EVENT.source,
-            DetailType: OUTCOME_EVENT.detailType,
+            DetailType: options.detailType ?? OUTCOME_EVENT.detailType,
             EventBusName: options.eventBusName ?? 'default',
             ...(options.resources ? { Resources: [...options.resources] } : {}),
             Detail: JSON.stringify(detail),

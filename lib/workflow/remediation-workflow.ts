@@ -146,6 +146,8 @@ export class RemediationWorkflow extends Construct {
     this.finishFunction = functions.finish;
     this.deploymentEventsFunction = functions.deploymentEvents;
     this.sweepFunction = functions.sweep;
+    // How often the sweep sends each service's notify digest.
+    functions.sweep.addEnvironment('NOTIFY_DIGEST_MINUTES', String(props.defaults.notifyDigestMinutes));
 
     const builds = createBuildProjects(this, { ...props, logRetention, arn: statements.arn });
     this.buildLogGroup = builds.buildLogGroup;

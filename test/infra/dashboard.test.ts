@@ -7,7 +7,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { OUTCOMES } from '../../lambdas/shared/contracts';
+import { OUTCOMES, SEVERITIES } from '../../lambdas/shared/contracts';
 import { METRICS } from '../../lambdas/shared/metrics';
 import { type FinishInput, outcomeMetrics } from '../../lambdas/workflow/finish';
 import type { WorkflowState } from '../../lambdas/workflow/state';
@@ -187,17 +187,19 @@ describe('the Autopatch dashboard and engine alarms (smallest deployment)', () =
     };
     const emitted = new Set(
       OUTCOMES.flatMap((outcome) =>
-        outcomeMetrics(
-          {
-            outcome,
-            state,
-            executionName: 'e',
-            executionArn: `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:e`,
-            stateMachineArn: STATE_MACHINE_ARN,
-            startedAt: '2024-09-04T16:00:00Z',
-          } satisfies FinishInput,
-          new Date('2024-09-04T18:00:00Z'),
-        ).map((d) => key(d.name, { service: METRICS.workflowService, ...d.dimensions })),
+        SEVERITIES.flatMap((severity) =>
+          outcomeMetrics(
+            {
+              outcome,
+              state: { ...state, images: state.images.map((i) => ({ ...i, severity })) },
+              executionName: 'e',
+              executionArn: `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:e`,
+              stateMachineArn: STATE_MACHINE_ARN,
+              startedAt: '2024-09-04T16:00:00Z',
+            } satisfies FinishInput,
+            new Date('2024-09-04T18:00:00Z'),
+          ).map((d) => key(d.name, { service: METRICS.workflowService, ...d.dimensions })),
+        ),
       ),
     );
     const read = body.widgets
@@ -205,6 +207,54 @@ describe('the Autopatch dashboard and engine alarms (smallest deployment)', () =
       .filter(([, dims]) => dims.service === METRICS.workflowService);
     expect(read.length).toBeGreaterThan(OUTCOMES.length);
     for (const [name, dims] of read) expect(emitted).toContain(key(name, dims));
+  });
+
+  test('patch success and rollback rates: metric math over the outcome counts, Superseded left out', () => {
+    // Prepare: a day with 3 Patched, 1 RolledBack, 1 Failed, and 5 runs superseded (queued behind others).
+    const counts: Record<string, number> = { Patched: 3, RolledBack: 1, Failed: 1, Superseded: 5 };
+    const rates = (widget: Json): Record<string, number> => {
+      const metrics = metricsOf(widget);
+      const outcomeOf = new Map(
+        metrics
+          .filter((m) => m[0] === METRICS.namespace)
+          .map((m) => [(m.at(-1) as Json).id as string, m[m.indexOf('Outcome') + 1] as string]),
+      );
+      return Object.fromEntries(
+        metrics
+          .map((m) => m[0] as Json)
+          .filter((m) => typeof m === 'object' && typeof m.expression === 'string')
+          .map((m) => {
+            const arithmetic = (m.expression as string).replace(/FILL\((o\d+), 0\)/g, (_, id: string) =>
+              String(counts[outcomeOf.get(id) as string] ?? 0),
+            );
+            expect(arithmetic).toMatch(/^[\d\s()+*/.]+$/);
+            return [m.label as string, Number(new Function(`return ${arithmetic}`)())];
+          }),
+      );
+    };
+
+    // Act
+    const daily = rates(widgetTitled(body, 'Workflow: patch success and rollback rates (%, daily)'));
+    const range = rates(widgetTitled(body, 'Rates in the time range (%)'));
+
+    // Assess
+    expect(daily).toEqual({ 'patch success rate': 60, 'rollback rate': 20 });
+    expect(range).toEqual(daily);
+  });
+
+  test('remediation duration: p50 and p90 per severity, from the series the finish Lambda emits by severity', () => {
+    const widget = widgetTitled(body, 'Workflow: remediation duration by severity (s, p50 and p90)');
+    expect(autopatchMetrics(widget)).toEqual(
+      SEVERITIES.flatMap((severity) =>
+        ['p50', 'p90'].map(() => [
+          METRICS.remediationDuration,
+          { service: METRICS.workflowService, Severity: severity },
+        ]),
+      ),
+    );
+    expect(metricsOf(widget).map((m) => (m.at(-1) as Json).stat)).toEqual(
+      SEVERITIES.flatMap(() => ['p50', 'p90']),
+    );
   });
 
   test('lists the recent remediations from the finish Lambda’s outcome lines, with their links', () => {

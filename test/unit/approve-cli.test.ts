@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient, TaskTimedOut } from '@aws-sdk/client-sfn';
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { type ApproveIo, runApprove, TABLE_ENV, USAGE } from '../../bin/approve';
 import { Ledger } from '../../lambdas/shared/ledger';
@@ -8,6 +9,8 @@ import { type LocalDynamo, startDynalite } from '../../local/dynalite';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const sfn = mockClient(SFNClient);
+const sts = mockClient(STSClient);
+const ALICE = 'arn:aws:sts::123456789012:assumed-role/AutopatchApprovers/alice';
 const NAME = 'payments-api-CVE-2024-6387-a1a1a1a1-1a2b3c-20240904T165538Z';
 const ARN = `arn:aws:states:eu-west-1:123456789012:execution:AutopatchStack-Remediation:${NAME}`;
 const TOKEN = 'AQCEAAAAKgAAAAMAAAAAAAAAAR2b';
@@ -27,11 +30,13 @@ afterAll(async () => {
 beforeEach(async () => {
   sfn.on(SendTaskSuccessCommand).resolves({});
   sfn.on(SendTaskFailureCommand).resolves({});
+  sts.on(GetCallerIdentityCommand).resolves({ Arn: ALICE, Account: '123456789012', UserId: 'AROA:alice' });
   await ledger.putTaskToken(NAME, 'approval', TOKEN, 'prod/payments-api');
 });
 
 afterEach(async () => {
   sfn.reset();
+  sts.reset();
   await ledger.deleteTaskToken(NAME, 'approval');
 });
 
@@ -46,7 +51,8 @@ const approve = async (argv: string[], env: NodeJS.ProcessEnv = {}) => {
     env,
     clients: (region) => {
       regions.push(region);
-      return { sfn: new SFNClient({ region: region ?? 'eu-central-1' }), dynamodb: dynamo.client };
+      const config = { region: region ?? 'eu-central-1' };
+      return { sfn: new SFNClient(config), dynamodb: dynamo.client, sts: new STSClient(config) };
     },
   };
   const status = await runApprove(argv, io);
@@ -54,13 +60,13 @@ const approve = async (argv: string[], env: NodeJS.ProcessEnv = {}) => {
 };
 
 describe('npm run approve', () => {
-  it('--approve resumes the waiting execution with the stored token, in the ARN’s Region, and forgets the token', async () => {
+  it('--approve resumes the waiting execution with the stored token and the caller’s identity, in the ARN’s Region, and forgets the token', async () => {
     const run = await approve([ARN, '--approve', '--table', dynamo.tableName, '--by', 'alice']);
 
     expect(run.status).toBe(0);
     expect(run.regions).toEqual(['eu-west-1']);
     expect(sfn.commandCalls(SendTaskSuccessCommand).map((c) => c.args[0].input)).toEqual([
-      { taskToken: TOKEN, output: JSON.stringify({ approved: true, by: 'alice' }) },
+      { taskToken: TOKEN, output: JSON.stringify({ approved: true, by: ALICE, name: 'alice' }) },
     ]);
     expect(sfn.commandCalls(SendTaskFailureCommand)).toHaveLength(0);
     await expect(ledger.getTaskToken(NAME, 'approval')).resolves.toBeUndefined();
@@ -85,11 +91,34 @@ describe('npm run approve', () => {
       {
         taskToken: TOKEN,
         error: 'Autopatch.Rejected',
-        cause: 'Rejected by bob: the service is being decommissioned',
+        cause: `Rejected by ${ALICE} (bob): the service is being decommissioned`,
       },
     ]);
     expect(sfn.commandCalls(SendTaskSuccessCommand)).toHaveLength(0);
     expect(run.out).toContain('ends with outcome Rejected');
+  });
+
+  it('names the caller by the identity STS reports, whatever --by says, and without --by records the identity alone', async () => {
+    const run = await approve([NAME, '--approve', '--table', dynamo.tableName]);
+
+    expect(run.status).toBe(0);
+    expect(sts.commandCalls(GetCallerIdentityCommand)).toHaveLength(1);
+    expect(
+      sfn.commandCalls(SendTaskSuccessCommand).map((c) => JSON.parse(c.args[0].input.output ?? '')),
+    ).toEqual([{ approved: true, by: ALICE }]);
+  });
+
+  it('answers nothing when it cannot tell who the caller is', async () => {
+    sts
+      .on(GetCallerIdentityCommand)
+      .rejects(Object.assign(new Error('Could not load credentials'), { name: 'CredentialsProviderError' }));
+
+    const run = await approve([NAME, '--reject', '--table', dynamo.tableName]);
+
+    expect(run.status).toBe(1);
+    expect(run.err).toContain('No AWS credentials found');
+    expect(sfn.calls()).toHaveLength(0);
+    await expect(ledger.getTaskToken(NAME, 'approval')).resolves.toBeDefined();
   });
 
   it(`reads the table from ${TABLE_ENV}, and uses the default Region for a bare name`, async () => {

@@ -155,6 +155,55 @@ const started = () =>
   });
 
 describe('triage batch handler', () => {
+  it('records notify decisions in the digest of the service that runs the image, or the account’s, starting nothing', async () => {
+    // Prepare: MEDIUM findings (the default policy notifies) on the service's image and on one nothing runs.
+    const { handler, ledger } = await environment();
+
+    // Act
+    const response = await handler()(
+      batch(
+        record('m1', findingEvent('f1', 'shop/checkout', APP, 'CVE-2024-1001', 'MEDIUM')),
+        record('m2', findingEvent('f2', 'shop/checkout', APP, 'CVE-2024-1002', 'MEDIUM')),
+        record('m3', findingEvent('f3', 'shop/checkout', digest('0'), 'CVE-2024-1003', 'MEDIUM')),
+      ),
+    );
+
+    // Assess
+    expect(response.batchItemFailures).toEqual([]);
+    expect(started()).toEqual([]);
+    const digests = await ledger.pendingDigests();
+    expect(
+      digests.map((d) => [d.scope, d.entries.map((e) => `${e.cve} ${e.severity} ${e.image}`).sort()]).sort(),
+    ).toEqual([
+      ['ACCOUNT', [`CVE-2024-1003 MEDIUM shop/checkout@${digest('0')}`]],
+      [
+        'prod/checkout',
+        [`CVE-2024-1001 MEDIUM shop/checkout@${APP}`, `CVE-2024-1002 MEDIUM shop/checkout@${APP}`],
+      ],
+    ]);
+  });
+
+  it('retries the messages whose notify decisions could not be recorded, and does not mark them seen', async () => {
+    // Prepare
+    const { handler, ledger } = await environment();
+    const failing = jest
+      .spyOn(Ledger.prototype, 'recordNotices')
+      .mockRejectedValueOnce(Object.assign(new Error('Throughput exceeds'), { name: 'TransientError' }));
+    const event = findingEvent('f1', 'shop/checkout', APP, 'CVE-2024-1001', 'MEDIUM');
+
+    // Act
+    const first = await handler()(batch(record('m1', event)));
+    failing.mockRestore();
+    const redelivered = await handler()(batch(record('m1', event)));
+
+    // Assess
+    expect(first.batchItemFailures).toEqual([{ itemIdentifier: 'm1' }]);
+    expect(redelivered.batchItemFailures).toEqual([]);
+    expect((await ledger.pendingDigests()).map((d) => d.entries.map((e) => [e.cve, e.count]))).toEqual([
+      [['CVE-2024-1001', 1]],
+    ]);
+  });
+
   it('folds a batch into one remediation per service, and drops poison records without retrying them', async () => {
     // Prepare: two images of one service, a malformed finding, a foreign event and a body that is not JSON.
     const { handler } = await environment();

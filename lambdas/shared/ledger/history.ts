@@ -37,6 +37,10 @@ export interface OutcomeRecord {
   readonly watchedAlarms?: readonly string[];
   /** The watched alarm that fired and caused the rollback, and when. */
   readonly alarm?: { readonly name: string; readonly at?: string };
+  /** Who approved the remediation (the approver's AWS identity ARN), when it waited for approval. */
+  readonly approvedBy?: string;
+  /** Who rejected it (outcome Rejected). */
+  readonly rejectedBy?: string;
 }
 
 const HISTORY_PREFIX = 'REMEDIATION#';

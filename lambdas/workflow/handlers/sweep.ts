@@ -4,6 +4,7 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { heartbeat } from '../deployment-events';
 import { announceLate } from '../late-announcement';
+import { DEFAULT_NOTIFY_DIGEST_MINUTES, notifyDigestMinutes, sendDigests } from '../notify-digest';
 import { reconcile } from '../reconcile';
 import { sweepRescans } from '../verify-rescan';
 import { requireEnv } from './env';
@@ -15,12 +16,11 @@ const deps = watchDeps();
 const rescan = rescanDeps();
 const env = requireEnv(['STATE_MACHINE_ARN', 'TOPIC_ARN']);
 const sfn = new SFNClient({});
-const announce = announceLate({
-  sns: new SNSClient({}),
-  events: new EventBridgeClient({}),
-  topicArn: env.TOPIC_ARN,
-  eventBusName: process.env.EVENT_BUS_NAME ?? 'default',
-});
+const sns = new SNSClient({});
+const events = new EventBridgeClient({});
+const eventBusName = process.env.EVENT_BUS_NAME ?? 'default';
+const announce = announceLate({ sns, events, topicArn: env.TOPIC_ARN, eventBusName });
+const digestMinutes = notifyDigestMinutes(process.env.NOTIFY_DIGEST_MINUTES, DEFAULT_NOTIFY_DIGEST_MINUTES);
 
 /**
  * The scheduled sweep (every minute), the safety net under everything event-driven:
@@ -30,7 +30,8 @@ const announce = announceLate({
  * 2. the rescan heartbeat: re-assess every rescan wait (a bounded number a run), so a lost Inspector2
  *    Scan event delays a verdict by at most one sweep, and answer RescanTimedOut past the deadline;
  * 3. the reconciler: release locks whose execution ended without releasing them (a fault on the way),
- *    start claims that never started, and announce outcomes recorded but never announced.
+ *    start claims that never started, and announce outcomes recorded but never announced;
+ * 4. the notify digests: send each service's `notify` decisions, once per period, as one message.
  * Each part runs whatever the other did; a failure is the next minute's retry.
  */
 export const handler = async () => {
@@ -80,6 +81,26 @@ export const handler = async () => {
       outcome: o.outcome,
     });
   for (const e of summary.errors) logger.warn('reconcile error', e);
+  try {
+    for (const d of await sendDigests(
+      {
+        ledger: deps.ledger,
+        sns,
+        events,
+        topicArn: env.TOPIC_ARN,
+        eventBusName,
+        periodMinutes: digestMinutes,
+      },
+      new Date(),
+    )) {
+      const action = `digest-${d.action}`;
+      counts[action] = (counts[action] ?? 0) + 1;
+      if (d.action === 'sent') logger.info('notify digest sent', { scope: d.scope, notices: d.notices });
+      else logger.warn('notify digest not sent; retried next sweep', { scope: d.scope, error: d.error });
+    }
+  } catch (error) {
+    logger.error('notify digests failed', { error });
+  }
   logger.info('sweep', {
     ...counts,
     locks: summary.checked,

@@ -557,6 +557,43 @@ describe('rollbackIncomplete', () => {
   });
 });
 
+describe('who approved or rejected, in the history record', () => {
+  const ALICE = 'arn:aws:sts::123456789012:assumed-role/AutopatchApprovers/alice';
+
+  it('names the approver the workflow kept in $.approval.by', async () => {
+    const l = ledger();
+
+    await run('Patched', { ...patchedState, approval: { approved: true, by: ALICE, reason: 'go' } }, l);
+
+    expect(l.calls.records[0]?.approvedBy).toBe(ALICE);
+    expect(l.calls.records[0]?.rejectedBy).toBeUndefined();
+  });
+
+  it('names who rejected, from the rejection the approve command sent (with or without a name)', async () => {
+    const l = ledger();
+    const rejected = (Cause: string): WorkflowState => ({
+      ...request,
+      error: { Error: 'Autopatch.Rejected', Cause },
+    });
+
+    await run('Rejected', rejected(`Rejected by ${ALICE} (alice): not during the sale`), l);
+    await run('Rejected', rejected(`Rejected by ${ALICE}: no reason given`), l);
+    await run('Rejected', rejected('Rejected: no reason given'), l);
+
+    expect(l.calls.records.map((r) => r.rejectedBy)).toEqual([ALICE, ALICE, undefined]);
+    expect(l.calls.records.every((r) => r.approvedBy === undefined)).toBe(true);
+  });
+
+  it('records nobody when nobody was asked', async () => {
+    const l = ledger();
+
+    await run('Patched', patchedState, l);
+
+    expect(l.calls.records[0]).not.toHaveProperty('approvedBy');
+    expect(l.calls.records[0]).not.toHaveProperty('rejectedBy');
+  });
+});
+
 describe('outcomeMetrics', () => {
   const NOW = new Date('2024-09-04T18:00:00.000Z');
 
@@ -565,6 +602,19 @@ describe('outcomeMetrics', () => {
 
     expect(data).toEqual([
       { name: METRICS.remediations, unit: 'Count', value: 1, dimensions: { Outcome: 'Patched' } },
+      // startedAt 17:00:00.000 → 18:00:00.000, by outcome and severity, then by severity alone
+      {
+        name: METRICS.remediationDuration,
+        unit: 'Seconds',
+        value: 3600,
+        dimensions: { Outcome: 'Patched', Severity: 'CRITICAL' },
+      },
+      {
+        name: METRICS.remediationDuration,
+        unit: 'Seconds',
+        value: 3600,
+        dimensions: { Severity: 'CRITICAL' },
+      },
       // requestedAt 16:55:38.411 → 18:00:00.000
       { name: METRICS.timeToPatched, unit: 'Seconds', value: 3862 },
       { name: METRICS.rollbacksIncomplete, unit: 'Count', value: 0 },
@@ -598,9 +648,22 @@ describe('outcomeMetrics', () => {
       recoveryError: { Error: 'RestoreNotConfirmed', Cause: 'ROLLBACK_FAILED' },
     };
 
-    expect(outcomeMetrics(input('Failed', state), NOW)).toEqual([
+    expect(outcomeMetrics(input('Failed', state, { startedAt: 'not a time' }), NOW)).toEqual([
       { name: METRICS.remediations, unit: 'Count', value: 1, dimensions: { Outcome: 'Failed' } },
       { name: METRICS.rollbacksIncomplete, unit: 'Count', value: 1 },
+    ]);
+  });
+
+  it('a Superseded run: its duration by outcome only, so it does not pull the percentiles per severity down', () => {
+    const data = outcomeMetrics(input('Superseded', { ...patchedState, images: [] }), NOW);
+
+    expect(data.filter((d) => d.name === METRICS.remediationDuration)).toEqual([
+      {
+        name: METRICS.remediationDuration,
+        unit: 'Seconds',
+        value: 3600,
+        dimensions: { Outcome: 'Superseded', Severity: 'UNTRIAGED' },
+      },
     ]);
   });
 });
