@@ -1,8 +1,11 @@
 /** Policy-as-code: the document (what people write), the engine (evaluate) and maintenance windows. */
 export {
   checkPolicy,
+  DEFAULT_DEADLINES,
   DEFAULT_POLICY,
   DEFAULT_POLICY_PARSED,
+  deadlinesSchema,
+  durationSchema,
   exceptionSchema,
   expiryInstant,
   FIX_MATCH_VALUES,
@@ -20,6 +23,7 @@ export {
   policySchema,
   ruleSchema,
 } from './document';
+export { durationMs, MAX_DURATION_MS } from './durations';
 export { type Decision, type EvaluationContext, type ExpiredException, evaluate } from './evaluate';
 export { compileGlobs, globSource, REPOSITORY_PATTERN } from './glob';
 export {
