@@ -21,6 +21,10 @@ export interface Contribution {
   readonly action: 'remediate' | 'approve';
   readonly reason: string;
   readonly notBefore?: string;
+  /** ISO-8601: when policy wants this finding's fix deployed by. */
+  readonly deadline?: string;
+  /** The finding is in CISA's KEV catalog (when policy read its details). */
+  readonly knownExploited?: boolean;
   readonly rebuild: RebuildMode;
   /** Batch item ids (SQS message ids) that carried this finding: they fail together with the service. */
   readonly itemIds: readonly string[];
@@ -133,6 +137,9 @@ export const aggregate = (
     // exploit (which policy exempts from windows) pulls the whole remediation forward.
     const windows = list.map((c) => c.notBefore);
     const notBefore = windows.every((w) => w !== undefined) ? windows.sort()[0] : undefined;
+    // The service's deadline is its most pressing finding's (ISO-8601 sorts as text).
+    const deadline = list.flatMap((c) => (c.deadline === undefined ? [] : [c.deadline])).sort()[0];
+    const knownExploited = list.some((c) => c.knownExploited === true);
     const lead = approve[0] ?? first;
     const reason =
       list.length === 1
@@ -153,6 +160,8 @@ export const aggregate = (
           action: approve.length > 0 ? 'approve' : 'remediate',
           reason,
           ...(notBefore === undefined ? {} : { notBefore }),
+          ...(deadline === undefined ? {} : { deadline }),
+          ...(knownExploited ? { knownExploited } : {}),
         },
         target: {
           alarmNames: [...(target?.alarmNames ?? [])],

@@ -315,6 +315,8 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
         action: decision.action,
         reason: decision.reason,
         ...(decision.notBefore === undefined ? {} : { notBefore: decision.notBefore }),
+        ...(decision.deadline === undefined ? {} : { deadline: decision.deadline }),
+        ...(decision.knownExploited ? { knownExploited: true } : {}),
         rebuild,
         itemIds: ids,
       });

@@ -73,6 +73,8 @@ export interface Decision {
    * when the finding's severity has no deadline).
    */
   readonly deadline?: string;
+  /** true when the finding details were read and the vulnerability is in CISA's KEV catalog. */
+  readonly knownExploited?: true;
   readonly expiredExceptions?: readonly ExpiredException[];
 }
 
@@ -371,6 +373,7 @@ export const evaluate = (policy: Policy, finding: Finding, ctx: EvaluationContex
     ...(rule ? { rule: rule.name } : {}),
     ...(notBefore === undefined ? {} : { notBefore }),
     ...(due === undefined ? {} : { deadline: due.iso }),
+    ...(known?.kev === undefined ? {} : { knownExploited: true as const }),
     ...(expired ? { expiredExceptions: expired } : {}),
   };
 };
