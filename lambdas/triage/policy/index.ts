@@ -24,7 +24,13 @@ export {
   ruleSchema,
 } from './document';
 export { durationMs, MAX_DURATION_MS } from './durations';
-export { type Decision, type EvaluationContext, type ExpiredException, evaluate } from './evaluate';
+export {
+  type Decision,
+  type EvaluationContext,
+  type ExpiredException,
+  type Exploitation,
+  evaluate,
+} from './evaluate';
 export { compileGlobs, globSource, REPOSITORY_PATTERN } from './glob';
 export {
   type MaintenanceWindow,
