@@ -1,7 +1,11 @@
 import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
+import { METRICS } from '../../shared/metrics';
+import { DeadlineMarks, watchDeadline } from '../deadlines';
 import { heartbeat } from '../deployment-events';
 import { announceLate } from '../late-announcement';
 import { reconcile } from '../reconcile';
@@ -13,8 +17,14 @@ import { watchDeps } from './watch-deps';
 const logger = new Logger({ serviceName: 'autopatch-sweep' });
 const deps = watchDeps();
 const rescan = rescanDeps();
-const env = requireEnv(['STATE_MACHINE_ARN', 'TOPIC_ARN']);
+const env = requireEnv(['STATE_MACHINE_ARN', 'TOPIC_ARN', 'LEDGER_TABLE']);
 const sfn = new SFNClient({});
+const deadlines = {
+  marks: new DeadlineMarks({ client: new DynamoDBClient({}), tableName: env.LEDGER_TABLE }),
+  metrics: new Metrics({ namespace: METRICS.namespace, serviceName: METRICS.workflowService }),
+  sns: new SNSClient({}),
+  topicArn: env.TOPIC_ARN,
+};
 const announce = announceLate({
   sns: new SNSClient({}),
   events: new EventBridgeClient({}),
@@ -69,7 +79,14 @@ export const handler = async () => {
     logger.error('rescan sweep failed', { error });
   }
   const summary = await reconcile(
-    { ledger: deps.ledger, sfn, stateMachineArn: env.STATE_MACHINE_ARN, announce },
+    {
+      ledger: deps.ledger,
+      sfn,
+      stateMachineArn: env.STATE_MACHINE_ARN,
+      announce,
+      // Approaching and missed deadlines: a metric per severity, a notification when missed.
+      watchDeadline: (lock, now) => watchDeadline(deadlines, lock, now),
+    },
     new Date(),
   );
   for (const a of summary.actions) logger.warn('lock reconciled', { ...a });
@@ -79,6 +96,7 @@ export const handler = async () => {
       execution: o.executionName,
       outcome: o.outcome,
     });
+  for (const d of summary.deadlines ?? []) logger.warn(`deadline ${d.state}`, { ...d });
   for (const e of summary.errors) logger.warn('reconcile error', e);
   logger.info('sweep', {
     ...counts,
