@@ -101,6 +101,24 @@ const imageOf = (c: Contribution, target: TargetConfig | undefined): AffectedIma
   };
 };
 
+/**
+ * The gather window measured against the deadline: gathering a burst never takes more than a quarter
+ * of the time left until the deadline (none once it has passed), so a near deadline is not spent
+ * waiting for more findings. Far deadlines leave the configured gather as it is.
+ */
+export const gatherWithin = (
+  gatherSeconds: number,
+  gatherMaxSeconds: number,
+  deadline: string | undefined,
+  now: Date,
+): { gatherSeconds: number; gatherMaxSeconds: number } => {
+  const left = deadline === undefined ? Number.NaN : Date.parse(deadline) - now.getTime();
+  if (Number.isNaN(left)) return { gatherSeconds, gatherMaxSeconds };
+  const cap = Math.max(0, Math.floor(left / 4 / 1000));
+  const max = Math.min(gatherMaxSeconds, cap);
+  return { gatherSeconds: Math.min(gatherSeconds, max), gatherMaxSeconds: max };
+};
+
 const targetFor = (targets: readonly TargetConfig[], use: ServiceUse): TargetConfig | undefined =>
   targets.find(
     (t) =>
@@ -140,6 +158,12 @@ export const aggregate = (
     // The service's deadline is its most pressing finding's (ISO-8601 sorts as text).
     const deadline = list.flatMap((c) => (c.deadline === undefined ? [] : [c.deadline])).sort()[0];
     const knownExploited = list.some((c) => c.knownExploited === true);
+    const gather = gatherWithin(
+      opts.defaults.gatherSeconds,
+      opts.defaults.gatherMaxSeconds,
+      deadline,
+      opts.now,
+    );
     const lead = approve[0] ?? first;
     const reason =
       list.length === 1
@@ -173,8 +197,7 @@ export const aggregate = (
           ),
           rescanTimeoutSeconds: opts.defaults.rescanTimeoutSeconds,
           approvalTimeoutSeconds: opts.defaults.approvalTimeoutSeconds,
-          gatherSeconds: opts.defaults.gatherSeconds,
-          gatherMaxSeconds: opts.defaults.gatherMaxSeconds,
+          ...gather,
           withoutAlarms: target?.withoutAlarms ?? opts.defaults.withoutAlarms,
           ...(target?.codeDeploy ? { codeDeploy: { ...target.codeDeploy } } : {}),
         },

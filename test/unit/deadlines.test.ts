@@ -8,7 +8,7 @@ import { workflowDefaultsSchema } from '../../lambdas/shared/config';
 import type { RemediationRequest } from '../../lambdas/shared/contracts';
 import { isUrgent, urgentFirst } from '../../lambdas/shared/ledger/requests';
 import { mergeDecisions } from '../../lambdas/shared/remediation';
-import { aggregate, type Contribution } from '../../lambdas/triage/aggregate';
+import { aggregate, type Contribution, gatherWithin } from '../../lambdas/triage/aggregate';
 import { type Finding, parseEvent } from '../../lambdas/triage/schema';
 import { approvalMessage } from '../../lambdas/workflow/request-approval';
 
@@ -90,6 +90,34 @@ describe('aggregate: the service deadline', () => {
     // Assess
     expect(p?.request.decision).not.toHaveProperty('deadline');
     expect(p?.request.decision).not.toHaveProperty('knownExploited');
+  });
+});
+
+describe('gatherWithin: the gather window against the deadline', () => {
+  it.each<[string, string | undefined, { gatherSeconds: number; gatherMaxSeconds: number }]>([
+    ['no deadline: as configured', undefined, { gatherSeconds: 300, gatherMaxSeconds: 1800 }],
+    [
+      '2 days left: as configured',
+      '2024-09-06T12:00:00.000Z',
+      { gatherSeconds: 300, gatherMaxSeconds: 1800 },
+    ],
+    [
+      '1 hour left: a quarter of it',
+      '2024-09-04T13:00:00.000Z',
+      { gatherSeconds: 300, gatherMaxSeconds: 900 },
+    ],
+    ['10 minutes left', '2024-09-04T12:10:00.000Z', { gatherSeconds: 150, gatherMaxSeconds: 150 }],
+    ['passed: no gathering', '2024-09-04T11:00:00.000Z', { gatherSeconds: 0, gatherMaxSeconds: 0 }],
+  ])('%s', (_what, deadline, expected) => {
+    expect(gatherWithin(300, 1800, deadline, NOW)).toEqual(expected);
+  });
+
+  it('is applied to the request triage builds', () => {
+    // Act
+    const [p] = plan([contribution(finding('a', 'CVE-2024-0001'), { deadline: '2024-09-04T12:10:00.000Z' })]);
+
+    // Assess
+    expect(p?.request.target).toMatchObject({ gatherSeconds: 150, gatherMaxSeconds: 150 });
   });
 });
 
