@@ -40,6 +40,10 @@ export const NAG_REASONS = {
     'ecr:BatchGetImage (read-only) of the images services run, to map a platform digest Inspector ' +
     'reports to the image index the service runs: the repositories are those of the discovered ' +
     "services' task definitions, known only at run time, in this account and Region.",
+  inspectorFindingDetails:
+    'inspector2:BatchGetFindingDetails (read-only) reads CISA KEV membership and observed exploitation ' +
+    'of findings for policy rules that match on them; it supports no resource-level permissions, so IAM ' +
+    'requires Resource "*".',
 } as const;
 
 /** Acknowledge one precise cdk-nag finding on one construct, with a reason a reviewer can check. */
@@ -69,6 +73,8 @@ export const ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS: Readonly<Record<string,
   'ecr:GetAuthorizationToken': 'registry login of the image builds',
   'inspector2:ListCoverage': 'rescan verification reads the coverage of the pushed digest',
   'inspector2:ListFindings': 'rescan verification reads the findings of the pushed digest',
+  'inspector2:BatchGetFindingDetails':
+    'triage reads the exploitation details of findings (CISA KEV, observed exploitation)',
   'ecs:ListClusters': 'inventory discovery',
   'ecs:ListServices': 'inventory discovery',
   'ecs:ListTasks':

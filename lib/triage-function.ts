@@ -134,6 +134,7 @@ export class TriageFunction extends Construct {
     }
 
     this.grantEcsInventory();
+    this.grantFindingDetails();
     // Lambda adds the X-Ray statement (Resource "*") to the role's default policy.
     const defaultPolicy = this.role.node.tryFindChild('DefaultPolicy');
     if (defaultPolicy) acknowledge(defaultPolicy, IAM5_ANY_RESOURCE, NAG_REASONS.xray);
@@ -183,6 +184,26 @@ export class TriageFunction extends Construct {
       iam5Resource(this.ecsArnPattern('repository').replace(':ecs:', ':ecr:')),
       NAG_REASONS.ecrIndexes,
     );
+  }
+
+  /**
+   * Exploitation facts of findings (CISA KEV membership and due date, observed exploitation), for
+   * policy rules that match on them. Read-only; granted whatever the policy, so that a policy change
+   * needs no IAM change. A policy of its own, so that its acknowledgement covers it alone.
+   */
+  private grantFindingDetails(): void {
+    const policy = new iam.Policy(this, 'FindingDetailsPolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'InspectorFindingDetails',
+          actions: ['inspector2:BatchGetFindingDetails'],
+          resources: ['*'],
+        }),
+      ],
+    });
+    policy.attachToRole(this.role);
+    this.function.node.addDependency(policy);
+    acknowledge(policy, IAM5_ANY_RESOURCE, NAG_REASONS.inspectorFindingDetails);
   }
 
   /**

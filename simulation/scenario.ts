@@ -75,6 +75,18 @@ const findingSpec = z.strictObject({
   inspectorScore: z.number().min(0).max(10).optional(),
   epss: z.number().min(0).max(1).optional(),
   status: z.enum(['ACTIVE', 'SUPPRESSED', 'CLOSED']).default('ACTIVE'),
+  /**
+   * In CISA's KEV catalog: Inspector's finding details (BatchGetFindingDetails) report cisaData with
+   * this due date (and date added). Absent: not in KEV.
+   */
+  kev: z
+    .strictObject({
+      dateDue: z.string().refine(isIsoInstant, 'expected an ISO-8601 timestamp'),
+      dateAdded: z.string().refine(isIsoInstant, 'expected an ISO-8601 timestamp').optional(),
+    })
+    .optional(),
+  /** Inspector's threat intelligence has observed exploitation (finding details exploitObserved). */
+  exploitObserved: z.boolean().optional(),
 });
 export type FindingSpec = z.infer<typeof findingSpec>;
 

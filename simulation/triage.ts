@@ -127,7 +127,13 @@ export class TriageFleet {
     const env: Environment = {
       handle: createHandler(
         loadEnvironment(this.variables),
-        { ecs: clients.ecs, ecr: clients.ecr, sfn: clients.sfn, dynamodb: clients.dynamodb },
+        {
+          ecs: clients.ecs,
+          ecr: clients.ecr,
+          sfn: clients.sfn,
+          dynamodb: clients.dynamodb,
+          inspector: clients.inspector2,
+        },
         {
           logger: new RecordingLogger(this.record),
           metrics: new Metrics({ namespace: 'Autopatch', serviceName: 'autopatch-triage' }),

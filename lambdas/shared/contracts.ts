@@ -186,6 +186,14 @@ export interface RemediationRequest {
     readonly reason: string;
     /** ISO-8601 start of the next maintenance window, when the workflow must wait for it. */
     readonly notBefore?: string;
+    /**
+     * ISO-8601 time by which policy wants the fix deployed: the earliest deadline of the request's
+     * findings (see the policy's `deadlines`). Absent in requests from before deadlines, and when
+     * no finding's severity has one.
+     */
+    readonly deadline?: string;
+    /** Some finding is in CISA's Known Exploited Vulnerabilities catalog (known only when policy read it). */
+    readonly knownExploited?: boolean;
   };
   readonly target: TargetSettings;
   readonly findingsCount: number;

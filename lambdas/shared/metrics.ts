@@ -43,6 +43,12 @@ export const METRICS = {
   alarmToRollback: 'AlarmToRollbackSeconds',
   /** Count (0 or 1 per outcome): a rollback was needed but Autopatch could not confirm the service went back. */
   rollbacksIncomplete: 'RollbacksIncomplete',
+
+  // The sweep (lambdas/workflow/deadlines.ts), once per remediation and state, service autopatch-workflow.
+  /** Count, dimension Severity (the request's worst): an in-flight remediation's deadline is within 24 hours. */
+  deadlineApproaching: 'DeadlineApproaching',
+  /** Count, dimension Severity: an in-flight remediation passed its deadline (and a notification went out). */
+  deadlineMissed: 'DeadlineMissed',
 } as const;
 
 /** The dimension names above, as the dashboard and the emitters spell them. */

@@ -132,7 +132,19 @@ export const mergeDecisions = (
     a.notBefore !== undefined && b.notBefore !== undefined ? earliest(a.notBefore, b.notBefore) : undefined;
   const same = (d: RemediationRequest['decision']) => d.action === action && d.notBefore === notBefore;
   const reason = same(a) ? a.reason : same(b) ? b.reason : `${a.reason}; ${b.reason}`;
-  return { action, reason, ...(notBefore === undefined ? {} : { notBefore }) };
+  // The merged run answers to the most pressing deadline of the two.
+  const deadline =
+    a.deadline !== undefined && b.deadline !== undefined
+      ? earliest(a.deadline, b.deadline)
+      : (a.deadline ?? b.deadline);
+  const knownExploited = a.knownExploited === true || b.knownExploited === true;
+  return {
+    action,
+    reason,
+    ...(notBefore === undefined ? {} : { notBefore }),
+    ...(deadline === undefined ? {} : { deadline }),
+    ...(knownExploited ? { knownExploited } : {}),
+  };
 };
 
 /** Fold a later request for the same service into an earlier one (the earlier keeps its identity). */

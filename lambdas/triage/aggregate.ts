@@ -21,6 +21,10 @@ export interface Contribution {
   readonly action: 'remediate' | 'approve';
   readonly reason: string;
   readonly notBefore?: string;
+  /** ISO-8601: when policy wants this finding's fix deployed by. */
+  readonly deadline?: string;
+  /** The finding is in CISA's KEV catalog (when policy read its details). */
+  readonly knownExploited?: boolean;
   readonly rebuild: RebuildMode;
   /** Batch item ids (SQS message ids) that carried this finding: they fail together with the service. */
   readonly itemIds: readonly string[];
@@ -97,6 +101,24 @@ const imageOf = (c: Contribution, target: TargetConfig | undefined): AffectedIma
   };
 };
 
+/**
+ * The gather window measured against the deadline: gathering a burst never takes more than a quarter
+ * of the time left until the deadline (none once it has passed), so a near deadline is not spent
+ * waiting for more findings. Far deadlines leave the configured gather as it is.
+ */
+export const gatherWithin = (
+  gatherSeconds: number,
+  gatherMaxSeconds: number,
+  deadline: string | undefined,
+  now: Date,
+): { gatherSeconds: number; gatherMaxSeconds: number } => {
+  const left = deadline === undefined ? Number.NaN : Date.parse(deadline) - now.getTime();
+  if (Number.isNaN(left)) return { gatherSeconds, gatherMaxSeconds };
+  const cap = Math.max(0, Math.floor(left / 4 / 1000));
+  const max = Math.min(gatherMaxSeconds, cap);
+  return { gatherSeconds: Math.min(gatherSeconds, max), gatherMaxSeconds: max };
+};
+
 const targetFor = (targets: readonly TargetConfig[], use: ServiceUse): TargetConfig | undefined =>
   targets.find(
     (t) =>
@@ -133,6 +155,15 @@ export const aggregate = (
     // exploit (which policy exempts from windows) pulls the whole remediation forward.
     const windows = list.map((c) => c.notBefore);
     const notBefore = windows.every((w) => w !== undefined) ? windows.sort()[0] : undefined;
+    // The service's deadline is its most pressing finding's (ISO-8601 sorts as text).
+    const deadline = list.flatMap((c) => (c.deadline === undefined ? [] : [c.deadline])).sort()[0];
+    const knownExploited = list.some((c) => c.knownExploited === true);
+    const gather = gatherWithin(
+      opts.defaults.gatherSeconds,
+      opts.defaults.gatherMaxSeconds,
+      deadline,
+      opts.now,
+    );
     const lead = approve[0] ?? first;
     const reason =
       list.length === 1
@@ -153,6 +184,8 @@ export const aggregate = (
           action: approve.length > 0 ? 'approve' : 'remediate',
           reason,
           ...(notBefore === undefined ? {} : { notBefore }),
+          ...(deadline === undefined ? {} : { deadline }),
+          ...(knownExploited ? { knownExploited } : {}),
         },
         target: {
           alarmNames: [...(target?.alarmNames ?? [])],
@@ -164,8 +197,7 @@ export const aggregate = (
           ),
           rescanTimeoutSeconds: opts.defaults.rescanTimeoutSeconds,
           approvalTimeoutSeconds: opts.defaults.approvalTimeoutSeconds,
-          gatherSeconds: opts.defaults.gatherSeconds,
-          gatherMaxSeconds: opts.defaults.gatherMaxSeconds,
+          ...gather,
           withoutAlarms: target?.withoutAlarms ?? opts.defaults.withoutAlarms,
           ...(target?.codeDeploy ? { codeDeploy: { ...target.codeDeploy } } : {}),
         },

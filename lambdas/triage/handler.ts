@@ -4,12 +4,14 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECRClient } from '@aws-sdk/client-ecr';
 import { ECSClient } from '@aws-sdk/client-ecs';
+import { Inspector2Client } from '@aws-sdk/client-inspector2';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { type TriageRuntimeConfig, triageRuntimeConfigSchema } from '../shared/config';
 import { ConfigurationError, TransientError } from '../shared/errors';
 import { Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS } from '../shared/metrics';
+import { FindingDetailsReader, policyNeedsExploitation } from './finding-details';
 import { InventoryResolver } from './inventory';
 import { noticesOf } from './notices';
 import { type Policy, parsePolicy } from './policy';
@@ -54,6 +56,8 @@ export interface TriageClients {
   readonly dynamodb: DynamoDBClient;
   /** Maps platform digests to the image indexes services run; without it only direct matches count. */
   readonly ecr?: ECRClient;
+  /** Reads exploitation facts (CISA KEV, observed exploitation) when policy needs them; without it such rules are skipped. */
+  readonly inspector?: Inspector2Client;
 }
 
 /**
@@ -82,6 +86,11 @@ export const createHandler = (
     ...(config.discoverByTag ? { discoverByTag: config.discoverByTag } : {}),
     now,
   });
+  // Kept across warm invocations too: a burst reads each finding's details once.
+  const findingDetails =
+    clients.inspector && policyNeedsExploitation(env.policy)
+      ? new FindingDetailsReader(clients.inspector)
+      : undefined;
   const { logger, metrics } = tools;
 
   /** Every message of the batch as a failure: the whole batch is retried (and dead-lettered if it persists). */
@@ -94,7 +103,15 @@ export const createHandler = (
     try {
       plan = await planBatch(
         event.Records.map((r) => ({ id: r.messageId, event: r.body })),
-        { policy: env.policy, resolver, targets: config.targets, defaults: config.defaults, now, ledger },
+        {
+          policy: env.policy,
+          resolver,
+          targets: config.targets,
+          defaults: config.defaults,
+          now,
+          ledger,
+          ...(findingDetails ? { findingDetails } : {}),
+        },
       );
     } catch (error) {
       // Bad events never get here (they are rejected one by one); this is the ledger or a bug.
@@ -230,6 +247,7 @@ export const handler = async (event: SQSEvent, context: Context): Promise<SQSBat
       ecr: new ECRClient({}),
       sfn: new SFNClient({}),
       dynamodb: new DynamoDBClient({}),
+      inspector: new Inspector2Client({}),
     },
     { logger, metrics },
   );

@@ -12,6 +12,7 @@ import { InvalidEventError, TransientError } from '../shared/errors';
 import { type FindingKey, isUrgent, type Ledger, MAX_REQUEST_BYTES } from '../shared/ledger';
 import { answerWindow, preemptApproval } from '../shared/window-wait';
 import { aggregate, type Contribution, type ServicePlan, targetFor } from './aggregate';
+import { type FindingDetailsReader, policyNeedsExploitation } from './finding-details';
 import type { InventoryResolver, ServiceUse } from './inventory';
 import { evaluate, type Policy } from './policy';
 import {
@@ -90,6 +91,8 @@ export interface PlanDeps {
    * the order of a finding's updates, so are updates older than one already seen.
    */
   readonly ledger?: Pick<Ledger, 'unseen'> & Partial<FindingVersions>;
+  /** Exploitation facts for rules that match on them (knownExploited, exploitObserved, kevDueDate). */
+  readonly findingDetails?: Pick<FindingDetailsReader, 'read'>;
 }
 
 const keyOf = (f: Finding): string => `${f.findingArn}\n${f.updatedAtRaw}`;
@@ -238,10 +241,38 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
     }
   }
 
+  // Exploitation facts, read only when policy needs them, only for findings it could act on, in
+  // batches of ten and cached: one read serves every service and every redelivery.
+  const exploitation =
+    deps.findingDetails && policyNeedsExploitation(deps.policy)
+      ? await deps.findingDetails.read(
+          candidates
+            .filter(
+              ({ finding: f }) =>
+                f.status === 'ACTIVE' && f.image !== undefined && f.type === 'PACKAGE_VULNERABILITY',
+            )
+            .map(({ finding: f }) => f.findingArn),
+        )
+      : undefined;
+
   const contributions: Contribution[] = [];
   for (const { input, finding, ids } of candidates) {
+    const facts = exploitation?.get(finding.findingArn);
+    if (facts !== undefined && 'retry' in facts) {
+      // Transient: not taken as "not exploited", the item is delivered again.
+      for (const id of ids) failedIds.add(id);
+      reports.push({
+        id: input.id,
+        findingArn: finding.findingArn,
+        action: 'retry',
+        reason: `could not read the finding's exploitation details, will retry: ${facts.retry}`,
+        services: [],
+      });
+      continue;
+    }
+    const known = facts === undefined ? {} : { exploitation: facts };
     // Decide first without service context: most findings are settled here without any API call.
-    const base = evaluate(deps.policy, finding, { now });
+    const base = evaluate(deps.policy, finding, { now, ...known });
     // Notify decisions too: their digest is per service (lambdas/triage/notices.ts).
     const actionable =
       finding.image !== undefined &&
@@ -286,7 +317,9 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
     const acted: string[] = [];
     let strongest: { action: Action; reason: string } = base;
     for (const use of uses) {
-      const decision = mayMatchTags ? evaluate(deps.policy, finding, { now, serviceTags: use.tags }) : base;
+      const decision = mayMatchTags
+        ? evaluate(deps.policy, finding, { now, serviceTags: use.tags, ...known })
+        : base;
       if (decision.action !== 'remediate' && decision.action !== 'approve') {
         if (strongest.action === 'ignore') strongest = decision;
         continue;
@@ -317,6 +350,8 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
         action: decision.action,
         reason: decision.reason,
         ...(decision.notBefore === undefined ? {} : { notBefore: decision.notBefore }),
+        ...(decision.deadline === undefined ? {} : { deadline: decision.deadline }),
+        ...(decision.knownExploited ? { knownExploited: true } : {}),
         rebuild,
         itemIds: ids,
       });

@@ -51,6 +51,11 @@ export interface ReconcileDeps {
   readonly announceGraceSeconds?: number;
   /** Re-send one unannounced outcome (EventBridge + SNS). Without it, they are only listed. */
   readonly announce?: (record: OutcomeRecord) => Promise<void>;
+  /**
+   * Look at a lock's deadline (lambdas/workflow/deadlines.ts watchDeadline): it rides on the same
+   * listing. Returns the state it reported for the first time, if any.
+   */
+  readonly watchDeadline?: (lock: InFlight, now: Date) => Promise<'approaching' | 'missed' | undefined>;
 }
 
 export type LockAction =
@@ -93,6 +98,11 @@ export interface ReconcileSummary {
   readonly errors: ReadonlyArray<{ readonly serviceKey?: string; readonly error: string }>;
   /** Executions whose maintenance-window wait this round ended (the window started, or an urgent finding queued). */
   readonly windowsEnded: readonly string[];
+  /** With watchDeadline: the deadline states reported this round (each once per execution). */
+  readonly deadlines?: ReadonlyArray<{
+    readonly executionName: string;
+    readonly state: 'approaching' | 'missed';
+  }>;
 }
 
 const ENDED = new Set(['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED']);
@@ -250,6 +260,7 @@ const reconcileLock = async (
 export const reconcile = async (deps: ReconcileDeps, now: Date): Promise<ReconcileSummary> => {
   const actions: LockOutcome[] = [];
   const windowsEnded: string[] = [];
+  const deadlines: Array<{ executionName: string; state: 'approaching' | 'missed' }> = [];
   const errors: Array<{ serviceKey?: string; error: string }> = [];
   let checked = 0;
   let healthy = 0;
@@ -273,6 +284,14 @@ export const reconcile = async (deps: ReconcileDeps, now: Date): Promise<Reconci
           windowsEnded.push(lock.executionName);
       } catch (error) {
         errors.push({ serviceKey: lock.serviceKey, error: `ending the window wait: ${message(error)}` });
+      }
+      if (deps.watchDeadline) {
+        try {
+          const state = await deps.watchDeadline(lock, now);
+          if (state) deadlines.push({ executionName: lock.executionName, state });
+        } catch (error) {
+          errors.push({ serviceKey: lock.serviceKey, error: `watching the deadline: ${message(error)}` });
+        }
       }
       try {
         const done = await reconcileLock(lock, deps, now);
@@ -317,5 +336,6 @@ export const reconcile = async (deps: ReconcileDeps, now: Date): Promise<Reconci
     unannounced,
     reannounced,
     errors,
+    ...(deps.watchDeadline ? { deadlines } : {}),
   };
 };

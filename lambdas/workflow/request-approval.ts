@@ -58,6 +58,7 @@ export const approvalMessage = (
     `Autopatch wants to patch ECS service ${request.service.key} and needs your approval.`,
     '',
     `Why: ${request.decision.reason}`,
+    ...(request.decision.deadline ? [`Deadline: ${request.decision.deadline} (deploy by then)`] : []),
     ...(gateReason(request) ? [`Also: ${gateReason(request)}`] : []),
     `Account: ${account}${context.accountAlias ? ` (${context.accountAlias})` : ''}`,
     `Region: ${region}`,

@@ -168,6 +168,7 @@ export const authorizationRequests = (
     // ------------------------------------------------------------------ Inspector
     case 'inspector2:ListCoverage':
     case 'inspector2:ListFindings':
+    case 'inspector2:BatchGetFindingDetails':
       return [req(`inspector2:${operation}`, '*')];
 
     // ------------------------------------------------------------------ CloudWatch

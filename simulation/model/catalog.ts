@@ -46,7 +46,7 @@ export const OPERATIONS: Record<ServiceName, readonly string[]> = {
     'ListDeployments',
     'StopDeployment',
   ],
-  inspector2: ['ListCoverage', 'ListFindings'],
+  inspector2: ['BatchGetFindingDetails', 'ListCoverage', 'ListFindings'],
   cloudwatch: ['DescribeAlarms', 'DescribeAlarmHistory'],
   sns: ['Publish'],
   eventbridge: ['PutEvents'],

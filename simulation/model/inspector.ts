@@ -1,7 +1,11 @@
 import type {
+  BatchGetFindingDetailsCommandInput,
+  BatchGetFindingDetailsCommandOutput,
   CoverageStringFilter,
   CoveredResource,
   Finding,
+  FindingDetail,
+  FindingDetailsError,
   ListCoverageCommandInput,
   ListCoverageCommandOutput,
   ListFindingsCommandInput,
@@ -337,6 +341,47 @@ export class InspectorModel {
   }
 
   readonly handlers = {
+    /** Exploitation details per finding ARN: cisaData from the spec's `kev`, exploitObserved when set. */
+    BatchGetFindingDetails: (
+      input: BatchGetFindingDetailsCommandInput,
+    ): Out<BatchGetFindingDetailsCommandOutput> => {
+      const arns = input.findingArns ?? [];
+      if (arns.length < 1 || arns.length > 10) {
+        throw sdkError('inspector2', 'ValidationException', 'findingArns must have 1 to 10 items');
+      }
+      const all = new Map([...this.byDigest.values()].flat().map((f) => [f.arn, f]));
+      const findingDetails: FindingDetail[] = [];
+      const errors: FindingDetailsError[] = [];
+      for (const arn of arns) {
+        const f = all.get(arn);
+        if (!f) {
+          errors.push({
+            findingArn: arn,
+            errorCode: 'FINDING_DETAILS_NOT_FOUND',
+            errorMessage: 'no such finding',
+          });
+          continue;
+        }
+        const kev = f.spec.kev;
+        findingDetails.push({
+          findingArn: arn,
+          ...(kev
+            ? {
+                cisaData: {
+                  dateDue: new Date(kev.dateDue),
+                  ...(kev.dateAdded ? { dateAdded: new Date(kev.dateAdded) } : {}),
+                  action:
+                    'Apply mitigations per vendor instructions or discontinue use of the product if mitigations are unavailable.',
+                },
+              }
+            : {}),
+          ...(f.spec.exploitObserved
+            ? { exploitObserved: { firstSeen: f.firstObservedAt, lastSeen: f.lastObservedAt } }
+            : {}),
+        });
+      }
+      return { findingDetails, errors };
+    },
     ListFindings: (input: ListFindingsCommandInput): Out<ListFindingsCommandOutput> => {
       const c = input.filterCriteria ?? {};
       for (const [key, value] of Object.entries(c)) {

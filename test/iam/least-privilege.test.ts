@@ -92,6 +92,9 @@ const sampleInputs = (
     ],
     'inspector2:ListCoverage': [{}],
     'inspector2:ListFindings': [{}],
+    'inspector2:BatchGetFindingDetails': [
+      { findingArns: [`arn:aws:inspector2:eu-central-1:${ACCOUNT}:finding/${'0'.repeat(32)}`] },
+    ],
     'cloudwatch:DescribeAlarms': [{ AlarmNames: ['checkout-5xx'] }],
     'cloudwatch:DescribeAlarmHistory': [{ AlarmName: 'checkout-5xx', HistoryItemType: 'StateUpdate' }],
     'sns:Publish': [{ TopicArn: template.refOf(template.ids.topic), Message: 'm' }],

@@ -317,7 +317,7 @@ describe('least privilege', () => {
     expect(scoped['ecs:DescribeTasks']).toContain(':task/*');
   });
 
-  test('Resource "*" appears only for X-Ray and the unscopable ECS reads', () => {
+  test('Resource "*" appears only for X-Ray, the unscopable ECS reads and Inspector finding details', () => {
     const anyResource = triageStatements()
       .filter((s) => s.effect === 'Allow' && s.resources.includes('*'))
       .flatMap((s) => s.actions);
@@ -326,6 +326,7 @@ describe('least privilege', () => {
       'ecs:ListClusters',
       'ecs:ListServices',
       'ecs:ListTasks',
+      'inspector2:BatchGetFindingDetails',
       'states:SendTaskSuccess',
       'xray:PutTelemetryRecords',
       'xray:PutTraceSegments',

@@ -722,3 +722,91 @@ describe('notification text', () => {
     });
   });
 });
+
+describe('planBatch: exploitation details', () => {
+  const deps = (read: NonNullable<PlanDeps['findingDetails']>['read'], policy: object): PlanDeps => ({
+    policy: parsePolicy(policy),
+    resolver: InventoryResolver.fromSnapshot({
+      services: [
+        {
+          clusterArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/prod`,
+          serviceName: 'ubuntu-app',
+          taskDefinitionArn: taskDefArn('ubuntu-app', 1),
+          containers: [{ name: 'app', image: `${REGISTRY}/inspector2@${UBUNTU_DIGEST}` }],
+        },
+      ],
+    }),
+    targets: [],
+    defaults: workflowDefaultsSchema.parse({}),
+    now: () => new Date('2024-09-04T17:00:00Z'),
+    findingDetails: { read },
+  });
+  const KEV_RULES = {
+    rules: [
+      { name: 'kev', match: { knownExploited: true }, action: 'remediate', deadline: '1d' },
+      { name: 'rest', match: {}, action: 'notify' },
+    ],
+    kevDueDate: true,
+  };
+
+  it('reads them once per batch, and a KEV due date becomes the request deadline', async () => {
+    // Prepare
+    const read = jest.fn(
+      async (arns: readonly string[]) =>
+        new Map(arns.map((a) => [a, { kev: { dateDue: '2024-09-05T00:00:00.000Z' } }])),
+    );
+
+    // Act
+    const plan = await planBatch(
+      [0, 1].map((i) => ({ id: `m${i}`, event: validFinding(i) })),
+      deps(read, KEV_RULES),
+    );
+
+    // Assess
+    expect(read).toHaveBeenCalledTimes(1);
+    expect(read.mock.calls[0]?.[0]).toHaveLength(2);
+    expect(plan.remediations).toHaveLength(1);
+    expect(plan.remediations[0]?.request.decision).toMatchObject({
+      deadline: '2024-09-05T00:00:00.000Z',
+      knownExploited: true,
+    });
+  });
+
+  it('retries a finding whose details failed transiently: never treated as not exploited', async () => {
+    // Prepare
+    const read = async (arns: readonly string[]) =>
+      new Map(arns.map((a) => [a, { retry: 'ThrottlingException' }]));
+
+    // Act
+    const plan = await planBatch([{ id: 'm0', event: validFinding(0) }], deps(read, KEV_RULES));
+
+    // Assess
+    expect(plan.failedIds).toEqual(['m0']);
+    expect(plan.findings[0]).toMatchObject({ action: 'retry' });
+    expect(plan.remediations).toEqual([]);
+  });
+
+  it('skips the rule when the details are unknown, and the reason says why', async () => {
+    // Prepare
+    const read = async (arns: readonly string[]) =>
+      new Map(arns.map((a) => [a, { unknown: 'ACCESS_DENIED' }]));
+
+    // Act
+    const plan = await planBatch([{ id: 'm0', event: validFinding(0) }], deps(read, KEV_RULES));
+
+    // Assess
+    expect(plan.findings[0]?.action).toBe('notify');
+    expect(plan.findings[0]?.reason).toContain('rule "kev" skipped: exploitation unknown (ACCESS_DENIED)');
+  });
+
+  it('makes no call when policy needs no exploitation facts', async () => {
+    // Prepare
+    const read = jest.fn(async () => new Map());
+
+    // Act
+    await planBatch([{ id: 'm0', event: validFinding(0) }], deps(read, DEFAULT_POLICY));
+
+    // Assess
+    expect(read).not.toHaveBeenCalled();
+  });
+});

@@ -11,6 +11,11 @@ import {
 import { type Finding, parseEvent } from '../../lambdas/triage/schema';
 
 const NOW = new Date('2024-09-04T12:00:00Z'); // a Wednesday
+/** What the reason says of the default deadlines, for BASE (first observed 2024-09-04T10:00Z). */
+const HIGH_DUE =
+  '; deadline 2024-09-11T10:00:00.000Z (7d for HIGH after first observed 2024-09-04T10:00:00.000Z)';
+const CRITICAL_DUE =
+  '; deadline 2024-09-06T10:00:00.000Z (2d for CRITICAL after first observed 2024-09-04T10:00:00.000Z)';
 
 const BASE: Finding = {
   findingArn: 'arn:aws:inspector2:eu-central-1:123456789012:finding/0123456789abcdef',
@@ -235,9 +240,11 @@ describe('evaluate: rules in order, default action', () => {
     const decision = evaluate(p, finding(), { now: NOW });
 
     // Assess
+    const acting = defaultAction === 'remediate' || defaultAction === 'approve';
     expect(decision).toEqual({
       action: defaultAction,
-      reason: `no rule matched (HIGH, fix YES) → default ${defaultAction}`,
+      reason: `no rule matched (HIGH, fix YES) → default ${defaultAction}${acting ? HIGH_DUE : ''}`,
+      // The built-in deadline is named in the reason, and enforced only when the policy writes deadlines.
     });
   });
 
@@ -246,7 +253,9 @@ describe('evaluate: rules in order, default action', () => {
     const decision = evaluate(DEFAULT_POLICY_PARSED, finding({ severity: 'CRITICAL' }), { now: NOW });
 
     // Assess
-    expect(decision.reason).toBe('rule "critical-high-fixable": CRITICAL, fix YES → remediate');
+    expect(decision.reason).toBe(
+      `rule "critical-high-fixable": CRITICAL, fix YES → remediate${CRITICAL_DUE}`,
+    );
   });
 
   it('describes every kind of fact', () => {
@@ -271,7 +280,7 @@ describe('evaluate: rules in order, default action', () => {
 
     // Assess
     expect(decision.reason).toBe(
-      'rule "the-rule": HIGH, score 7.5 ≥ 7, EPSS 0.2 ≥ 0.1, exploit NO, fix not reported, packages NPM+OS, CVE-2024-6119, repository payments/api, tags team=payments → remediate',
+      `rule "the-rule": HIGH, score 7.5 ≥ 7, EPSS 0.2 ≥ 0.1, exploit NO, fix not reported, packages NPM+OS, CVE-2024-6119, repository payments/api, tags team=payments → remediate${HIGH_DUE}`,
     );
   });
 
@@ -280,7 +289,7 @@ describe('evaluate: rules in order, default action', () => {
     const decision = evaluate(onlyRule({}), finding(), { now: NOW });
 
     // Assess
-    expect(decision.reason).toBe('rule "the-rule": any finding → remediate');
+    expect(decision.reason).toBe(`rule "the-rule": any finding → remediate${HIGH_DUE}`);
   });
 });
 
@@ -430,8 +439,7 @@ describe('evaluate: exceptions', () => {
     expect(decision).toEqual({
       action: 'remediate',
       rule: 'all',
-      reason:
-        'rule "all": any finding → remediate; exception "RISK-1: openssl path not reachable" expired 2024-09-30 and no longer applies',
+      reason: `rule "all": any finding → remediate${HIGH_DUE}, already passed; exception "RISK-1: openssl path not reachable" expired 2024-09-30 and no longer applies`,
       expiredExceptions: [{ index: 0, reason: 'RISK-1: openssl path not reachable', expires: '2024-09-30' }],
     });
   });
@@ -479,7 +487,7 @@ describe('evaluate: maintenance windows', () => {
       {},
       '2024-09-04T12:00:00Z',
       '2024-09-07T00:00:00.000Z',
-      'rule "all": any finding → remediate; waits for maintenance window "weekend" at 2024-09-07T00:00:00.000Z',
+      `rule "all": any finding → remediate${HIGH_DUE}; waits for maintenance window "weekend" at 2024-09-07T00:00:00.000Z`,
     ],
     [
       'inside the window: goes now',
@@ -487,7 +495,7 @@ describe('evaluate: maintenance windows', () => {
       {},
       '2024-09-07T01:00:00Z',
       undefined,
-      'rule "all": any finding → remediate; inside maintenance window "weekend" until 2024-09-07T04:00:00.000Z',
+      `rule "all": any finding → remediate${HIGH_DUE}; inside maintenance window "weekend" until 2024-09-07T04:00:00.000Z`,
     ],
     [
       'CRITICAL with a known exploit: skips the window',
@@ -495,15 +503,15 @@ describe('evaluate: maintenance windows', () => {
       { severity: 'CRITICAL', exploitAvailable: 'YES' },
       '2024-09-04T12:00:00Z',
       undefined,
-      'rule "all": any finding → remediate; CRITICAL with a known exploit: does not wait for a maintenance window',
+      `rule "all": any finding → remediate${CRITICAL_DUE}; CRITICAL with a known exploit: does not wait for a maintenance window`,
     ],
     [
-      'CRITICAL with a known exploit, override switched off: waits',
-      withWindow({ criticalExploitOverride: false }),
+      'CRITICAL with a known exploit, override switched off: waits (the window is before the deadline)',
+      withWindow({ criticalExploitOverride: false, deadlines: { CRITICAL: '7d' } }),
       { severity: 'CRITICAL', exploitAvailable: 'YES' },
       '2024-09-04T12:00:00Z',
       '2024-09-07T00:00:00.000Z',
-      'rule "all": any finding → remediate; waits for maintenance window "weekend" at 2024-09-07T00:00:00.000Z',
+      `rule "all": any finding → remediate; deadline 2024-09-11T10:00:00.000Z (7d for CRITICAL after first observed 2024-09-04T10:00:00.000Z); waits for maintenance window "weekend" at 2024-09-07T00:00:00.000Z`,
     ],
     [
       'HIGH with a known exploit: waits (the override is for CRITICAL only)',
@@ -511,15 +519,50 @@ describe('evaluate: maintenance windows', () => {
       { severity: 'HIGH', exploitAvailable: 'YES' },
       '2024-09-04T12:00:00Z',
       '2024-09-07T00:00:00.000Z',
-      'rule "all": any finding → remediate; waits for maintenance window "weekend" at 2024-09-07T00:00:00.000Z',
+      `rule "all": any finding → remediate${HIGH_DUE}; waits for maintenance window "weekend" at 2024-09-07T00:00:00.000Z`,
     ],
     [
-      'CRITICAL without a known exploit: waits',
+      'CRITICAL without a known exploit: waits (the window is before the deadline)',
+      withWindow({ deadlines: { CRITICAL: '7d' } }),
+      { severity: 'CRITICAL', exploitAvailable: 'NO' },
+      '2024-09-04T12:00:00Z',
+      '2024-09-07T00:00:00.000Z',
+      `rule "all": any finding → remediate; deadline 2024-09-11T10:00:00.000Z (7d for CRITICAL after first observed 2024-09-04T10:00:00.000Z); waits for maintenance window "weekend" at 2024-09-07T00:00:00.000Z`,
+    ],
+    [
+      'CRITICAL, the built-in 2-day deadline only reported: a policy that does not write deadlines still waits',
       withWindow(),
       { severity: 'CRITICAL', exploitAvailable: 'NO' },
       '2024-09-04T12:00:00Z',
       '2024-09-07T00:00:00.000Z',
-      'rule "all": any finding → remediate; waits for maintenance window "weekend" at 2024-09-07T00:00:00.000Z',
+      `rule "all": any finding → remediate${CRITICAL_DUE}; waits for maintenance window "weekend" at 2024-09-07T00:00:00.000Z`,
+    ],
+    [
+      'CRITICAL, the next window after the 2-day deadline the policy writes: does not wait',
+      withWindow({ deadlines: { CRITICAL: '2d' } }),
+      { severity: 'CRITICAL', exploitAvailable: 'NO' },
+      '2024-09-04T12:00:00Z',
+      undefined,
+      `rule "all": any finding → remediate${CRITICAL_DUE}; the next window is after the deadline (maintenance window "weekend" at 2024-09-07T00:00:00.000Z): does not wait for it`,
+    ],
+    [
+      'a rule deadline tighter than the severity: the window after it does not hold',
+      parsePolicy({
+        rules: [{ name: 'all', match: {}, action: 'remediate', deadline: '1d' }],
+        maintenanceWindows: [WEEKEND_BERLIN],
+      }),
+      {},
+      '2024-09-04T12:00:00Z',
+      undefined,
+      'rule "all": any finding → remediate; deadline 2024-09-05T10:00:00.000Z (1d after first observed 2024-09-04T10:00:00.000Z, rule "all"); the next window is after the deadline (maintenance window "weekend" at 2024-09-07T00:00:00.000Z): does not wait for it',
+    ],
+    [
+      'a deadline already passed: does not wait',
+      withWindow({ deadlines: { HIGH: '7d' } }),
+      { firstObservedAt: '2024-08-01T00:00:00.000Z' },
+      '2024-09-04T12:00:00Z',
+      undefined,
+      'rule "all": any finding → remediate; deadline 2024-08-08T00:00:00.000Z (7d for HIGH after first observed 2024-08-01T00:00:00.000Z), already passed; the next window is after the deadline (maintenance window "weekend" at 2024-09-07T00:00:00.000Z): does not wait for it',
     ],
     [
       'approve waits for the window too',
@@ -527,7 +570,7 @@ describe('evaluate: maintenance windows', () => {
       {},
       '2024-09-04T12:00:00Z',
       '2024-09-07T00:00:00.000Z',
-      'rule "all": any finding → approve; waits for maintenance window "weekend" at 2024-09-07T00:00:00.000Z',
+      `rule "all": any finding → approve${HIGH_DUE}; waits for maintenance window "weekend" at 2024-09-07T00:00:00.000Z`,
     ],
     [
       'notify does not wait',
@@ -543,7 +586,7 @@ describe('evaluate: maintenance windows', () => {
       {},
       '2024-09-04T12:00:00Z',
       undefined,
-      'rule "all": any finding → remediate',
+      `rule "all": any finding → remediate${HIGH_DUE}`,
     ],
   ])('%s', (_what, policy, over, now, notBefore, reason) => {
     // Act
@@ -619,7 +662,7 @@ describe('evaluate: the default policy', () => {
     [
       'finding-ecr-critical-npm-console-timestamps.json',
       'remediate',
-      'rule "critical-high-fixable": CRITICAL, fix YES → remediate',
+      'rule "critical-high-fixable": CRITICAL, fix YES → remediate; deadline 2021-12-05T18:02:30.000Z (2d for CRITICAL after first observed 2021-12-03T18:02:30.000Z), already passed',
     ],
     [
       'finding-ec2-instance-high.json',
@@ -642,5 +685,146 @@ describe('evaluate: the default policy', () => {
       reason,
       ...(action === 'remediate' ? { rule: 'critical-high-fixable' } : {}),
     });
+  });
+});
+
+describe('evaluate: deadlines and exploitation', () => {
+  const KEV = { kev: { dateAdded: '2024-08-30T00:00:00.000Z', dateDue: '2024-09-05T00:00:00.000Z' } };
+
+  it('sets the deadline to the CISA KEV due date when kevDueDate is on and it is earlier', () => {
+    // Prepare
+    const p = onlyRule({}, { kevDueDate: true });
+
+    // Act
+    const decision = evaluate(p, finding(), { now: NOW, exploitation: KEV });
+
+    // Assess
+    expect(decision.deadline).toBe('2024-09-05T00:00:00.000Z');
+    expect(decision.reason).toContain(
+      'deadline 2024-09-05T00:00:00.000Z (CISA KEV due date 2024-09-05T00:00:00.000Z)',
+    );
+  });
+
+  it('keeps the policy deadline when the KEV due date is later, or kevDueDate is off', () => {
+    // Prepare
+    const late = { kev: { dateDue: '2024-12-01T00:00:00.000Z' } };
+
+    // Act
+    const written = { deadlines: { HIGH: '7d' } };
+    const later = evaluate(onlyRule({}, { ...written, kevDueDate: true }), finding(), {
+      now: NOW,
+      exploitation: late,
+    });
+    const off = evaluate(onlyRule({}, written), finding(), { now: NOW, exploitation: KEV });
+
+    // Assess
+    expect(later.deadline).toBe('2024-09-11T10:00:00.000Z');
+    expect(off.deadline).toBe('2024-09-11T10:00:00.000Z');
+  });
+
+  it('a KEV due date before the next window: does not wait for it', () => {
+    // Prepare
+    const p = parsePolicy({
+      rules: [{ name: 'all', match: {}, action: 'remediate' }],
+      maintenanceWindows: [WEEKEND_BERLIN],
+      deadlines: { HIGH: '30d' },
+      kevDueDate: true,
+    });
+
+    // Act
+    const decision = evaluate(p, finding(), { now: NOW, exploitation: KEV });
+
+    // Assess
+    expect(decision.notBefore).toBeUndefined();
+    expect(decision.reason).toContain('the next window is after the deadline');
+  });
+
+  it('enforces no built-in deadline a policy did not write (existing policies behave as before)', () => {
+    const decision = evaluate(onlyRule({}), finding(), { now: NOW });
+    expect(decision.deadline).toBeUndefined();
+    expect(decision.reason).toContain('deadline 2024-09-11T10:00:00.000Z');
+  });
+
+  it('has no deadline for notify, and none for a severity without one', () => {
+    // Act
+    const notify = evaluate(parsePolicy({ rules: [] }), finding(), { now: NOW });
+    const info = evaluate(onlyRule({}), finding({ severity: 'INFORMATIONAL' }), { now: NOW });
+
+    // Assess
+    expect(notify.deadline).toBeUndefined();
+    expect(info.deadline).toBeUndefined();
+    expect(info.reason).not.toContain('deadline');
+  });
+
+  it('measures from updatedAt when Inspector does not report firstObservedAt', () => {
+    // Act
+    const decision = evaluate(
+      onlyRule({}, { deadlines: { HIGH: '7d' } }),
+      finding({ firstObservedAt: undefined, updatedAt: '2024-09-01T00:00:00.000Z' }),
+      {
+        now: NOW,
+      },
+    );
+
+    // Assess
+    expect(decision.deadline).toBe('2024-09-08T00:00:00.000Z');
+  });
+
+  it.each<[string, Partial<PolicyMatch>, Parameters<typeof evaluate>[2]['exploitation'], boolean]>([
+    ['knownExploited: true, in KEV', { knownExploited: true }, KEV, true],
+    ['knownExploited: true, not in KEV', { knownExploited: true }, {}, false],
+    ['knownExploited: false, not in KEV', { knownExploited: false }, {}, true],
+    ['knownExploited: false, in KEV', { knownExploited: false }, KEV, false],
+    [
+      'exploitObserved: true, observed',
+      { exploitObserved: true },
+      { exploitObserved: { lastSeen: '2024-09-01T00:00:00Z' } },
+      true,
+    ],
+    ['exploitObserved: true, not observed', { exploitObserved: true }, {}, false],
+    ['exploitObserved: false, not observed', { exploitObserved: false }, {}, true],
+  ])('%s → matches: %s', (_what, match, exploitation, matched) => {
+    // Act
+    const decision = evaluate(onlyRule(match), finding(), {
+      now: NOW,
+      ...(exploitation ? { exploitation } : {}),
+    });
+
+    // Assess
+    expect(decision.rule === 'the-rule').toBe(matched);
+  });
+
+  it('skips a rule on exploitation when the details are unknown, in either direction, and says why', () => {
+    // Prepare
+    const p = parsePolicy({
+      rules: [
+        { name: 'kev-now', match: { knownExploited: true }, action: 'remediate', deadline: '1d' },
+        { name: 'not-kev-ignore', match: { knownExploited: false }, action: 'ignore' },
+        { name: 'rest', match: {}, action: 'approve' },
+      ],
+    });
+
+    // Act
+    const decision = evaluate(p, finding(), { now: NOW, exploitation: { unknown: 'AccessDeniedException' } });
+    const unread = evaluate(p, finding(), { now: NOW });
+
+    // Assess
+    expect(decision.rule).toBe('rest');
+    expect(decision.reason).toContain(
+      'rule "kev-now" skipped: exploitation unknown (AccessDeniedException); rule "not-kev-ignore" skipped: exploitation unknown (AccessDeniedException)',
+    );
+    expect(unread.rule).toBe('rest');
+    expect(unread.reason).toContain('exploitation unknown (finding details not read)');
+  });
+
+  it('names KEV membership and observed exploitation in the reason', () => {
+    // Act
+    const decision = evaluate(onlyRule({ knownExploited: true, exploitObserved: false }), finding(), {
+      now: NOW,
+      exploitation: KEV,
+    });
+
+    // Assess
+    expect(decision.reason).toMatch(/^rule "the-rule": in CISA KEV, no exploitation observed → remediate/);
   });
 });

@@ -86,7 +86,53 @@ describe('parsePolicy', () => {
       exceptions: [],
       maintenanceWindows: [],
       criticalExploitOverride: true,
+      // Absent: the built-in deadlines apply (DEFAULT_DEADLINES) but never shorten a window wait.
+      kevDueDate: false,
     });
+  });
+
+  it('keeps the default deadline of a severity a written deadlines leaves out', () => {
+    // Act
+    const policy = parsePolicy({ rules: [], deadlines: { CRITICAL: '24h', INFORMATIONAL: '1w' } });
+
+    // Assess
+    expect(policy.deadlines).toEqual({
+      CRITICAL: '24h',
+      HIGH: '7d',
+      MEDIUM: '30d',
+      LOW: '90d',
+      INFORMATIONAL: '1w',
+    });
+  });
+
+  it.each<[string, unknown, string]>([
+    ['a duration without a unit', { rules: [], deadlines: { HIGH: '7' } }, 'policy.deadlines.HIGH'],
+    ['a month unit', { rules: [], deadlines: { LOW: '3mo' } }, 'policy.deadlines.LOW'],
+    ['more than a year', { rules: [], deadlines: { LOW: '400d' } }, 'policy.deadlines.LOW'],
+    ['a zero duration', { rules: [], deadlines: { LOW: '0d' } }, 'policy.deadlines.LOW'],
+    ['an unknown severity', { rules: [], deadlines: { URGENT: '1d' } }, 'policy.deadlines'],
+    [
+      'a bad rule deadline',
+      { rules: [{ name: 'r', match: {}, action: 'remediate', deadline: 'soon' }] },
+      'policy.rules[0].deadline',
+    ],
+    [
+      'a non-boolean knownExploited',
+      { rules: [{ name: 'r', match: { knownExploited: 'yes' }, action: 'remediate' }] },
+      'policy.rules[0].match.knownExploited',
+    ],
+    [
+      'a non-boolean exploitObserved',
+      { rules: [{ name: 'r', match: { exploitObserved: 1 }, action: 'remediate' }] },
+      'policy.rules[0].match.exploitObserved',
+    ],
+    ['a non-boolean kevDueDate', { rules: [], kevDueDate: 'true' }, 'policy.kevDueDate'],
+  ])('rejects %s, naming the field', (_what, input, path) => {
+    // Act
+    const checked = checkPolicy(input);
+
+    // Assess
+    expect(checked.problems?.map((p) => p.path)).toEqual([path]);
   });
 
   it('returns a deeply frozen policy (compiled matchers are cached per policy object)', () => {

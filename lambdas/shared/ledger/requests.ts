@@ -11,19 +11,36 @@ import { mergeRequests } from '../remediation';
  */
 export const MAX_REQUEST_BYTES = 48 * 1024;
 
+/** A deadline closer than this makes a request urgent. */
+export const URGENT_DEADLINE_MS = 48 * 3_600_000;
+
 /**
  * A request that must not wait: remediate now (no approval, no maintenance window: the CRITICAL
- * known-exploit override) with a CRITICAL image.
+ * known-exploit override, or a window that opens after the deadline) with a CRITICAL image, a
+ * vulnerability in CISA's KEV catalog, or a deadline within 48 hours (or past) as of now.
  */
-export const isUrgent = (request: RemediationRequest): boolean =>
-  request.decision.action === 'remediate' &&
-  request.decision.notBefore === undefined &&
-  request.images.some((i) => i.severity === 'CRITICAL');
+export const isUrgent = (request: RemediationRequest): boolean => {
+  const d = request.decision;
+  if (d.action !== 'remediate' || d.notBefore !== undefined) return false;
+  if (d.knownExploited === true || request.images.some((i) => i.severity === 'CRITICAL')) return true;
+  return d.deadline !== undefined && Date.parse(d.deadline) - Date.now() <= URGENT_DEADLINE_MS;
+};
 
-/** Urgent requests first (each group keeps its order): the next run is built around them. */
+/** Earliest deadline first; a request without one after every request with one. */
+const byDeadline = (a: RemediationRequest, b: RemediationRequest): number => {
+  const x = a.decision.deadline;
+  const y = b.decision.deadline;
+  if (x === undefined || y === undefined) return x === y ? 0 : x === undefined ? 1 : -1;
+  return x < y ? -1 : x > y ? 1 : 0;
+};
+
+/**
+ * Urgent requests first, then the rest, each group by deadline (earliest first; ties and requests
+ * without one keep their order): the next run is built around the most pressing.
+ */
 export const urgentFirst = (requests: readonly RemediationRequest[]): RemediationRequest[] => [
-  ...requests.filter(isUrgent),
-  ...requests.filter((r) => !isUrgent(r)),
+  ...requests.filter(isUrgent).sort(byDeadline),
+  ...requests.filter((r) => !isUrgent(r)).sort(byDeadline),
 ];
 
 export const parseRequest = (json: string): RemediationRequest => JSON.parse(json) as RemediationRequest;

@@ -24,6 +24,7 @@ import type { Action } from '../../shared/contracts';
 import { SEVERITIES } from '../../shared/contracts';
 import { ConfigurationError } from '../../shared/errors';
 import { formatProblems, issueProblems, type Problem } from '../schema/issues';
+import { durationMs } from './durations';
 import { REPOSITORY_PATTERN } from './glob';
 import { isTimeZone, parseStart, WEEKDAYS } from './windows';
 
@@ -101,6 +102,21 @@ export const matchSchema = z.strictObject({
     .record(z.string().min(1), z.string())
     .refine((tags) => Object.keys(tags).length > 0, { error: 'must have at least 1 tag' })
     .optional(),
+  /**
+   * true: the vulnerability is in CISA's Known Exploited Vulnerabilities catalog; false: it is not.
+   * Read from Inspector's finding details (BatchGetFindingDetails), only when a rule asks. When the
+   * details cannot be read, the rule neither matches nor fails to match: it is skipped, and the
+   * decision's reason says so.
+   */
+  knownExploited: z.boolean().optional(),
+  /** true: Inspector's threat intelligence has observed exploitation in the wild; false: it has not. As knownExploited. */
+  exploitObserved: z.boolean().optional(),
+});
+
+/** A duration: a whole number and a unit (m, h, d, w), e.g. "48h", "2d", "1w"; at most a year. */
+export const durationSchema = z.string().refine((d) => durationMs(d) !== undefined, {
+  error: (iss) =>
+    `invalid duration ${JSON.stringify(iss.input)}: expected a whole number and a unit m, h, d or w (e.g. "48h", "2d", "1w"), at most a year`,
 });
 
 export const ruleSchema = z.strictObject({
@@ -108,6 +124,27 @@ export const ruleSchema = z.strictObject({
   description: z.string().optional(),
   match: matchSchema,
   action: z.enum(ACTIONS),
+  /**
+   * The deadline for findings this rule decides, replacing the severity's (`deadlines`): tighter for
+   * known-exploited, internet-facing or tagged-critical services, say.
+   */
+  deadline: durationSchema.optional(),
+});
+
+/**
+ * How long after a vulnerability was first observed (Inspector's firstObservedAt) a remediation must
+ * be deployed, per severity. The defaults follow the usual remediation SLAs; a severity left out of a
+ * written `deadlines` keeps its default; INFORMATIONAL and UNTRIAGED have none unless given.
+ */
+export const DEFAULT_DEADLINES = { CRITICAL: '2d', HIGH: '7d', MEDIUM: '30d', LOW: '90d' } as const;
+
+export const deadlinesSchema = z.strictObject({
+  CRITICAL: durationSchema.default(DEFAULT_DEADLINES.CRITICAL),
+  HIGH: durationSchema.default(DEFAULT_DEADLINES.HIGH),
+  MEDIUM: durationSchema.default(DEFAULT_DEADLINES.MEDIUM),
+  LOW: durationSchema.default(DEFAULT_DEADLINES.LOW),
+  INFORMATIONAL: durationSchema.optional(),
+  UNTRIAGED: durationSchema.optional(),
 });
 
 const DATE_ONLY = /^(\d{4})-(\d{2})-(\d{2})$/;
@@ -189,6 +226,17 @@ export const policySchema = z
     maintenanceWindows: z.array(maintenanceWindowSchema).default([]),
     /** A CRITICAL finding with a known exploit does not wait for a maintenance window. */
     criticalExploitOverride: z.boolean().default(true),
+    /** Per-severity deadlines (see deadlinesSchema); a rule's own `deadline` replaces its severity's. */
+    // Optional, not defaulted here: evaluate applies DEFAULT_DEADLINES when absent, and only a policy
+    // that writes `deadlines` lets them shorten a maintenance-window wait (existing policies keep
+    // deploying when they did).
+    deadlines: deadlinesSchema.optional(),
+    /**
+     * true: when the vulnerability is in CISA's KEV catalog and its due date is earlier than the
+     * deadline, the due date is the deadline. Costs a BatchGetFindingDetails call per 10 findings
+     * that policy acts on (cached), so off unless asked for.
+     */
+    kevDueDate: z.boolean().default(false),
   })
   .superRefine((p, ctx) => {
     // Names appear in every decision's reason: two rules with one name would make reasons ambiguous.
@@ -233,6 +281,7 @@ const KEYS: Record<string, readonly string[]> = {
   exceptions: ['cves', 'repositories', 'reason', 'expires'],
   maintenanceWindows: Object.keys(maintenanceWindowSchema.shape),
   'maintenanceWindows.schedule': ['days', 'start'],
+  deadlines: Object.keys(deadlinesSchema.shape),
 };
 
 const knownKeys = (path: readonly PropertyKey[]): readonly string[] =>

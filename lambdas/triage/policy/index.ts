@@ -1,8 +1,11 @@
 /** Policy-as-code: the document (what people write), the engine (evaluate) and maintenance windows. */
 export {
   checkPolicy,
+  DEFAULT_DEADLINES,
   DEFAULT_POLICY,
   DEFAULT_POLICY_PARSED,
+  deadlinesSchema,
+  durationSchema,
   exceptionSchema,
   expiryInstant,
   FIX_MATCH_VALUES,
@@ -20,7 +23,14 @@ export {
   policySchema,
   ruleSchema,
 } from './document';
-export { type Decision, type EvaluationContext, type ExpiredException, evaluate } from './evaluate';
+export { durationMs, MAX_DURATION_MS } from './durations';
+export {
+  type Decision,
+  type EvaluationContext,
+  type ExpiredException,
+  type Exploitation,
+  evaluate,
+} from './evaluate';
 export { compileGlobs, globSource, REPOSITORY_PATTERN } from './glob';
 export {
   type MaintenanceWindow,

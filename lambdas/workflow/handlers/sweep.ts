@@ -1,7 +1,11 @@
 import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
+import { METRICS } from '../../shared/metrics';
+import { DeadlineMarks, watchDeadline } from '../deadlines';
 import { heartbeat } from '../deployment-events';
 import { announceLate } from '../late-announcement';
 import { DEFAULT_NOTIFY_DIGEST_MINUTES, notifyDigestMinutes, sendDigests } from '../notify-digest';
@@ -14,13 +18,19 @@ import { watchDeps } from './watch-deps';
 const logger = new Logger({ serviceName: 'autopatch-sweep' });
 const deps = watchDeps();
 const rescan = rescanDeps();
-const env = requireEnv(['STATE_MACHINE_ARN', 'TOPIC_ARN']);
+const env = requireEnv(['STATE_MACHINE_ARN', 'TOPIC_ARN', 'LEDGER_TABLE']);
 const sfn = new SFNClient({});
 const sns = new SNSClient({});
 const events = new EventBridgeClient({});
 const eventBusName = process.env.EVENT_BUS_NAME ?? 'default';
 const announce = announceLate({ sns, events, topicArn: env.TOPIC_ARN, eventBusName });
 const digestMinutes = notifyDigestMinutes(process.env.NOTIFY_DIGEST_MINUTES, DEFAULT_NOTIFY_DIGEST_MINUTES);
+const deadlines = {
+  marks: new DeadlineMarks({ client: new DynamoDBClient({}), tableName: env.LEDGER_TABLE }),
+  metrics: new Metrics({ namespace: METRICS.namespace, serviceName: METRICS.workflowService }),
+  sns,
+  topicArn: env.TOPIC_ARN,
+};
 
 /**
  * The scheduled sweep (every minute), the safety net under everything event-driven:
@@ -70,7 +80,14 @@ export const handler = async () => {
     logger.error('rescan sweep failed', { error });
   }
   const summary = await reconcile(
-    { ledger: deps.ledger, sfn, stateMachineArn: env.STATE_MACHINE_ARN, announce },
+    {
+      ledger: deps.ledger,
+      sfn,
+      stateMachineArn: env.STATE_MACHINE_ARN,
+      announce,
+      // Approaching and missed deadlines: a metric per severity, a notification when missed.
+      watchDeadline: (lock, now) => watchDeadline(deadlines, lock, now),
+    },
     new Date(),
   );
   for (const a of summary.actions) logger.warn('lock reconciled', { ...a });
@@ -80,6 +97,7 @@ export const handler = async () => {
       execution: o.executionName,
       outcome: o.outcome,
     });
+  for (const d of summary.deadlines ?? []) logger.warn(`deadline ${d.state}`, { ...d });
   for (const e of summary.errors) logger.warn('reconcile error', e);
   try {
     for (const d of await sendDigests(
