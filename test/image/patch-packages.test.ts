@@ -14,6 +14,7 @@ import {
 import { mergeImages, mergePatchPackages } from '../../lambdas/shared/remediation';
 import { aggregate, type Contribution, patchPackagesOf } from '../../lambdas/triage/aggregate';
 import { type Finding, parseEvent } from '../../lambdas/triage/schema';
+import { contribution } from '../support/contribution';
 
 const FIXTURE = JSON.parse(
   readFileSync(join(__dirname, '..', 'fixtures', 'events', 'finding-ecr-ubuntu-2024.json'), 'utf8'),
@@ -28,25 +29,6 @@ const finding = (packages?: Record<string, unknown>[], id = 'f1'): Finding => {
   if (parsed.kind !== 'finding') throw new Error('the fixture is a finding');
   return parsed.finding;
 };
-
-const contribution = (f: Finding): Contribution => ({
-  finding: f,
-  use: {
-    service: {
-      clusterArn: 'arn:aws:ecs:eu-central-1:123456789012:cluster/prod',
-      serviceName: 'api',
-      key: 'prod/api',
-    },
-    containers: ['app'],
-    taskDefinitionArn: 'arn:aws:ecs:eu-central-1:123456789012:task-definition/api:1',
-    tags: {},
-    deploymentController: 'ECS',
-  },
-  action: 'remediate',
-  reason: 'HIGH',
-  rebuild: { mode: 'patch-os' },
-  itemIds: [f.findingArn],
-});
 
 const imagesOf = (
   contributions: Contribution[],

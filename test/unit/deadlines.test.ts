@@ -11,6 +11,7 @@ import { mergeDecisions } from '../../lambdas/shared/remediation';
 import { aggregate, type Contribution, gatherWithin } from '../../lambdas/triage/aggregate';
 import { type Finding, parseEvent } from '../../lambdas/triage/schema';
 import { approvalMessage } from '../../lambdas/workflow/request-approval';
+import { contribution } from '../support/contribution';
 
 const NOW = new Date('2024-09-04T12:00:00.000Z');
 
@@ -27,26 +28,6 @@ const finding = (id: string, cve: string): Finding => {
   if (parsed.kind !== 'finding') throw new Error('the fixture is a finding');
   return parsed.finding;
 };
-
-const contribution = (f: Finding, over: Partial<Contribution> = {}): Contribution => ({
-  finding: f,
-  use: {
-    service: {
-      clusterArn: 'arn:aws:ecs:eu-central-1:123456789012:cluster/prod',
-      serviceName: 'api',
-      key: 'prod/api',
-    },
-    containers: ['app'],
-    taskDefinitionArn: 'arn:aws:ecs:eu-central-1:123456789012:task-definition/api:1',
-    tags: {},
-    deploymentController: 'ECS',
-  },
-  action: 'remediate',
-  reason: 'r',
-  rebuild: { mode: 'patch-os' },
-  itemIds: [f.findingArn],
-  ...over,
-});
 
 const plan = (contributions: Contribution[]) =>
   aggregate(contributions, { targets: [], defaults: workflowDefaultsSchema.parse({}), now: NOW });
