@@ -601,6 +601,7 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
       // What the patching programme's report measures (npm run report, docs/metrics.md).
       ...(base.summary.severity ? { severity: base.summary.severity } : {}),
       ...(state.requestedAt ? { requestedAt: state.requestedAt } : {}),
+      ...(state.decision.deadline ? { deadlineAt: state.decision.deadline } : {}),
       ...(state.gate?.alarmNames ? { watchedAlarms: [...state.gate.alarmNames] } : {}),
       ...(state.watch?.status === 'ALARM' && state.watch.alarmName
         ? {

@@ -33,6 +33,8 @@ export interface OutcomeRecord {
   readonly severity?: string;
   /** ISO-8601: when the first finding of this remediation was observed (the request's requestedAt). */
   readonly requestedAt?: string;
+  /** ISO-8601: the deadline the policy enforced for the remediation (decision.deadline), if any. */
+  readonly deadlineAt?: string;
   /** The alarms the gate found to watch (the target's and the service's own); empty: none was. */
   readonly watchedAlarms?: readonly string[];
   /** The watched alarm that fired and caused the rollback, and when. */
