@@ -20,7 +20,10 @@ const GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
  * there is none, or it was answered already (a used token only answers TaskDoesNotExist).
  */
 export const answerWindow = (
-  deps: { readonly ledger: Pick<Ledger, 'getTaskToken'>; readonly sfn: Pick<SFNClient, 'send'> },
+  deps: {
+    readonly ledger: Pick<Ledger, 'getTaskToken'> & Partial<Pick<Ledger, 'deleteTaskToken'>>;
+    readonly sfn: Pick<SFNClient, 'send'>;
+  },
   executionName: string,
   answer: WindowAnswer,
 ): Promise<boolean> => answerWait(deps, executionName, 'window', answer);
@@ -31,27 +34,38 @@ export const answerWindow = (
  * urgent one (finish.ts). True when this call ended the wait.
  */
 export const preemptApproval = (
-  deps: { readonly ledger: Pick<Ledger, 'getTaskToken'>; readonly sfn: Pick<SFNClient, 'send'> },
+  deps: {
+    readonly ledger: Pick<Ledger, 'getTaskToken'> & Partial<Pick<Ledger, 'deleteTaskToken'>>;
+    readonly sfn: Pick<SFNClient, 'send'>;
+  },
   executionName: string,
   reason: string,
 ): Promise<boolean> =>
   answerWait(deps, executionName, 'approval', { approved: false, preempted: true, reason });
 
 const answerWait = async (
-  deps: { readonly ledger: Pick<Ledger, 'getTaskToken'>; readonly sfn: Pick<SFNClient, 'send'> },
+  deps: {
+    readonly ledger: Pick<Ledger, 'getTaskToken'> & Partial<Pick<Ledger, 'deleteTaskToken'>>;
+    readonly sfn: Pick<SFNClient, 'send'>;
+  },
   executionName: string,
   purpose: 'window' | 'approval',
   answer: object,
 ): Promise<boolean> => {
   const token = await deps.ledger.getTaskToken(executionName, purpose);
   if (!token) return false;
+  let ended: boolean;
   try {
     await deps.sfn.send(
       new SendTaskSuccessCommand({ taskToken: token.token, output: JSON.stringify(answer) }),
     );
-    return true;
+    ended = true;
   } catch (error) {
-    if (error instanceof Error && GONE.has(error.name)) return false;
-    throw error;
+    if (!(error instanceof Error && GONE.has(error.name))) throw error;
+    ended = false;
   }
+  // A token is answered once: forget it, so the sweep does not ask again every minute (best effort:
+  // a token left behind only costs that call, and expires with its item).
+  await deps.ledger.deleteTaskToken?.(executionName, purpose).catch(() => undefined);
+  return ended;
 };

@@ -494,7 +494,7 @@ export const requestProblem = (request: RemediationRequest): string | undefined 
 
 export interface ExecuteDeps {
   readonly ledger: Pick<Ledger, 'claim' | 'markStarted' | 'markSeen' | 'release' | 'getInFlight'> &
-    Partial<Pick<Ledger, 'getTaskToken'>>;
+    Partial<Pick<Ledger, 'getTaskToken' | 'deleteTaskToken'>>;
   readonly sfn: SFNClient;
   readonly stateMachineArn: string;
   /**
@@ -648,7 +648,12 @@ export const executePlan = async (
           // failure here is retried with the batch item; the sweep ends the wait within a minute anyway.
           if (claim.kind === 'queued' && isUrgent(request) && deps.ledger.getTaskToken) {
             const waits = {
-              ledger: { getTaskToken: deps.ledger.getTaskToken.bind(deps.ledger) },
+              ledger: {
+                getTaskToken: deps.ledger.getTaskToken.bind(deps.ledger),
+                ...(deps.ledger.deleteTaskToken
+                  ? { deleteTaskToken: deps.ledger.deleteTaskToken.bind(deps.ledger) }
+                  : {}),
+              },
               sfn: deps.sfn,
             };
             const reason = `An urgent finding (CRITICAL, known exploit) queued behind this remediation (${request.executionName})`;

@@ -41,7 +41,8 @@ export interface ReconcileDeps {
     | 'unannounced'
     | 'markAnnounced'
     | 'getTaskToken'
-  >;
+  > &
+    Partial<Pick<Ledger, 'deleteTaskToken'>>;
   readonly sfn: Pick<SFNClient, 'send'>;
   /** The remediation state machine: where STARTING claims are started. */
   readonly stateMachineArn: string;

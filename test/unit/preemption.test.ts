@@ -185,6 +185,8 @@ describe('triage', () => {
     expect(sent).toHaveLength(1);
     expect(sent[0]?.taskToken).toBe('window-token');
     expect(JSON.parse(sent[0]?.output ?? '{}')).toMatchObject({ preempted: true });
+    // A token is answered once: it is forgotten, so nothing asks again.
+    expect(await ledger.getTaskToken(run.executionName, 'window')).toBeUndefined();
   });
 
   it('a finding that is not urgent queues behind the window and ends nothing', async () => {
