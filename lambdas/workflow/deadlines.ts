@@ -12,9 +12,10 @@
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { SNSClient } from '@aws-sdk/client-sns';
-import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { LEDGER, type RemediationRequest, type Severity, severityRank } from '../shared/contracts';
 import type { InFlight } from '../shared/ledger';
+import { ledgerDocumentClient } from '../shared/ledger/document-client';
 import { emitMetrics, METRIC_DIMENSIONS, METRICS } from '../shared/metrics';
 import { awsCall } from './aws';
 import { publishNotification } from './notify';
@@ -51,7 +52,7 @@ export class DeadlineMarks {
   private readonly tableName: string;
 
   constructor(options: { readonly client: DynamoDBClient; readonly tableName: string }) {
-    this.doc = DynamoDBDocumentClient.from(options.client);
+    this.doc = ledgerDocumentClient(options.client);
     this.tableName = options.tableName;
   }
 

@@ -1,5 +1,4 @@
 import {
-  DescribeServicesCommand,
   DescribeTaskDefinitionCommand,
   type ECSClient,
   RegisterTaskDefinitionCommand,
@@ -9,6 +8,7 @@ import {
 } from '@aws-sdk/client-ecs';
 import type { ServiceRef } from '../shared/contracts';
 import { awsCall as call } from './aws';
+import { describeService } from './ecs-service';
 import { TaskDefinitionMismatchError } from './errors';
 import type { PatchedImage } from './state';
 
@@ -114,16 +114,8 @@ export const registerPatchedTaskDefinition = async (
   input: RegisterTaskDefinitionInput,
   ecs: Pick<ECSClient, 'send'>,
 ): Promise<RegisterTaskDefinitionOutput> => {
-  const described = await call('ecs DescribeServices', () =>
-    ecs.send(
-      new DescribeServicesCommand({
-        cluster: input.service.clusterArn,
-        services: [input.service.serviceName],
-      }),
-    ),
-  );
-  const service = described.services?.[0];
-  if (!service?.taskDefinition || service.status === 'INACTIVE') {
+  const service = await describeService(ecs, input.service);
+  if (!service?.taskDefinition) {
     throw new TaskDefinitionMismatchError(
       `Service ${input.service.key} was not found (or is inactive) in ${input.service.clusterArn}. Nothing was deployed.`,
     );

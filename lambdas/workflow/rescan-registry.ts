@@ -1,12 +1,13 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   DeleteCommand,
-  DynamoDBDocumentClient,
+  type DynamoDBDocumentClient,
   PutCommand,
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { LEDGER } from '../shared/contracts';
+import { ledgerDocumentClient } from '../shared/ledger/document-client';
 import { awsCall } from './aws';
 import type { VerifyRescanInput } from './verify-rescan';
 
@@ -70,9 +71,7 @@ export class RescanRegistry {
   private readonly now: () => Date;
 
   constructor(options: { client: DynamoDBClient; tableName: string; now?: () => Date }) {
-    this.doc = DynamoDBDocumentClient.from(options.client, {
-      marshallOptions: { removeUndefinedValues: true },
-    });
+    this.doc = ledgerDocumentClient(options.client);
     this.tableName = options.tableName;
     this.now = options.now ?? (() => new Date());
   }

@@ -1,6 +1,7 @@
-import { DescribeServicesCommand, DescribeTaskDefinitionCommand, type ECSClient } from '@aws-sdk/client-ecs';
+import { DescribeTaskDefinitionCommand, type ECSClient } from '@aws-sdk/client-ecs';
 import type { ServiceRef } from '../shared/contracts';
 import { awsCall as call } from './aws';
+import { describeService } from './ecs-service';
 
 /**
  * Container name → the image digest it runs now, for the containers of the service's current task
@@ -12,10 +13,7 @@ export const runningImages = async (
   ecs: Pick<ECSClient, 'send'>,
   service: ServiceRef,
 ): Promise<Map<string, string>> => {
-  const described = await call('ecs DescribeServices', () =>
-    ecs.send(new DescribeServicesCommand({ cluster: service.clusterArn, services: [service.serviceName] })),
-  );
-  const taskDefinition = described.services?.[0]?.taskDefinition;
+  const taskDefinition = (await describeService(ecs, service))?.taskDefinition;
   const running = new Map<string, string>();
   if (!taskDefinition) return running;
   const current = await call('ecs DescribeTaskDefinition', () =>

@@ -2,12 +2,13 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   BatchWriteCommand,
   DeleteCommand,
-  DynamoDBDocumentClient,
+  type DynamoDBDocumentClient,
   GetCommand,
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { LEDGER, type ServiceRef } from '../shared/contracts';
+import { ledgerDocumentClient } from '../shared/ledger/document-client';
 import { awsCall } from './aws';
 
 /**
@@ -75,9 +76,7 @@ export class WatchRegistry {
   private readonly now: () => Date;
 
   constructor(options: { client: DynamoDBClient; tableName: string; now?: () => Date }) {
-    this.doc = DynamoDBDocumentClient.from(options.client, {
-      marshallOptions: { removeUndefinedValues: true },
-    });
+    this.doc = ledgerDocumentClient(options.client);
     this.tableName = options.tableName;
     this.now = options.now ?? (() => new Date());
   }

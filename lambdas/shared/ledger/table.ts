@@ -1,5 +1,10 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { BatchGetCommand, DynamoDBDocumentClient, GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  BatchGetCommand,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  QueryCommand,
+} from '@aws-sdk/lib-dynamodb';
 import { AutopatchError, isTransient, TransientError } from '../errors';
 
 /**
@@ -39,6 +44,7 @@ export const chunk = <T>(items: readonly T[], size: number): T[][] => {
 };
 
 import { mapLimit } from '../concurrency';
+import { ledgerDocumentClient } from './document-client';
 
 export { mapLimit };
 
@@ -55,9 +61,7 @@ export class LedgerTable {
 
   constructor(options: TableOptions) {
     // Created once: the document client shares the injected client's connection pool and middleware.
-    this.doc = DynamoDBDocumentClient.from(options.client, {
-      marshallOptions: { removeUndefinedValues: true },
-    });
+    this.doc = ledgerDocumentClient(options.client);
     this.tableName = options.tableName;
     this.now = options.now ?? (() => new Date());
     this.retry = {
