@@ -1,6 +1,7 @@
 import type { Outcome, RemediationRequest } from './contracts';
 import type { ContentionOptions } from './ledger/contention';
 import { FindingDeliveries, type FindingKey } from './ledger/deliveries';
+import { FleetSlots } from './ledger/fleet';
 import { type Digest, Digests, type Notice } from './ledger/digests';
 import { History, type OutcomeRecord } from './ledger/history';
 import { type Hold, type HoldRequest, Holds } from './ledger/holds';
@@ -19,11 +20,13 @@ import { type TaskTokenPurpose, TaskTokens } from './ledger/tokens';
  * - `tokens.ts`: the task tokens paused executions wait on (`TOKEN#…`);
  * - `history.ts`: the history of finished remediations (`…/REMEDIATION#…`) and its outbox (`OUTBOX`);
  * - `digests.ts`: notify decisions gathered per service until the sweep sends them (`DIGEST`);
+ * - `fleet.ts`: the deployment slots in flight across the fleet and the runs waiting for one (`FLEET`);
  * - `table.ts`: the DynamoDB calls they share (errors, conditional writes, batch retries).
  */
 
 export type { ContentionOptions } from './ledger/contention';
 export type { FindingKey } from './ledger/deliveries';
+export type { FleetCaps, FleetState, SlotClaim, SlotDecision } from './ledger/fleet';
 export { ACCOUNT_SCOPE, type Digest, type DigestEntry, type Notice } from './ledger/digests';
 export type { OutcomeRecord } from './ledger/history';
 export { type Hold, type HoldRequest, withoutHeld } from './ledger/holds';
@@ -71,6 +74,8 @@ export class Ledger {
   private readonly tokens: TaskTokens;
   private readonly outcomes: History;
   private readonly digests: Digests;
+  /** The deployment slots (fleet guardrails): take, release, state. */
+  readonly fleet: FleetSlots;
 
   constructor(options: LedgerOptions) {
     const table = new LedgerTable(options);
@@ -90,6 +95,7 @@ export class Ledger {
     this.tokens = new TaskTokens(table);
     this.outcomes = new History(table);
     this.digests = new Digests(table);
+    this.fleet = new FleetSlots(table);
   }
 
   // ---------------------------------------------------------------- duplicate deliveries

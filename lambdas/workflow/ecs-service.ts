@@ -10,9 +10,16 @@ import { awsCall } from './aws';
 export const describeService = async (
   ecs: Pick<ECSClient, 'send'>,
   service: ServiceRef,
+  options: { readonly tags?: boolean } = {},
 ): Promise<Service | undefined> => {
   const out = await awsCall('ecs DescribeServices', () =>
-    ecs.send(new DescribeServicesCommand({ cluster: service.clusterArn, services: [service.serviceName] })),
+    ecs.send(
+      new DescribeServicesCommand({
+        cluster: service.clusterArn,
+        services: [service.serviceName],
+        ...(options.tags ? { include: ['TAGS'] } : {}),
+      }),
+    ),
   );
   const found = out.services?.[0];
   return found && found.status !== 'INACTIVE' ? found : undefined;
