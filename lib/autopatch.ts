@@ -7,6 +7,7 @@ import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import type * as ssm from 'aws-cdk-lib/aws-ssm';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { z } from 'zod';
@@ -21,6 +22,7 @@ import {
 } from '../lambdas/shared/config';
 import { LEDGER } from '../lambdas/shared/contracts';
 import { ConfigurationError } from '../lambdas/shared/errors';
+import { type FleetSettings, type FleetSettingsInput, fleetSchema } from '../lambdas/shared/fleet';
 import { checkPolicy, DEFAULT_POLICY } from '../lambdas/triage/policy';
 import { type AutopatchAlarmsOptions, AutopatchDashboard } from './dashboard';
 import { Intake } from './intake';
@@ -102,6 +104,14 @@ export interface AutopatchProps {
    * @default - the schema defaults: 60 min bake, 2 h deployment, 1 h rescan, 24 h approval
    */
   readonly workflowDefaults?: WorkflowDefaultsInput;
+  /**
+   * Fleet guardrails: caps on deployments in flight (in the organization, per account, per Region),
+   * the rollout order (`stages`: staging before production, by account, Region or service tag), and
+   * how often a waiting run asks again. The pause switch (see {@link Autopatch.pauseParameter})
+   * always exists. docs/deploy.md, "Fleet guardrails".
+   * @default - no caps and no stages: only the pause switch applies
+   */
+  readonly fleet?: FleetSettingsInput;
   /**
    * Encrypts Autopatch's data: queues, ledger, topic and logs. When you pass a key imported with
    * `fromKeyArn`, its key policy cannot be changed here: allow EventBridge and CloudWatch Logs
@@ -217,6 +227,7 @@ interface ResolvedProps {
   readonly targets: TargetConfig[];
   readonly discoverByTag: ServiceTag;
   readonly defaults: WorkflowDefaults;
+  readonly fleet: FleetSettings;
   readonly dryRun: boolean;
   readonly emails: readonly string[];
   readonly logRetention: logs.RetentionDays;
@@ -250,6 +261,12 @@ export class Autopatch extends Construct {
   /** Approval requests and outcomes. */
   public readonly topic: sns.ITopic;
   public readonly workflow: RemediationWorkflow;
+  /**
+   * The pause switch: an SSM String parameter. Set it to `paused` and no new deployment starts
+   * anywhere (runs already deploying finish their bake, or roll back); set it to `running` to go on.
+   * No redeploy needed.
+   */
+  public readonly pauseParameter: ssm.StringParameter;
   /** The remediation state machine (`workflow.stateMachine`). */
   public readonly stateMachine: sfn.StateMachine;
   /** The on-call dashboard and the alarms on Autopatch itself (`dashboard.alarms`). */
@@ -304,6 +321,7 @@ export class Autopatch extends Construct {
       targets: resolved.targets,
       serviceTag: resolved.discoverByTag,
       defaults: resolved.defaults,
+      fleet: resolved.fleet,
       logRetention: resolved.logRetention,
       ...(props.accountAlias ? { accountAlias: props.accountAlias } : {}),
       ...(props.armBuilds !== undefined ? { armBuilds: props.armBuilds } : {}),
@@ -315,6 +333,7 @@ export class Autopatch extends Construct {
         : {}),
       ...(resolved.taskRoleArns !== undefined ? { taskRoleArns: resolved.taskRoleArns } : {}),
     });
+    this.pauseParameter = this.workflow.pauseParameter;
     if (props.pushToTaggedRepositoriesOnly !== true) {
       Annotations.of(this).addWarningV2(
         'autopatch:ecr-push-any-repository',
@@ -430,6 +449,8 @@ export class Autopatch extends Construct {
       'workflowDefaults',
     );
     if (defaults.errors) errors.push(...defaults.errors);
+    const fleet = parseTokenAware(fleetSchema, props.fleet ?? {}, 'fleet');
+    if (fleet.errors) errors.push(...fleet.errors);
 
     const emails = props.notifications?.emails ?? [];
     if (!Array.isArray(emails)) {
@@ -541,12 +562,13 @@ export class Autopatch extends Construct {
       }
     }
 
-    if (errors.length === 0 && tag.value && defaults.value) {
+    if (errors.length === 0 && tag.value && defaults.value && fleet.value) {
       const resolved: ResolvedProps = {
         policy,
         targets,
         discoverByTag: tag.value,
         defaults: defaults.value,
+        fleet: fleet.value,
         dryRun: props.dryRun ?? false,
         emails,
         logRetention,

@@ -24,6 +24,7 @@ const MODULES: Record<string, () => Promise<{ handler: Handler }>> = {
   deploymentEvents: () => import('../lambdas/workflow/handlers/deployment-events'),
   sweep: () => import('../lambdas/workflow/handlers/sweep'),
   gate: () => import('../lambdas/workflow/handlers/gate'),
+  takeDeploySlot: () => import('../lambdas/workflow/handlers/take-deploy-slot'),
 };
 
 export type LambdaHandler = (event: unknown, context: Context) => Promise<unknown>;

@@ -42,8 +42,6 @@ export const fleetSchema = z.strictObject({
    * deploying, or waiting to deploy, an image of the same repository: staging proves it first.
    */
   stages: z.array(stageSchema).max(20).default([]),
-  /** How often a run waiting for a slot (or for the pause switch) asks again. */
-  pollSeconds: z.number().int().min(10).max(3_600).default(60),
 });
 export type FleetSettings = z.infer<typeof fleetSchema>;
 export type FleetSettingsInput = z.input<typeof fleetSchema>;

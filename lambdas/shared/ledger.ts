@@ -1,8 +1,8 @@
 import type { Outcome, RemediationRequest } from './contracts';
 import type { ContentionOptions } from './ledger/contention';
 import { FindingDeliveries, type FindingKey } from './ledger/deliveries';
-import { FleetSlots } from './ledger/fleet';
 import { type Digest, Digests, type Notice } from './ledger/digests';
+import { FleetSlots } from './ledger/fleet';
 import { History, type OutcomeRecord } from './ledger/history';
 import { type Hold, type HoldRequest, Holds } from './ledger/holds';
 import { type ClaimResult, type InFlight, type PoisonedLockListener, ServiceLocks } from './ledger/lock';
@@ -26,8 +26,8 @@ import { type TaskTokenPurpose, TaskTokens } from './ledger/tokens';
 
 export type { ContentionOptions } from './ledger/contention';
 export type { FindingKey } from './ledger/deliveries';
-export type { FleetCaps, FleetState, SlotClaim, SlotDecision } from './ledger/fleet';
 export { ACCOUNT_SCOPE, type Digest, type DigestEntry, type Notice } from './ledger/digests';
+export type { FleetCaps, FleetState, SlotClaim, SlotDecision } from './ledger/fleet';
 export type { OutcomeRecord } from './ledger/history';
 export { type Hold, type HoldRequest, withoutHeld } from './ledger/holds';
 export type { ClaimResult, InFlight, PoisonedLock, PoisonedLockListener } from './ledger/lock';

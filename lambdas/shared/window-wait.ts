@@ -49,7 +49,7 @@ const answerWait = async (
     readonly sfn: Pick<SFNClient, 'send'>;
   },
   executionName: string,
-  purpose: 'window' | 'approval',
+  purpose: 'window' | 'approval' | 'slot',
   answer: object,
 ): Promise<boolean> => {
   const token = await deps.ledger.getTaskToken(executionName, purpose);
@@ -69,3 +69,17 @@ const answerWait = async (
   await deps.ledger.deleteTaskToken?.(executionName, purpose).catch(() => undefined);
   return ended;
 };
+
+/**
+ * "Wait for a deployment slot" (purpose `slot`) ends when the run may take a slot: the sweep answers
+ * it once the pause switch is off and the fleet has room for it (lambdas/workflow/deploy-slot.ts),
+ * and the run itself when room appeared while it registered its wait. True when this call ended it.
+ */
+export const answerSlotWait = (
+  deps: {
+    readonly ledger: Pick<Ledger, 'getTaskToken'> & Partial<Pick<Ledger, 'deleteTaskToken'>>;
+    readonly sfn: Pick<SFNClient, 'send'>;
+  },
+  executionName: string,
+  reason: string,
+): Promise<boolean> => answerWait(deps, executionName, 'slot', { reason });

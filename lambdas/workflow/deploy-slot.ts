@@ -1,10 +1,12 @@
 import type { ECSClient } from '@aws-sdk/client-ecs';
+import type { SFNClient } from '@aws-sdk/client-sfn';
 import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { type Place, placeOfArn } from '../shared/accounts';
 import type { AffectedImage, ServiceRef } from '../shared/contracts';
 import { isTransient, TransientError } from '../shared/errors';
 import { type FleetSettings, PAUSED_VALUES, stageOf, unlimited } from '../shared/fleet';
 import type { Ledger, SlotDecision } from '../shared/ledger';
+import { answerSlotWait } from '../shared/window-wait';
 import { describeService } from './ecs-service';
 
 /**
@@ -12,8 +14,9 @@ import { describeService } from './ecs-service';
  * decide whether it may go now. The pause switch stops every new deployment at once (runs already
  * deploying finish their bake, or roll back); the caps bound how many deployments are in flight in
  * the organization, per account and per Region; the stages make staging deploy an image before
- * production does. A run that may not go waits `pollSeconds` and asks again (after the alarm check
- * before deploying, so what it deploys into is checked right before it moves).
+ * production does. A run that may not go waits on a task token ("Wait for a deployment slot") that
+ * the sweep answers once the switch is off and the fleet has room for it; then it checks the alarms
+ * again and takes its slot, so what it deploys into is checked right before it moves.
  */
 
 export interface DeploySlotInput {
@@ -29,8 +32,6 @@ export interface DeploySlotResult {
   /** A sentence for on-call: why it waits, or what it took. */
   readonly reason: string;
   readonly stage: string;
-  /** Seconds until it asks again (the Wait state's SecondsPath). */
-  readonly waitSeconds: number;
   /** ISO-8601: since when it waits (absent once taken). */
   readonly waitingSince?: string;
 }
@@ -82,18 +83,16 @@ export const takeDeploySlot = async (
     verdict: 'wait',
     reason,
     stage,
-    waitSeconds: settings.pollSeconds,
     ...(since !== undefined ? { waitingSince: since } : {}),
   });
 
-  if (unlimited(settings)) {
-    // Nothing to count: only the pause switch applies, and no slot is written.
-    return pause.paused
-      ? wait(`Deployments are paused: ${pause.why}.`, 'default')
-      : { verdict: 'taken', reason: 'No fleet limits are configured.', stage: 'default', waitSeconds: 0 };
+  if (unlimited(settings) && !pause.paused) {
+    // Nothing to count: no slot is written (a wait recorded while paused is removed).
+    await deps.ledger.fleet.release(input.executionName);
+    return { verdict: 'taken', reason: 'No fleet limits are configured.', stage: 'default' };
   }
 
-  const needsTags = settings.stages.some((s) => s.tags !== undefined);
+  const needsTags = !pause.paused && settings.stages.some((s) => s.tags !== undefined);
   const tags = needsTags ? await serviceTags(deps.ecsFor(place), input.service) : {};
   const stage = stageOf(settings, { ...place, tags });
   const decision: SlotDecision = await deps.ledger.fleet.take(
@@ -109,20 +108,23 @@ export const takeDeploySlot = async (
       ...(input.decision?.deadline !== undefined ? { deadline: input.decision.deadline } : {}),
     },
     settings,
-    { paused: pause.paused, staleAfterMs: 3 * settings.pollSeconds * 1000 + 60_000 },
+    { paused: pause.paused },
   );
   if (decision.kind === 'taken') {
     return {
       verdict: 'taken',
       reason: `Took a deployment slot (${decision.inFlight} in flight, stage ${stage.name}).`,
       stage: stage.name,
-      waitSeconds: 0,
     };
   }
   const why = pause.paused
     ? `Deployments are paused: ${pause.why}`
     : `Waiting for a deployment slot: ${decision.reason}`;
-  return wait(`${why}. Asking again every ${settings.pollSeconds} s.`, stage.name, decision.since);
+  return wait(
+    `${why}. It deploys within a minute of the fleet having room (checked by the sweep).`,
+    stage.name,
+    decision.since,
+  );
 };
 
 const serviceTags = async (
@@ -135,4 +137,51 @@ const serviceTags = async (
       t.key !== undefined && t.value !== undefined ? [[t.key, t.value]] : [],
     ),
   );
+};
+
+export interface SlotWaitInput {
+  readonly service: ServiceRef;
+  readonly executionName: string;
+  readonly taskToken: string;
+}
+
+export interface SlotWaitDeps {
+  readonly ledger: Pick<Ledger, 'fleet' | 'putTaskToken' | 'getTaskToken' | 'deleteTaskToken'>;
+  readonly sfn: Pick<SFNClient, 'send'>;
+  readonly ssm: Pick<SSMClient, 'send'>;
+  readonly settings: FleetSettings;
+  readonly pauseParameter?: string;
+}
+
+/**
+ * "Wait for a deployment slot": registers the run's task token. If room appeared between the take
+ * and now (a slot given back meanwhile), it answers its own wait at once, or nobody would until
+ * the next sweep.
+ */
+export const waitForDeploySlot = async (
+  input: SlotWaitInput,
+  deps: SlotWaitDeps,
+): Promise<{ readonly answered: boolean }> => {
+  await deps.ledger.putTaskToken(input.executionName, 'slot', input.taskToken, input.service.key);
+  const answered = await wakeDeploySlots(deps, input.executionName);
+  return { answered: answered.includes(input.executionName) };
+};
+
+/**
+ * The sweep's part (every minute): answer the waits of runs that may take a slot now. Nothing while
+ * the pause switch is on. `only`: just that run (its own wait, registered a moment ago).
+ */
+export const wakeDeploySlots = async (deps: SlotWaitDeps, only?: string): Promise<string[]> => {
+  const pause = await readPauseSwitch(deps.ssm, deps.pauseParameter);
+  if (pause.paused) return [];
+  const woken: string[] = [];
+  const candidates = unlimited(deps.settings)
+    ? (await deps.ledger.fleet.state()).waiting
+    : await deps.ledger.fleet.wakeable(deps.settings);
+  for (const w of candidates) {
+    if (only !== undefined && w.executionName !== only) continue;
+    if (await answerSlotWait(deps, w.executionName, 'The fleet has room for this deployment now.'))
+      woken.push(w.executionName);
+  }
+  return woken;
 };

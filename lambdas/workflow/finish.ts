@@ -76,7 +76,7 @@ export interface FinishResult {
 
 export interface FinishDeps {
   readonly ledger: Pick<Ledger, 'recordOutcome' | 'release' | 'markStarted'> &
-    Partial<Pick<Ledger, 'markAnnounced' | 'hold' | 'clearHolds'>>;
+    Partial<Pick<Ledger, 'markAnnounced' | 'hold' | 'clearHolds' | 'fleet'>>;
   readonly sfn: Pick<SFNClient, 'send'>;
   readonly ssm: Pick<SSMClient, 'send'>;
   readonly events: Pick<EventBridgeClient, 'send'>;
@@ -645,6 +645,9 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
       }
     }
   }
+
+  // The deployment slot (fleet guardrails), if this run took one: the next deployment may go.
+  await deps.ledger.fleet?.release(input.executionName);
 
   let nextName: string | undefined;
   // A run pre-empted while it waited for approval holds the lock (unlike one superseded at the

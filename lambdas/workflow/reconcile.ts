@@ -42,7 +42,7 @@ export interface ReconcileDeps {
     | 'markAnnounced'
     | 'getTaskToken'
   > &
-    Partial<Pick<Ledger, 'deleteTaskToken'>>;
+    Partial<Pick<Ledger, 'deleteTaskToken' | 'fleet'>>;
   readonly sfn: Pick<SFNClient, 'send'>;
   /** The remediation state machine: where STARTING claims are started. */
   readonly stateMachineArn: string;
@@ -99,6 +99,8 @@ export interface ReconcileSummary {
   readonly errors: ReadonlyArray<{ readonly serviceKey?: string; readonly error: string }>;
   /** Executions whose maintenance-window wait this round ended (the window started, or an urgent finding queued). */
   readonly windowsEnded: readonly string[];
+  /** Deployment slots given back because their run ended without its finish step (fleet guardrails). */
+  readonly slotsReleased?: readonly string[];
   /** With watchDeadline: the deadline states reported this round (each once per execution). */
   readonly deadlines?: ReadonlyArray<{
     readonly executionName: string;
@@ -257,6 +259,44 @@ const reconcileLock = async (
   };
 };
 
+/** A slot taken this recently is left alone: its run is about to deploy. */
+const SLOT_GRACE_MS = 120_000;
+
+/**
+ * The deployment slots of runs that ended without their finish step (stopped by hand, timed out):
+ * given back, so a cap never stays full of runs that are gone.
+ */
+const releaseEndedSlots = async (
+  deps: ReconcileDeps,
+  now: Date,
+  errors: Array<{ serviceKey?: string; error: string }>,
+): Promise<string[]> => {
+  if (!deps.ledger.fleet) return [];
+  const released: string[] = [];
+  try {
+    const { slots, waiting } = await deps.ledger.fleet.state();
+    for (const slot of [...slots, ...waiting]) {
+      const since = 'takenAt' in slot ? slot.takenAt : slot.since;
+      if (now.getTime() - Date.parse(since) < SLOT_GRACE_MS) continue;
+      try {
+        const arn = slot.executionArn ?? executionArnOf(deps.stateMachineArn, slot.executionName);
+        const execution = await describe(deps.sfn, arn);
+        if (execution !== undefined && !ENDED.has(execution.status ?? '')) continue;
+        await deps.ledger.fleet.release(slot.executionName);
+        released.push(slot.executionName);
+      } catch (error) {
+        errors.push({
+          serviceKey: slot.serviceKey,
+          error: `giving back the deployment slot: ${message(error)}`,
+        });
+      }
+    }
+  } catch (error) {
+    errors.push({ error: `listing the deployment slots: ${message(error)}` });
+  }
+  return released;
+};
+
 /** One reconcile round. `now` is the round's time (the schedule's), used for every age. */
 export const reconcile = async (deps: ReconcileDeps, now: Date): Promise<ReconcileSummary> => {
   const actions: LockOutcome[] = [];
@@ -329,8 +369,10 @@ export const reconcile = async (deps: ReconcileDeps, now: Date): Promise<Reconci
       }
     }
   }
+  const slotsReleased = await releaseEndedSlots(deps, now, errors);
   return {
     windowsEnded,
+    ...(slotsReleased.length > 0 ? { slotsReleased } : {}),
     checked,
     healthy,
     actions,

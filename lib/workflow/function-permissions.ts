@@ -22,6 +22,8 @@ export interface FunctionPermissionsProps {
    * @default - any role of the account (role/*), still only to ecs-tasks.amazonaws.com
    */
   readonly taskRoleArns?: readonly string[];
+  /** The pause switch's name (known at synth), which the deployment-slot step and the sweep read. */
+  readonly pauseParameterName: string;
 }
 
 /**
@@ -183,6 +185,26 @@ export const grantFunctionPermissions = (
     }),
   );
   functions.sweep.addToRolePolicy(startExecution());
+
+  // Fleet guardrails: the deployment slots live in the ledger; the pause switch is read, never
+  // written; the service's tags place it in a stage.
+  grantLedgerReadWrite(ledger, key, functions.takeDeploySlot);
+  // The pause switch is read with GetParameter only (grantRead adds GetParameters, the history and
+  // DescribeParameters, which nothing here calls). Its name is fixed at synth: /autopatch-control/….
+  const readPauseSwitch = new iam.PolicyStatement({
+    actions: ['ssm:GetParameter'],
+    resources: [arn('ssm', 'parameter', props.pauseParameterName.replace(/^\//, ''))],
+  });
+  functions.takeDeploySlot.addToRolePolicy(readPauseSwitch);
+  functions.takeDeploySlot.addToRolePolicy(
+    new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [services] }),
+  );
+  // "Wait for a deployment slot" answers its own wait when room appeared while it registered it.
+  functions.takeDeploySlot.addToRolePolicy(s.taskResponse);
+  // A run that ends gives its slot back (finish). The sweep lets waiting runs go (it reads the pause
+  // switch; it already answers task tokens) and gives back the slots of runs that ended without
+  // finishing (it already reads the ledger and DescribeExecution).
+  functions.sweep.addToRolePolicy(readPauseSwitch);
 
   grantCodeDeployPermissions(functions, s);
   grantImageIndexPermissions(functions, s);

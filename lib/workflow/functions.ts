@@ -92,6 +92,12 @@ export const FUNCTIONS = {
     description: 'Autopatch: check that a service can be deployed and watched before building and deploying',
     substitution: 'GateFunctionArn',
   },
+  takeDeploySlot: {
+    file: 'take-deploy-slot',
+    timeout: 30,
+    description: 'Autopatch: the fleet guardrails before a deployment (pause switch, caps, stages)',
+    substitution: 'TakeDeploySlotFunctionArn',
+  },
   deployWithCodeDeploy: {
     file: 'deploy-with-code-deploy',
     timeout: 60,

@@ -7,10 +7,12 @@ import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { TargetConfig, WorkflowDefaults } from '../../lambdas/shared/config';
 import { ConfigurationError } from '../../lambdas/shared/errors';
+import { FLEET_ENV, type FleetSettings, fleetSchema, PAUSE_PARAMETER_ENV } from '../../lambdas/shared/fleet';
 import type { LedgerTable } from '../grants';
 import { acknowledgeWorkflowFindings } from './acknowledgements';
 import { type ArchitectureProjects, createBuildProjects, namePlannedProjects } from './builders';
@@ -64,6 +66,8 @@ export interface RemediationWorkflowProps extends BuildRegistriesProps {
    * @default - any role of the account, only to ecs-tasks.amazonaws.com
    */
   readonly taskRoleArns?: readonly string[];
+  /** Fleet guardrails: caps, stages, poll period (see lambdas/shared/fleet.ts). @default - none */
+  readonly fleet?: FleetSettings;
 }
 
 /**
@@ -101,6 +105,8 @@ export class RemediationWorkflow extends Construct {
   public readonly deploymentEventsFunction: nodejs.NodejsFunction;
   /** The scheduled sweep: the heartbeat under every event-driven wait. */
   public readonly sweepFunction: nodejs.NodejsFunction;
+  /** The pause switch: `paused` stops new deployments at once, `running` lets them go. */
+  public readonly pauseParameter: ssm.StringParameter;
   /** Runs the sweep every minute. */
   public readonly sweepSchedule: events.Rule;
   /** OS patch layer builds, per CPU architecture (no arm64 project where CodeBuild offers no ARM, see props.armBuilds). */
@@ -149,6 +155,21 @@ export class RemediationWorkflow extends Construct {
     // How often the sweep sends each service's notify digest.
     functions.sweep.addEnvironment('NOTIFY_DIGEST_MINUTES', String(props.defaults.notifyDigestMinutes));
 
+    // The pause switch. Outside /autopatch/*, where the finish step records patched images, so no
+    // step can flip it; a stack update that leaves it unchanged keeps whatever value it was set to.
+    const pauseParameterName = `/autopatch-control/${Stack.of(this).stackName}/deployments`;
+    this.pauseParameter = new ssm.StringParameter(this, 'PauseSwitch', {
+      parameterName: pauseParameterName,
+      stringValue: 'running',
+      description:
+        "Autopatch's pause switch: 'paused' stops new deployments at once (runs already deploying finish or roll back); 'running' lets them go.",
+    });
+    const fleet = props.fleet ?? fleetSchema.parse({});
+    for (const fn of [functions.takeDeploySlot, functions.sweep]) {
+      fn.addEnvironment(FLEET_ENV, JSON.stringify(fleet));
+      fn.addEnvironment(PAUSE_PARAMETER_ENV, pauseParameterName);
+    }
+
     const builds = createBuildProjects(this, { ...props, logRetention, arn: statements.arn });
     this.buildLogGroup = builds.buildLogGroup;
     this.patchOsProjects = builds.patchOsProjects;
@@ -159,6 +180,7 @@ export class RemediationWorkflow extends Construct {
 
     grantFunctionPermissions(functions, {
       ...props,
+      pauseParameterName: pauseParameterName,
       statements,
       stateMachineArn,
       stateMachineName: this.stateMachineName,

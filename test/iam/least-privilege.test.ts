@@ -102,6 +102,8 @@ const sampleInputs = (
       { Entries: [{ Source: 'autopatch', DetailType: 'Autopatch Remediation Outcome' }] },
     ],
     'ssm:PutParameter': [{ Name: '/autopatch/prod/checkout/app/image', Value: 'x', Type: 'String' }],
+    // The pause switch (fleet guardrails), as the stack names it.
+    'ssm:GetParameter': [{ Name: pauseParameterName() }],
     'sfn:StartExecution': [{ stateMachineArn: template.refOf(template.ids.stateMachine) }],
     'sfn:SendTaskSuccess': [{ taskToken: 't', output: '{}' }],
     'sfn:DescribeExecution': [
@@ -185,8 +187,19 @@ const LAMBDAS = [
   'finish',
   'deploymentEvents',
   'gate',
+  'takeDeploySlot',
   'sweep',
 ];
+
+/** The pause switch's name in the synthesized template. */
+const pauseParameterName = (): string => {
+  const found = Object.values(template.raw).find(
+    (r) =>
+      r.Type === 'AWS::SSM::Parameter' &&
+      String((r.Properties as { Name?: unknown }).Name).startsWith('/autopatch-control/'),
+  );
+  return String((found?.Properties as { Name?: unknown } | undefined)?.Name);
+};
 
 describe('every SDK command a Lambda sends is allowed for its role', () => {
   test.each(LAMBDAS)('%s', async (principal) => {

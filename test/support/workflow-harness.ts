@@ -412,6 +412,12 @@ export class FakeAccount {
       )
       .on('Check the service can be watched', (input) => gateReady(input, 'plan'))
       .on('Check the alarms before deploying', (input) => gateReady(input, 'deploy'))
+      .on('Take a deployment slot', () => ({
+        verdict: 'taken',
+        reason: 'No fleet limits are configured.',
+        stage: 'default',
+      }))
+      .on('Wait for a deployment slot', () => ({}))
       .on('Register the patched task definition', () => ({
         previousTaskDefinitionArn: PREVIOUS_TASK_DEFINITION,
         taskDefinitionArn: PATCHED_TASK_DEFINITION,

@@ -37,7 +37,7 @@ const claim = (n: number, over: Partial<SlotClaim> = {}): SlotClaim => ({
   repositories: [`${HOME.account}/app-${n}`],
   ...over,
 });
-const OPEN = { paused: false, staleAfterMs: 240_000 };
+const OPEN = { paused: false };
 
 describe('deployment slots (against dynalite)', () => {
   test('an organization cap of 2: of 6 runs asking at once, exactly 2 deploy; a release lets the longest-waiting one go', async () => {
@@ -110,21 +110,27 @@ describe('deployment slots (against dynalite)', () => {
     expect((await ledger.fleet.take(production, caps, OPEN)).kind).toBe('taken');
   });
 
-  test('the earlier deadline goes first; a waiting run that stopped asking no longer counts', async () => {
-    const caps = { maxInFlight: 1 };
+  test('the earlier deadline goes first, and the sweep wakes only the runs the fleet has room for', async () => {
+    const caps = { maxInFlight: 2, maxInFlightPerAccount: 1 };
     expect((await ledger.fleet.take(claim(1), caps, OPEN)).kind).toBe('taken');
     const late = claim(2, { deadline: '2026-12-30T00:00:00.000Z' });
     const soon = claim(3, { deadline: '2026-12-02T00:00:00.000Z' });
-    const gone = claim(4, { deadline: '2026-12-01T11:00:00.000Z' });
-    await ledger.fleet.take(gone, caps, OPEN);
-    now += 200_000;
+    const elsewhere = claim(4, { account: '222222222222' });
     await ledger.fleet.take(late, caps, OPEN);
+    now += 1_000;
     await ledger.fleet.take(soon, caps, OPEN);
+    // Account 2 has room, and the organization one more slot: only that run may go now.
+    expect((await ledger.fleet.wakeable(caps)).map((w) => w.executionName)).toEqual([]);
+    await ledger.fleet.take(elsewhere, caps, { paused: true });
+    expect((await ledger.fleet.wakeable(caps)).map((w) => w.executionName)).toEqual(['run-4']);
+    expect((await ledger.fleet.take(elsewhere, caps, OPEN)).kind).toBe('taken');
+
     await ledger.fleet.release('run-1');
-    now += 100_000; // `gone` has not asked for 5 minutes: its execution ended.
+    // One slot of the organization's two is free, and account 1 has room: the earlier deadline goes.
+    expect((await ledger.fleet.wakeable(caps)).map((w) => w.executionName)).toEqual(['run-3']);
     expect(await ledger.fleet.take(late, caps, OPEN)).toMatchObject({
       kind: 'wait',
-      reason: '0 of 1 deployments in flight, and 1 waiting ahead of this one',
+      reason: '1 of 2 deployments in flight, and 1 waiting ahead of this one',
     });
     expect((await ledger.fleet.take(soon, caps, OPEN)).kind).toBe('taken');
     expect((await ledger.fleet.state()).waiting.map((w) => w.executionName)).toEqual(['run-2']);
@@ -153,7 +159,7 @@ describe('takeDeploySlot', () => {
   test('the pause switch stops the deployment at once, and says so', async () => {
     ssm.on(GetParameterCommand).resolves({ Parameter: { Value: 'paused' } });
     const out = await takeDeploySlot(input, deps({}, '/autopatch/hub/deployments'));
-    expect(out).toMatchObject({ verdict: 'wait', waitSeconds: 60 });
+    expect(out).toMatchObject({ verdict: 'wait' });
     expect(out.reason).toContain(
       'Deployments are paused: the pause switch /autopatch/hub/deployments is "paused"',
     );

@@ -274,6 +274,8 @@ describe('the remediation definition', () => {
       'Assemble the patched image indexes',
       'Register the patched task definition',
       'Check the alarms before deploying',
+      'Take a deployment slot',
+      'Wait for a deployment slot',
       'Deploy the patched revision',
       'Deploy the patched revision with CodeDeploy',
       'Watch the deployment through the bake time',
@@ -307,7 +309,7 @@ describe('RemediationWorkflow construct', () => {
 
   it('runs every Lambda on arm64 Node.js 24 (lib/workflow/lambda-runtime.ts) with tracing, each with a KMS-encrypted log group', () => {
     const functions = template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(functions)).toHaveLength(13);
+    expect(Object.keys(functions)).toHaveLength(14);
     for (const fn of Object.values(functions)) {
       expect(fn.Properties).toEqual(
         expect.objectContaining({

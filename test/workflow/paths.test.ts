@@ -54,6 +54,8 @@ const DEPLOY = [
   'Register the patched task definition',
   'Check the alarms before deploying',
   'Still safe to deploy?',
+  'Take a deployment slot',
+  'Deployment slot taken?',
   'Which tool deploys the service?',
   'Deploy the patched revision',
   'Watch the deployment through the bake time',
@@ -441,6 +443,8 @@ describe('remediation workflow paths', () => {
         'Still safe to deploy?',
         ...hold,
         ...hold,
+        'Take a deployment slot',
+        'Deployment slot taken?',
         'Which tool deploys the service?',
         'Deploy the patched revision',
         'Watch the deployment through the bake time',
@@ -449,6 +453,55 @@ describe('remediation workflow paths', () => {
         ...FINISH,
         'Patched',
       ]);
+    });
+
+    it('waits for a deployment slot (paused, or the fleet is at its cap), checks the alarms again, then deploys', async () => {
+      let asks = 0;
+      const account = new FakeAccount().on('Take a deployment slot', () =>
+        ++asks < 3
+          ? {
+              verdict: 'wait',
+              reason:
+                'Deployments are paused: the pause switch /autopatch-control/hub/deployments is "paused".',
+              stage: 'default',
+              waitSeconds: 60,
+            }
+          : {
+              verdict: 'taken',
+              reason: 'Took a deployment slot (1 in flight, stage default).',
+              stage: 'default',
+              waitSeconds: 0,
+            },
+      );
+      const run = await runWorkflow(remediationRequest(), account);
+
+      const wait = [
+        'Take a deployment slot',
+        'Deployment slot taken?',
+        'Wait for a deployment slot',
+        'Check the alarms before deploying',
+        'Still safe to deploy?',
+      ];
+      expect(run.states).toEqual([
+        ...START,
+        ...VERIFIED,
+        ...ASSEMBLE,
+        'Register the patched task definition',
+        'Check the alarms before deploying',
+        'Still safe to deploy?',
+        ...wait,
+        ...wait,
+        'Take a deployment slot',
+        'Deployment slot taken?',
+        'Which tool deploys the service?',
+        'Deploy the patched revision',
+        'Watch the deployment through the bake time',
+        'How did the deployment end?',
+        'The service is patched',
+        ...FINISH,
+        'Patched',
+      ]);
+      expect(run.calls.get('Take a deployment slot')).toHaveLength(3);
     });
 
     it('ends Deferred, deploying nothing, when the alarm does not clear in time', async () => {
@@ -1003,6 +1056,14 @@ const REACH: Record<
   },
   'Check the alarms before deploying': {
     path: ['Check the alarms before deploying', 'The remediation failed'],
+  },
+  'Take a deployment slot': {
+    path: ['Take a deployment slot', 'The remediation failed'],
+  },
+  'Wait for a deployment slot': {
+    setup: (a) =>
+      a.on('Take a deployment slot', () => ({ verdict: 'wait', reason: 'paused', stage: 'default' })),
+    path: ['Wait for a deployment slot', 'The remediation failed'],
   },
   'Deploy the patched revision': {
     path: [

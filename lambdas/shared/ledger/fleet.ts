@@ -8,9 +8,8 @@ import { type Key, type LedgerTable, sleep } from './table';
  * Item `FLEET` / `SLOTS`: `slots` (execution name → the deployment holding a slot) and `waiting`
  * (execution name → a run waiting for one, with when it started waiting and when it last asked),
  * and a `version` every write checks, so two runs never both take the last slot. The item stays
- * small: it holds only what is in flight (bounded by the caps) and what waits; a waiting run that
- * has not asked for three poll periods (its execution ended or was stopped) no longer counts and is
- * removed by the next write.
+ * small: it holds only what is in flight (bounded by the caps) and what waits (a few hundred bytes
+ * each); the sweep removes the entries of runs that ended without giving theirs back.
  *
  * A run may take a slot when, in each scope with a cap (the organization, its account, its Region),
  * the slots in use plus the waiting runs ahead of it stay under the cap. Ahead means: an earlier
@@ -53,6 +52,8 @@ interface WaitingEntry extends SlotClaim {
   readonly reason: string;
 }
 
+export type { SlotEntry, WaitingEntry };
+
 export interface FleetState {
   readonly slots: readonly SlotEntry[];
   readonly waiting: readonly WaitingEntry[];
@@ -93,7 +94,7 @@ export class FleetSlots {
   async take(
     claim: SlotClaim,
     caps: FleetCaps,
-    options: { readonly paused: boolean; readonly staleAfterMs: number },
+    options: { readonly paused: boolean },
   ): Promise<SlotDecision> {
     for (let round = 1; round <= ROUNDS; round++) {
       const item = await this.table.get(SLOTS_KEY, 'takeSlot');
@@ -108,31 +109,21 @@ export class FleetSlots {
       if (held !== undefined) return { kind: 'taken', inFlight: Object.keys(slots).length };
 
       const now = this.table.now();
-      const staleBefore = new Date(now.getTime() - options.staleAfterMs).toISOString();
-      const stale = Object.keys(waitingAll).filter(
-        (name) => name !== claim.executionName && (waitingAll[name]?.seenAt ?? '') < staleBefore,
-      );
-      const waiting = Object.values(waitingAll).filter(
-        (w) => w.executionName !== claim.executionName && w.seenAt >= staleBefore,
-      );
+      const waiting = Object.values(waitingAll).filter((w) => w.executionName !== claim.executionName);
       const since = waitingAll[claim.executionName]?.since ?? now.toISOString();
       const reason = options.paused
         ? 'deployments are paused (the pause switch is on)'
-        : this.blocker(claim, since, caps, Object.values(slots), waiting);
+        : blocker(claim, since, caps, Object.values(slots), waiting);
 
       const names: Record<string, string> = { '#self': claim.executionName };
-      stale.forEach((name, i) => {
-        names[`#s${i}`] = name;
-      });
-      const removeStale = stale.map((_, i) => `waiting.#s${i}`);
       const update =
         reason === undefined
           ? {
-              UpdateExpression: `SET slots.#self = :entry, version = :next REMOVE ${['waiting.#self', ...removeStale].join(', ')}`,
+              UpdateExpression: 'SET slots.#self = :entry, version = :next REMOVE waiting.#self',
               values: { ':entry': { ...claim, takenAt: now.toISOString() } satisfies SlotEntry },
             }
           : {
-              UpdateExpression: `SET waiting.#self = :entry, version = :next${removeStale.length > 0 ? ` REMOVE ${removeStale.join(', ')}` : ''}`,
+              UpdateExpression: 'SET waiting.#self = :entry, version = :next',
               values: {
                 ':entry': { ...claim, since, seenAt: now.toISOString(), reason } satisfies WaitingEntry,
               },
@@ -205,42 +196,61 @@ export class FleetSlots {
     );
   }
 
-  /** Why the claim cannot take a slot now, or undefined when it can. */
-  private blocker(
-    claim: SlotClaim,
-    since: string,
-    caps: FleetCaps,
-    slots: readonly SlotEntry[],
-    waiting: readonly WaitingEntry[],
-  ): string | undefined {
-    for (const other of [...slots, ...waiting]) {
-      if (other.stage >= claim.stage) continue;
-      const repository = sharedRepository(claim, other);
-      if (repository === undefined) continue;
-      const doing = slots.includes(other as SlotEntry) ? 'is deploying' : 'waits to deploy';
-      return `stage ${other.stageName} goes first: ${other.serviceKey} ${doing} ${repository}`;
+  /**
+   * The waiting runs that may take a slot now, in the order they would: each counted as in flight
+   * for the ones after it. The sweep wakes these (their token waits end; each then takes its slot
+   * with a conditional write, so a wrong guess only makes a run wait again).
+   */
+  async wakeable(caps: FleetCaps): Promise<WaitingEntry[]> {
+    const { slots, waiting } = await this.state();
+    const inFlight: SlotEntry[] = [...slots];
+    const queue = [...waiting].sort((a, b) => (priority(a) < priority(b) ? -1 : 1));
+    const woken: WaitingEntry[] = [];
+    for (const w of queue) {
+      const rest = queue.filter((o) => o !== w && !woken.includes(o));
+      if (blocker(w, w.since, caps, inFlight, rest) !== undefined) continue;
+      woken.push(w);
+      inFlight.push({ ...w, takenAt: w.seenAt });
     }
-    const self = priority({ ...claim, since });
-    const scopes: ReadonlyArray<
-      readonly [number | undefined, (a: SlotClaim, b: SlotClaim) => boolean, string]
-    > = [
-      [caps.maxInFlight, () => true, ''],
-      [caps.maxInFlightPerAccount, (a, b) => a.account === b.account, ` in account ${claim.account}`],
-      [caps.maxInFlightPerRegion, (a, b) => a.region === b.region, ` in ${claim.region}`],
-    ];
-    // A waiting run counts as ahead only where it could take a slot itself (none of its scopes full).
-    const roomFor = (w: SlotClaim): boolean =>
-      scopes.every(([cap, same]) => cap === undefined || slots.filter((s) => same(s, w)).length < cap);
-    for (const [cap, same, where] of scopes) {
-      if (cap === undefined) continue;
-      const inFlight = slots.filter((s) => same(s, claim)).length;
-      const ahead = waiting.filter((w) => same(w, claim) && priority(w) < self && roomFor(w)).length;
-      if (inFlight + ahead >= cap) {
-        return ahead > 0
-          ? `${inFlight} of ${cap} deployments in flight${where}, and ${ahead} waiting ahead of this one`
-          : `${inFlight} of ${cap} deployments in flight${where}`;
-      }
-    }
-    return undefined;
+    return woken;
   }
 }
+
+/** Why the claim cannot take a slot now, or undefined when it can. */
+const blocker = (
+  claim: SlotClaim,
+  since: string,
+  caps: FleetCaps,
+  slots: readonly SlotEntry[],
+  waiting: readonly WaitingEntry[],
+): string | undefined => {
+  for (const other of [...slots, ...waiting]) {
+    if (other.stage >= claim.stage) continue;
+    const repository = sharedRepository(claim, other);
+    if (repository === undefined) continue;
+    const doing = slots.includes(other as SlotEntry) ? 'is deploying' : 'waits to deploy';
+    return `stage ${other.stageName} goes first: ${other.serviceKey} ${doing} ${repository}`;
+  }
+  const self = priority({ ...claim, since });
+  const scopes: ReadonlyArray<
+    readonly [number | undefined, (a: SlotClaim, b: SlotClaim) => boolean, string]
+  > = [
+    [caps.maxInFlight, () => true, ''],
+    [caps.maxInFlightPerAccount, (a, b) => a.account === b.account, ` in account ${claim.account}`],
+    [caps.maxInFlightPerRegion, (a, b) => a.region === b.region, ` in ${claim.region}`],
+  ];
+  // A waiting run counts as ahead only where it could take a slot itself (none of its scopes full).
+  const roomFor = (w: SlotClaim): boolean =>
+    scopes.every(([cap, same]) => cap === undefined || slots.filter((s) => same(s, w)).length < cap);
+  for (const [cap, same, where] of scopes) {
+    if (cap === undefined) continue;
+    const inFlight = slots.filter((s) => same(s, claim)).length;
+    const ahead = waiting.filter((w) => same(w, claim) && priority(w) < self && roomFor(w)).length;
+    if (inFlight + ahead >= cap) {
+      return ahead > 0
+        ? `${inFlight} of ${cap} deployments in flight${where}, and ${ahead} waiting ahead of this one`
+        : `${inFlight} of ${cap} deployments in flight${where}`;
+    }
+  }
+  return undefined;
+};

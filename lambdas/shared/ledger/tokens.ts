@@ -8,7 +8,7 @@ import type { Key, LedgerTable } from './table';
  * waits on (TTL 30 days).
  */
 
-export type TaskTokenPurpose = 'approval' | 'watch' | 'window';
+export type TaskTokenPurpose = 'approval' | 'watch' | 'window' | 'slot';
 
 const TOKEN_TTL_DAYS = 30;
 

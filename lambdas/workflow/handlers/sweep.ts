@@ -4,14 +4,17 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import { METRICS } from '../../shared/metrics';
 import { DeadlineMarks, watchDeadline } from '../deadlines';
+import { wakeDeploySlots } from '../deploy-slot';
 import { heartbeat } from '../deployment-events';
 import { announceLate } from '../late-announcement';
 import { DEFAULT_NOTIFY_DIGEST_MINUTES, notifyDigestMinutes, sendDigests } from '../notify-digest';
 import { reconcile } from '../reconcile';
 import { sweepRescans } from '../verify-rescan';
 import { requireEnv } from './env';
+import { fleetEnv } from './fleet-env';
 import { rescanDeps } from './rescan-deps';
 import { watchDeps } from './watch-deps';
 
@@ -23,6 +26,7 @@ const sfn = new SFNClient({});
 const sns = new SNSClient({});
 const events = new EventBridgeClient({});
 const eventBusName = process.env.EVENT_BUS_NAME ?? 'default';
+const fleet = { ...fleetEnv(), ssm: new SSMClient({}) };
 const announce = announceLate({ sns, events, topicArn: env.TOPIC_ARN, eventBusName });
 const digestMinutes = notifyDigestMinutes(process.env.NOTIFY_DIGEST_MINUTES, DEFAULT_NOTIFY_DIGEST_MINUTES);
 const deadlines = {
@@ -41,7 +45,9 @@ const deadlines = {
  *    Scan event delays a verdict by at most one sweep, and answer RescanTimedOut past the deadline;
  * 3. the reconciler: release locks whose execution ended without releasing them (a fault on the way),
  *    start claims that never started, and announce outcomes recorded but never announced;
- * 4. the notify digests: send each service's `notify` decisions, once per period, as one message.
+ * 4. the notify digests: send each service's `notify` decisions, once per period, as one message;
+ * 5. the fleet guardrails: let the runs waiting for a deployment slot go once the pause switch is
+ *    off and the fleet has room for them (the reconciler gives back slots of runs that ended).
  * Each part runs whatever the other did; a failure is the next minute's retry.
  */
 export const handler = async () => {
@@ -119,6 +125,17 @@ export const handler = async () => {
   } catch (error) {
     logger.error('notify digests failed', { error });
   }
+  try {
+    const woken = await wakeDeploySlots({ ...fleet, ledger: deps.ledger, sfn });
+    if (woken.length > 0) {
+      counts['slot-woken'] = woken.length;
+      logger.info('deployment slots: runs let go', { executions: woken });
+    }
+  } catch (error) {
+    logger.error('waking the runs waiting for a deployment slot failed', { error });
+  }
+  for (const name of summary.slotsReleased ?? [])
+    logger.warn('deployment slot given back for an ended run', { execution: name });
   logger.info('sweep', {
     ...counts,
     locks: summary.checked,

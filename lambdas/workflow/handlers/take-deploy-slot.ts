@@ -1,31 +1,47 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
+import { SFNClient } from '@aws-sdk/client-sfn';
 import { SSMClient } from '@aws-sdk/client-ssm';
-import { accountClients, HOME_ACCOUNT_ENV } from '../../shared/accounts';
-import { ConfigurationError } from '../../shared/errors';
-import { FLEET_ENV, fleetSchema, PAUSE_PARAMETER_ENV } from '../../shared/fleet';
+import { accountClients, HOME_ACCOUNT_ENV, type Place } from '../../shared/accounts';
 import { Ledger } from '../../shared/ledger';
-import { formatProblems, issueProblems } from '../../triage/schema/issues';
-import { type DeploySlotInput, type DeploySlotResult, takeDeploySlot } from '../deploy-slot';
+import {
+  type DeploySlotInput,
+  type DeploySlotResult,
+  type SlotWaitInput,
+  takeDeploySlot,
+  waitForDeploySlot,
+} from '../deploy-slot';
 import { requireEnv } from './env';
+import { fleetEnv } from './fleet-env';
 
 const env = requireEnv(['LEDGER_TABLE']);
 const logger = new Logger({ serviceName: 'autopatch-workflow' });
-const parsed = fleetSchema.safeParse(JSON.parse(process.env[FLEET_ENV] ?? '{}'));
-if (!parsed.success)
-  throw new ConfigurationError(`${FLEET_ENV}: ${formatProblems(issueProblems(parsed.error.issues))}`);
 const deps = {
   ledger: new Ledger({ client: new DynamoDBClient({}), tableName: env.LEDGER_TABLE }),
   ssm: new SSMClient({}),
-  ecsFor: (place: { account: string; region: string }) => accountClients().clientFor(ECSClient, place),
-  settings: parsed.data,
-  ...(process.env[PAUSE_PARAMETER_ENV] ? { pauseParameter: process.env[PAUSE_PARAMETER_ENV] } : {}),
+  sfn: new SFNClient({}),
+  ecsFor: (place: Place) => accountClients().clientFor(ECSClient, place),
+  ...fleetEnv(),
   home: { account: process.env[HOME_ACCOUNT_ENV] ?? '', region: process.env.AWS_REGION ?? 'us-east-1' },
 };
 
-/** "Take a deployment slot": the fleet guardrails (pause switch, caps, stages) right before deploying. */
-export const handler = async (event: DeploySlotInput): Promise<DeploySlotResult> => {
+/**
+ * "Take a deployment slot" (the fleet guardrails right before deploying: pause switch, caps, stages)
+ * and, with `step: 'wait'`, "Wait for a deployment slot" (registers the run's task token).
+ */
+export const handler = async (
+  event: (DeploySlotInput & { readonly step?: 'take' }) | (SlotWaitInput & { readonly step: 'wait' }),
+): Promise<DeploySlotResult | { readonly answered: boolean }> => {
+  if (event.step === 'wait') {
+    const out = await waitForDeploySlot(event, deps);
+    logger.info('waiting for a deployment slot', {
+      service: event.service.key,
+      executionName: event.executionName,
+      answeredAtOnce: out.answered,
+    });
+    return out;
+  }
   const out = await takeDeploySlot(event, deps);
   logger.info('deployment slot', {
     service: event.service.key,
