@@ -389,6 +389,22 @@ const acknowledgeSpokeRole = (role: iam.Role, props: AutopatchSpokeProps): void 
           ] as [string, string],
         ]
       : []),
+    ...named(props).map(
+      (rendered) =>
+        [
+          `AwsSolutions-IAM5[Resource::${rendered}]`,
+          'A service named in services (an explicit target), in any Region of this account.',
+        ] as [string, string],
+    ),
+    ...(props.taskRoleArns ?? [])
+      .filter((r) => r.includes('*'))
+      .map(
+        (r) =>
+          [
+            `AwsSolutions-IAM5[Resource::${r.startsWith('arn:') ? r : `arn:<AWS::Partition>:iam::${account}:role/${r}`}]`,
+            'iam:PassRole of the task and execution roles taskRoleArns names by pattern, only to ecs-tasks.amazonaws.com (iam:PassedToService).',
+          ] as [string, string],
+      ),
     ...(props.registry === true
       ? [
           [
@@ -400,6 +416,11 @@ const acknowledgeSpokeRole = (role: iam.Role, props: AutopatchSpokeProps): void 
         ]
       : []),
   ];
+  function named(p: AutopatchSpokeProps): string[] {
+    return (p.services ?? []).map((s) =>
+      s.startsWith('arn:') ? s : `arn:<AWS::Partition>:ecs:*:${account}:service/${s}`,
+    );
+  }
   // The inline policy is part of the role resource: acknowledged on the role, finding by finding.
   for (const [id, reason] of reasons) acknowledge(role, id, reason);
 };
