@@ -4,6 +4,8 @@
  * The spoke role's trust and permissions are decided by a real IAM evaluator over the synthesized
  * policies.
  */
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { runSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
 import { App, Stack, Token } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
@@ -497,6 +499,15 @@ describe('the hub without an organization (single account, as before)', () => {
 });
 
 describe('bin/organization.ts', () => {
+  test("cdk.json's example context is valid", () => {
+    const cdkJson = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'cdk.json'), 'utf8'));
+    const example = new App({ context: cdkJson.context });
+    expect(organizationFromContext(example).spokes.length).toBeGreaterThan(0);
+    expect(() =>
+      organizationFromContext(new App({ context: { 'autopatch:organization': { hub: {} } } })),
+    ).toThrow(/autopatch:organization is invalid/);
+  });
+
   const app = new App({
     context: {
       ...CONTEXT,
