@@ -27,9 +27,21 @@ import { checkPolicy, DEFAULT_POLICY } from '../lambdas/triage/policy';
 import { type AutopatchAlarmsOptions, AutopatchDashboard } from './dashboard';
 import { Intake } from './intake';
 import { Notifications } from './notifications';
+import {
+  type AutopatchOrganization,
+  allowSpokesToSendEvents,
+  checkOrganization,
+  eventAccounts,
+  eventRegions,
+  grantAssumeSpokeRole,
+  HOME_ACCOUNT_ENV,
+  type ResolvedOrganization,
+  SPOKE_ROLE_ENV,
+} from './organization';
 import { TRIAGE_BATCHING_WINDOW, TRIAGE_TIMEOUT, TriageFunction } from './triage-function';
 import { containsToken, parseTokenAware } from './validation';
 import { RemediationWorkflow } from './workflow';
+import { limitSpokeEventAccounts } from './workflow/events';
 import { checkBuildRegistries, type PullThroughCache, type RegistryCredentials } from './workflow/registries';
 
 /** The input form of the workflow defaults: every field optional, defaults applied by the schema. */
@@ -209,6 +221,13 @@ export interface AutopatchProps {
    * @default - the account id only
    */
   readonly accountAlias?: string;
+  /**
+   * Run as the hub of an organization (docs/organizations.md): the default bus accepts the events
+   * the spokes (`AutopatchSpoke`) forward, the intake accepts findings of the organization's
+   * accounts, and the hub's Lambdas and builds may assume the spoke role in them.
+   * @default - one account: the deploying account's findings and services only
+   */
+  readonly organization?: AutopatchOrganization;
 }
 
 /** Tag looked for when `discoverByTag` is not given. */
@@ -236,6 +255,7 @@ interface ResolvedProps {
   readonly findingAccounts: readonly string[];
   /** `taskRoleArns` as ARNs (names made ARNs of this account); undefined when not given. */
   readonly taskRoleArns?: readonly string[];
+  readonly organization?: ResolvedOrganization;
 }
 
 /**
@@ -291,7 +311,7 @@ export class Autopatch extends Construct {
       visibilityTimeout: Duration.seconds(
         6 * TRIAGE_TIMEOUT.toSeconds() + TRIAGE_BATCHING_WINDOW.toSeconds(),
       ),
-      accounts: resolved.findingAccounts,
+      ...intakeAccounts(this, resolved),
     });
     this.queue = intake.queue;
     this.deadLetterQueue = intake.deadLetterQueue;
@@ -354,6 +374,11 @@ export class Autopatch extends Construct {
     this.triageFunction = triage.function;
     this.triageLogGroup = triage.logGroup;
 
+    // Where a resource lives: the hub's account is home (its own credentials), any other is a spoke.
+    const hubFunctions = [this.triageFunction, ...Object.values(this.workflow.functions)];
+    for (const fn of hubFunctions) fn.addEnvironment(HOME_ACCOUNT_ENV, Stack.of(this).account);
+    if (resolved.organization !== undefined) this.serveOrganization(resolved.organization);
+
     this.dashboard = new AutopatchDashboard(this, 'Dashboard', {
       queue: this.queue,
       deadLetterQueue: this.deadLetterQueue,
@@ -365,6 +390,39 @@ export class Autopatch extends Construct {
       ...(props.dashboardName ? { dashboardName: props.dashboardName } : {}),
       ...(props.alarms ? { alarms: props.alarms } : {}),
     });
+  }
+
+  /**
+   * The hub of an organization: the default bus accepts the spokes' events, the workflow's event
+   * rules accept them from the listed accounts, and the hub's roles that act in workload accounts
+   * (triage's inventory, the workflow steps that read or change services, alarms, deployments,
+   * images and scans, and the image builds) may assume the spoke role. The steps that only use the
+   * ledger, the topic or Step Functions (plan builds, request approval, finish) may not.
+   */
+  private serveOrganization(organization: ResolvedOrganization): void {
+    allowSpokesToSendEvents(this, organization);
+    const accounts = eventAccounts(this, organization);
+    if (accounts !== undefined) limitSpokeEventAccounts(this.workflow, accounts);
+    const {
+      planBuilds: _plan,
+      requestApproval: _approval,
+      finish: _finish,
+      ...inSpokes
+    } = this.workflow.functions;
+    const projects = [
+      this.workflow.patchOsProjects,
+      this.workflow.sourceProjects,
+      ...this.workflow.connectedSourceProjects.values(),
+    ].flatMap((p) => [p.x86, ...(p.arm ? [p.arm] : [])]);
+    const roles = [
+      this.triageFunction.role,
+      ...Object.values(inSpokes).map((fn) => fn.role),
+      ...projects.map((p) => p.role),
+    ].filter((r): r is iam.IRole => r !== undefined);
+    grantAssumeSpokeRole(this, organization, [...new Set(roles)]);
+    if (organization.spokeRoleNameGiven)
+      for (const fn of [this.triageFunction, ...Object.values(this.workflow.functions)])
+        fn.addEnvironment(SPOKE_ROLE_ENV, organization.spokeRoleName);
   }
 
   /**
@@ -562,6 +620,13 @@ export class Autopatch extends Construct {
       }
     }
 
+    let organization: ResolvedOrganization | undefined;
+    if (props.organization !== undefined) {
+      const checked = checkOrganization(props.organization);
+      errors.push(...checked.errors);
+      organization = checked.value;
+    }
+
     if (errors.length === 0 && tag.value && defaults.value && fleet.value) {
       const resolved: ResolvedProps = {
         policy,
@@ -575,6 +640,7 @@ export class Autopatch extends Construct {
         triageConcurrency,
         findingAccounts,
         ...(taskRoleArns !== undefined ? { taskRoleArns } : {}),
+        ...(organization !== undefined ? { organization } : {}),
       };
       // Whether policy and targets fit the Lambda environment (4 KB) is checked once, by the
       // TriageFunction that builds that environment.
@@ -630,6 +696,25 @@ export class Autopatch extends Construct {
     }
   }
 }
+
+/**
+ * The intake rule's filters: the deploying account and `findingAccounts`; as a hub, those and the
+ * listed spoke accounts, or any account of the organization (the bus policy admits only those) when
+ * it is given by id alone, and the listed Regions.
+ */
+const intakeAccounts = (
+  scope: Construct,
+  resolved: ResolvedProps,
+): { accounts: readonly string[]; anyAccount?: boolean; regions?: readonly string[] } => {
+  const { organization } = resolved;
+  if (organization === undefined) return { accounts: resolved.findingAccounts };
+  const regions = eventRegions(scope, organization);
+  return {
+    accounts: eventAccounts(scope, organization, resolved.findingAccounts) ?? resolved.findingAccounts,
+    ...(organization.accounts === undefined ? { anyAccount: true } : {}),
+    ...(regions !== undefined ? { regions } : {}),
+  };
+};
 
 /** What triage receives as AUTOPATCH_CONFIG (see triageRuntimeConfigSchema). */
 const runtimeConfig = (resolved: ResolvedProps): TriageRuntimeConfig => ({

@@ -21,6 +21,17 @@ export interface IntakeProps {
    * @default - the stack's account only
    */
   readonly accounts?: readonly string[];
+  /**
+   * Accept findings from any account whose events reach the default bus (the hub of an organization
+   * given by id: the bus policy admits the organization's accounts only). Overrides `accounts`.
+   * @default false
+   */
+  readonly anyAccount?: boolean;
+  /**
+   * The Regions whose findings the rule accepts (the events' `region`).
+   * @default - any Region (events from another Region arrive only if a rule there forwards them)
+   */
+  readonly regions?: readonly string[];
 }
 
 /**
@@ -78,7 +89,8 @@ export class Intake extends Construct {
         'Autopatch intake: active Inspector package vulnerabilities in ECR container images, from the accounts Autopatch serves.',
       eventPattern: {
         ...INSPECTOR_FINDING_PATTERN,
-        account: [...(props.accounts ?? [Stack.of(this).account])],
+        ...(props.anyAccount === true ? {} : { account: [...(props.accounts ?? [Stack.of(this).account])] }),
+        ...(props.regions !== undefined ? { region: [...props.regions] } : {}),
       },
     });
     this.rule.addTarget({

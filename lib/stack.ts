@@ -9,6 +9,7 @@ import { ConfigurationError } from '../lambdas/shared/errors';
 import { formatProblems, issueProblems } from '../lambdas/triage/schema/issues';
 import { Autopatch, type AutopatchProps, type ServiceTag, type WorkflowDefaultsInput } from './autopatch';
 import type { AutopatchAlarmsOptions } from './dashboard';
+import type { AutopatchOrganization } from './organization';
 import type { PullThroughCache, RegistryCredentials } from './workflow/registries';
 
 /** Context key holding the settings (cdk.json `context.autopatch`, or `-c autopatch='{...}'`). */
@@ -38,6 +39,7 @@ const contextSchema = z.strictObject({
   pullThroughCache: z.custom<PullThroughCache>().optional(),
   createPullThroughCacheRules: z.custom<boolean>().optional(),
   taskRoleArns: z.custom<readonly string[]>().optional(),
+  organization: z.custom<AutopatchOrganization>().optional(),
 });
 
 const readJsonFile = (file: string, what: string): unknown => {
@@ -120,6 +122,7 @@ export const autopatchPropsFromContext = (scope: Construct): AutopatchProps => {
       ? { createPullThroughCacheRules: context.createPullThroughCacheRules }
       : {}),
     ...(context.taskRoleArns !== undefined ? { taskRoleArns: context.taskRoleArns } : {}),
+    ...(context.organization !== undefined ? { organization: context.organization } : {}),
   };
 };
 

@@ -121,3 +121,25 @@ export const createWorkflowEvents = (scope: Construct, props: WorkflowEventsProp
     eventsDeadLetterQueue,
   };
 };
+
+/**
+ * The account filter of the rules that carry workload-account events to the deployment-events
+ * Lambda (ECS deployments, alarms, CodeDeploy, Inspector scans). They have none by default: only
+ * events on this account's default bus reach them, and the spokes' forwarded events are wanted too.
+ * An organization hub that lists its spoke accounts narrows them to those and its own.
+ */
+export const limitSpokeEventAccounts = (
+  rules: Pick<
+    WorkflowEvents,
+    'deploymentStateRule' | 'alarmStateRule' | 'codeDeployStateRule' | 'inspectorScanRule'
+  >,
+  accounts: readonly string[],
+): void => {
+  for (const rule of [
+    rules.deploymentStateRule,
+    rules.alarmStateRule,
+    rules.codeDeployStateRule,
+    rules.inspectorScanRule,
+  ])
+    rule.addEventPattern({ account: [...accounts] });
+};
