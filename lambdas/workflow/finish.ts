@@ -12,7 +12,7 @@ import { WORKFLOW_ERRORS } from './errors';
 import { publishNotification } from './notify';
 import { putOutcomeEvent } from './put-outcome-event';
 import { startNext } from './start-next';
-import type { StateError, WorkflowState } from './state';
+import { buildTime, type StateError, type WorkflowState } from './state';
 
 export { startNext } from './start-next';
 
@@ -141,6 +141,48 @@ export const describeBuildFailure = (
     message ? `: ${clip(message, 500)}` : '',
   ].join('');
   return { text, ...(logLink ? { logLink } : {}), ...(buildId ? { buildId } : {}) };
+};
+
+/** CodeBuild bills a build's duration rounded up to the whole minute (on-demand). */
+const billedMinutes = (seconds: number): number => Math.max(1, Math.ceil(seconds / 60));
+
+/**
+ * What the run's builds and rescans took, for the history record (docs/metrics.md: time to
+ * verification, cost per rollout). Pure. The builds timed are those whose result the state keeps:
+ * every verified image's (an index's platforms'), and the build that failed (its Cause is the build).
+ * A build whose image then failed the rescan, or that a failing Map cancelled, is planned but not
+ * timed (`builds` < `buildsPlanned`). `verificationSeconds`: push → verdict of the slowest image
+ * (the run waits for all of them), when every verified image has both times.
+ */
+export const runTimings = (state: WorkflowState): Record<string, number> => {
+  const timings = (state.patched ?? []).flatMap((p) =>
+    p.platforms ? p.platforms.map((platform) => platform.timing) : [p.timing],
+  );
+  const builds: Array<{ startedAt?: string; endedAt?: string }> = timings.map((t) => ({
+    ...(t?.buildStartedAt ? { startedAt: t.buildStartedAt } : {}),
+    ...(t?.buildEndedAt ? { endedAt: t.buildEndedAt } : {}),
+  }));
+  if (state.error?.Error === 'BuildFailed') {
+    const failed = asRecord(parseJson(state.error.Cause)?.Build);
+    if (failed) {
+      const startedAt = buildTime(failed.StartTime);
+      const endedAt = buildTime(failed.EndTime);
+      builds.push({ ...(startedAt ? { startedAt } : {}), ...(endedAt ? { endedAt } : {}) });
+    }
+  }
+  const seconds = builds
+    .map((b) => secondsBetween(b.startedAt, b.endedAt))
+    .filter((s): s is number => s !== undefined);
+  const verification = timings.map((t) => secondsBetween(t?.pushedAt, t?.verifiedAt));
+  return {
+    buildSeconds: seconds.reduce((a, b) => a + b, 0),
+    buildMinutes: seconds.reduce((a, b) => a + billedMinutes(b), 0),
+    builds: seconds.length,
+    buildsPlanned: state.plan?.builds.length ?? 0,
+    ...(verification.length > 0 && verification.every((v) => v !== undefined)
+      ? { verificationSeconds: Math.max(...(verification as number[])) }
+      : {}),
+  };
 };
 
 /** The account an ARN lives in (arn:partition:service:region:account:...). */
@@ -611,9 +653,10 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
             },
           }
         : {}),
-      ...(Number.isNaN(started)
-        ? {}
-        : { timings: { totalSeconds: Math.round((now().getTime() - started) / 1000) } }),
+      timings: {
+        ...(Number.isNaN(started) ? {} : { totalSeconds: Math.round((now().getTime() - started) / 1000) }),
+        ...runTimings(state),
+      },
       ...answeredBy(input),
     });
     if (HOLDING_OUTCOMES.has(outcome)) {
