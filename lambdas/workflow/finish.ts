@@ -303,8 +303,11 @@ export const explain = (input: FinishInput): { reason: string; cause: string } =
       return { reason, cause: reason };
     }
     case 'Superseded': {
+      // The pre-emption's own reason says what made the queued finding urgent (KEV, CRITICAL, deadline).
+      const why =
+        state.approval?.reason?.match(/^(An urgent finding(?: \([^)]*\))?)/)?.[1] ?? 'An urgent finding';
       const reason = state.approval?.preempted
-        ? `An urgent finding (CRITICAL, known exploit) for ${service} pre-empted this remediation while it waited for approval: the urgent fix runs now, and this request is queued right behind it and asks for approval again. Nothing was changed; the approval request sent for this execution no longer applies.`
+        ? `${why} for ${service} pre-empted this remediation while it waited for approval: the urgent fix runs now, and this request is queued right behind it and asks for approval again. Nothing was changed; the approval request sent for this execution no longer applies.`
         : (state.lock?.reason ??
           `Another remediation is in flight for ${service}; this request was queued behind it.`);
       return { reason, cause: reason };

@@ -117,18 +117,7 @@ const deadlineMetricsEmitted = async (): Promise<
         images: base.images.map((i) => ({ ...i, severity })),
         decision: { ...base.decision, deadline },
       };
-      await watchDeadline(
-        deps,
-        {
-          executionName: 'e',
-          status: 'RUNNING',
-          request,
-          claimedAt: now.toISOString(),
-          queued: 0,
-          queuedUrgent: false,
-        },
-        now,
-      );
+      await watchDeadline(deps, { executionName: 'e', status: 'RUNNING', request }, now);
     }
   }
   return out;
