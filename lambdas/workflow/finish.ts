@@ -12,7 +12,14 @@ import { WORKFLOW_ERRORS } from './errors';
 import { publishNotification } from './notify';
 import { putOutcomeEvent } from './put-outcome-event';
 import { startNext } from './start-next';
-import { buildTime, type StateError, type WorkflowState } from './state';
+import {
+  type BuildTiming,
+  buildTime,
+  type PatchedImage,
+  type PatchedPlatform,
+  type StateError,
+  type WorkflowState,
+} from './state';
 
 export { startNext } from './start-next';
 
@@ -155,8 +162,12 @@ const billedMinutes = (seconds: number): number => Math.max(1, Math.ceil(seconds
  * (the run waits for all of them), when every verified image has both times.
  */
 export const runTimings = (state: WorkflowState): Record<string, number> => {
-  const timings = (state.patched ?? []).flatMap((p) =>
-    p.platforms ? p.platforms.map((platform) => platform.timing) : [p.timing],
+  // Defensive: the state is data (an older version's, or hand-made); recording must not fail on it.
+  const patched: readonly PatchedImage[] = Array.isArray(state.patched) ? state.patched : [];
+  const timings: Array<BuildTiming | undefined> = patched.flatMap((p) =>
+    Array.isArray(p.platforms)
+      ? p.platforms.map((platform: PatchedPlatform | undefined) => platform?.timing)
+      : [p.timing],
   );
   const builds: Array<{ startedAt?: string; endedAt?: string }> = timings.map((t) => ({
     ...(t?.buildStartedAt ? { startedAt: t.buildStartedAt } : {}),

@@ -133,6 +133,14 @@ describe('runTimings', () => {
     expect(runTimings(state)).toEqual({ buildSeconds: 0, buildMinutes: 0, builds: 0, buildsPlanned: 1 });
   });
 
+  it('a state it does not expect (platforms not a list) records what it can instead of failing the finish', () => {
+    const odd = stateWith({
+      plan: plannedBuilds(2),
+      patched: [{ ...image(), platforms: 2 } as unknown as PatchedImage],
+    });
+    expect(runTimings(odd)).toEqual({ buildSeconds: 0, buildMinutes: 0, builds: 0, buildsPlanned: 2 });
+  });
+
   it('what it records is what the report computes time to verification and cost from', () => {
     // Prepare: a Patched run with the one-image timings above, as finish writes its record.
     const state = stateWith({
