@@ -326,6 +326,26 @@ export class AutopatchDashboard extends Construct {
         width: 12,
       }),
     );
+    // Deadlines (policy `deadlines`): the sweep counts each remediation, in flight or queued, once when
+    // its deadline comes within 24 hours and once when it passes (lambdas/workflow/deadlines.ts).
+    this.dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Deadlines approaching (within 24 h) by severity (daily)',
+        left: SEVERITIES.map((severity) =>
+          this.metricDeadlines('approaching', severity, { period: Duration.days(1), label: severity }),
+        ),
+        stacked: true,
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Deadlines missed by severity (daily)',
+        left: SEVERITIES.map((severity) =>
+          this.metricDeadlines('missed', severity, { period: Duration.days(1), label: severity }),
+        ),
+        stacked: true,
+        width: 12,
+      }),
+    );
     this.dashboard.addWidgets(
       new cloudwatch.SingleValueWidget({
         title: 'Rates in the time range (%)',
@@ -436,6 +456,25 @@ export class AutopatchDashboard extends Construct {
       METRICS.workflowService,
       { [METRIC_DIMENSIONS.severity]: severity },
       'p90',
+      props,
+    );
+  }
+
+  /**
+   * Remediations (in flight or queued) whose worst finding had `severity` and whose policy deadline
+   * came within 24 hours (`approaching`) or passed (`missed`): the sweep counts each once per state.
+   * Sum over 5 minutes.
+   */
+  public metricDeadlines(
+    state: 'approaching' | 'missed',
+    severity: Severity,
+    props?: cloudwatch.MetricOptions,
+  ) {
+    return this.metric(
+      state === 'missed' ? METRICS.deadlineMissed : METRICS.deadlineApproaching,
+      METRICS.workflowService,
+      { [METRIC_DIMENSIONS.severity]: severity },
+      'Sum',
       props,
     );
   }

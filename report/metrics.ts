@@ -9,30 +9,20 @@ import { OUTCOMES, type Outcome } from '../lambdas/shared/contracts';
 import type { OutcomeRecord } from '../lambdas/shared/ledger';
 
 /**
- * Fields the report reads when a history record carries them, and that `finish` does not record
- * (yet). Each is named in the "not recorded" figures it would turn into numbers. Optional: a record
- * without them is an OutcomeRecord as written today.
+ * Fields the report reads when a history record carries them and that `finish` does not record, or
+ * did not before (older records lack them). Each is named in the "not recorded" figures it would turn
+ * into numbers. Optional: a record without them is still an OutcomeRecord.
  */
 export interface ProposedFields {
-  /** Worst severity among the remediation's findings (the summary has it; the record does not). */
-  readonly severity?: string;
   /** The account the service runs in (read from the task definition ARNs when absent). */
   readonly account?: string;
-  /** ISO-8601: when triage first observed a finding of this remediation (the request's `requestedAt`). */
-  readonly requestedAt?: string;
-  /** The alarms watched during the bake (the service's and the target's); empty when none was. */
-  readonly watchedAlarms?: readonly string[];
-  /** The watched alarm that fired during the bake and caused the rollback. */
-  readonly alarm?: { readonly name: string; readonly at?: string };
-  /** ISO-8601: the deadline the policy set for the worst finding. */
-  readonly deadlineAt?: string;
-  /** Beyond `totalSeconds`: push of the patched image → rescan verdict, and the CodeBuild time of every build. */
-  readonly timings?: Readonly<Record<string, number>> & {
-    readonly verificationSeconds?: number;
-    readonly buildSeconds?: number;
-  };
-  /** Step Functions state transitions the execution made. */
+  /**
+   * Step Functions state transitions and Lambda invocations of the execution. Not recorded (the
+   * workflow cannot count them without reading its own execution history): cost per rollout uses
+   * {@link ORCHESTRATION_ESTIMATE} for a record without them, and says so.
+   */
   readonly stateTransitions?: number;
+  readonly lambdaInvocations?: number;
 }
 
 /** A history record as the report reads it. */
@@ -52,18 +42,38 @@ export const METRIC_KEYS = [
 ] as const;
 export type MetricKey = (typeof METRIC_KEYS)[number];
 
-/** Prices used for cost per rollout (us-east-1, on-demand, as of 2026; no free tier). */
+/**
+ * List prices used for cost per rollout: us-east-1, on-demand, no free tier, as published on the AWS
+ * pricing pages (aws.amazon.com/codebuild/pricing, /step-functions/pricing, /lambda/pricing) in 2026.
+ * What an account pays may differ (Region, free tier, savings plans): the report says these are list
+ * prices.
+ */
 export const PRICES = {
-  /** CodeBuild BUILD_GENERAL1_MEDIUM (x86_64, the builders' x86 compute type), USD per build minute. */
+  /**
+   * CodeBuild BUILD_GENERAL1_MEDIUM (x86_64, the builders' x86 compute type), USD per build minute;
+   * a build is billed by the minute, rounded up. The arm64 builders (ARM LARGE, $0.015) cost more:
+   * the record does not say which ran.
+   */
   codeBuildPerMinute: 0.01,
   /** Step Functions standard workflows, USD per state transition ($0.025 per 1,000). */
   stateTransition: 0.000025,
   /**
-   * Lambda, USD per invocation, assuming one invocation per state transition of 1 s at 256 MB (the
-   * workflow functions' memory): $0.20 per million requests + 0.25 GB-s × $0.0000166667.
+   * Lambda, USD per invocation of 1 s at 256 MB (the workflow functions' memory): $0.20 per million
+   * requests + 0.25 GB-s × $0.0000166667.
    */
-  lambdaPerTransition: 0.0000002 + 0.25 * 0.0000166667,
+  lambdaPerInvocation: 0.0000002 + 0.25 * 0.0000166667,
+  /** Where the prices come from, printed with every cost. */
+  source: 'AWS list prices, us-east-1 on-demand, no free tier (2026)',
 } as const;
+
+/**
+ * Step Functions state transitions and Lambda invocations of one remediation, for records that do
+ * not carry them (all, so far): a one-image Patched run of the simulation (`npm run simulate --
+ * simulation/scenarios/happy-path.json`) enters 31 states, 11 of them Lambda tasks (the 12th is the
+ * CodeBuild build). A rollback run enters 31–34, a BuildFailed run 21. At list prices this is about
+ * $0.0008 + $0.00005 per run, against $0.01 per build minute.
+ */
+export const ORCHESTRATION_ESTIMATE = { stateTransitions: 31, lambdaInvocations: 11 } as const;
 
 export const DEFINITIONS: Readonly<
   Record<MetricKey, { readonly title: string; readonly definition: string }>
@@ -112,7 +122,7 @@ export const DEFINITIONS: Readonly<
   costPerRollout: {
     title: 'Cost per rollout',
     definition:
-      'Estimated cost of every remediation in the period (CodeBuild minutes × price + state transitions × (Step Functions + one Lambda invocation)) ÷ remediations that tried to deploy.',
+      'Cost of every remediation in the period at list prices (CodeBuild minutes billed × price + Step Functions transitions × price + Lambda invocations × price; transitions and invocations estimated per run) ÷ remediations that tried to deploy.',
   },
 };
 
@@ -136,6 +146,8 @@ export type Figure =
       };
       /** A caveat the reader needs (records left out, assumptions). */
       readonly note?: string;
+      /** Cost per rollout only: the parts of the total (USD), and what is estimated. */
+      readonly cost?: CostBreakdown;
     }
   /** The history does not carry what this figure needs: `needs` names the record fields. */
   | { readonly status: 'not-recorded'; readonly needs: readonly string[]; readonly note?: string }
@@ -143,6 +155,21 @@ export type Figure =
   | { readonly status: 'not-measured'; readonly why: string }
   /** Recorded, but nothing in the period to compute it over (e.g. no deployment). */
   | { readonly status: 'none'; readonly why: string };
+
+/** What cost per rollout added up, over the remediations it counted. */
+export interface CostBreakdown {
+  /** USD, over every counted remediation (not per rollout). */
+  readonly codeBuild: number;
+  readonly stepFunctions: number;
+  readonly lambda: number;
+  readonly buildMinutes: number;
+  /** Always true: the prices are list prices ({@link PRICES}), not the account's bill. */
+  readonly listPrices: true;
+  /** Remediations whose transitions and invocations are {@link ORCHESTRATION_ESTIMATE}, not recorded. */
+  readonly orchestrationEstimated: number;
+  /** Remediations with builds planned whose time the run did not keep: the total is a lower bound. */
+  readonly buildsUntimed: number;
+}
 
 export type Metrics = Readonly<Record<MetricKey, Figure>>;
 
@@ -341,7 +368,7 @@ export const historyMetrics = (
             leftOut(records.length - known.length, records.length, 'watchedAlarms'),
           );
 
-  const costPerRollout = cost(records, deployed.length);
+  const costPerRollout = cost(records);
 
   return {
     patchSuccessRate,
@@ -356,25 +383,68 @@ export const historyMetrics = (
   };
 };
 
-const cost = (records: readonly ReportRecord[], rollouts: number): Figure => {
-  if (rollouts === 0) return { status: 'none', why: 'no remediation tried to deploy in the period' };
-  const needs = [
-    ...(records.some((r) => r.timings?.buildSeconds === undefined) ? ['timings.buildSeconds'] : []),
-    ...(records.some((r) => r.stateTransitions === undefined) ? ['stateTransitions'] : []),
+/**
+ * Cost per rollout: every remediation in the period costs (failed builds too), the rollouts share it.
+ * A record without its build time (written before `timings.buildSeconds`) is left out, with its
+ * rollout; none with one is "not recorded".
+ */
+const cost = (records: readonly ReportRecord[]): Figure => {
+  if (!records.some(triedToDeploy))
+    return { status: 'none', why: 'no remediation tried to deploy in the period' };
+  const timed = records.filter((r) => r.timings?.buildSeconds !== undefined);
+  if (timed.length === 0) return { status: 'not-recorded', needs: ['timings.buildSeconds'] };
+  const rollouts = timed.filter(triedToDeploy).length;
+  if (rollouts === 0)
+    return {
+      status: 'none',
+      why: `no remediation with its build time recorded tried to deploy (${records.length - timed.length} left out: no timings.buildSeconds)`,
+    };
+  let buildMinutes = 0;
+  let transitions = 0;
+  let invocations = 0;
+  let orchestrationEstimated = 0;
+  let buildsUntimed = 0;
+  for (const r of timed) {
+    const t = r.timings ?? {};
+    // Billed minutes when recorded; else the total rounded up (one build's worth of rounding).
+    buildMinutes += t.buildMinutes ?? Math.ceil((t.buildSeconds ?? 0) / 60);
+    if (r.stateTransitions === undefined || r.lambdaInvocations === undefined) orchestrationEstimated++;
+    transitions += r.stateTransitions ?? ORCHESTRATION_ESTIMATE.stateTransitions;
+    invocations += r.lambdaInvocations ?? ORCHESTRATION_ESTIMATE.lambdaInvocations;
+    if (t.builds !== undefined && t.buildsPlanned !== undefined && t.builds < t.buildsPlanned)
+      buildsUntimed++;
+  }
+  const breakdown: CostBreakdown = {
+    codeBuild: buildMinutes * PRICES.codeBuildPerMinute,
+    stepFunctions: transitions * PRICES.stateTransition,
+    lambda: invocations * PRICES.lambdaPerInvocation,
+    buildMinutes,
+    listPrices: true,
+    orchestrationEstimated,
+    buildsUntimed,
+  };
+  const total = breakdown.codeBuild + breakdown.stepFunctions + breakdown.lambda;
+  const notes = [
+    `USD ${round(total, 4)} over ${timed.length} remediation(s), ${rollouts} rollout(s): CodeBuild ${buildMinutes} min $${round(breakdown.codeBuild, 4)}, Step Functions $${round(breakdown.stepFunctions, 5)}, Lambda $${round(breakdown.lambda, 5)}`,
+    `list prices (${PRICES.source})`,
+    ...(orchestrationEstimated > 0
+      ? [
+          `transitions and invocations estimated for ${orchestrationEstimated} remediation(s) (${ORCHESTRATION_ESTIMATE.stateTransitions} and ${ORCHESTRATION_ESTIMATE.lambdaInvocations} each: not recorded)`,
+        ]
+      : []),
+    ...(buildsUntimed > 0
+      ? [`${buildsUntimed} remediation(s) ran builds whose time was not kept: a lower bound`]
+      : []),
+    ...(timed.length < records.length
+      ? [`${records.length - timed.length} of ${records.length} record(s) left out: no timings.buildSeconds`]
+      : []),
   ];
-  if (needs.length > 0) return { status: 'not-recorded', needs };
-  const total = records.reduce(
-    (sum, r) =>
-      sum +
-      ((r.timings?.buildSeconds ?? 0) / 60) * PRICES.codeBuildPerMinute +
-      (r.stateTransitions ?? 0) * (PRICES.stateTransition + PRICES.lambdaPerTransition),
-    0,
-  );
   return {
     status: 'ok',
     value: total / rollouts,
     unit: 'usd',
-    note: `USD ${round(total, 4)} over ${records.length} remediation(s), ${rollouts} rollout(s)`,
+    note: notes.join('; '),
+    cost: breakdown,
   };
 };
 

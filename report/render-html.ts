@@ -3,7 +3,15 @@
  * external resource (it opens from a file, offline, and can be attached to a ticket). Pure.
  */
 import type { Outcome } from '../lambdas/shared/contracts';
-import { DEFINITIONS, type Figure, type Group, METRIC_KEYS, PRICES, type Report } from './metrics';
+import {
+  DEFINITIONS,
+  type Figure,
+  type Group,
+  METRIC_KEYS,
+  ORCHESTRATION_ESTIMATE,
+  PRICES,
+  type Report,
+} from './metrics';
 import { duration, formatFigure } from './render-terminal';
 
 const esc = (text: string): string =>
@@ -185,7 +193,7 @@ ${groupTable('Per service', report.byService)}
 <h2>Definitions</h2>
 <dl>
 ${METRIC_KEYS.map((k) => `<dt>${esc(DEFINITIONS[k].title)}</dt><dd>${esc(DEFINITIONS[k].definition)}</dd>`).join('\n')}
-<dt>Prices</dt><dd>${esc(`CodeBuild $${PRICES.codeBuildPerMinute} per build minute (general1.medium), Step Functions $${PRICES.stateTransition} per state transition, Lambda $${PRICES.lambdaPerTransition.toFixed(7)} per transition (one 1 s invocation at 256 MB); us-east-1 on-demand.`)}</dd>
+<dt>Prices</dt><dd>${esc(`List prices (${PRICES.source}): CodeBuild $${PRICES.codeBuildPerMinute} per build minute (general1.medium, billed per started minute), Step Functions $${PRICES.stateTransition} per state transition, Lambda $${PRICES.lambdaPerInvocation.toFixed(7)} per invocation (1 s at 256 MB); ${ORCHESTRATION_ESTIMATE.stateTransitions} transitions and ${ORCHESTRATION_ESTIMATE.lambdaInvocations} invocations per remediation where not recorded.`)}</dd>
 <dt>Not recorded</dt><dd>${esc('A figure the ledger history cannot give says "not recorded" and names the record fields that would give it.')}</dd>
 </dl>
 </body></html>

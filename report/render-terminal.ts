@@ -1,5 +1,13 @@
 /** The report as text tables for a terminal. Pure. */
-import { DEFINITIONS, type Figure, type Group, METRIC_KEYS, PRICES, type Report } from './metrics';
+import {
+  DEFINITIONS,
+  type Figure,
+  type Group,
+  METRIC_KEYS,
+  ORCHESTRATION_ESTIMATE,
+  PRICES,
+  type Report,
+} from './metrics';
 
 export const duration = (seconds: number): string => {
   const s = Math.round(seconds);
@@ -97,7 +105,7 @@ export const renderTerminal = (report: Report): string => {
     '',
     'Definitions',
     ...METRIC_KEYS.map((k) => `  ${DEFINITIONS[k].title}: ${DEFINITIONS[k].definition}`),
-    `  Prices: CodeBuild $${PRICES.codeBuildPerMinute}/build minute (general1.medium), Step Functions $${PRICES.stateTransition}/transition, Lambda $${PRICES.lambdaPerTransition.toFixed(7)}/transition (one 1 s invocation at 256 MB); us-east-1 on-demand.`,
+    `  Prices (list prices, ${PRICES.source}): CodeBuild $${PRICES.codeBuildPerMinute}/build minute (general1.medium, billed per started minute), Step Functions $${PRICES.stateTransition}/state transition, Lambda $${PRICES.lambdaPerInvocation.toFixed(7)}/invocation (1 s at 256 MB); ${ORCHESTRATION_ESTIMATE.stateTransitions} transitions and ${ORCHESTRATION_ESTIMATE.lambdaInvocations} invocations per remediation where not recorded.`,
     ...(notRecorded.length > 0
       ? ['', 'Not recorded in the ledger history (the fields that would give them):', ...notRecorded]
       : []),

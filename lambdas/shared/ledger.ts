@@ -183,6 +183,11 @@ export class Ledger {
     return this.lock.locks();
   }
 
+  /** The requests queued behind a service's run, oldest first (read-only: deadlines, pre-emption reasons). */
+  queuedRequests(serviceKey: string): Promise<RemediationRequest[]> {
+    return this.lock.queuedRequests(serviceKey);
+  }
+
   /** The records of locks found poisoned and taken away for a service (`POISONED#<at>`), oldest first. */
   poisonedLocks(serviceKey: string): Promise<Array<Record<string, unknown>>> {
     return this.lock.poisoned(serviceKey);

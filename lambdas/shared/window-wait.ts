@@ -4,7 +4,8 @@ import type { Ledger } from './ledger';
 /**
  * The wait "Wait for the maintenance window" (a task token, purpose `window`) is answered by whoever
  * knows it may end: the run itself when the window has already started, the sweep once it starts,
- * and triage when an urgent finding (a CRITICAL with a known exploit) queues behind the run.
+ * and triage when an urgent finding (known exploited, CRITICAL, or due within 48 hours) queues behind
+ * the run.
  */
 export interface WindowAnswer {
   /** true: an urgent finding pre-empted the wait. */

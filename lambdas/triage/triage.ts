@@ -10,6 +10,7 @@ import {
 } from '../shared/contracts';
 import { InvalidEventError, TransientError } from '../shared/errors';
 import { type FindingKey, isUrgent, type Ledger, MAX_REQUEST_BYTES } from '../shared/ledger';
+import { urgentFindingText } from '../shared/urgency';
 import { answerWindow, preemptApproval } from '../shared/window-wait';
 import { aggregate, type Contribution, type ServicePlan, targetFor } from './aggregate';
 import { type FindingDetailsReader, policyNeedsExploitation } from './finding-details';
@@ -643,7 +644,7 @@ export const executePlan = async (
         );
         if (claim.kind === 'queued' || claim.kind === 'merged') {
           results.push({ service: serviceKey, kind: claim.kind, inFlight: claim.inFlight });
-          // An urgent finding (a CRITICAL with a known exploit) does not wait behind a run that only
+          // An urgent finding (known exploited, CRITICAL, or due within 48 hours) does not wait behind a run that only
           // waits for its maintenance window: end that wait, and the run takes it and deploys now. A
           // failure here is retried with the batch item; the sweep ends the wait within a minute anyway.
           if (claim.kind === 'queued' && isUrgent(request) && deps.ledger.getTaskToken) {
@@ -656,7 +657,7 @@ export const executePlan = async (
               },
               sfn: deps.sfn,
             };
-            const reason = `An urgent finding (CRITICAL, known exploit) queued behind this remediation (${request.executionName})`;
+            const reason = `${urgentFindingText([request], new Date())} queued behind this remediation (${request.executionName})`;
             // A window wait: the run takes it and deploys now. An approval wait: the run steps aside.
             if (
               !(await answerWindow(waits, claim.inFlight, {

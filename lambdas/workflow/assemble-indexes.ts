@@ -232,11 +232,14 @@ export const assembleIndexes = async (
         newDigest: image.newDigest,
         ...(image.buildId === undefined ? {} : { buildId: image.buildId }),
         ...(image.buildLogLink === undefined ? {} : { buildLogLink: image.buildLogLink }),
+        ...(image.timing === undefined ? {} : { timing: image.timing }),
       };
     });
     const union = (lists: ReadonlyArray<readonly string[]>) => [...new Set(lists.flat())].sort();
+    // The index's build and rescan times are its platforms' (first.image's alone would undercount).
+    const { timing: _firstTiming, ...firstImage } = first.image;
     const assembled: PatchedImage = {
-      ...first.image,
+      ...firstImage,
       cves: union(group.map((g) => g.image.cves)),
       // A CVE is closed on the index only when every platform's rescan says so (verify fails otherwise).
       cvesClosed: union(group.map((g) => g.image.cvesClosed)).filter((cve) =>

@@ -1,7 +1,9 @@
 /**
- * Deadlines the sweep watches: a remediation in flight whose policy deadline (request.decision.deadline)
- * is within DEADLINE_APPROACHING_MS is "approaching", one past it "missed". Each state is reported once
- * per execution, whichever sweep (or concurrent sweep) sees it first: a metric per severity
+ * Deadlines the sweep watches: a remediation in flight, or queued behind one (the lock's queue), whose
+ * policy deadline (request.decision.deadline) is within DEADLINE_APPROACHING_MS is "approaching", one
+ * past it "missed". Each state is reported once per execution name (a queued request keeps the name it
+ * starts with, so it is not reported again once it runs), whichever sweep (or concurrent sweep) sees it
+ * first: a metric per severity
  * (DeadlineApproaching / DeadlineMissed, dimension Severity), and for a missed deadline a notification.
  *
  * "Once" is a conditional write to the ledger table (memory would not do: every sweep is a fresh
@@ -14,7 +16,6 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { LEDGER, type RemediationRequest, type Severity, severityRank } from '../shared/contracts';
-import type { InFlight } from '../shared/ledger';
 import { ledgerDocumentClient } from '../shared/ledger/document-client';
 import { emitMetrics, METRIC_DIMENSIONS, METRICS } from '../shared/metrics';
 import { awsCall } from './aws';
@@ -46,6 +47,17 @@ const markKey = (serviceKey: string, executionName: string) => ({
   sk: `EXECUTION#${executionName}`,
 });
 
+/**
+ * A remediation whose deadline is watched: the lock's run (an InFlight), or a request queued behind it
+ * (status QUEUED, `queuedBehind` the run it waits for).
+ */
+export interface WatchedRemediation {
+  readonly executionName: string;
+  readonly status: string;
+  readonly request: RemediationRequest;
+  readonly queuedBehind?: string;
+}
+
 /** The once-per-state marks, in the ledger table. */
 export class DeadlineMarks {
   private readonly doc: DynamoDBDocumentClient;
@@ -60,7 +72,7 @@ export class DeadlineMarks {
    * Record that the execution's deadline reached `state`. True when this call moved it there (the
    * caller reports it), false when it was already there or further (someone reported it).
    */
-  async mark(lock: InFlight, state: DeadlineState, deadline: string): Promise<boolean> {
+  async mark(lock: WatchedRemediation, state: DeadlineState, deadline: string): Promise<boolean> {
     try {
       await awsCall('dynamodb UpdateItem', () =>
         this.doc.send(
@@ -103,7 +115,7 @@ export interface DeadlineWatchDeps {
 }
 
 /** The notification for a missed deadline: what it means and what to do (docs/runbook.md). */
-export const missedMessage = (lock: InFlight, now: Date): { subject: string; message: string } => {
+export const missedMessage = (lock: WatchedRemediation, now: Date): { subject: string; message: string } => {
   const r = lock.request;
   const severity = worstSeverity(r);
   const cves = [...new Set(r.images.flatMap((i) => i.cves))].sort();
@@ -114,7 +126,9 @@ export const missedMessage = (lock: InFlight, now: Date): { subject: string; mes
       '',
       `Deadline: ${r.decision.deadline}`,
       `Now: ${now.toISOString()}`,
-      `Execution: ${lock.executionName} (${lock.status})`,
+      lock.queuedBehind
+        ? `Execution: ${lock.executionName} (queued behind ${lock.queuedBehind}: it starts when that run ends)`
+        : `Execution: ${lock.executionName} (${lock.status})`,
       `Why it runs: ${r.decision.reason}`,
       ...(r.decision.notBefore
         ? [`It was waiting for a maintenance window at ${r.decision.notBefore}.`]
@@ -128,12 +142,12 @@ export const missedMessage = (lock: InFlight, now: Date): { subject: string; mes
 };
 
 /**
- * Look at one in-flight remediation's deadline: report a state it reached for the first time.
- * Returns the state reported, if any.
+ * Look at one remediation's deadline (in flight or queued): report a state it reached for the first
+ * time. Returns the state reported, if any.
  */
 export const watchDeadline = async (
   deps: DeadlineWatchDeps,
-  lock: InFlight,
+  lock: WatchedRemediation,
   now: Date,
 ): Promise<DeadlineState | undefined> => {
   const deadline = lock.request.decision.deadline;

@@ -12,7 +12,14 @@ import { WORKFLOW_ERRORS } from './errors';
 import { publishNotification } from './notify';
 import { putOutcomeEvent } from './put-outcome-event';
 import { startNext } from './start-next';
-import type { StateError, WorkflowState } from './state';
+import {
+  type BuildTiming,
+  buildTime,
+  type PatchedImage,
+  type PatchedPlatform,
+  type StateError,
+  type WorkflowState,
+} from './state';
 
 export { startNext } from './start-next';
 
@@ -143,6 +150,52 @@ export const describeBuildFailure = (
   return { text, ...(logLink ? { logLink } : {}), ...(buildId ? { buildId } : {}) };
 };
 
+/** CodeBuild bills a build's duration rounded up to the whole minute (on-demand). */
+const billedMinutes = (seconds: number): number => Math.max(1, Math.ceil(seconds / 60));
+
+/**
+ * What the run's builds and rescans took, for the history record (docs/metrics.md: time to
+ * verification, cost per rollout). Pure. The builds timed are those whose result the state keeps:
+ * every verified image's (an index's platforms'), and the build that failed (its Cause is the build).
+ * A build whose image then failed the rescan, or that a failing Map cancelled, is planned but not
+ * timed (`builds` < `buildsPlanned`). `verificationSeconds`: push → verdict of the slowest image
+ * (the run waits for all of them), when every verified image has both times.
+ */
+export const runTimings = (state: WorkflowState): Record<string, number> => {
+  // Defensive: the state is data (an older version's, or hand-made); recording must not fail on it.
+  const patched: readonly PatchedImage[] = Array.isArray(state.patched) ? state.patched : [];
+  const timings: Array<BuildTiming | undefined> = patched.flatMap((p) =>
+    Array.isArray(p.platforms)
+      ? p.platforms.map((platform: PatchedPlatform | undefined) => platform?.timing)
+      : [p.timing],
+  );
+  const builds: Array<{ startedAt?: string; endedAt?: string }> = timings.map((t) => ({
+    ...(t?.buildStartedAt ? { startedAt: t.buildStartedAt } : {}),
+    ...(t?.buildEndedAt ? { endedAt: t.buildEndedAt } : {}),
+  }));
+  if (state.error?.Error === 'BuildFailed') {
+    const failed = asRecord(parseJson(state.error.Cause)?.Build);
+    if (failed) {
+      const startedAt = buildTime(failed.StartTime);
+      const endedAt = buildTime(failed.EndTime);
+      builds.push({ ...(startedAt ? { startedAt } : {}), ...(endedAt ? { endedAt } : {}) });
+    }
+  }
+  const seconds = builds
+    .map((b) => secondsBetween(b.startedAt, b.endedAt))
+    .filter((s): s is number => s !== undefined);
+  const verification = timings.map((t) => secondsBetween(t?.pushedAt, t?.verifiedAt));
+  return {
+    buildSeconds: seconds.reduce((a, b) => a + b, 0),
+    buildMinutes: seconds.reduce((a, b) => a + billedMinutes(b), 0),
+    builds: seconds.length,
+    buildsPlanned: state.plan?.builds.length ?? 0,
+    ...(verification.length > 0 && verification.every((v) => v !== undefined)
+      ? { verificationSeconds: Math.max(...(verification as number[])) }
+      : {}),
+  };
+};
+
 /** The account an ARN lives in (arn:partition:service:region:account:...). */
 /** Links to every build of this remediation: the build itself when known, else its project's history. */
 const buildLinks = (state: WorkflowState, region: string, account: string): string[] => {
@@ -261,8 +314,11 @@ export const explain = (input: FinishInput): { reason: string; cause: string } =
       return { reason, cause: reason };
     }
     case 'Superseded': {
+      // The pre-emption's own reason says what made the queued finding urgent (KEV, CRITICAL, deadline).
+      const why =
+        state.approval?.reason?.match(/^(An urgent finding(?: \([^)]*\))?)/)?.[1] ?? 'An urgent finding';
       const reason = state.approval?.preempted
-        ? `An urgent finding (CRITICAL, known exploit) for ${service} pre-empted this remediation while it waited for approval: the urgent fix runs now, and this request is queued right behind it and asks for approval again. Nothing was changed; the approval request sent for this execution no longer applies.`
+        ? `${why} for ${service} pre-empted this remediation while it waited for approval: the urgent fix runs now, and this request is queued right behind it and asks for approval again. Nothing was changed; the approval request sent for this execution no longer applies.`
         : (state.lock?.reason ??
           `Another remediation is in flight for ${service}; this request was queued behind it.`);
       return { reason, cause: reason };
@@ -611,9 +667,10 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
             },
           }
         : {}),
-      ...(Number.isNaN(started)
-        ? {}
-        : { timings: { totalSeconds: Math.round((now().getTime() - started) / 1000) } }),
+      timings: {
+        ...(Number.isNaN(started) ? {} : { totalSeconds: Math.round((now().getTime() - started) / 1000) }),
+        ...runTimings(state),
+      },
       ...answeredBy(input),
     });
     if (HOLDING_OUTCOMES.has(outcome)) {

@@ -1,5 +1,6 @@
 import { coveredFindings, type RemediationRequest } from '../shared/contracts';
 import type { Ledger } from '../shared/ledger';
+import { urgentFindingText } from '../shared/urgency';
 import { type Resolution, resolveFollowUp } from './follow-up';
 
 export interface AcquireLockInput {
@@ -157,13 +158,13 @@ export interface WaitForWindowInput {
 
 /**
  * "Wait for the maintenance window": stores the wait's task token (purpose `window`) so that triage
- * can pre-empt it when an urgent finding (a CRITICAL with a known exploit) queues behind this run,
+ * can pre-empt it when an urgent finding (known exploited, CRITICAL, or due within 48 hours) queues behind this run,
  * and the sweep resumes it once the window has started. Answers at once when the window has already
  * started, or when an urgent request is already queued.
  */
 export const waitForWindow = async (
   deps: {
-    readonly ledger: Pick<Ledger, 'putTaskToken' | 'getInFlight'>;
+    readonly ledger: Pick<Ledger, 'putTaskToken' | 'getInFlight'> & Partial<Pick<Ledger, 'queuedRequests'>>;
     readonly resume: (token: string, result: WindowResult) => Promise<boolean>;
   },
   input: WaitForWindowInput,
@@ -177,8 +178,8 @@ export const waitForWindow = async (
   }
   const inFlight = await deps.ledger.getInFlight(input.serviceKey);
   if (inFlight?.executionName === input.executionName && inFlight.queuedUrgent) {
-    const reason =
-      'An urgent finding (CRITICAL, known exploit) is queued behind this remediation: it deploys now.';
+    const queued = (await deps.ledger.queuedRequests?.(input.serviceKey)) ?? [];
+    const reason = `${urgentFindingText(queued, now)} is queued behind this remediation: it deploys now.`;
     return { resumed: await deps.resume(input.taskToken, { preempted: true, reason }), reason };
   }
   return { resumed: false, reason: `Waiting for the maintenance window at ${input.notBefore}.` };
@@ -198,6 +199,7 @@ export interface TakeUrgentInput<S extends RemediationRequest = RemediationReque
 export const takeUrgentFindings = async <S extends RemediationRequest>(
   ledger: Pick<Ledger, 'takeUrgent'>,
   input: TakeUrgentInput<S>,
+  now: Date = new Date(),
 ): Promise<S & { readonly preemption: { readonly took: number; readonly reason: string } }> => {
   const taken = await ledger.takeUrgent(input.serviceKey, input.executionName);
   if (!taken) {
@@ -215,7 +217,7 @@ export const takeUrgentFindings = async <S extends RemediationRequest>(
     decision: request.decision,
     preemption: {
       took: taken.took,
-      reason: `Pre-empted its maintenance window for ${taken.took} queued request(s) with an urgent finding (CRITICAL, known exploit): deploying now.`,
+      reason: `Pre-empted its maintenance window for ${taken.took} queued request(s) with ${urgentFindingText([request], now).replace(/^An/, 'an')}: deploying now.`,
     },
   };
 };

@@ -6,8 +6,10 @@ import {
 import { OUTCOMES, type Outcome, type RemediationRequest } from '../shared/contracts';
 import type { InFlight, Ledger, OutcomeRecord } from '../shared/ledger';
 import { remediationId } from '../shared/remediation';
+import { urgentFindingText } from '../shared/urgency';
 import { answerWindow, preemptApproval, type WindowAnswer } from '../shared/window-wait';
 import { awsCall } from './aws';
+import type { WatchedRemediation } from './deadlines';
 import { startNext } from './start-next';
 
 /**
@@ -42,7 +44,7 @@ export interface ReconcileDeps {
     | 'markAnnounced'
     | 'getTaskToken'
   > &
-    Partial<Pick<Ledger, 'deleteTaskToken' | 'fleet'>>;
+    Partial<Pick<Ledger, 'deleteTaskToken' | 'fleet' | 'queuedRequests'>>;
   readonly sfn: Pick<SFNClient, 'send'>;
   /** The remediation state machine: where STARTING claims are started. */
   readonly stateMachineArn: string;
@@ -53,10 +55,14 @@ export interface ReconcileDeps {
   /** Re-send one unannounced outcome (EventBridge + SNS). Without it, they are only listed. */
   readonly announce?: (record: OutcomeRecord) => Promise<void>;
   /**
-   * Look at a lock's deadline (lambdas/workflow/deadlines.ts watchDeadline): it rides on the same
+   * Look at a remediation's deadline (lambdas/workflow/deadlines.ts watchDeadline): the lock's run and,
+   * when the ledger can list them (queuedRequests), each request queued behind it. It rides on the same
    * listing. Returns the state it reported for the first time, if any.
    */
-  readonly watchDeadline?: (lock: InFlight, now: Date) => Promise<'approaching' | 'missed' | undefined>;
+  readonly watchDeadline?: (
+    remediation: WatchedRemediation,
+    now: Date,
+  ) => Promise<'approaching' | 'missed' | undefined>;
 }
 
 export type LockAction =
@@ -105,13 +111,18 @@ export interface ReconcileSummary {
   readonly deadlines?: ReadonlyArray<{
     readonly executionName: string;
     readonly state: 'approaching' | 'missed';
+    /** The request is queued behind the lock's run, not running. */
+    readonly queued?: boolean;
   }>;
 }
 
 const ENDED = new Set(['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED']);
 
-/** Whether a running lock's window wait may end now, and why (undefined: it may not). */
-const windowDue = (lock: InFlight, now: Date): WindowAnswer | undefined => {
+/**
+ * Whether a running lock's window wait may end now, and why (undefined: it may not). `urgent`: what
+ * makes the queued request urgent, as urgentFindingText says it.
+ */
+const windowDue = (lock: InFlight, now: Date, urgent: string): WindowAnswer | undefined => {
   const notBefore = lock.request.decision.notBefore;
   if (lock.status === 'STARTING' || notBefore === undefined) return undefined;
   if (Date.parse(notBefore) <= now.getTime())
@@ -119,8 +130,7 @@ const windowDue = (lock: InFlight, now: Date): WindowAnswer | undefined => {
   if (lock.queuedUrgent)
     return {
       preempted: true,
-      reason:
-        'An urgent finding (CRITICAL, known exploit) is queued behind this remediation: it deploys now.',
+      reason: `${urgent} is queued behind this remediation: it deploys now.`,
     };
   return undefined;
 };
@@ -301,17 +311,28 @@ const releaseEndedSlots = async (
 export const reconcile = async (deps: ReconcileDeps, now: Date): Promise<ReconcileSummary> => {
   const actions: LockOutcome[] = [];
   const windowsEnded: string[] = [];
-  const deadlines: Array<{ executionName: string; state: 'approaching' | 'missed' }> = [];
+  const deadlines: Array<{ executionName: string; state: 'approaching' | 'missed'; queued?: boolean }> = [];
   const errors: Array<{ serviceKey?: string; error: string }> = [];
   let checked = 0;
   let healthy = 0;
   try {
     for (const lock of await deps.ledger.locks()) {
       checked++;
+      // The requests queued behind the run (one read, only when there are some): their deadlines are
+      // watched too, and they say what makes a queued finding urgent.
+      let queued: RemediationRequest[] = [];
+      if (lock.queued > 0 && deps.ledger.queuedRequests) {
+        try {
+          queued = await deps.ledger.queuedRequests(lock.serviceKey);
+        } catch (error) {
+          errors.push({ serviceKey: lock.serviceKey, error: `reading the queue: ${message(error)}` });
+        }
+      }
+      const urgent = urgentFindingText(queued, now);
       try {
         // The window waits ride on the same listing: a run whose window has started, or behind which
         // an urgent finding queued (its triage answer lost), goes on within one sweep.
-        const due = windowDue(lock, now);
+        const due = windowDue(lock, now, urgent);
         if (due && (await answerWindow(deps, lock.executionName, due))) windowsEnded.push(lock.executionName);
         else if (
           lock.queuedUrgent &&
@@ -319,7 +340,7 @@ export const reconcile = async (deps: ReconcileDeps, now: Date): Promise<Reconci
           (await preemptApproval(
             deps,
             lock.executionName,
-            'An urgent finding (CRITICAL, known exploit) is queued behind this remediation: it runs first.',
+            `${urgent} is queued behind this remediation: it runs first.`,
           ))
         )
           windowsEnded.push(lock.executionName);
@@ -327,11 +348,31 @@ export const reconcile = async (deps: ReconcileDeps, now: Date): Promise<Reconci
         errors.push({ serviceKey: lock.serviceKey, error: `ending the window wait: ${message(error)}` });
       }
       if (deps.watchDeadline) {
-        try {
-          const state = await deps.watchDeadline(lock, now);
-          if (state) deadlines.push({ executionName: lock.executionName, state });
-        } catch (error) {
-          errors.push({ serviceKey: lock.serviceKey, error: `watching the deadline: ${message(error)}` });
+        // Each once per execution name (a conditional mark), however many sweeps see it.
+        const watchedAll: WatchedRemediation[] = [
+          lock,
+          ...queued.map((request) => ({
+            executionName: request.executionName,
+            status: 'QUEUED',
+            request,
+            queuedBehind: lock.executionName,
+          })),
+        ];
+        for (const watched of watchedAll) {
+          try {
+            const state = await deps.watchDeadline(watched, now);
+            if (state)
+              deadlines.push({
+                executionName: watched.executionName,
+                state,
+                ...(watched.queuedBehind ? { queued: true } : {}),
+              });
+          } catch (error) {
+            errors.push({
+              serviceKey: lock.serviceKey,
+              error: `watching the deadline of ${watched.executionName}: ${message(error)}`,
+            });
+          }
         }
       }
       try {

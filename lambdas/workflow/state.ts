@@ -42,6 +42,36 @@ export interface PlannedBuild {
   };
 }
 
+/**
+ * When one image's build ran and its rescan was decided (ISO-8601), for the report's time to
+ * verification and cost per rollout (docs/metrics.md). Absent in states from before it existed.
+ */
+export interface BuildTiming {
+  /** The CodeBuild build's StartTime and EndTime, when the build reported them. */
+  readonly buildStartedAt?: string;
+  readonly buildEndedAt?: string;
+  /** When ECR received the patched digest (its imagePushedAt), else the build's end (it pushes last). */
+  readonly pushedAt?: string;
+  /** When the rescan verdict (verified) was reached. */
+  readonly verifiedAt: string;
+}
+
+/**
+ * A CodeBuild time as Step Functions hands it over (epoch milliseconds, or seconds, as a number), or
+ * as an ISO-8601 string: ISO-8601, or undefined when it is neither. Pure.
+ */
+export const buildTime = (value: unknown): string | undefined => {
+  const ms =
+    typeof value === 'number' && Number.isFinite(value) && value > 0
+      ? value < 1e11
+        ? value * 1000
+        : value
+      : typeof value === 'string'
+        ? Date.parse(value)
+        : Number.NaN;
+  return Number.isNaN(ms) ? undefined : new Date(ms).toISOString();
+};
+
 /** "Verify the patched image by rescan" → one element of `$.patched[]`: an image proven fixed. */
 export interface PatchedImage {
   readonly repository: string;
@@ -62,6 +92,8 @@ export interface PatchedImage {
    * newDigest are then the indexes'). Set by "Assemble the patched image indexes".
    */
   readonly platforms?: readonly PatchedPlatform[];
+  /** Its build and rescan times (a single-platform image; an index's are its platforms'). */
+  readonly timing?: BuildTiming;
 }
 
 /** One platform of a patched image index. */
@@ -73,6 +105,7 @@ export interface PatchedPlatform {
   readonly newDigest: string;
   readonly buildId?: string;
   readonly buildLogLink?: string;
+  readonly timing?: BuildTiming;
 }
 
 /**

@@ -21,7 +21,7 @@ import {
   WORKFLOW_ERRORS,
 } from './errors';
 import type { RescanRegistry, RescanWait } from './rescan-registry';
-import type { PatchedImage } from './state';
+import { buildTime, type PatchedImage } from './state';
 
 export interface VerifyRescanInput {
   readonly image: AffectedImage;
@@ -58,8 +58,10 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' && v.leng
 const field = (o: Record_, name: string): unknown =>
   o[name] ?? o[name.charAt(0).toLowerCase() + name.slice(1)];
 
-/** What the build reports about itself: the pushed digest (exported IMAGE_DIGEST), its id and log link. */
-export const readBuild = (build: unknown): { digest?: string; id?: string; logLink?: string } => {
+/** What the build reports about itself: the pushed digest (exported IMAGE_DIGEST), its id, log link and times. */
+export const readBuild = (
+  build: unknown,
+): { digest?: string; id?: string; logLink?: string; startedAt?: string; endedAt?: string } => {
   if (!isRecord(build)) return {};
   const exported = field(build, 'ExportedEnvironmentVariables');
   const vars = Array.isArray(exported) ? exported.filter(isRecord) : [];
@@ -67,7 +69,15 @@ export const readBuild = (build: unknown): { digest?: string; id?: string; logLi
   const logs = field(build, 'Logs');
   const id = str(field(build, 'Id'));
   const logLink = isRecord(logs) ? str(field(logs, 'DeepLink')) : undefined;
-  return { ...(digest ? { digest } : {}), ...(id ? { id } : {}), ...(logLink ? { logLink } : {}) };
+  const startedAt = buildTime(field(build, 'StartTime'));
+  const endedAt = buildTime(field(build, 'EndTime'));
+  return {
+    ...(digest ? { digest } : {}),
+    ...(id ? { id } : {}),
+    ...(logLink ? { logLink } : {}),
+    ...(startedAt ? { startedAt } : {}),
+    ...(endedAt ? { endedAt } : {}),
+  };
 };
 
 // ---------------------------------------------------------------- Evidence of a scan
@@ -375,12 +385,8 @@ export const verifyRescan = async (
     coverage?.scanStatus?.statusCode === 'ACTIVE' && coverage.scanStatus.reason === 'SUCCESSFUL';
   // ACTIVE/SUCCESSFUL settles it without the push time: no ECR call on the common path.
   const known = input.pushedAt === undefined ? undefined : new Date(input.pushedAt);
-  const pushedAt =
-    known && !Number.isNaN(known.getTime())
-      ? known
-      : continual
-        ? now()
-        : await imagePushedAt(deps, image, newDigest, now);
+  const knownPush = known && !Number.isNaN(known.getTime()) ? known : undefined;
+  const pushedAt = knownPush ?? (continual ? now() : await imagePushedAt(deps, image, newDigest, now));
   const event = input.scanEvent === undefined ? undefined : scanEvidenceFromEvent(input.scanEvent);
   const verdict = coverageVerdict({
     status: coverage?.scanStatus,
@@ -449,7 +455,19 @@ export const verifyRescan = async (
       `Inspector's rescan of ${image.repository}@${newDigest} (rebuilt from ${image.imageDigest}) ${parts.join(' and ')}.`,
     );
   }
-  return { ...described, cvesClosed: [...image.cves] };
+  // The push time for time to verification: ECR's when read, else the build's end (it pushes last);
+  // the `now()` the continual-coverage path measures the wait from is not a push time.
+  const pushTime = knownPush !== undefined || !continual ? pushedAt.toISOString() : build.endedAt;
+  return {
+    ...described,
+    cvesClosed: [...image.cves],
+    timing: {
+      ...(build.startedAt ? { buildStartedAt: build.startedAt } : {}),
+      ...(build.endedAt ? { buildEndedAt: build.endedAt } : {}),
+      ...(pushTime ? { pushedAt: pushTime } : {}),
+      verifiedAt: now().toISOString(),
+    },
+  };
 };
 
 // ---------------------------------------------------------------- The wait: events first, the sweep as the safety net
@@ -560,6 +578,8 @@ const describeError = (error: unknown): string =>
 /** The build as the wait keeps it: only what readBuild reads (the whole CodeBuild build is large). */
 const keptBuild = (build: ReturnType<typeof readBuild>) => ({
   ...(build.id ? { Id: build.id } : {}),
+  ...(build.startedAt ? { StartTime: build.startedAt } : {}),
+  ...(build.endedAt ? { EndTime: build.endedAt } : {}),
   ...(build.logLink ? { Logs: { DeepLink: build.logLink } } : {}),
   ExportedEnvironmentVariables: build.digest ? [{ Name: 'IMAGE_DIGEST', Value: build.digest }] : [],
 });

@@ -9,6 +9,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { OUTCOMES, SEVERITIES } from '../../lambdas/shared/contracts';
 import { METRICS } from '../../lambdas/shared/metrics';
+import { watchDeadline } from '../../lambdas/workflow/deadlines';
 import { type FinishInput, outcomeMetrics } from '../../lambdas/workflow/finish';
 import type { WorkflowState } from '../../lambdas/workflow/state';
 import {
@@ -81,6 +82,46 @@ const widgetTitled = (body: { widgets: Json[] }, title: string): Json => {
 
 /** Metric arrays of a graph widget: [namespace, name, dim1, value1, ..., {options}]. */
 const metricsOf = (widget: Json): unknown[][] => (widget.metrics as unknown[][] | undefined) ?? [];
+
+/**
+ * The metric data the sweep's deadline watch emits (name and dimensions, its Metrics object adds the
+ * service), for a request of each severity whose deadline is approaching and then missed.
+ */
+const deadlineMetricsEmitted = async (): Promise<
+  Array<{ name: string; dimensions: Record<string, string> }>
+> => {
+  const out: Array<{ name: string; dimensions: Record<string, string> }> = [];
+  const single = () => {
+    const dimensions: Record<string, string> = {};
+    return {
+      addDimensions: (d: Record<string, string>) => Object.assign(dimensions, d),
+      addMetric: (name: string) => out.push({ name, dimensions }),
+    };
+  };
+  const deps = {
+    marks: { mark: async () => true },
+    metrics: {
+      singleMetric: single,
+      addMetric: (name: string) => out.push({ name, dimensions: {} }),
+      publishStoredMetrics: () => undefined,
+    },
+    sns: { send: async () => ({}) },
+    topicArn: 'arn:aws:sns:eu-central-1:123456789012:autopatch',
+  } as unknown as Parameters<typeof watchDeadline>[0];
+  const now = new Date('2026-03-01T12:00:00Z');
+  for (const severity of SEVERITIES) {
+    const base = remediationRequest();
+    for (const deadline of ['2026-03-01T18:00:00Z', '2026-03-01T06:00:00Z']) {
+      const request = {
+        ...base,
+        images: base.images.map((i) => ({ ...i, severity })),
+        decision: { ...base.decision, deadline },
+      };
+      await watchDeadline(deps, { executionName: 'e', status: 'RUNNING', request }, now);
+    }
+  }
+  return out;
+};
 
 /** [name, dimensions] of each Autopatch metric a widget reads. */
 const autopatchMetrics = (widget: Json): Array<[string, Record<string, string>]> =>
@@ -172,7 +213,7 @@ describe('the Autopatch dashboard and engine alarms (smallest deployment)', () =
     expect(metricsOf(durations).some((m) => m.includes('ExecutionTime'))).toBe(true);
   });
 
-  test('every workflow metric the dashboard reads is one the finish Lambda emits', () => {
+  test('every workflow metric the dashboard reads is one the finish Lambda or the sweep emits', async () => {
     const key = (name: string, dims: Record<string, string>) =>
       JSON.stringify([name, Object.entries(dims).sort(([a], [b]) => a.localeCompare(b))]);
     const state: WorkflowState = {
@@ -202,11 +243,37 @@ describe('the Autopatch dashboard and engine alarms (smallest deployment)', () =
         ),
       ),
     );
+    // The sweep emits the deadline metrics under the same service (lambdas/workflow/deadlines.ts).
+    for (const datum of await deadlineMetricsEmitted())
+      emitted.add(key(datum.name, { service: METRICS.workflowService, ...datum.dimensions }));
     const read = body.widgets
       .flatMap((w) => autopatchMetrics((w.properties as Json | undefined) ?? {}))
       .filter(([, dims]) => dims.service === METRICS.workflowService);
     expect(read.length).toBeGreaterThan(OUTCOMES.length);
     for (const [name, dims] of read) expect(emitted).toContain(key(name, dims));
+  });
+
+  test('deadlines: approaching and missed per severity, exactly the series the sweep emits', async () => {
+    // Prepare: what watchDeadline emits for a request of each severity, approaching and missed.
+    const emitted = await deadlineMetricsEmitted();
+    const series = (name: string) =>
+      emitted
+        .filter((d) => d.name === name)
+        .map((d) => [name, { service: METRICS.workflowService, ...d.dimensions }]);
+
+    // Act
+    const approaching = widgetTitled(body, 'Deadlines approaching (within 24 h) by severity (daily)');
+    const missed = widgetTitled(body, 'Deadlines missed by severity (daily)');
+
+    // Assess: one series per severity, daily sums, in the names and dimensions the sweep writes.
+    expect(series(METRICS.deadlineApproaching)).toHaveLength(SEVERITIES.length);
+    expect(autopatchMetrics(approaching)).toEqual(series(METRICS.deadlineApproaching));
+    expect(autopatchMetrics(missed)).toEqual(series(METRICS.deadlineMissed));
+    for (const widget of [approaching, missed]) {
+      expect(metricsOf(widget).map((m) => (m.at(-1) as Json).stat)).toEqual(SEVERITIES.map(() => 'Sum'));
+      expect(metricsOf(widget).map((m) => (m.at(-1) as Json).label)).toEqual([...SEVERITIES]);
+      expect(metricsOf(widget).map((m) => (m.at(-1) as Json).period)).toEqual(SEVERITIES.map(() => 86_400));
+    }
   });
 
   test('patch success and rollback rates: metric math over the outcome counts, Superseded left out', () => {

@@ -8,6 +8,7 @@ import {
   type Group,
   historyMetrics,
   NOT_RECORDED,
+  ORCHESTRATION_ESTIMATE,
   PRICES,
   type ReportRecord,
 } from '../../report/metrics';
@@ -46,8 +47,10 @@ const HISTORY: ReportRecord[] = [
     oldTaskDefinition: TD_A,
     newTaskDefinition: TD_A.replace(':7', ':8'),
     images: pushed,
-    timings: { totalSeconds: 3600, verificationSeconds: 300, buildSeconds: 600 },
+    // Two builds, 290 s and 310 s: billed 5 + 6 = 11 minutes.
+    timings: { totalSeconds: 3600, verificationSeconds: 300, buildSeconds: 600, buildMinutes: 11 },
     stateTransitions: 40,
+    lambdaInvocations: 15,
     watchedAlarms: ['a-5xx'],
     deadlineAt: '2026-01-03T00:00:00Z',
   }),
@@ -62,6 +65,7 @@ const HISTORY: ReportRecord[] = [
     alarm: { name: 'a-5xx', at: '2026-01-05T01:30:00Z' },
     timings: { verificationSeconds: 600, buildSeconds: 1200 },
     stateTransitions: 60,
+    lambdaInvocations: 20,
     watchedAlarms: ['a-5xx'],
     deadlineAt: '2026-01-06T00:00:00Z',
   }),
@@ -78,6 +82,7 @@ const HISTORY: ReportRecord[] = [
     images: pushed,
     timings: { verificationSeconds: 900, buildSeconds: 300 },
     stateTransitions: 30,
+    lambdaInvocations: 10,
     watchedAlarms: [],
     deadlineAt: '2026-01-09T12:00:00Z',
   }),
@@ -90,6 +95,7 @@ const HISTORY: ReportRecord[] = [
     finishedAt: '2026-01-12T00:10:00Z',
     timings: { buildSeconds: 180 },
     stateTransitions: 10,
+    lambdaInvocations: 5,
     watchedAlarms: [],
   }),
   // 5: prod/b HIGH Failed after registering the patched task definition: it tried to deploy.
@@ -163,11 +169,20 @@ describe('computeReport over a hand-built history', () => {
     expect(m.observabilityCoverage).toMatchObject({ value: 0.4, of: { numerator: 2, denominator: 5 } });
     // 7200 s and 88200 s (1 day + 30 min).
     expect(ok(m.leadTime).distribution).toMatchObject({ count: 2, median: 47_700, max: 88_200 });
-    // Builds 600 + 1200 + 300 + 180 + 300 = 2580 s = 43 min × $0.01 = $0.43; 190 transitions ×
-    // ($0.000025 + $0.0000002 + 0.25 × $0.0000166667); all ÷ 4 rollouts.
-    const perTransition = 0.000025 + 0.0000002 + 0.25 * 0.0000166667;
-    expect(PRICES.stateTransition + PRICES.lambdaPerTransition).toBeCloseTo(perTransition, 12);
-    expect(ok(m.costPerRollout).value).toBeCloseTo((0.43 + 190 * perTransition) / 4, 10);
+    // CodeBuild: 11 (billed, recorded) + ⌈1200/60⌉ 20 + 5 + 3 + 5 = 44 min × $0.01 = $0.44.
+    // Step Functions: 40 + 60 + 30 + 10 + 50 = 190 transitions × $0.000025 = $0.00475.
+    // Lambda: 15 + 20 + 10 + 5 recorded + 11 estimated (record 5 has none) = 61 invocations ×
+    // ($0.0000002 + 0.25 × $0.0000166667). All ÷ 4 rollouts.
+    const perInvocation = 0.0000002 + 0.25 * 0.0000166667;
+    expect(PRICES.lambdaPerInvocation).toBeCloseTo(perInvocation, 12);
+    expect(ORCHESTRATION_ESTIMATE.lambdaInvocations).toBe(11);
+    const cost = ok(m.costPerRollout);
+    expect(cost.value).toBeCloseTo((0.44 + 0.00475 + 61 * perInvocation) / 4, 10);
+    expect(cost.cost).toMatchObject({ buildMinutes: 44, listPrices: true, orchestrationEstimated: 1 });
+    expect(cost.cost?.codeBuild).toBeCloseTo(0.44, 10);
+    expect(cost.cost?.stepFunctions).toBeCloseTo(0.00475, 10);
+    expect(cost.note).toContain('list prices (AWS list prices, us-east-1 on-demand');
+    expect(cost.note).toContain('estimated for 1 remediation(s)');
   });
 
   it('computes deadlines met: Patched by the deadline ÷ remediations with one', () => {
@@ -273,8 +288,17 @@ describe('edge cases', () => {
   it('records as finish writes them today: what they lack is "not recorded", naming the field', () => {
     // Prepare: only OutcomeRecord's own fields.
     const bare = HISTORY.slice(0, 5).map(
-      ({ severity, requestedAt, watchedAlarms, alarm, deadlineAt, stateTransitions, timings, ...r }) =>
-        r as ReportRecord,
+      ({
+        severity,
+        requestedAt,
+        watchedAlarms,
+        alarm,
+        deadlineAt,
+        stateTransitions,
+        lambdaInvocations,
+        timings,
+        ...r
+      }) => r as ReportRecord,
     );
 
     // Act
@@ -289,10 +313,7 @@ describe('edge cases', () => {
     expect(m.timeToVerification).toEqual({ status: 'not-recorded', needs: ['timings.verificationSeconds'] });
     expect(m.observabilityCoverage).toEqual({ status: 'not-recorded', needs: ['watchedAlarms'] });
     expect(m.leadTime).toEqual({ status: 'not-recorded', needs: ['requestedAt'] });
-    expect(m.costPerRollout).toEqual({
-      status: 'not-recorded',
-      needs: ['timings.buildSeconds', 'stateTransitions'],
-    });
+    expect(m.costPerRollout).toEqual({ status: 'not-recorded', needs: ['timings.buildSeconds'] });
     expect(m.patchCausedIncidents).toMatchObject({
       status: 'not-recorded',
       needs: ['alarm'],
@@ -301,6 +322,55 @@ describe('edge cases', () => {
     expect(report.deadlines).toEqual({ status: 'not-recorded', needs: ['deadlineAt'] });
     expect(m.fleetCoverage).toEqual({ status: 'not-measured', why: 'no coverage source' });
     expect(report.bySeverity.map((g) => g.key)).toEqual([NOT_RECORDED]);
+  });
+
+  it('old records among new ones: left out of time to verification and cost, and counted', () => {
+    // Prepare: records 1 and 3 as written before timings existed; 2, 4, 5 as written now.
+    const mixed = HISTORY.slice(0, 5).map((r, i) => {
+      if (i !== 0 && i !== 2) return r;
+      const { timings: _t, stateTransitions: _s, lambdaInvocations: _l, ...old } = r;
+      return old as ReportRecord;
+    });
+
+    // Act
+    const m = historyMetrics(mixed, 30);
+
+    // Assess: verification from 2 and 5 only (600 s and 120 s).
+    expect(m.timeToVerification).toMatchObject({
+      status: 'ok',
+      value: 360,
+      note: '2 of 4 record(s) left out: no timings.verificationSeconds',
+    });
+    // Cost over 2, 4, 5: 20 + 3 + 5 = 28 min, 120 transitions, 20 + 5 + 11 invocations; rollouts 2 and 5.
+    const perInvocation = 0.0000002 + 0.25 * 0.0000166667;
+    const cost = ok(m.costPerRollout);
+    expect(cost.value).toBeCloseTo((0.28 + 120 * 0.000025 + 36 * perInvocation) / 2, 10);
+    expect(cost.note).toContain('2 of 5 record(s) left out: no timings.buildSeconds');
+  });
+
+  it('cost counts runs whose builds were not all timed, and says the total is a lower bound', () => {
+    const r = HISTORY[1] as ReportRecord;
+    const m = historyMetrics(
+      [
+        {
+          ...r,
+          timings: { ...r.timings, buildSeconds: 1200, buildMinutes: 20, builds: 1, buildsPlanned: 2 },
+        },
+      ],
+      30,
+    );
+    expect(ok(m.costPerRollout).cost).toMatchObject({ buildsUntimed: 1, buildMinutes: 20 });
+    expect(ok(m.costPerRollout).note).toContain(
+      '1 remediation(s) ran builds whose time was not kept: a lower bound',
+    );
+  });
+
+  it('cost with no recorded transitions estimates them for every run, at the documented counts', () => {
+    const { stateTransitions: _s, lambdaInvocations: _l, ...r } = HISTORY[0] as ReportRecord;
+    const cost = ok(historyMetrics([r as ReportRecord], 30).costPerRollout);
+    // 11 min + 31 transitions + 11 invocations, one rollout.
+    expect(cost.value).toBeCloseTo(0.11 + 31 * 0.000025 + 11 * (0.0000002 + 0.25 * 0.0000166667), 10);
+    expect(cost.cost?.orchestrationEstimated).toBe(1);
   });
 
   it('a duration some records lack says how many were left out', () => {

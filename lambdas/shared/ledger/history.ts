@@ -28,7 +28,24 @@ export interface OutcomeRecord {
   readonly startedAt: string;
   /** ISO-8601; history() orders by it, newest first. */
   readonly finishedAt: string;
-  readonly timings?: Readonly<Record<string, number>>;
+  /**
+   * Seconds and counts (docs/metrics.md). Every key is optional: records from before a key existed
+   * lack it, and the report says "not recorded" for what needs it.
+   */
+  readonly timings?: Readonly<Record<string, number>> & {
+    /** Execution start → finish. */
+    readonly totalSeconds?: number;
+    /** Push of the patched image → Inspector's rescan verdict, of the slowest image (verified runs). */
+    readonly verificationSeconds?: number;
+    /** CodeBuild time of the builds the run timed (see `builds`), summed. */
+    readonly buildSeconds?: number;
+    /** The same builds as CodeBuild bills them: each rounded up to the whole minute, summed. */
+    readonly buildMinutes?: number;
+    /** Builds timed: verified images (platforms of an index each) and a build that failed. */
+    readonly builds?: number;
+    /** Builds planned; more than `builds` when a build's time was not kept (its rescan failed, or it was cancelled). */
+    readonly buildsPlanned?: number;
+  };
   /** Worst severity among the remediation's findings (records from before it existed have none). */
   readonly severity?: string;
   /** ISO-8601: when the first finding of this remediation was observed (the request's requestedAt). */

@@ -811,6 +811,16 @@ export class ServiceLocks {
   async poisoned(serviceKey: string): Promise<Array<Record<string, unknown>>> {
     return this.table.query('poisoned', LEDGER.serviceKey(serviceKey).pk, { prefix: POISONED_PREFIX });
   }
+
+  /**
+   * Read-only: the requests queued behind a service's run, oldest first (none when it is not
+   * locked). For the sweep's deadline watch and the pre-emption messages; it writes nothing.
+   */
+  async queuedRequests(serviceKey: string): Promise<RemediationRequest[]> {
+    const lock = await this.readLock(LEDGER.serviceKey(serviceKey), 'queuedRequests');
+    if (!lock) return [];
+    return [...(lock.queued ?? []).map((json) => parseRequest(json)), ...entriesOf(lock.queue)];
+  }
 }
 
 /**

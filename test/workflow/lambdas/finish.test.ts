@@ -160,7 +160,8 @@ describe('finish', () => {
         newTaskDefinition: PATCHED_TASK_DEFINITION,
         startedAt: '2024-09-04T17:00:00.000Z',
         finishedAt: '2024-09-04T18:00:00.000Z',
-        timings: { totalSeconds: 3600 },
+        // No plan and no build times in this state: no build, measured as zeros (test/unit/run-timings.test.ts).
+        timings: { totalSeconds: 3600, buildSeconds: 0, buildMinutes: 0, builds: 0, buildsPlanned: 0 },
       }),
     ]);
     expect(
