@@ -15,12 +15,108 @@
  * gets exactly one more execution when its first one ends (the ledger merges the queue into one
  * request): the "eventually" figure counts those.
  */
+import { createRequire } from 'node:module';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { Ledger } from '../lambdas/shared/ledger';
 import { TriageFleet } from '../simulation/triage';
 import { LEDGER_TABLE, openTriageAccount } from './account';
 import { type Burst, generateBurst } from './events';
 import { type Fleet, generateFleet } from './fleet';
+
+/**
+ * DynamoDB write units, computed from item sizes the way DynamoDB bills them (Developer Guide,
+ * "Capacity unit consumption for write operations"): one write unit per KB, rounded up per item, at
+ * least one; PutItem, UpdateItem and DeleteItem by the LARGER of the item's size before and after
+ * the write; a conditional write whose condition fails still consumes units, by the size of the
+ * existing item; BatchWriteItem as one PutItem or DeleteItem per item. dynalite reports
+ * ConsumedCapacity only when asked and never for a failed condition, so the meter hooks dynalite's
+ * own write path instead (in this process: the bench runs dynalite in memory here), where it knows
+ * the item before and after, and sizes items with dynalite's implementation of DynamoDB's item size
+ * (attribute names plus values).
+ */
+interface DynaliteDb {
+  itemSize(item: unknown): number;
+  checkConditional(data: unknown, existing: unknown): unknown;
+  addConsumedCapacity(data: unknown, isRead: boolean, newItem?: unknown, oldItem?: unknown): unknown;
+}
+
+export interface WriteMeter {
+  /** Write units consumed so far (successful and failed conditional writes). */
+  readonly units: number;
+  /** Write requests (items) so far, successful or not. */
+  readonly writes: number;
+  /** Writes whose condition failed. */
+  readonly conditionFailures: number;
+  /** Largest item written (bytes, DynamoDB's item size). */
+  readonly maxItemBytes: number;
+  /** Write units by kind of item (`<pk prefix>/<sk prefix>`, each up to its first '#'). */
+  readonly byKind: Readonly<Record<string, number>>;
+  /** Stop metering (restores dynalite). */
+  stop(): void;
+}
+
+const writeUnitsOf = (bytes: number): number => Math.max(1, Math.ceil(bytes / 1024));
+
+/** `<pk prefix>/<sk prefix>` of the item a write request names (DynamoDB JSON). */
+const kindOf = (data: unknown): string => {
+  const d = data as { Key?: Record<string, { S?: string }>; Item?: Record<string, { S?: string }> };
+  const key = d.Key ?? d.Item ?? {};
+  const pk = (key.pk?.S ?? '?').split('#')[0];
+  const sk = key.sk?.S ?? '?';
+  return `${pk}/${sk.includes('#') ? `${sk.split('#')[0]}#` : /^[A-Z_]+$/.test(sk) ? sk : '*'}`;
+};
+
+/** Meter every write dynalite serves in this process until `stop()`. */
+export const meterWrites = (): WriteMeter => {
+  const db = createRequire(__filename)('dynalite/db') as DynaliteDb;
+  const { checkConditional, addConsumedCapacity } = db;
+  const size = (item: unknown): number => (item ? db.itemSize(item) : 0);
+  const meter = { units: 0, writes: 0, conditionFailures: 0, maxItemBytes: 0 };
+  const byKind: Record<string, number> = {};
+  const count = (data: unknown, units: number) => {
+    meter.units += units;
+    const kind = kindOf(data);
+    byKind[kind] = (byKind[kind] ?? 0) + units;
+  };
+  db.checkConditional = (data, existing) => {
+    const invalid = checkConditional(data, existing);
+    if (invalid != null) {
+      meter.writes += 1;
+      meter.conditionFailures += 1;
+      count(data, writeUnitsOf(size(existing)));
+    }
+    return invalid;
+  };
+  db.addConsumedCapacity = (data, isRead, newItem, oldItem) => {
+    if (!isRead) {
+      // deleteItem passes the deleted item alone; putItem (old, new); updateItem (old, new).
+      const bytes = Math.max(size(newItem), size(oldItem));
+      meter.writes += 1;
+      count(data, writeUnitsOf(bytes));
+      meter.maxItemBytes = Math.max(meter.maxItemBytes, bytes);
+    }
+    return addConsumedCapacity(data, isRead, newItem, oldItem);
+  };
+  return {
+    get units() {
+      return meter.units;
+    },
+    get writes() {
+      return meter.writes;
+    },
+    get conditionFailures() {
+      return meter.conditionFailures;
+    },
+    get maxItemBytes() {
+      return meter.maxItemBytes;
+    },
+    byKind,
+    stop: () => {
+      db.checkConditional = checkConditional;
+      db.addConsumedCapacity = addConsumedCapacity;
+    },
+  };
+};
 
 export interface AmplificationOptions {
   readonly size: number;
@@ -69,6 +165,16 @@ export interface AmplificationResult {
   /** How many findings that request carries. */
   readonly largestLockRequestFindings: number;
   readonly executionsPerServiceEventually: number;
+  /** DynamoDB write units triage consumed (see meterWrites), and per finding. */
+  readonly writeUnits: number;
+  readonly writeUnitsPerFinding: number;
+  /** DynamoDB writes (items), and how many failed their condition (contention, mostly). */
+  readonly dynamoWrites: number;
+  readonly conditionFailures: number;
+  /** Largest ledger item written during the burst (bytes, before or after the write). */
+  readonly maxItemBytes: number;
+  /** Write units by kind of item (see WriteMeter.byKind). */
+  readonly writeUnitsByKind: Readonly<Record<string, number>>;
   readonly apiCalls: Readonly<Record<string, number>>;
   readonly apiCallsTotal: number;
   readonly apiCallsPerFinding: number;
@@ -113,6 +219,7 @@ export const measureAmplification = async (options: AmplificationOptions): Promi
   const burst = options.burst ?? generateBurst(fleet, { size: options.size });
   const maxReceiveCount = options.maxReceiveCount ?? 5;
   const account = await openTriageAccount(fleet, { ledger: true });
+  const meter = meterWrites();
   try {
     const triage = new TriageFleet(account.world, account.variables);
     const queueArn = `arn:aws:sqs:eu-central-1:${account.world.accountId}:autopatch-intake`;
@@ -155,6 +262,7 @@ export const measureAmplification = async (options: AmplificationOptions): Promi
     await Promise.all(Array.from({ length: options.concurrency }, worker));
     // Snapshot before reading the ledger: the reads below are the benchmark's, not triage's.
     const apiCalls = account.apiCalls();
+    meter.stop();
 
     const actions: Record<string, number> = {};
     const affected = new Set<string>();
@@ -221,6 +329,12 @@ export const measureAmplification = async (options: AmplificationOptions): Promi
       largestLockRequestBytes,
       largestLockRequestFindings,
       executionsPerServiceEventually: (executionsStarted + servicesWithQueue) / affected.size,
+      writeUnits: meter.units,
+      writeUnitsPerFinding: meter.units / findings,
+      dynamoWrites: meter.writes,
+      conditionFailures: meter.conditionFailures,
+      maxItemBytes: meter.maxItemBytes,
+      writeUnitsByKind: { ...meter.byKind },
       apiCalls,
       apiCallsTotal: total,
       apiCallsPerFinding: total / findings,
@@ -239,6 +353,7 @@ export const measureAmplification = async (options: AmplificationOptions): Promi
       wallMs: performance.now() - started,
     };
   } finally {
+    meter.stop();
     await account.close();
   }
 };

@@ -143,6 +143,13 @@ export const checkGoals = (r: Omit<BenchReport, 'goals'>): GoalResult[] => {
       met: all(r.amplification, (a) => a.apiCallsPerFinding <= 0.02),
     },
     {
+      id: 'write-units',
+      measure: 'DynamoDB write units ÷ findings (triage)',
+      goal: '≤ 1.50',
+      values: list(r.amplification, (a) => fixed(a.writeUnitsPerFinding, 3)),
+      met: all(r.amplification, (a) => a.writeUnitsPerFinding <= 1.5),
+    },
+    {
       id: 'cold-start',
       measure: 'triage cold start ÷ floor',
       goal: '≤ 1.30',
@@ -248,6 +255,7 @@ const amplificationSection = (r: BenchReport): string => {
   const ex = goalOf(r.goals, 'executions-triage');
   const e2e = goalOf(r.goals, 'executions-end-to-end');
   const calls = goalOf(r.goals, 'api-calls');
+  const wcu = goalOf(r.goals, 'write-units');
   const perService = (a: AmplificationResult, service: string) =>
     fixed(a.perFindingByService[service] ?? 0, 4);
   const triage = growthTable(r.meta.sizes, r.amplification, [
@@ -281,6 +289,23 @@ const amplificationSection = (r: BenchReport): string => {
         `${fixed(((a.perFindingByService.dynamodb ?? 0) * a.size) / a.invocations, 1)} / ${fixed(((a.perFindingByService.ecs ?? 0) * a.size) / a.invocations, 1)}`,
     },
     { label: 'invocations (cold starts)', value: (a) => `${a.invocations} (${a.coldStarts})` },
+    {
+      label: 'DynamoDB write units ÷ findings (from item sizes)',
+      value: (a) => (a.writeUnits === undefined ? 'not measured' : fixed(a.writeUnitsPerFinding, 3)),
+      goal: wcu?.goal,
+      met: wcu?.met,
+    },
+    {
+      label: '↳ write units / writes (condition failed)',
+      value: (a) =>
+        a.writeUnits === undefined
+          ? 'not measured'
+          : `${integer(a.writeUnits)} / ${integer(a.dynamoWrites)} (${integer(a.conditionFailures)})`,
+    },
+    {
+      label: 'largest ledger item written',
+      value: (a) => (a.maxItemBytes === undefined ? 'not measured' : kilobytes(a.maxItemBytes)),
+    },
     {
       label: 'largest in-flight request in the ledger (findings)',
       value: (a) => `${kilobytes(a.largestLockRequestBytes)} (${integer(a.largestLockRequestFindings)})`,

@@ -1,5 +1,5 @@
-import { PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { marshall } from '@aws-sdk/util-dynamodb';
+import { PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
+import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import type { AffectedImage, RemediationRequest } from '../../lambdas/shared/contracts';
 import { coveredFindings } from '../../lambdas/shared/contracts';
 import { Ledger, MAX_REQUEST_BYTES } from '../../lambdas/shared/ledger';
@@ -164,5 +164,246 @@ describe('an urgent request queued with others', () => {
     expect(new Set(coveredFindings(next?.images ?? []))).toEqual(new Set(coveredFindings(critical.images)));
     expect(after?.decision.action).toBe('approve');
     expect(new Set(coveredFindings(after?.images ?? []))).toEqual(new Set(coveredFindings(approval.images)));
+  });
+});
+
+describe('contribution items', () => {
+  const lockBytes = async (svc: string): Promise<number> => {
+    const out = await dynamo.client.send(
+      new QueryCommand({
+        TableName: dynamo.tableName,
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: { ':pk': { S: `SERVICE#${svc}` } },
+        ConsistentRead: true,
+      }),
+    );
+    return Math.max(0, ...(out.Items ?? []).map((i) => JSON.stringify(unmarshall(i)).length));
+  };
+  const items = async (svc: string, prefix: string) =>
+    (
+      (
+        await dynamo.client.send(
+          new QueryCommand({
+            TableName: dynamo.tableName,
+            KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+            ExpressionAttributeValues: { ':pk': { S: `SERVICE#${svc}` }, ':prefix': { S: prefix } },
+            ConsistentRead: true,
+          }),
+        )
+      ).Items ?? []
+    ).map((i) => unmarshall(i));
+
+  it('keep every item of the service small after 5,000 merges into one run; the seal takes them all', async () => {
+    // Prepare: a run gathering; 5,000 one-finding requests merge into it (a burst on one service).
+    const svc = `prod/burst-${++serial}`;
+    const first = requestOf(svc, [image()]);
+    await started(first);
+    const before = await lockBytes(svc);
+    const burst = Array.from({ length: 5000 }, (_, i) =>
+      requestOf(svc, [many(`9${String(i).padStart(4, '0')}`, 1, digest('b2'))]),
+    );
+
+    // Act
+    for (let i = 0; i < burst.length; i += 50)
+      await Promise.all(burst.slice(i, i + 50).map((r) => ledger.claim(r)));
+    const largest = await lockBytes(svc);
+    const sealed = await ledger.seal(svc, first.executionName);
+    const { next } = await ledger.release(svc, first.executionName);
+
+    // Assess: no item grew with the burst; every finding is in the run or the next one.
+    expect(largest).toBeLessThan(before + 2_000);
+    expect(largest).toBeLessThan(4_096);
+    const found = new Set([
+      ...coveredFindings(sealed.request.images),
+      ...coveredFindings(next?.images ?? []),
+    ]);
+    const more = await ledger.getInFlight(svc);
+    expect(JSON.stringify(sealed.request).length).toBeLessThanOrEqual(MAX_REQUEST_BYTES);
+    const queuedLater = (await items(svc, 'QUEUE#')).flatMap((i) =>
+      coveredFindings((JSON.parse(i.request as string) as RemediationRequest).images),
+    );
+    for (const pair of queuedLater) found.add(pair);
+    for (const r of burst) for (const pair of coveredFindings(r.images)) expect(found.has(pair)).toBe(true);
+    expect(more?.queued).toBe(queuedLater.length > 0 ? (await items(svc, 'QUEUE#')).length : 0);
+    expect(await items(svc, 'MERGE#')).toEqual([]);
+  }, 120_000);
+
+  it('are not written twice when a batch is delivered again (same findings, new execution name)', async () => {
+    // Prepare
+    const svc = `prod/redelivery-${++serial}`;
+    const first = requestOf(svc, [image()]);
+    await started(first);
+    const merged = requestOf(svc, [many('61', 2, digest('b2'))]);
+    const again = requestOf(svc, [many('61', 2, digest('b2'))], new Date(T0.getTime() + 60_000));
+    expect(again.executionName).not.toBe(merged.executionName);
+
+    // Act
+    const results = [await ledger.claim(merged), await ledger.claim(again), await ledger.claim(merged)];
+    await ledger.seal(svc, first.executionName);
+    const queued = requestOf(svc, [many('62', 2, digest('c3'))]);
+    const queuedResults = [
+      await ledger.claim(queued),
+      await ledger.claim({ ...queued, executionName: 'x-again' }),
+    ];
+
+    // Assess
+    expect(results.map((r) => r.kind)).toEqual(['merged', 'merged', 'merged']);
+    expect(queuedResults.map((r) => r.kind)).toEqual(['queued', 'queued']);
+    expect(await items(svc, 'QUEUE#')).toHaveLength(1);
+    expect((await ledger.getInFlight(svc))?.queued).toBe(1);
+  });
+
+  it('write only what the run does not carry yet', async () => {
+    const svc = `prod/dedupe-${++serial}`;
+    const first = requestOf(svc, [many('63', 2, digest('a1'))]);
+    await started(first);
+    const overlapping = requestOf(svc, [many('63', 3, digest('a1'))]);
+
+    await ledger.claim(overlapping);
+
+    const [merge] = await items(svc, 'MERGE#');
+    const written = JSON.parse(merge?.request as string) as RemediationRequest;
+    expect(coveredFindings(written.images)).toEqual(coveredFindings([many('63', 3, digest('a1'))]).slice(2));
+    const sealed = await ledger.seal(svc, first.executionName);
+    expect(new Set(coveredFindings(sealed.request.images))).toEqual(
+      new Set(coveredFindings(overlapping.images)),
+    );
+  });
+
+  it('lose nothing when 20 invocations merge into one run at once', async () => {
+    // Prepare
+    const svc = `prod/concurrent-${++serial}`;
+    const first = requestOf(svc, [image()]);
+    await started(first);
+    const requests = Array.from({ length: 20 }, (_, i) => requestOf(svc, [many(`7${i}`, 3, digest('b2'))]));
+
+    // Act
+    const results = await Promise.all(requests.map((r) => ledger.claim(r)));
+    const inFlight = await ledger.getInFlight(svc);
+    const sealed = await ledger.seal(svc, first.executionName);
+
+    // Assess: every one merged in one round, none overwrote another.
+    expect(results.every((r) => r.kind === 'merged')).toBe(true);
+    const taken = new Set(coveredFindings(sealed.request.images));
+    for (const r of requests)
+      for (const pair of coveredFindings(r.images)) expect(taken.has(pair)).toBe(true);
+    expect(new Set(coveredFindings(inFlight?.request.images ?? []))).toEqual(taken);
+  });
+
+  it('lose nothing when 20 invocations queue behind a sealed run at once, and the release takes them all', async () => {
+    const svc = `prod/concurrent-q-${++serial}`;
+    const first = requestOf(svc, [image()]);
+    await started(first);
+    await ledger.seal(svc, first.executionName);
+    const requests = Array.from({ length: 20 }, (_, i) => requestOf(svc, [many(`8${i}`, 3, digest('c3'))]));
+
+    const results = await Promise.all(requests.map((r) => ledger.claim(r)));
+    const { next } = await ledger.release(svc, first.executionName);
+
+    expect(results.every((r) => r.kind === 'queued')).toBe(true);
+    const later = new Set(coveredFindings(next?.images ?? []));
+    for (const r of requests)
+      for (const pair of coveredFindings(r.images)) expect(later.has(pair)).toBe(true);
+    expect(await items(svc, 'QUEUE#')).toEqual([]);
+  });
+});
+
+describe('a lock of the previous layout (merges and queue maps in the LOCK item)', () => {
+  it('is read and folded: its merges by the seal, its queue by the release, with new items alongside', async () => {
+    // Prepare: written by hand as the previous version wrote it: a gathering run with one merge
+    // entry and one queued entry in its maps (a stack upgraded with this run in flight).
+    const svc = `prod/upgrade-${++serial}`;
+    const first = requestOf(svc, [image()]);
+    const oldMerge = requestOf(svc, [many('51', 2, digest('b2'))]);
+    const oldQueued = requestOf(svc, [many('52', 2, digest('c3'))]);
+    await dynamo.client.send(
+      new PutItemCommand({
+        TableName: dynamo.tableName,
+        Item: marshall({
+          pk: `SERVICE#${svc}`,
+          sk: 'LOCK',
+          executionName: first.executionName,
+          remediationId: first.remediationId,
+          status: 'RUNNING',
+          request: JSON.stringify(first),
+          claimedAt: T0.toISOString(),
+          version: 7,
+          merges: { [oldMerge.executionName]: JSON.stringify(oldMerge) },
+          queue: { [oldQueued.executionName]: JSON.stringify(oldQueued) },
+          entryBytes: JSON.stringify(oldMerge).length + JSON.stringify(oldQueued).length,
+          mergedAt: T0.toISOString(),
+        }),
+      }),
+    );
+    const newMerge = requestOf(svc, [many('53', 2, digest('d4'))]);
+
+    // Act
+    const inFlightBefore = await ledger.getInFlight(svc);
+    const merged = await ledger.claim(newMerge);
+    const sealed = await ledger.seal(svc, first.executionName);
+    const newQueued = requestOf(svc, [many('54', 2, digest('e5'))]);
+    const queued = await ledger.claim(newQueued);
+    const { next } = await ledger.release(svc, first.executionName);
+
+    // Assess
+    expect(inFlightBefore).toMatchObject({ queued: 1 });
+    expect(new Set(coveredFindings(inFlightBefore?.request.images ?? []))).toEqual(
+      new Set([...coveredFindings(first.images), ...coveredFindings(oldMerge.images)]),
+    );
+    expect(merged.kind).toBe('merged');
+    expect(queued.kind).toBe('queued');
+    expect(new Set(coveredFindings(sealed.request.images))).toEqual(
+      new Set([
+        ...coveredFindings(first.images),
+        ...coveredFindings(oldMerge.images),
+        ...coveredFindings(newMerge.images),
+      ]),
+    );
+    expect(new Set(coveredFindings(next?.images ?? []))).toEqual(
+      new Set([...coveredFindings(oldQueued.images), ...coveredFindings(newQueued.images)]),
+    );
+    const lock = await dynamo.client.send(
+      new QueryCommand({
+        TableName: dynamo.tableName,
+        KeyConditionExpression: 'pk = :pk AND sk = :lock',
+        ExpressionAttributeValues: { ':pk': { S: `SERVICE#${svc}` }, ':lock': { S: 'LOCK' } },
+        ConsistentRead: true,
+      }),
+    );
+    const stored = unmarshall(lock.Items?.[0] ?? {});
+    expect(stored.merges).toBeUndefined();
+    expect(stored.queue).toBeUndefined();
+  });
+
+  it('run by the release when the run ended before it sealed: the old merges run next', async () => {
+    const svc = `prod/upgrade-${++serial}`;
+    const first = requestOf(svc, [image()]);
+    const oldMerge = requestOf(svc, [many('55', 2, digest('b2'))]);
+    await dynamo.client.send(
+      new PutItemCommand({
+        TableName: dynamo.tableName,
+        Item: marshall({
+          pk: `SERVICE#${svc}`,
+          sk: 'LOCK',
+          executionName: first.executionName,
+          remediationId: first.remediationId,
+          status: 'RUNNING',
+          request: JSON.stringify(first),
+          claimedAt: T0.toISOString(),
+          version: 2,
+          merges: { [oldMerge.executionName]: JSON.stringify(oldMerge) },
+          queue: {},
+          entryBytes: JSON.stringify(oldMerge).length,
+        }),
+      }),
+    );
+    const newMerge = requestOf(svc, [many('56', 2, digest('c3'))]);
+    expect((await ledger.claim(newMerge)).kind).toBe('merged');
+
+    const { next } = await ledger.release(svc, first.executionName);
+
+    expect(new Set(coveredFindings(next?.images ?? []))).toEqual(
+      new Set([...coveredFindings(oldMerge.images), ...coveredFindings(newMerge.images)]),
+    );
   });
 });

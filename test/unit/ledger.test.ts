@@ -98,9 +98,27 @@ const rawLock = async (serviceKey: string) => {
   return out.Item ? unmarshall(out.Item) : undefined;
 };
 
-/** The requests queued behind a lock, as stored (one JSON entry each). */
-const queueOf = (lock: Record<string, unknown> | undefined): string[] =>
-  Object.values((lock?.queue ?? {}) as Record<string, string>);
+/**
+ * The requests queued behind a service's lock, as stored (one JSON entry each): its QUEUE items
+ * (those the lock took already left out) and, for a lock of the previous layout, its queue map.
+ */
+const queueOf = async (serviceKey: string): Promise<string[]> => {
+  const lock = await rawLock(serviceKey);
+  const took = new Set((lock?.took ?? []) as string[]);
+  const out = await dynamo.client.send(
+    new RawQueryCommand({
+      TableName: dynamo.tableName,
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :queue)',
+      ExpressionAttributeValues: { ':pk': { S: `SERVICE#${serviceKey}` }, ':queue': { S: 'QUEUE#' } },
+      ConsistentRead: true,
+    }),
+  );
+  const items = (out.Items ?? []).map((i) => unmarshall(i)).filter((i) => !took.has(i.id as string));
+  return [
+    ...Object.values((lock?.queue ?? {}) as Record<string, string>),
+    ...items.map((i) => i.request as string),
+  ];
+};
 
 /** claim → StartExecution (not called here) → markStarted → acquire: a remediation started. */
 const started = async (request: RemediationRequest): Promise<void> => {
@@ -281,8 +299,7 @@ describe('claim', () => {
 
     // Assess
     for (const r of results) expect(r).toEqual({ kind: 'queued', inFlight: first.executionName });
-    const lock = await rawLock(svc);
-    expect(queueOf(lock)).toEqual([JSON.stringify(later)]);
+    expect(await queueOf(svc)).toEqual([JSON.stringify(later)]);
     expect((await ledger.seal(svc, first.executionName)).request.images).toEqual(first.images);
   });
 
@@ -404,7 +421,7 @@ describe('claim', () => {
     // Assess
     expect(r1).toEqual({ kind: 'queued', inFlight: first.executionName });
     expect(r2).toEqual({ kind: 'queued', inFlight: first.executionName });
-    expect(queueOf(await rawLock(svc))).toEqual([JSON.stringify(queued)]);
+    expect(await queueOf(svc)).toEqual([JSON.stringify(queued)]);
   });
 
   it('does not queue the in-flight request itself when its claim is repeated after the start', async () => {
@@ -434,8 +451,7 @@ describe('claim', () => {
 
     // Assess: every request has its own entry in the queue, none overwrote another.
     expect(results.every((r) => r.kind === 'queued')).toBe(true);
-    const lock = await rawLock(svc);
-    const queued = queueOf(lock).map((j) => JSON.parse(j) as RemediationRequest);
+    const queued = (await queueOf(svc)).map((j) => JSON.parse(j) as RemediationRequest);
     expect(queued.map((r) => r.executionName).sort()).toEqual(requests.map((r) => r.executionName).sort());
     expect(queued.flatMap((r) => r.images.flatMap((i) => i.cves)).sort()).toEqual(
       requests.map((_, i) => `CVE-2024-20${i}`).sort(),
@@ -467,7 +483,7 @@ describe('size limits', () => {
     const second = await ledger.claim(bulky(svc, 'b', 20));
     const third = await ledger.claim(bulky(svc, 'c', 30));
     const fourth = await ledger.claim(bulky(svc, 'd', 30));
-    const queuedEntries = queueOf(await rawLock(svc)).length;
+    const queuedEntries = (await queueOf(svc)).length;
     await ledger.seal(svc, first.executionName);
     const { next } = await ledger.release(svc, first.executionName);
 
@@ -480,10 +496,11 @@ describe('size limits', () => {
     expect(afterNext?.queued).toBe(1);
   });
 
-  it('compacts small queued requests into a few entries, so a long wait does not fill the lock item', async () => {
+  it('keeps the lock item small however many requests queue behind a long wait, every finding kept', async () => {
     // Prepare
     const svc = freshService();
     await running(requestA(svc));
+    const before = JSON.stringify(await rawLock(svc)).length;
 
     // Act: 200 small requests arrive while the run is sealed (say, waiting days for its window).
     for (let i = 0; i < 200; i++) {
@@ -491,34 +508,38 @@ describe('size limits', () => {
       expect((await ledger.claim(r)).kind).toBe('queued');
     }
 
-    // Assess: folded into a few entries, every finding kept.
-    const queued = queueOf(await rawLock(svc)).map((j) => JSON.parse(j) as RemediationRequest);
-    expect(queued.length).toBeLessThan(16);
+    // Assess: each waits in its own item; the lock item did not grow; the next run takes them all.
+    expect(JSON.stringify(await rawLock(svc)).length).toBeLessThanOrEqual(before + 64);
+    expect((await ledger.getInFlight(svc))?.queued).toBe(200);
+    const queued = (await queueOf(svc)).map((j) => JSON.parse(j) as RemediationRequest);
     expect(new Set(queued.flatMap((r) => r.images.flatMap((i) => i.cves))).size).toBe(200);
+    const { next } = await ledger.release(svc, requestA(svc).executionName);
+    expect(new Set(next?.images.flatMap((i) => i.cves)).size).toBe(200);
+    expect(await queueOf(svc)).toEqual([]);
   });
 
-  it('refuses (to be retried) a request the lock item has no room for; a redelivery of one it carries still passes', async () => {
+  it('queues large requests without filling the lock item; a redelivery of one it carries is not written twice', async () => {
     // Prepare: a sealed run; 40 KB requests queue apart (two would not fit in one execution).
     const svc = freshService();
-    await running(bulky(svc, 'a', 40));
+    const first = bulky(svc, 'a', 40);
+    await running(first);
     const accepted: RemediationRequest[] = [];
-    let refused: unknown;
     for (const tag of ['b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k']) {
       const r = bulky(svc, tag, 40);
-      try {
-        await ledger.claim(r);
-        accepted.push(r);
-      } catch (error) {
-        refused = error;
-        break;
-      }
+      expect((await ledger.claim(r)).kind).toBe('queued');
+      accepted.push(r);
     }
 
-    // Assess: the item filled up to its limit, then the next claim failed transiently.
-    expect(accepted.length).toBeGreaterThanOrEqual(6);
-    expect(refused).toMatchObject({ name: 'TransientError' });
-    expect(JSON.stringify(await rawLock(svc)).length).toBeLessThan(MAX_LOCK_BYTES + 10_000);
-    expect(await ledger.claim(accepted[0] as RemediationRequest)).toMatchObject({ kind: 'queued' });
+    // Act
+    const again = await ledger.claim(accepted[0] as RemediationRequest);
+
+    // Assess: the lock item holds the run's own request only; ten entries, one per request.
+    expect(again).toMatchObject({ kind: 'queued' });
+    expect(JSON.stringify(await rawLock(svc)).length).toBeLessThan(
+      JSON.stringify(JSON.stringify(first)).length + 1_000,
+    );
+    expect(JSON.stringify(await rawLock(svc)).length).toBeLessThan(MAX_LOCK_BYTES);
+    expect(await queueOf(svc)).toHaveLength(10);
   });
 });
 
@@ -621,7 +642,7 @@ describe('acquire', () => {
 
     // Assess
     expect(superseded).toBe('superseded');
-    expect(queueOf(await rawLock(busy))).toEqual([JSON.stringify(rerunBusy)]);
+    expect(await queueOf(busy)).toEqual([JSON.stringify(rerunBusy)]);
     expect(acquired).toBe('acquired');
     expect(await ledger.getInFlight(idle)).toMatchObject({
       executionName: rerunIdle.executionName,

@@ -47,8 +47,15 @@ export interface LockItem {
   readonly releasedBy?: string;
   /** Set when the execution took its findings (seal): later requests queue instead of merging. */
   readonly sealed?: boolean;
-  /** When a request was last merged into this one (the gathering waits until the burst is quiet). */
+  /** Before the contribution items: when a request was last merged into this one. */
   readonly mergedAt?: string;
+  /**
+   * Set by a release of a run that never sealed: merges stop (they queue instead) before the
+   * release reads them, so none is written after it read and lost.
+   */
+  readonly closing?: boolean;
+  /** Ids of QUEUE items this run already carries (taken by the release or takeUrgent that wrote it), deleted after. */
+  readonly took?: string[];
 }
 
 export const newLockItem = (
@@ -65,9 +72,6 @@ export const newLockItem = (
   request: JSON.stringify(request),
   claimedAt: now.toISOString(),
   version,
-  merges: {},
-  queue: {},
-  entryBytes: 0,
 });
 
 /** The bytes of requests a LOCK item holds. */
@@ -75,12 +79,21 @@ export const lockBytes = (lock: LockItem): number =>
   [lock.request, lock.merged ?? '', ...(lock.queued ?? [])].reduce((n, json) => n + json.length, 0) +
   (lock.entryBytes ?? 0);
 
-/** The request as gathered so far: the run's own, with the merge entries folded in. */
-export const gathered = (lock: LockItem): RemediationRequest => {
+/**
+ * The request as gathered so far: the run's own, with the merge entries (of a lock written before
+ * the contribution items) and `merges` (the run's MERGE items, oldest first) folded in.
+ */
+export const gathered = (lock: LockItem, merges: readonly RemediationRequest[] = []): RemediationRequest => {
   const current = parseRequest(lock.request);
-  const { folded } = foldWithin(current, entriesOf(lock.merges));
+  const { folded } = foldWithin(current, [...entriesOf(lock.merges), ...merges]);
   return { ...folded, executionName: current.executionName };
 };
+
+/** The (digest, CVE) pairs the run's own request carries (and, for an older lock, its merged copy). */
+export const ownCoverage = (lock: LockItem): Set<string> =>
+  new Set(
+    [lock.request, ...(lock.merged ? [lock.merged] : [])].flatMap((json) => coverage(parseRequest(json))),
+  );
 
 /** True when the lock's request, or one merged or queued behind it, already carries every finding of `request`. */
 export const carries = (lock: LockItem, request: RemediationRequest): boolean => {
@@ -112,6 +125,8 @@ export const carries = (lock: LockItem, request: RemediationRequest): boolean =>
 export interface LockProblem {
   readonly reason: string;
   readonly entry?: { readonly map: 'merges' | 'queue'; readonly name: string; readonly raw: unknown };
+  /** The item read is a contribution (MERGE#/QUEUE#), with this unreadable request: removing it heals the lock. */
+  readonly item?: { readonly raw: unknown };
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> =>

@@ -3,6 +3,16 @@ import { LEDGER, type RemediationRequest } from '../contracts';
 import { LockNotHeldError, TransientError } from '../errors';
 import { mergeRequests, executionName as nameExecution, remediationId } from '../remediation';
 import { type ContentionOptions, type ContentionPolicy, contend } from './contention';
+import {
+  byRequestedAt,
+  type Contribution,
+  contributionId,
+  contributionItem,
+  mergePrefix,
+  QUEUE_PREFIX,
+  readContribution,
+  withoutCarried,
+} from './contributions';
 import { type Hold, type Holds, withoutHeld } from './holds';
 import {
   carries,
@@ -10,10 +20,10 @@ import {
   type LockItem,
   type LockProblem,
   type LockStatus,
-  lockBytes,
   lockProblem,
-  MAX_LOCK_BYTES,
   newLockItem,
+  ownCoverage,
+  requestProblem,
 } from './lock-item';
 import { entriesOf, foldWithin, isUrgent, MAX_REQUEST_BYTES, parseRequest, urgentFirst } from './requests';
 import { isConditionFailure, type Key, type LedgerTable } from './table';
@@ -29,10 +39,22 @@ import { isConditionFailure, type Key, type LedgerTable } from './table';
  * - `SERVICE#<cluster>/<service>` / `POISONED#<at>`: a lock found unreadable and taken away (see
  *   readLock), kept 90 days for whoever investigates.
  *
- * Requests that join a run in flight are entries of the LOCK item's `merges` (before it sealed) and
- * `queue` (after) maps, one per request, each written without a version check: any number of
- * concurrent claims for one service succeed in one round. The seal folds `merges` into the run's
- * request; the release folds `queue` into the next run.
+ * - `SERVICE#<cluster>/<service>` / `MERGE#<execution>#<id>` and `QUEUE#<id>`: the requests that
+ *   join the run in flight (see contributions.ts), each its own small item, so a merge writes what
+ *   is new, never the LOCK item: its size and its cost do not grow with a burst. Each is written
+ *   without a version check (any number of concurrent claims for one service succeed in one round)
+ *   and is idempotent by its id (an SQS redelivery writes the same item again). The seal folds the
+ *   run's MERGE items into its request; the release folds the QUEUE items into the next run; both
+ *   Query them and delete what they took.
+ *
+ * A merge is written, then the lock read again: if the run still gathers, the seal (which closes the
+ * lock before it Queries) will see it; if the run sealed meanwhile, the request is queued as well
+ * (the seal may have taken it too: at worst a finding runs twice, never not at all). A queued
+ * request whose lock has gone (released with nothing queued) claims the service itself.
+ *
+ * Locks written before the contribution items (requests in the LOCK item's `merges` and `queue`
+ * maps, or its `queued` list and `merged` copy) are still read and folded, so a stack can be
+ * upgraded with runs in flight.
  *
  * The lock moves through STARTING (claimed by triage, StartExecution not yet confirmed) → STARTED
  * (StartExecution confirmed) → RUNNING (the execution's first state acquired it) → released (deleted,
@@ -90,8 +112,18 @@ export type PoisonedLockListener = (poisoned: PoisonedLock) => void;
 
 /** The lock index: one pointer per locked service (`LOCKS` / `<serviceKey>`), so the reconciler need not scan. */
 const LOCK_INDEX_PK = 'LOCKS';
-/** Entries in a lock's merges or queue map from which a writer folds them together (see compact). */
-const COMPACT_AT = 16;
+/** A request waiting for the next run, and the contribution item it was read from (if any). */
+interface Queued {
+  readonly request: RemediationRequest;
+  readonly item?: Contribution;
+}
+
+/** The next run a release (or a late queued request) starts: see planNext. */
+interface NextPlan {
+  readonly next: RemediationRequest;
+  readonly taken: Key[];
+  readonly took: string[];
+}
 const POISONED_PREFIX = 'POISONED#';
 const POISONED_TTL_DAYS = 90;
 /** Raw characters of a poisoned lock kept in its POISONED record (an item holds at most 400 KB). */
@@ -143,23 +175,13 @@ export class ServiceLocks {
       if (carries(lock, request)) {
         return { kind: lock.sealed ? 'queued' : 'merged', inFlight: lock.executionName };
       }
-      const adding = JSON.stringify(request).length;
-      const room = MAX_LOCK_BYTES - lockBytes(lock);
-      if (adding > room) {
-        // The batch items are retried (and dead-lettered, alarmed, after the queue's receive limit).
-        throw new TransientError(
-          `the lock of ${request.service.key} holds ${lockBytes(lock)} bytes of requests already; ` +
-            `this one (${adding} bytes) is retried once the remediation in flight has released it`,
-        );
-      }
-      // Unsealed: merge (what does not fit one execution is queued by the seal). Sealed: queue.
-      const into =
-        lock.sealed || JSON.stringify(mergeRequests(gathered(lock), request)).length > MAX_REQUEST_BYTES
-          ? 'queue'
-          : 'merges';
-      if (await this.addEntry(key, lock, request, into, 'claim')) {
-        return { kind: into === 'merges' ? 'merged' : 'queued', inFlight: lock.executionName };
-      }
+      // Only what the run does not carry yet is written (what does not fit one execution is queued by the seal).
+      const fresh = withoutCarried(request, ownCoverage(lock)) ?? request;
+      // A request that would not fit one execution even with the run's own alone queues at once.
+      const fits =
+        JSON.stringify(mergeRequests(parseRequest(lock.request), fresh)).length <= MAX_REQUEST_BYTES;
+      const kind = await this.contribute(key, lock, fresh, 'claim', fits);
+      if (kind) return { kind, inFlight: lock.executionName };
     }
     throw race.lost();
   }
@@ -258,28 +280,37 @@ export class ServiceLocks {
         continue;
       }
       if (lock.executionName === executionName) continue; // claimed for us between the two writes
-      if (carries(lock, request) || (await this.addEntry(key, lock, request, 'queue', 'acquire')))
-        return 'superseded';
+      if (carries(lock, request) || (await this.queueBehind(key, request, 'acquire'))) return 'superseded';
     }
     throw race.lost();
   }
 
   /** The remediation in flight for a service, if any. */
   async getInFlight(serviceKey: string): Promise<InFlight | undefined> {
-    const lock = await this.readLock(LEDGER.serviceKey(serviceKey), 'getInFlight');
+    const key = LEDGER.serviceKey(serviceKey);
+    const lock = await this.readLock(key, 'getInFlight');
     if (!lock) return undefined;
+    const [merges, queue] = await Promise.all([
+      lock.sealed ? [] : this.contributions(key, mergePrefix(lock.executionName), 'getInFlight'),
+      this.queueItems(key, lock, 'getInFlight'),
+    ]);
     return {
       executionName: lock.executionName,
       status: lock.status,
       // As gathered so far: what the run takes if it seals now.
-      request: gathered(lock),
+      request: gathered(
+        lock,
+        merges.map((m) => m.request),
+      ),
       claimedAt: lock.claimedAt,
       ...(lock.executionArn ? { executionArn: lock.executionArn } : {}),
       ...(lock.lockedAt ? { lockedAt: lock.lockedAt } : {}),
-      queued: (lock.queued?.length ?? 0) + Object.keys(lock.queue ?? {}).length,
-      queuedUrgent: [...(lock.queued ?? []).map((json) => parseRequest(json)), ...entriesOf(lock.queue)].some(
-        isUrgent,
-      ),
+      queued: (lock.queued?.length ?? 0) + Object.keys(lock.queue ?? {}).length + queue.length,
+      queuedUrgent: [
+        ...(lock.queued ?? []).map((json) => parseRequest(json)),
+        ...entriesOf(lock.queue),
+        ...queue.map((q) => q.request),
+      ].some(isUrgent),
     };
   }
 
@@ -297,43 +328,42 @@ export class ServiceLocks {
   ): Promise<{ readonly sealed: boolean; readonly request: RemediationRequest; readonly mergedAt?: string }> {
     const key = LEDGER.serviceKey(serviceKey);
     const notHeld = `${executionName} does not hold the lock of ${serviceKey}`;
-    const quiet = quietSince !== undefined;
+    if (quietSince !== undefined) {
+      const lock = await this.readLock(key, 'seal');
+      if (lock?.executionName !== executionName) throw new LockNotHeldError(notHeld);
+      if (!lock.sealed) {
+        const merges = await this.contributions(key, mergePrefix(executionName), 'seal');
+        const mergedAt = [lock.mergedAt ?? '', ...merges.map((m) => m.at)].sort().at(-1) ?? '';
+        if (mergedAt > quietSince.toISOString()) {
+          return {
+            sealed: false,
+            request: gathered(
+              lock,
+              merges.map((m) => m.request),
+            ),
+            mergedAt,
+          };
+        }
+      }
+    }
     let out: { Attributes?: Record<string, unknown> | undefined };
     try {
-      // First close the lock to merges: from this write on, merge entries are frozen (their writes
-      // are conditional on the lock being unsealed), so folding them below races nobody.
+      // First close the lock to merges: a merge written before this write is seen by the Query
+      // below; one written after it sees the lock sealed when it reads it again, and queues.
       out = await this.table.doc.send(
         new UpdateCommand({
           TableName: this.table.tableName,
           Key: key,
           UpdateExpression: 'SET #sealed = :true, #version = #version + :inc',
-          ConditionExpression: quiet
-            ? '#name = :name AND (attribute_not_exists(#mergedAt) OR #mergedAt <= :since OR attribute_exists(#sealed))'
-            : '#name = :name',
-          ExpressionAttributeNames: {
-            '#sealed': 'sealed',
-            '#version': 'version',
-            '#name': 'executionName',
-            ...(quiet ? { '#mergedAt': 'mergedAt' } : {}),
-          },
-          ExpressionAttributeValues: {
-            ':true': true,
-            ':inc': 1,
-            ':name': executionName,
-            ...(quiet ? { ':since': quietSince.toISOString() } : {}),
-          },
+          ConditionExpression: '#name = :name',
+          ExpressionAttributeNames: { '#sealed': 'sealed', '#version': 'version', '#name': 'executionName' },
+          ExpressionAttributeValues: { ':true': true, ':inc': 1, ':name': executionName },
           ReturnValues: 'ALL_NEW',
         }),
       );
     } catch (error) {
       if (!isConditionFailure(error)) throw this.table.wrap('seal', error);
-      const lock = quiet ? await this.readLock(key, 'seal') : undefined;
-      if (lock?.executionName !== executionName) throw new LockNotHeldError(notHeld, { cause: error });
-      return {
-        sealed: false,
-        request: gathered(lock),
-        ...(lock.mergedAt ? { mergedAt: lock.mergedAt } : {}),
-      };
+      throw new LockNotHeldError(notHeld, { cause: error });
     }
     let lock = out.Attributes as LockItem | undefined;
     if (!lock) throw new LockNotHeldError(notHeld);
@@ -347,33 +377,28 @@ export class ServiceLocks {
   }
 
   /**
-   * The sealed run takes its merge entries: folded into `request` as far as one execution carries,
-   * the rest moved to the queue. Idempotent (a retried seal finds the entries gone and the request
-   * folded). Old-format locks carry their merges in `request` already (`merged` is only a copy).
+   * The sealed run takes its merges (its MERGE items, and the `merges` map of an older lock): folded
+   * into `request` as far as one execution carries, the rest queued. Idempotent (a retried seal
+   * finds the items gone and the request folded, or folds the same requests again into the same
+   * request). Old-format locks carry their merges in `request` already (`merged` is only a copy).
    */
   private async foldMerges(key: Key, lock: LockItem): Promise<RemediationRequest> {
     const current = parseRequest(lock.request);
-    const merges = Object.entries(lock.merges ?? {});
-    if (merges.length === 0 && lock.merged === undefined) return current;
-    const { folded, left } = foldWithin(current, entriesOf(lock.merges));
+    const items = await this.contributions(key, mergePrefix(lock.executionName), 'seal');
+    const legacy = entriesOf(lock.merges);
+    if (items.length === 0 && legacy.length === 0 && lock.merged === undefined) return current;
+    const { folded, left } = foldWithin(current, [...legacy, ...items.map((m) => m.request)]);
     const request: RemediationRequest = { ...folded, executionName: current.executionName };
-    const removedBytes = merges.reduce((n, [, json]) => n + json.length, 0);
-    const leftJson = left.map((r) => [r.executionName, JSON.stringify(r)] as const);
-    const names: Record<string, string> = {};
-    const values: Record<string, unknown> = {};
-    const sets = leftJson.map(([name, json], i) => {
-      names[`#q${i}`] = name;
-      values[`:q${i}`] = json;
-      return `#queue.#q${i} = :q${i}`;
-    });
+    // What does not fit one execution runs next: queued before the merges are removed.
+    for (const r of left) await this.putContribution(key, `${QUEUE_PREFIX}${contributionId(r)}`, r, 'seal');
     const folding = await this.table.conditional('seal', () =>
       this.table.doc.send(
         new UpdateCommand({
           TableName: this.table.tableName,
           Key: key,
-          UpdateExpression: `SET ${['#request = :request', ...sets].join(', ')} REMOVE #merges, #merged ADD #bytes :delta, #version :inc`,
+          UpdateExpression: 'SET #request = :request REMOVE #merges, #merged, #bytes ADD #version :inc',
           // Not on the version: requests queued meanwhile do not change what this run takes.
-          ConditionExpression: '#name = :name AND (attribute_exists(#merges) OR attribute_exists(#merged))',
+          ConditionExpression: '#name = :name',
           ExpressionAttributeNames: {
             '#request': 'request',
             '#merges': 'merges',
@@ -381,26 +406,21 @@ export class ServiceLocks {
             '#bytes': 'entryBytes',
             '#version': 'version',
             '#name': 'executionName',
-            ...(sets.length > 0 ? { '#queue': 'queue' } : {}),
-            ...names,
           },
           ExpressionAttributeValues: {
             ':request': JSON.stringify(request),
-            ':delta': leftJson.reduce((n, [, json]) => n + json.length, 0) - removedBytes,
             ':inc': 1,
             ':name': lock.executionName,
-            ...values,
           },
         }),
       ),
     );
-    if (folding) return request;
-    // A concurrent retry of this step folded them first: the stored request is the folded one.
-    const again = await this.readLock(key, 'seal');
-    if (!again || again.executionName !== lock.executionName) {
-      throw new LockNotHeldError(`${lock.executionName} does not hold the lock any more`);
-    }
-    return parseRequest(again.request);
+    if (!folding) throw new LockNotHeldError(`${lock.executionName} does not hold the lock any more`);
+    await this.table.batchDelete(
+      'seal',
+      items.map((m) => ({ pk: key.pk, sk: m.sk })),
+    );
+    return request;
   }
 
   /**
@@ -434,62 +454,179 @@ export class ServiceLocks {
         ExpressionAttributeNames: { '#name': 'executionName', '#version': 'version' },
         ExpressionAttributeValues: { ':name': executionName, ':version': lock.version },
       };
+      if (!lock.sealed && !lock.closing) {
+        // A run that ends before it sealed: close it to merges first (they queue from now on), so
+        // the merges read below are all there will be.
+        await this.table.conditional('release', () =>
+          this.table.doc.send(
+            new UpdateCommand({
+              TableName: this.table.tableName,
+              Key: key,
+              UpdateExpression: 'SET #closing = :true ADD #version :inc',
+              ...guard,
+              ExpressionAttributeNames: { ...guard.ExpressionAttributeNames, '#closing': 'closing' },
+              ExpressionAttributeValues: { ...guard.ExpressionAttributeValues, ':true': true, ':inc': 1 },
+            }),
+          ),
+        );
+        continue;
+      }
+      const [merges, queue] = await Promise.all([
+        this.contributions(key, mergePrefix(executionName), 'release'),
+        this.queueItems(key, lock, 'release'),
+      ]);
       // Requests merged into a remediation that ended before it took them (failed or stopped while
       // gathering) were never worked on: they run next, ahead of the ones queued behind it.
-      const queued = [
-        ...(options.requeueOwn ? [parseRequest(lock.request)] : []),
-        ...(lock.sealed ? [] : entriesOf(lock.merges)),
-        ...(lock.sealed || !lock.merged ? [] : [lock.merged]).map((json) => parseRequest(json)),
-        ...(lock.queued ?? []).map((json) => parseRequest(json)),
-        ...entriesOf(lock.queue),
+      const queued: Queued[] = [
+        ...(options.requeueOwn ? [{ request: parseRequest(lock.request) }] : []),
+        ...(lock.sealed ? [] : entriesOf(lock.merges).map((request) => ({ request }))),
+        ...(lock.sealed || !lock.merged ? [] : [{ request: parseRequest(lock.merged) }]),
+        ...(lock.queued ?? []).map((json) => ({ request: parseRequest(json) })),
+        ...entriesOf(lock.queue).map((request) => ({ request })),
+        ...merges.map((m) => ({ request: m.request, item: m })),
+        ...queue.map((q) => ({ request: q.request, item: q })),
       ];
-      const holds = queued.length > 0 ? await this.holdStore.holds(serviceKey, { fresh: true }) : [];
-      const [first, ...more] = urgentFirst(
-        queued.flatMap((r) => {
-          const kept = withoutHeld(r, holds).request;
-          return kept ? [kept] : [];
-        }),
-      );
-      if (!first) {
+      const cleanup = [
+        ...merges.map((m) => ({ pk: key.pk, sk: m.sk })),
+        ...(lock.took ?? []).map((id) => ({ pk: key.pk, sk: `${QUEUE_PREFIX}${id}` })),
+      ];
+      const plan = await this.planNext(serviceKey, queued, 'release');
+      if (!plan) {
         const deleted = await this.table.conditional('release', () =>
           this.table.doc.send(new DeleteCommand({ TableName: this.table.tableName, Key: key, ...guard })),
         );
-        if (deleted) return {};
-        continue;
+        if (!deleted) continue;
+        await this.table.batchDelete('release', [
+          ...cleanup,
+          ...queue.map((q) => ({ pk: key.pk, sk: q.sk })),
+        ]);
+        // A request queued after the read above, whose writer may have seen this lock (and so
+        // counts on it): it runs next. Each is taken by deleting it; a writer that saw no lock
+        // withdraws its own the same way and claims the service itself, so each is taken once.
+        const late = await this.contributions(key, QUEUE_PREFIX, 'release');
+        const mine: Queued[] = [];
+        for (const q of late) {
+          const taken = await this.table.conditional('release', () =>
+            this.table.doc.send(
+              new DeleteCommand({
+                TableName: this.table.tableName,
+                Key: { pk: key.pk, sk: q.sk },
+                ConditionExpression: 'attribute_exists(pk)',
+              }),
+            ),
+          );
+          if (taken) mine.push({ request: q.request });
+        }
+        const latePlan = await this.planNext(serviceKey, mine, 'release');
+        if (!latePlan) return {};
+        await this.pointAt(serviceKey, latePlan.next.executionName, 'release');
+        const claimed = await this.table.conditional('release', () =>
+          this.table.doc.send(
+            new PutCommand({
+              TableName: this.table.tableName,
+              Item: this.nextLock(key, latePlan, executionName, 0),
+              ConditionExpression: 'attribute_not_exists(pk)',
+            }),
+          ),
+        );
+        if (!claimed) {
+          // Someone claimed the service meanwhile: they wait behind that run instead.
+          for (const q of mine)
+            await this.putContribution(
+              key,
+              `${QUEUE_PREFIX}${contributionId(q.request)}`,
+              q.request,
+              'release',
+            );
+          return {};
+        }
+        return { next: latePlan.next };
       }
-      // The first queued request is the base (it keeps the earliest requestedAt); the merge gets a
-      // fresh name because it is a new execution, and names are unique for 90 days. What would make
-      // it too large for one execution stays queued behind it.
-      // An urgent request does not wait for an approval another one needs: those run after it.
-      const approvals = isUrgent(first) ? more.filter((r) => r.decision.action === 'approve') : [];
-      const { folded: merged, left: overflow } = foldWithin(
-        first,
-        more.filter((r) => !approvals.includes(r)),
-      );
-      const left = [...overflow, ...approvals];
-      const name = nameExecution(merged.service, merged.images, this.table.now());
-      const next: RemediationRequest = {
-        ...merged,
-        executionName: name,
-        remediationId: remediationId(serviceKey, name),
-      };
       const replaced = await this.table.conditional('release', () =>
         this.table.doc.send(
           new PutCommand({
             TableName: this.table.tableName,
-            Item: {
-              ...this.newLock(key, next, 'STARTING', lock.version + 1),
-              releasedBy: executionName,
-              queue: Object.fromEntries(left.map((r) => [r.executionName, JSON.stringify(r)])),
-              entryBytes: left.reduce((n, r) => n + JSON.stringify(r).length, 0),
-            },
+            Item: this.nextLock(key, plan, executionName, lock.version + 1),
             ...guard,
           }),
         ),
       );
-      if (replaced) return { next };
+      if (!replaced) continue;
+      await this.table.batchDelete('release', [...cleanup, ...plan.taken]);
+      return { next: plan.next };
     }
     throw race.lost();
+  }
+
+  /**
+   * The next run from queued requests: urgent first, folded as far as one execution carries, held
+   * findings left out. What is left stays queued: QUEUE items as they are, anything else written as
+   * one (before the lock that replaces the maps is written). `taken` are the items to delete once
+   * the next lock is written, `took` their ids (which readers ignore until they are gone).
+   */
+  private async planNext(
+    serviceKey: string,
+    queued: readonly Queued[],
+    op: string,
+  ): Promise<NextPlan | undefined> {
+    if (queued.length === 0) return undefined;
+    const key = LEDGER.serviceKey(serviceKey);
+    const holds = await this.holdStore.holds(serviceKey, { fresh: true });
+    const source = new Map<RemediationRequest, Queued>();
+    const kept = queued.flatMap((q) => {
+      const request = withoutHeld(q.request, holds).request;
+      if (!request) return [];
+      source.set(request, q);
+      return [request];
+    });
+    const [first, ...more] = urgentFirst(kept);
+    if (!first) {
+      const items = queued.flatMap((q) => (q.item ? [{ pk: key.pk, sk: q.item.sk }] : []));
+      await this.table.batchDelete(op, items);
+      return undefined;
+    }
+    // The first queued request is the base (it keeps the earliest requestedAt); the merge gets a
+    // fresh name because it is a new execution, and names are unique for 90 days. What would make
+    // it too large for one execution stays queued behind it.
+    // An urgent request does not wait for an approval another one needs: those run after it.
+    const approvals = isUrgent(first) ? more.filter((r) => r.decision.action === 'approve') : [];
+    const { folded: merged, left: overflow } = foldWithin(
+      first,
+      more.filter((r) => !approvals.includes(r)),
+    );
+    const left = [...overflow, ...approvals];
+    const name = nameExecution(merged.service, merged.images, this.table.now());
+    const next: RemediationRequest = {
+      ...merged,
+      executionName: name,
+      remediationId: remediationId(serviceKey, name),
+    };
+    // Left as they are: QUEUE items unchanged by the holds. Everything else left is (re)written as a QUEUE item.
+    const stays = new Set<string>();
+    for (const r of left) {
+      const q = source.get(r);
+      if (q?.item?.sk.startsWith(QUEUE_PREFIX) && q.request === r) {
+        stays.add(q.item.sk);
+        continue;
+      }
+      await this.putContribution(key, `${QUEUE_PREFIX}${contributionId(r)}`, r, op);
+      stays.add(`${QUEUE_PREFIX}${contributionId(r)}`);
+    }
+    const taken = queued.flatMap((q) =>
+      q.item && !stays.has(q.item.sk) ? [{ pk: key.pk, sk: q.item.sk }] : [],
+    );
+    const took = taken.flatMap((k) =>
+      k.sk.startsWith(QUEUE_PREFIX) ? [k.sk.slice(QUEUE_PREFIX.length)] : [],
+    );
+    return { next, taken, took };
+  }
+
+  private nextLock(key: Key, plan: NextPlan, releasedBy: string, version: number): LockItem {
+    return {
+      ...this.newLock(key, plan.next, 'STARTING', version),
+      releasedBy,
+      ...(plan.took.length > 0 ? { took: plan.took } : {}),
+    };
   }
 
   /**
@@ -510,44 +647,67 @@ export class ServiceLocks {
       const lock = await this.readLock(key, 'take-urgent');
       if (lock?.executionName !== executionName)
         throw new LockNotHeldError(`${executionName} does not hold the lock of ${serviceKey}`);
-      const queued = [...(lock.queued ?? []).map((json) => parseRequest(json)), ...entriesOf(lock.queue)];
-      if (!queued.some(isUrgent)) return undefined;
+      const items = await this.queueItems(key, lock, 'take-urgent');
+      const queued: Queued[] = [
+        ...(lock.queued ?? []).map((json) => ({ request: parseRequest(json) })),
+        ...entriesOf(lock.queue).map((request) => ({ request })),
+        ...items.map((q) => ({ request: q.request, item: q })),
+      ];
+      if (!queued.some((q) => isUrgent(q.request))) return undefined;
       // A run that needs approval itself does not take them (they would wait for its approver): it
       // goes on to its approval wait, which the urgent request pre-empts in turn.
       if (parseRequest(lock.request).decision.action === 'approve') return undefined;
-      const candidates = urgentFirst(queued.filter((r) => r.decision.action !== 'approve'));
+      const candidates = urgentFirst(
+        queued.map((q) => q.request).filter((r) => r.decision.action !== 'approve'),
+      );
       const { folded, left: overflow } = foldWithin(parseRequest(lock.request), candidates);
-      const took = candidates.length - overflow.length;
-      if (took === 0) return undefined;
-      const left = [...overflow, ...queued.filter((r) => r.decision.action === 'approve')];
+      const tookCount = candidates.length - overflow.length;
+      if (tookCount === 0) return undefined;
+      const taken = new Set(candidates.slice(0, tookCount));
+      // Requests of an older lock's maps that stay queued become QUEUE items (the maps are removed below).
+      for (const q of queued)
+        if (!q.item && !taken.has(q.request))
+          await this.putContribution(
+            key,
+            `${QUEUE_PREFIX}${contributionId(q.request)}`,
+            q.request,
+            'take-urgent',
+          );
+      const takenItems = queued.flatMap((q) => (q.item && taken.has(q.request) ? [q.item] : []));
+      const ids = takenItems.map((q) => q.id);
       const written = await this.table.conditional('take-urgent', () =>
         this.table.doc.send(
           new UpdateCommand({
             TableName: this.table.tableName,
             Key: key,
-            UpdateExpression:
-              'SET #request = :request, #queue = :queue, #bytes = :bytes, #version = #version + :inc REMOVE #legacy',
+            UpdateExpression: `SET #request = :request${ids.length > 0 ? ', #took = list_append(if_not_exists(#took, :empty), :ids)' : ''}, #version = #version + :inc REMOVE #queue, #legacy, #legacyNames, #bytes`,
             ConditionExpression: '#name = :name AND #version = :version',
             ExpressionAttributeNames: {
               '#request': 'request',
               '#queue': 'queue',
+              '#legacy': 'queued',
+              '#legacyNames': 'queuedNames',
               '#bytes': 'entryBytes',
               '#version': 'version',
-              '#legacy': 'queued',
               '#name': 'executionName',
+              ...(ids.length > 0 ? { '#took': 'took' } : {}),
             },
             ExpressionAttributeValues: {
               ':request': JSON.stringify(folded),
-              ':queue': Object.fromEntries(left.map((r) => [r.executionName, JSON.stringify(r)])),
-              ':bytes': left.reduce((n, r) => n + JSON.stringify(r).length, 0),
               ':inc': 1,
               ':name': executionName,
               ':version': lock.version,
+              ...(ids.length > 0 ? { ':ids': ids, ':empty': [] } : {}),
             },
           }),
         ),
       );
-      if (written) return { request: folded, took };
+      if (!written) continue;
+      await this.table.batchDelete(
+        'take-urgent',
+        takenItems.map((q) => ({ pk: key.pk, sk: q.sk })),
+      );
+      return { request: folded, took: tookCount };
     }
     throw race.lost();
   }
@@ -604,116 +764,105 @@ export class ServiceLocks {
   }
 
   /**
-   * Merge a request into the unsealed run (`merges`) or queue it behind the run (`queue`): one map
-   * entry per request, keyed by its execution name. The write is conditional on the holder (and,
-   * for a merge, on the lock being unsealed) and on the item's size, never on the version, so any
-   * number of concurrent writers all succeed in one round. False when the condition failed: the
-   * lock moved on (sealed, released) or is full; read again.
+   * Join the run `lock` holds: merge the request into it while it gathers, queue it behind it once
+   * it sealed. Returns undefined when the lock moved on meanwhile (released, replaced): read again.
    */
-  private async addEntry(
+  private async contribute(
     key: Key,
     lock: LockItem,
     request: RemediationRequest,
-    into: 'merges' | 'queue',
     op: string,
-  ): Promise<boolean> {
-    // A lock written before the entry maps existed gets them first (a nested SET needs the map).
-    if (lock.merges === undefined || lock.queue === undefined) {
-      await this.table.conditional(op, () =>
-        this.table.doc.send(
-          new UpdateCommand({
-            TableName: this.table.tableName,
-            Key: key,
-            UpdateExpression:
-              'SET #merges = if_not_exists(#merges, :empty), #queue = if_not_exists(#queue, :empty)',
-            ConditionExpression: '#name = :holder',
-            ExpressionAttributeNames: { '#merges': 'merges', '#queue': 'queue', '#name': 'executionName' },
-            ExpressionAttributeValues: { ':empty': {}, ':holder': lock.executionName },
-          }),
-        ),
+    mayMerge: boolean,
+  ): Promise<'merged' | 'queued' | undefined> {
+    if (mayMerge && !lock.sealed && !lock.closing) {
+      await this.putContribution(
+        key,
+        `${mergePrefix(lock.executionName)}${contributionId(request)}`,
+        request,
+        op,
       );
-      return false; // read again
+      // Read again: a seal after this read Queries after our write (it closes the lock first).
+      const now = await this.readLock(key, op);
+      if (now?.executionName !== lock.executionName) return undefined;
+      if (!now.sealed && !now.closing) return 'merged';
+      // Sealed meanwhile, maybe before it read our merge: queue it too (a duplicate at worst).
     }
-    const json = JSON.stringify(request);
-    const merge = into === 'merges';
-    let written: LockItem | undefined;
-    const added = await this.table.conditional(op, async () => {
-      const out = await this.table.doc.send(
-        new UpdateCommand({
-          TableName: this.table.tableName,
-          Key: key,
-          UpdateExpression: `SET #map.#entry = :json${merge ? ', #mergedAt = :now' : ''} ADD #bytes :bytes, #version :inc`,
-          ConditionExpression: `#name = :holder AND attribute_exists(#map)${merge ? ' AND attribute_not_exists(#sealed)' : ''} AND (attribute_not_exists(#bytes) OR #bytes <= :limit)`,
-          ExpressionAttributeNames: {
-            '#map': into,
-            '#entry': request.executionName,
-            '#bytes': 'entryBytes',
-            '#version': 'version',
-            '#name': 'executionName',
-            ...(merge ? { '#mergedAt': 'mergedAt', '#sealed': 'sealed' } : {}),
-          },
-          ExpressionAttributeValues: {
-            ':json': json,
-            ':bytes': json.length,
-            ':inc': 1,
-            ':holder': lock.executionName,
-            // The run's own request only grows at the seal, by less than the entries it folds.
-            ':limit': MAX_LOCK_BYTES - lock.request.length - json.length,
-            ...(merge ? { ':now': this.table.now().toISOString() } : {}),
-          },
-          ReturnValues: 'ALL_NEW',
-        }),
-      );
-      written = out.Attributes as LockItem | undefined;
-    });
-    if (added && written) await this.compact(key, written, into);
-    return added;
+    return (await this.queueBehind(key, request, op)) ? 'queued' : undefined;
   }
 
   /**
-   * Keep a long wait from filling the lock item: once a map holds COMPACT_AT entries, fold them into
-   * as few requests as fit one execution each. Best effort and conditional on the version as just
-   * written: if anyone wrote since, they (or the next writer) compact instead. Folding loses nothing:
-   * a request's findings are its (digest, CVE) pairs, and the fold keeps them all.
+   * Queue a request behind whichever run holds the service. False when no run holds it any more
+   * (released with nothing queued after our write could be seen): the item is withdrawn and the
+   * caller claims the service itself.
    */
-  private async compact(key: Key, lock: LockItem, into: 'merges' | 'queue'): Promise<void> {
-    const map = lock[into] ?? {};
-    if (Object.keys(map).length < COMPACT_AT) return;
-    const chains: RemediationRequest[] = [];
-    let rest = entriesOf(map);
-    while (rest.length > 0) {
-      const [head, ...tail] = rest as [RemediationRequest, ...RemediationRequest[]];
-      const { folded, left } = foldWithin(head, tail);
-      chains.push(folded);
-      rest = left;
-    }
-    const compacted = Object.fromEntries(chains.map((r) => [r.executionName, JSON.stringify(r)]));
-    const before = Object.values(map).reduce((n, json) => n + json.length, 0);
-    const after = Object.values(compacted).reduce((n, json) => n + json.length, 0);
-    await this.table.conditional('compact', () =>
+  private async queueBehind(key: Key, request: RemediationRequest, op: string): Promise<boolean> {
+    const sk = `${QUEUE_PREFIX}${contributionId(request)}`;
+    await this.putContribution(key, sk, request, op);
+    if (await this.table.get(key, op)) return true;
+    // No run holds the service: withdraw the request and claim it. If a release took it first
+    // (see release), it runs next: queued.
+    const withdrawn = await this.table.conditional(op, () =>
       this.table.doc.send(
-        new UpdateCommand({
+        new DeleteCommand({
           TableName: this.table.tableName,
-          Key: key,
-          UpdateExpression: 'SET #map = :map ADD #bytes :delta, #version :inc',
-          ConditionExpression: `#name = :holder AND #version = :version${into === 'merges' ? ' AND attribute_not_exists(#sealed)' : ''}`,
-          ExpressionAttributeNames: {
-            '#map': into,
-            '#bytes': 'entryBytes',
-            '#version': 'version',
-            '#name': 'executionName',
-            ...(into === 'merges' ? { '#sealed': 'sealed' } : {}),
-          },
-          ExpressionAttributeValues: {
-            ':map': compacted,
-            ':delta': after - before,
-            ':inc': 1,
-            ':holder': lock.executionName,
-            ':version': lock.version,
-          },
+          Key: { pk: key.pk, sk },
+          ConditionExpression: '#request = :request',
+          ExpressionAttributeNames: { '#request': 'request' },
+          ExpressionAttributeValues: { ':request': JSON.stringify(request) },
         }),
       ),
     );
+    return !withdrawn;
+  }
+
+  /** Write a contribution item once: an item with the same id (a redelivery) is left as it is. */
+  private async putContribution(
+    key: Key,
+    sk: string,
+    request: RemediationRequest,
+    op: string,
+  ): Promise<void> {
+    const id = sk.slice(sk.lastIndexOf('#') + 1);
+    await this.table.conditional(op, () =>
+      this.table.doc.send(
+        new PutCommand({
+          TableName: this.table.tableName,
+          Item: contributionItem(key.pk, sk, id, request, this.table.now()),
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      ),
+    );
+  }
+
+  /** The QUEUE items behind the run `lock` holds (those it took already left out). */
+  private async queueItems(key: Key, lock: LockItem, op: string): Promise<Contribution[]> {
+    const took = new Set(lock.took ?? []);
+    return (await this.contributions(key, QUEUE_PREFIX, op)).filter((q) => !took.has(q.id));
+  }
+
+  /**
+   * Contribution items under `prefix`, oldest request first. One that cannot be read is poisoned:
+   * reported, kept as a POISONED record and removed (conditional on its value as read), like a bad
+   * entry of an older lock's maps.
+   */
+  private async contributions(key: Key, prefix: string, op: string): Promise<Contribution[]> {
+    const items = await this.table.query(op, key.pk, { prefix });
+    const out: Contribution[] = [];
+    for (const item of items) {
+      const problem = requestProblem(item.request);
+      if (!problem) {
+        out.push(readContribution(item));
+        continue;
+      }
+      const sk = item.sk as string;
+      await this.takeAway(
+        { pk: key.pk, sk },
+        item,
+        { reason: `the ${sk} entry ${problem}`, item: { raw: item.request } },
+        op,
+      );
+    }
+    return out.sort(byRequestedAt);
   }
 
   /**
@@ -749,34 +898,53 @@ export class ServiceLocks {
     const raw = JSON.stringify(item, (_k, v: unknown) => (v instanceof Set ? [...v] : v));
     const at = this.table.now().toISOString();
     const executionName = typeof item.executionName === 'string' ? item.executionName : undefined;
-    const action = problem.entry ? 'entry-removed' : 'lock-removed';
-    const removed = problem.entry
+    const action = problem.entry || problem.item ? 'entry-removed' : 'lock-removed';
+    const removed = problem.item
       ? await this.table.conditional(op, () =>
-          this.table.doc.send(
-            new UpdateCommand({
-              TableName: this.table.tableName,
-              Key: key,
-              UpdateExpression: 'REMOVE #map.#entry ADD #version :inc',
-              ConditionExpression: '#map.#entry = :raw',
-              ExpressionAttributeNames: {
-                '#map': problem.entry?.map as string,
-                '#entry': problem.entry?.name as string,
-                '#version': 'version',
-              },
-              ExpressionAttributeValues: { ':raw': problem.entry?.raw, ':inc': 1 },
-            }),
-          ),
-        )
-      : await this.table.conditional(op, () =>
           this.table.doc.send(
             new DeleteCommand({
               TableName: this.table.tableName,
               Key: key,
-              // On the value read: a writer that replaced the corrupt lock meanwhile keeps its own.
-              ...corruptCondition(item),
+              ...(problem.item?.raw === undefined
+                ? {
+                    ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(#request)',
+                    ExpressionAttributeNames: { '#request': 'request' },
+                  }
+                : {
+                    ConditionExpression: '#request = :raw',
+                    ExpressionAttributeNames: { '#request': 'request' },
+                    ExpressionAttributeValues: { ':raw': problem.item?.raw },
+                  }),
             }),
           ),
-        );
+        )
+      : problem.entry
+        ? await this.table.conditional(op, () =>
+            this.table.doc.send(
+              new UpdateCommand({
+                TableName: this.table.tableName,
+                Key: key,
+                UpdateExpression: 'REMOVE #map.#entry ADD #version :inc',
+                ConditionExpression: '#map.#entry = :raw',
+                ExpressionAttributeNames: {
+                  '#map': problem.entry?.map as string,
+                  '#entry': problem.entry?.name as string,
+                  '#version': 'version',
+                },
+                ExpressionAttributeValues: { ':raw': problem.entry?.raw, ':inc': 1 },
+              }),
+            ),
+          )
+        : await this.table.conditional(op, () =>
+            this.table.doc.send(
+              new DeleteCommand({
+                TableName: this.table.tableName,
+                Key: key,
+                // On the value read: a writer that replaced the corrupt lock meanwhile keeps its own.
+                ...corruptCondition(item),
+              }),
+            ),
+          );
     if (!removed) return; // someone else changed it first: read again
     this.onPoisoned({
       serviceKey,

@@ -1,6 +1,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   BatchGetCommand,
+  BatchWriteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   QueryCommand,
@@ -157,6 +158,27 @@ export class LedgerTable {
       }
     });
     return found;
+  }
+
+  /** Delete items by key, in BatchWriteItem chunks (unprocessed keys retried with backoff). */
+  async batchDelete(op: string, keys: readonly Key[]): Promise<void> {
+    const unique = [...new Map(keys.map((k) => [`${k.pk}\n${k.sk}`, k])).values()];
+    await mapLimit(chunk(unique, BATCH_WRITE_MAX), BATCH_CONCURRENCY, async (part) => {
+      let pending: Key[] = part;
+      for (let attempt = 0; pending.length > 0; attempt++) {
+        if (attempt > 0) await this.backoff(attempt, op, pending.length);
+        const out = await this.send(op, () =>
+          this.doc.send(
+            new BatchWriteCommand({
+              RequestItems: { [this.tableName]: pending.map((Key) => ({ DeleteRequest: { Key } })) },
+            }),
+          ),
+        );
+        pending = (out.UnprocessedItems?.[this.tableName] ?? []).flatMap((r) =>
+          r.DeleteRequest?.Key ? [r.DeleteRequest.Key as Key] : [],
+        );
+      }
+    });
   }
 
   /** Every item of one partition, or of its sort keys starting with `prefix`. */
