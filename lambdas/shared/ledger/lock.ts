@@ -985,9 +985,15 @@ export class ServiceLocks {
    * locked). For the sweep's deadline watch and the pre-emption messages; it writes nothing.
    */
   async queuedRequests(serviceKey: string): Promise<RemediationRequest[]> {
-    const lock = await this.readLock(LEDGER.serviceKey(serviceKey), 'queuedRequests');
+    const key = LEDGER.serviceKey(serviceKey);
+    const lock = await this.readLock(key, 'queuedRequests');
     if (!lock) return [];
-    return [...(lock.queued ?? []).map((json) => parseRequest(json)), ...entriesOf(lock.queue)];
+    const items = await this.queueItems(key, lock, 'queuedRequests');
+    return [
+      ...(lock.queued ?? []).map((json) => parseRequest(json)),
+      ...entriesOf(lock.queue),
+      ...items.map((q) => q.request),
+    ];
   }
 }
 
