@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { BatchWriteCommand, DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { Place } from '../shared/accounts';
+import { mapLimit } from '../shared/concurrency';
+import { LEDGER } from '../shared/contracts';
 import { TransientError } from '../shared/errors';
-import { BATCH_WRITE_MAX, chunk, LedgerTable } from '../shared/ledger/table';
+import { BATCH_CONCURRENCY, LedgerTable } from '../shared/ledger/table';
 import {
   imageItemsOf,
   imagePk,
@@ -22,10 +24,11 @@ import type { ServiceRecord } from './scan';
  *
  * Rewriting a service is safe against a crash and against a second writer of the same service (an
  * event and the reconcile, or two events): the service's INVENTORY# item lists every repository it
- * may have IMAGE# items in, and is widened to old ∪ new *before* the new IMAGE# items are written;
- * the old ones are then deleted and the list narrowed to the new, each step conditional on the
- * item's version. Whoever loses a race reads the list again, so no IMAGE# item is ever left that
- * no INVENTORY# item names.
+ * may have IMAGE# items in, and is widened to old ∪ new (a claim: conditional on its version, so
+ * claims are serialised and each gets a higher version) *before* the new IMAGE# items are written;
+ * the old ones are then replaced by tombstones and the list narrowed to the new. IMAGE# writes carry
+ * the claim's version and never overwrite a higher one, so a slow writer that lost a race cannot put
+ * back what the winner removed, and no live IMAGE# item is ever left that no INVENTORY# item names.
  */
 
 /** A service's INVENTORY# item as read back. */
@@ -40,6 +43,8 @@ export interface ServiceEntry {
 export type WriteOutcome = 'unchanged' | 'written' | 'removed' | 'absent';
 
 const ATTEMPTS = 4;
+/** How long a removed entry's tombstone refuses a slower writer's older entry. */
+const TOMBSTONE_DAYS = 1;
 
 /** What the index holds of a record, hashed: an unchanged service is not written again. */
 export const fingerprintOf = (record: ServiceRecord): string =>
@@ -147,14 +152,36 @@ export class InventoryIndexWriter {
       );
       if (!claimed) continue;
       for (const r of repositories) attempted.add(r);
-      // 2. The new IMAGE# items, and the deletion of the ones the service no longer uses.
+      // 2. The new IMAGE# items, and tombstones for the ones the service no longer uses. Each write is
+      // conditional on the claim's version, so a slower writer that lost the claim cannot put back an
+      // entry the winner removed (the tombstone stays long enough to refuse it, then expires).
+      const claim = version + 1;
       const stale = widened.filter((r) => !items.has(r));
-      await this.batchWrite([
-        ...[...items.values()].map((item) => ({
-          PutRequest: { Item: { ...item, kind: 'inventory-image' } },
-        })),
-        ...stale.map((r) => ({ DeleteRequest: { Key: { pk: imagePk(r), sk: key.sk } } })),
-      ]);
+      await mapLimit(
+        [
+          ...[...items.values()].map((item) => ({ ...item, kind: 'inventory-image', version: claim })),
+          ...stale.map((r) => ({
+            pk: imagePk(r),
+            sk: key.sk,
+            kind: 'inventory-image-removed',
+            version: claim,
+            [LEDGER.ttlAttribute]: this.table.ttl(TOMBSTONE_DAYS),
+          })),
+        ],
+        BATCH_CONCURRENCY,
+        (item) =>
+          this.table.conditional('inventory image', () =>
+            this.table.doc.send(
+              new PutCommand({
+                TableName: this.table.tableName,
+                Item: item,
+                ConditionExpression: 'attribute_not_exists(pk) OR attribute_not_exists(#v) OR #v <= :v',
+                ExpressionAttributeNames: { '#v': 'version' },
+                ExpressionAttributeValues: { ':v': claim },
+              }),
+            ),
+          ),
+      );
       // 3. Narrow the list to what exists (or forget the service). Losing this race is fine: the
       // winner read the widened list and cleans up after itself.
       // 3. Narrow the list to what exists (or forget the service). Losing this race is fine: the
@@ -261,22 +288,6 @@ export class InventoryIndexWriter {
   async reconciledAt(place: Place): Promise<string | undefined> {
     const mark = await this.table.get({ pk: placePk(place), sk: WATERMARK_SK }, 'inventory watermark');
     return typeof mark?.reconciledAt === 'string' ? mark.reconciledAt : undefined;
-  }
-
-  private async batchWrite(requests: ReadonlyArray<Record<string, unknown>>): Promise<void> {
-    for (const part of chunk(requests, BATCH_WRITE_MAX)) {
-      let pending: Array<Record<string, unknown>> = part;
-      for (let attempt = 0; pending.length > 0; attempt++) {
-        if (attempt > 0) await this.table.backoff(attempt, 'inventory write', pending.length);
-        const out = await this.table.send('inventory write', () =>
-          this.table.doc.send(
-            // biome-ignore lint/suspicious/noExplicitAny: the document client's WriteRequest type
-            new BatchWriteCommand({ RequestItems: { [this.table.tableName]: pending as any } }),
-          ),
-        );
-        pending = (out.UnprocessedItems?.[this.table.tableName] ?? []) as Array<Record<string, unknown>>;
-      }
-    }
   }
 }
 
