@@ -24,6 +24,7 @@ import { ConfigurationError } from '../lambdas/shared/errors';
 import { checkPolicy, DEFAULT_POLICY } from '../lambdas/triage/policy';
 import { type AutopatchAlarmsOptions, AutopatchDashboard } from './dashboard';
 import { Intake } from './intake';
+import { InventoryIndex } from './inventory';
 import { Notifications } from './notifications';
 import { TRIAGE_BATCHING_WINDOW, TRIAGE_TIMEOUT, TriageFunction } from './triage-function';
 import { containsToken, parseTokenAware } from './validation';
@@ -334,6 +335,16 @@ export class Autopatch extends Construct {
     });
     this.triageFunction = triage.function;
     this.triageLogGroup = triage.logGroup;
+
+    // ---- Inventory index (issue #13, item 3): ECS events + hourly reconcile keep IMAGE#/INVENTORY#
+    // items in the ledger current; triage reads them (its ledger grant covers them) and scans ECS
+    // until the first reconcile has completed. Reachable as `node.findChild('Inventory')`.
+    new InventoryIndex(this, 'Inventory', {
+      ledger: this.ledger,
+      encryptionKey: this.encryptionKey,
+      logRetention: resolved.logRetention,
+    });
+    // ---- end of inventory index
 
     this.dashboard = new AutopatchDashboard(this, 'Dashboard', {
       queue: this.queue,
