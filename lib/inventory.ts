@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack, Token } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
@@ -257,16 +257,14 @@ export class InventoryIndex extends Construct {
     policy.attachToRole(role);
     fn.node.addDependency(policy);
     acknowledge(policy, IAM5_ANY_RESOURCE, NAG_REASONS.ecsUnscopable);
-    acknowledge(
-      policy,
-      iam5Resource('arn:<AWS::Partition>:ecs:*:<AWS::AccountId>:service/*'),
-      INVENTORY_NAG_REASONS.ecsAnyRegion,
-    );
-    acknowledge(
-      policy,
-      iam5Resource('arn:<AWS::Partition>:ecs:*:<AWS::AccountId>:task/*'),
-      INVENTORY_NAG_REASONS.ecsAnyRegion,
-    );
+    // cdk-nag prints a stack's literal account (`env`) instead of <AWS::AccountId>.
+    const account = Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
+    for (const resource of ['service', 'task'])
+      acknowledge(
+        policy,
+        iam5Resource(`arn:<AWS::Partition>:ecs:*:${account}:${resource}/*`),
+        INVENTORY_NAG_REASONS.ecsAnyRegion,
+      );
     acknowledge(
       policy,
       iam5Resource(`arn:<AWS::Partition>:iam::*:role/${SPOKE_ROLE}`),
