@@ -2,11 +2,13 @@
  * The bench's figures as one document (`--json`), the goals they are held to, and the Markdown
  * tables `npm run bench` prints and docs/performance.md carries.
  */
+
 import type { AmplificationResult } from './amplification';
 import type { BurstSimulationResult } from './burst-simulation';
 import { type ColdStartRow, FLOOR, TRIAGE } from './cold-start';
 import type { ContentionResult } from './contention';
 import type { DevLoopResult } from './dev-loop';
+import { type InventoryBenchResult, renderInventory } from './inventory';
 import type { ThroughputResult } from './throughput';
 import { VARIANTS, type WorkflowRun } from './workflow';
 
@@ -57,6 +59,8 @@ export interface BenchReport {
   /** Absent in reports from before the contention section existed. */
   readonly contention?: readonly ContentionResult[];
   readonly devLoop: readonly DevLoopResult[];
+  /** The inventory index against the scanning resolver (bench/inventory.ts); absent in older reports. */
+  readonly inventory?: InventoryBenchResult;
   /** Sections not run, with why. */
   readonly skipped: readonly string[];
   /** Sections that failed to run, with the error. */
@@ -554,6 +558,8 @@ export const renderReport = (r: BenchReport): string => {
   if (r.workflow.length > 0) parts.push(workflowSection(r));
   if ((r.contention ?? []).length > 0) parts.push(contentionSection(r));
   if (r.devLoop.length > 0) parts.push(devLoopSection(r));
+  if (r.inventory && r.inventory.rows.length > 0)
+    parts.push(`### Inventory: scanning resolver vs index\n\n${renderInventory(r.inventory)}`);
   parts.push(goalsSection(r));
   if (r.skipped.length > 0) parts.push(`Not run: ${r.skipped.join('; ')}.`);
   if (r.errors.length > 0) parts.push(['Errors:', ...r.errors.map((e) => `- ${e}`)].join('\n'));

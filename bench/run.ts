@@ -12,6 +12,7 @@ import { type ColdStartRow, measureColdStart } from './cold-start';
 import { type ContentionResult, measureContention } from './contention';
 import { type DevLoopResult, measureDevLoop } from './dev-loop';
 import { ACCOUNT_ID, generateFleet, REGION } from './fleet';
+import { type InventoryBenchResult, measureInventory } from './inventory';
 import { type BenchReport, checkGoals, type ThroughputFigures } from './report';
 import { measureWorkflow, type WorkflowRun } from './workflow';
 
@@ -23,6 +24,7 @@ export const SECTIONS = [
   'workflow',
   'contention',
   'dev-loop',
+  'inventory',
 ] as const;
 export type Section = (typeof SECTIONS)[number];
 
@@ -139,6 +141,13 @@ export const runBench = async (options: BenchOptions, log: (line: string) => voi
     );
   } else skipped.push('developer loop (--skip-dev-loop)');
 
+  let inventory: InventoryBenchResult | undefined;
+  if (wanted('inventory')) {
+    inventory = await attempt('inventory: scanning resolver vs index, 10/100/1,000 services', () =>
+      measureInventory({ batchSize, concurrency }),
+    );
+  } else skipped.push('inventory');
+
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
   const hash = commit();
   const report: Omit<BenchReport, 'goals'> = {
@@ -164,6 +173,7 @@ export const runBench = async (options: BenchOptions, log: (line: string) => voi
     workflow,
     contention,
     devLoop,
+    ...(inventory ? { inventory } : {}),
     skipped,
     errors,
   };

@@ -26,6 +26,7 @@ import { type FleetSettings, type FleetSettingsInput, fleetSchema } from '../lam
 import { checkPolicy, DEFAULT_POLICY } from '../lambdas/triage/policy';
 import { type AutopatchAlarmsOptions, AutopatchDashboard } from './dashboard';
 import { Intake } from './intake';
+import { InventoryIndex } from './inventory';
 import { Notifications } from './notifications';
 import {
   type AutopatchOrganization,
@@ -281,6 +282,8 @@ export class Autopatch extends Construct {
   /** Approval requests and outcomes. */
   public readonly topic: sns.ITopic;
   public readonly workflow: RemediationWorkflow;
+  /** The inventory index: which services run which images, kept current by ECS events. */
+  public readonly inventory: InventoryIndex;
   /**
    * The pause switch: an SSM String parameter. Set it to `paused` and no new deployment starts
    * anywhere (runs already deploying finish their bake, or roll back); set it to `running` to go on.
@@ -374,9 +377,17 @@ export class Autopatch extends Construct {
     this.triageFunction = triage.function;
     this.triageLogGroup = triage.logGroup;
 
+    // Inventory index (issue #13): ECS events and an hourly reconcile keep IMAGE#/INVENTORY# items in
+    // the ledger current; triage reads them (its ledger grant covers them) and scans ECS until the
+    // first reconcile has completed.
+    this.inventory = new InventoryIndex(this, 'Inventory', {
+      ledger: this.ledger,
+      encryptionKey: this.encryptionKey,
+      logRetention: resolved.logRetention,
+    });
+
     // Where a resource lives: the hub's account is home (its own credentials), any other is a spoke.
-    const hubFunctions = [this.triageFunction, ...Object.values(this.workflow.functions)];
-    for (const fn of hubFunctions) fn.addEnvironment(HOME_ACCOUNT_ENV, Stack.of(this).account);
+    for (const fn of this.hubFunctions()) fn.addEnvironment(HOME_ACCOUNT_ENV, Stack.of(this).account);
     if (resolved.organization !== undefined) this.serveOrganization(resolved.organization);
 
     this.dashboard = new AutopatchDashboard(this, 'Dashboard', {
@@ -399,6 +410,16 @@ export class Autopatch extends Construct {
    * images and scans, and the image builds) may assume the spoke role. The steps that only use the
    * ledger, the topic or Step Functions (plan builds, request approval, finish) may not.
    */
+  /** Every Lambda of the hub: triage, the inventory's and the workflow's. */
+  private hubFunctions(): nodejs.NodejsFunction[] {
+    return [
+      this.triageFunction,
+      this.inventory.indexer,
+      this.inventory.reconciler,
+      ...Object.values(this.workflow.functions),
+    ];
+  }
+
   private serveOrganization(organization: ResolvedOrganization): void {
     allowSpokesToSendEvents(this, organization);
     const accounts = eventAccounts(this, organization);
@@ -416,13 +437,14 @@ export class Autopatch extends Construct {
     ].flatMap((p) => [p.x86, ...(p.arm ? [p.arm] : [])]);
     const roles = [
       this.triageFunction.role,
+      this.inventory.indexer.role,
+      this.inventory.reconciler.role,
       ...Object.values(inSpokes).map((fn) => fn.role),
       ...projects.map((p) => p.role),
     ].filter((r): r is iam.IRole => r !== undefined);
     grantAssumeSpokeRole(this, organization, [...new Set(roles)]);
     if (organization.spokeRoleNameGiven)
-      for (const fn of [this.triageFunction, ...Object.values(this.workflow.functions)])
-        fn.addEnvironment(SPOKE_ROLE_ENV, organization.spokeRoleName);
+      for (const fn of this.hubFunctions()) fn.addEnvironment(SPOKE_ROLE_ENV, organization.spokeRoleName);
   }
 
   /**

@@ -95,6 +95,8 @@ export class TriageFunction extends Construct {
     if (problem) throw new ConfigurationError(problem);
     const environment = triageEnvironment(config, props.ledger.tableName, props.stateMachine.stateMachineArn);
     environment.AUTOPATCH_CONFIG = stack.toJsonString(config);
+    // The hub's account: triage answers from the inventory index once its account and Region are indexed.
+    environment.AUTOPATCH_HOME_ACCOUNT = stack.account;
 
     this.function = new nodejs.NodejsFunction(this, 'Function', {
       description:

@@ -7,6 +7,8 @@ import { ECSClient } from '@aws-sdk/client-ecs';
 import { Inspector2Client } from '@aws-sdk/client-inspector2';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { InventoryIndexReader } from '../inventory/index-store';
+import { HOME_ACCOUNT_ENV, type Place } from '../shared/accounts';
 import { type TriageRuntimeConfig, triageRuntimeConfigSchema } from '../shared/config';
 import { ConfigurationError, TransientError } from '../shared/errors';
 import { Ledger } from '../shared/ledger';
@@ -23,6 +25,11 @@ export interface TriageEnvironment {
   readonly policy: Policy;
   readonly tableName: string;
   readonly stateMachineArn: string;
+  /**
+   * The hub's account and Region (AUTOPATCH_HOME_ACCOUNT, AWS_REGION): with it, the inventory answers
+   * from the index once the indexer has reconciled them, and scans ECS until then. Without it, scans.
+   */
+  readonly inventoryHome?: Place;
 }
 
 /** Read and validate the Lambda's environment once, at cold start: a bad config fails loudly, early. */
@@ -47,6 +54,9 @@ export const loadEnvironment = (env: NodeJS.ProcessEnv): TriageEnvironment => {
     policy: parsePolicy(parsed.data.policy),
     tableName: env.LEDGER_TABLE as string,
     stateMachineArn: env.STATE_MACHINE_ARN as string,
+    ...(env[HOME_ACCOUNT_ENV] && env.AWS_REGION
+      ? { inventoryHome: { account: env[HOME_ACCOUNT_ENV], region: env.AWS_REGION } }
+      : {}),
   };
 };
 
@@ -85,6 +95,16 @@ export const createHandler = (
     targets: config.targets,
     ...(config.discoverByTag ? { discoverByTag: config.discoverByTag } : {}),
     now,
+    // The image index the indexer keeps (lambdas/inventory/): one Query per repository instead of a
+    // scan of the account, once the indexer has reconciled the hub's account and Region.
+    ...(env.inventoryHome
+      ? {
+          index: {
+            reader: new InventoryIndexReader({ client: clients.dynamodb, tableName: env.tableName }),
+            home: env.inventoryHome,
+          },
+        }
+      : {}),
   });
   // Kept across warm invocations too: a burst reads each finding's details once.
   const findingDetails =

@@ -1,15 +1,17 @@
 import { BatchGetImageCommand, type ECRClient } from '@aws-sdk/client-ecr';
-import {
-  DescribeServicesCommand,
-  DescribeTaskDefinitionCommand,
-  DescribeTasksCommand,
-  type ECSClient,
-  ListClustersCommand,
-  ListServicesCommand,
-  ListTasksCommand,
-  type Service,
-} from '@aws-sdk/client-ecs';
+import type { ECSClient } from '@aws-sdk/client-ecs';
 import * as z from 'zod';
+import type { InventoryIndexReader } from '../inventory/index-store';
+import {
+  chunk,
+  EcsScanner,
+  limitedCall,
+  parseImageReference,
+  type ServiceRecord,
+  sameCluster,
+  serviceRef,
+} from '../inventory/scan';
+import type { Place } from '../shared/accounts';
 import { Limiter } from '../shared/concurrency';
 import type { TargetConfig } from '../shared/config';
 import {
@@ -19,7 +21,7 @@ import {
   MANIFEST_MEDIA_TYPES,
   type ServiceRef,
 } from '../shared/contracts';
-import { AutopatchError, ConfigurationError, isTransient, TransientError } from '../shared/errors';
+import { ConfigurationError } from '../shared/errors';
 import { formatProblems, issueProblems } from './schema/issues';
 
 /**
@@ -128,73 +130,13 @@ export interface InventorySnapshotOptions {
   readonly snapshot: unknown;
 }
 
-/** What the index is built from, whichever the source (ECS APIs or a snapshot). */
-interface ServiceRecord {
-  readonly service: ServiceRef;
-  readonly taskDefinitionArn: string;
-  readonly tags: Readonly<Record<string, string>>;
-  readonly deploymentController: string;
-  /** Image references as the task definition writes them. */
-  readonly containers: ReadonlyArray<{ readonly name: string; readonly image: string }>;
-  /** What running tasks report they actually pulled. */
-  readonly running: ReadonlyArray<{
-    readonly name: string;
-    readonly image: string;
-    readonly imageDigest: string;
-  }>;
-}
-
 const DEFAULT_TTL_MS = 5 * 60_000;
-const DESCRIBE_SERVICES_MAX = 10;
-const DESCRIBE_TASKS_MAX = 100;
-const PAGE_SIZE = 100;
+const DEFAULT_INDEX_TTL_MS = 60_000;
 
-const clusterNameOf = (clusterArnOrName: string): string =>
-  clusterArnOrName.slice(clusterArnOrName.lastIndexOf('/') + 1);
-
-const sameCluster = (a: string, b: string): boolean => a === b || clusterNameOf(a) === clusterNameOf(b);
-
-const serviceRef = (clusterArn: string, serviceName: string): ServiceRef => ({
-  clusterArn,
-  serviceName,
-  key: `${clusterNameOf(clusterArn)}/${serviceName}`,
-});
-
-/**
- * Split an image reference into repository, tag and digest. The tag is what follows the last ':'
- * after the last '/', so a registry port ("host:5000/repo") is not mistaken for a tag. A reference
- * with neither tag nor digest means ":latest", as for `docker pull`.
- */
-export const parseImageReference = (
-  reference: string,
-): { repository: string; tag?: string; digest?: string } => {
-  let rest = reference.trim();
-  let digest: string | undefined;
-  const at = rest.indexOf('@');
-  if (at >= 0) {
-    digest = rest.slice(at + 1).toLowerCase();
-    rest = rest.slice(0, at);
-  }
-  let tag: string | undefined;
-  const colon = rest.lastIndexOf(':');
-  if (colon > rest.lastIndexOf('/')) {
-    tag = rest.slice(colon + 1);
-    rest = rest.slice(0, colon);
-  }
-  if (!digest && !tag) tag = 'latest';
-  return { repository: rest.toLowerCase(), ...(tag ? { tag } : {}), ...(digest ? { digest } : {}) };
-};
+export { parseImageReference };
 
 const digestKey = (repository: string, digest: string): string => `${repository}@${digest.toLowerCase()}`;
 const tagKey = (repository: string, tag: string): string => `${repository}:${tag}`;
-
-const chunk = <T>(items: readonly T[], size: number): T[][] => {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-};
-
-const unique = <T>(items: Iterable<T>): T[] => [...new Set(items)];
 
 /** Image reference → (service → containers): the only structure a lookup touches. */
 class InventoryIndex {
@@ -369,43 +311,78 @@ const parseSnapshot = (snapshot: unknown): ServiceRecord[] => {
   }));
 };
 
+/** Answer from the image inventory index (kept by the indexer, lambdas/inventory/) instead of scanning ECS. */
+export interface InventoryIndexOptions {
+  readonly reader: Pick<InventoryIndexReader, 'watermark' | 'servicesUsing'>;
+  /** The hub's account and Region: the index is used once the indexer has reconciled it (watermark). */
+  readonly home: Place;
+  /**
+   * How long a repository's entries, and the watermark check, are kept (a warm Lambda outlives many
+   * batches; a burst reads each repository once per period, whatever its size).
+   * @default 60_000
+   */
+  readonly cacheTtlMs?: number;
+  /**
+   * A watermark older than this (the reconcile has not completed for that long) is not trusted: the
+   * resolver scans ECS as without an index, so a broken indexer cannot hide services for long.
+   * @default 24 hours
+   */
+  readonly maxAgeMs?: number;
+}
+
 export class InventoryResolver {
-  private readonly ecs: ECSClient | undefined;
+  private readonly scanner: EcsScanner | undefined;
   private readonly discoverByTag: { readonly key: string; readonly value: string } | undefined;
   private readonly targets: readonly InventoryTarget[];
   private readonly now: () => Date;
   private readonly ttlMs: number;
   private readonly limiter: Limiter;
-  /** Task definition revisions are immutable: described once for the resolver's life, across rebuilds. */
-  private readonly taskDefinitions = new Map<string, Promise<Array<{ name: string; image: string }>>>();
   private cached: { readonly builtAt: number; readonly index: Promise<InventoryIndex> } | undefined;
   private readonly ecr: Pick<ECRClient, 'send'> | undefined;
   /** Image indexes by repository, read once per inventory build (tags move with deployments too). */
   private readonly indexes = new WeakMap<InventoryIndex, Map<string, Promise<IndexedImage[]>>>();
+  private readonly index: InventoryIndexOptions | undefined;
+  private ready: { readonly checkedAt: number; readonly ready: Promise<boolean> } | undefined;
+  private readonly byRepository = new Map<
+    string,
+    { readonly readAt: number; readonly index: Promise<InventoryIndex> }
+  >();
   private calls = 0;
+  private lastSource: 'index' | 'scan' | 'snapshot' | undefined;
 
-  constructor(options: InventoryResolverOptions | InventorySnapshotOptions) {
+  constructor(
+    options:
+      | (InventoryResolverOptions & { readonly index?: InventoryIndexOptions })
+      | InventorySnapshotOptions,
+  ) {
+    this.now = ('now' in options ? options.now : undefined) ?? (() => new Date());
     if ('snapshot' in options) {
-      this.ecs = undefined;
+      this.scanner = undefined;
       this.discoverByTag = undefined;
       this.targets = [];
-      this.now = () => new Date();
       this.ttlMs = Number.POSITIVE_INFINITY;
       this.limiter = new Limiter(1);
       this.ecr = undefined;
+      this.index = undefined;
       this.cached = {
         builtAt: 0,
         index: Promise.resolve(new InventoryIndex(parseSnapshot(options.snapshot))),
       };
       return;
     }
-    this.ecs = options.ecs;
     this.discoverByTag = options.discoverByTag;
     this.targets = options.targets ?? [];
-    this.now = options.now ?? (() => new Date());
     this.ttlMs = options.cacheTtlMs ?? DEFAULT_TTL_MS;
     this.limiter = new Limiter(Math.max(1, options.concurrency ?? 5));
+    this.scanner = new EcsScanner({
+      ecs: options.ecs,
+      limiter: this.limiter,
+      count: () => {
+        this.calls++;
+      },
+    });
     this.ecr = options.ecr;
+    this.index = options.index;
   }
 
   /** A resolver over a written-down inventory (local runs): same matching, no API calls. */
@@ -413,20 +390,103 @@ export class InventoryResolver {
     return new InventoryResolver({ snapshot });
   }
 
-  /** ECS and ECR API calls made so far (each page and batch counts one; SDK-internal retries do not). */
+  /**
+   * ECS, ECR and index (DynamoDB) calls made so far (each page and batch counts one; SDK-internal
+   * retries do not).
+   */
   get apiCalls(): number {
     return this.calls;
+  }
+
+  /** Where the last answer came from: the index, an ECS scan, or a snapshot. */
+  get source(): 'index' | 'scan' | 'snapshot' | undefined {
+    return this.lastSource;
   }
 
   /**
    * The eligible services that run the image: a container pins `<repositoryUri>@<digest>`, or names
    * `<repositoryUri>:<tag>` with a tag the finding lists, or a running task reports the digest for the
-   * repository. Sorted by service key. Throws TransientError when ECS throttles or fails (retry the
-   * finding); a failed build is not cached.
+   * repository. Sorted by service key. From the index when the indexer has reconciled the hub's
+   * account and Region (one Query per repository per period), from an ECS scan otherwise. Throws
+   * TransientError when ECS or the index throttles or fails (retry the finding); a failed read is not
+   * cached.
    */
   async servicesForImage(image: ImageRef): Promise<ServiceUse[]> {
-    const inventory = await this.inventory();
+    const inventory = (await this.indexReady()) ? await this.indexed(image) : await this.inventory();
     return inventory.lookup(image, await this.indexesOf(inventory, image));
+  }
+
+  /** Is the index built for the hub's account and Region (and recent enough)? Checked once per period. */
+  private indexReady(): Promise<boolean> {
+    const index = this.index;
+    if (!index) {
+      this.lastSource = this.scanner ? 'scan' : 'snapshot';
+      return Promise.resolve(false);
+    }
+    const now = this.now().getTime();
+    const ttl = index.cacheTtlMs ?? DEFAULT_INDEX_TTL_MS;
+    if (!this.ready || now - this.ready.checkedAt >= ttl) {
+      const maxAge = index.maxAgeMs ?? 24 * 3_600_000;
+      const ready = this.counted(() => index.reader.watermark(index.home)).then(
+        (mark) => mark !== undefined && now - Date.parse(mark.reconciledAt) <= maxAge,
+      );
+      const entry = { checkedAt: now, ready };
+      this.ready = entry;
+      ready.catch(() => {
+        if (this.ready === entry) this.ready = undefined;
+      });
+    }
+    return this.ready.ready.then((ready) => {
+      this.lastSource = ready ? 'index' : 'scan';
+      return ready;
+    });
+  }
+
+  /** The eligible indexed services that reference the image's repository, as a lookup structure. */
+  private indexed(image: ImageRef): Promise<InventoryIndex> {
+    const index = this.index as InventoryIndexOptions;
+    const repository = parseImageReference(image.repositoryUri).repository;
+    const now = this.now().getTime();
+    const cached = this.byRepository.get(repository);
+    if (cached && now - cached.readAt < (index.cacheTtlMs ?? DEFAULT_INDEX_TTL_MS)) return cached.index;
+    const read = this.counted(() => index.reader.servicesUsing(repository)).then(
+      (records) =>
+        new InventoryIndex(records.flatMap((r) => this.eligible(r, this.isHome(r.place, index.home)) ?? [])),
+    );
+    const entry = { readAt: now, index: read };
+    this.byRepository.set(repository, entry);
+    read.catch(() => {
+      if (this.byRepository.get(repository) === entry) this.byRepository.delete(repository);
+    });
+    return read;
+  }
+
+  private isHome(place: Place, home: Place): boolean {
+    return place.account === home.account && place.region === home.region;
+  }
+
+  /**
+   * Today's eligibility, at lookup time: a service named by a target (its tags merged on top), or
+   * carrying the discovery tag. A target that names its cluster by name matches in the hub's account
+   * and Region only; by ARN, exactly that cluster.
+   */
+  private eligible(record: ServiceRecord, home: boolean): ServiceRecord | undefined {
+    const target = this.targets.find(
+      (t) =>
+        t.service === record.service.serviceName &&
+        (t.cluster.startsWith('arn:')
+          ? t.cluster === record.service.clusterArn
+          : home && sameCluster(t.cluster, record.service.clusterArn)),
+    );
+    const d = this.discoverByTag;
+    const tagged = d !== undefined && record.tags[d.key] === d.value;
+    if (!target && !tagged) return undefined;
+    return { ...record, tags: { ...record.tags, ...(target?.tags ?? {}) } };
+  }
+
+  private async counted<T>(read: () => Promise<T>): Promise<T> {
+    this.calls++;
+    return read();
   }
 
   /**
@@ -465,7 +525,11 @@ export class InventoryResolver {
     if (ids.length === 0 || !ecr) return [];
     const outs = await Promise.all(
       chunk(ids, BATCH_GET_IMAGE_MAX).map((imageIds) =>
-        this.call(
+        limitedCall(
+          this.limiter,
+          () => {
+            this.calls++;
+          },
           'BatchGetImage',
           () =>
             ecr.send(
@@ -510,197 +574,11 @@ export class InventoryResolver {
   }
 
   private async build(): Promise<InventoryIndex> {
-    const clusters = await this.clusters();
-    const records = await Promise.all(clusters.map((cluster) => this.clusterServices(cluster)));
-    return new InventoryIndex(records.flat());
-  }
-
-  private async clusters(): Promise<string[]> {
-    // Targets may name one cluster both by name and by ARN: read each cluster once.
-    const targeted: string[] = [];
-    for (const { cluster } of this.targets) {
-      const i = targeted.findIndex((c) => sameCluster(c, cluster));
-      if (i < 0) targeted.push(cluster);
-      else if (cluster.startsWith('arn:')) targeted[i] = cluster;
-    }
-    if (!this.discoverByTag) return targeted;
-    const arns = await this.paginate(
-      'ListClusters',
-      (nextToken) => this.client().send(new ListClustersCommand({ maxResults: PAGE_SIZE, nextToken })),
-      (out) => out.clusterArns,
-    );
-    // A target may name a cluster the listing does not show (a typo): DescribeServices says so.
-    return [...arns, ...targeted.filter((c) => !arns.some((arn) => sameCluster(arn, c)))];
-  }
-
-  private async clusterServices(cluster: string): Promise<ServiceRecord[]> {
-    const targets = this.targets.filter((t) => sameCluster(t.cluster, cluster));
-    // Without tag discovery the targets name every service that matters: no need to list the cluster.
-    const names = this.discoverByTag
-      ? await this.paginate(
-          'ListServices',
-          (nextToken) =>
-            this.client().send(new ListServicesCommand({ cluster, maxResults: PAGE_SIZE, nextToken })),
-          (out) => out.serviceArns,
-        )
-      : unique(targets.map((t) => t.service));
-    const described = (
-      await Promise.all(
-        chunk(names, DESCRIBE_SERVICES_MAX).map((services) =>
-          this.call('DescribeServices', () =>
-            this.client().send(new DescribeServicesCommand({ cluster, services, include: ['TAGS'] })),
-          ),
-        ),
-      )
-    ).flatMap((out) => out.services ?? []);
-    const active = described.filter(
-      (s) => s.status === 'ACTIVE' && s.serviceName && s.clusterArn && s.taskDefinition,
-    );
-    const eligible = active.flatMap((service) => {
-      const tags = Object.fromEntries((service.tags ?? []).map((t) => [t.key ?? '', t.value ?? '']));
-      const target = targets.find((t) => t.service === service.serviceName);
-      const tagged =
-        this.discoverByTag !== undefined && tags[this.discoverByTag.key] === this.discoverByTag.value;
-      return target || tagged ? [{ service, tags: { ...tags, ...(target?.tags ?? {}) } }] : [];
+    if (!this.scanner) throw new ConfigurationError('inventory: a snapshot resolver has no ECS client'); // unreachable
+    const records = await this.scanner.scan({
+      ...(this.discoverByTag ? { discoverByTag: this.discoverByTag } : {}),
+      targets: this.targets,
     });
-    if (eligible.length === 0) return [];
-
-    const withContainers = await Promise.all(
-      eligible.map(async (e) => ({
-        ...e,
-        containers: await this.taskDefinition(e.service.taskDefinition as string),
-      })),
-    );
-    const running = await this.runningContainers(cluster, withContainers, active);
-    return withContainers.map(({ service, tags, containers }) => ({
-      service: serviceRef(service.clusterArn as string, service.serviceName as string),
-      taskDefinitionArn: service.taskDefinition as string,
-      tags,
-      deploymentController: service.deploymentController?.type ?? 'ECS',
-      containers,
-      running: running.get(service.serviceName as string) ?? [],
-    }));
-  }
-
-  private taskDefinition(arn: string): Promise<Array<{ name: string; image: string }>> {
-    let described = this.taskDefinitions.get(arn);
-    if (!described) {
-      described = this.call('DescribeTaskDefinition', () =>
-        this.client().send(new DescribeTaskDefinitionCommand({ taskDefinition: arn })),
-      ).then((out) =>
-        (out.taskDefinition?.containerDefinitions ?? []).flatMap((c) =>
-          c.name && c.image ? [{ name: c.name, image: c.image }] : [],
-        ),
-      );
-      this.taskDefinitions.set(arn, described);
-      described.catch(() => this.taskDefinitions.delete(arn));
-    }
-    return described;
-  }
-
-  /**
-   * Digests that running tasks report, by service name. Only asked for services where it can add a
-   * match: a container referenced by tag (the tag may have moved since the task pulled it) or a
-   * deployment still running another revision. Tasks are listed per service, or per cluster when
-   * that takes fewer calls (estimated from the running counts DescribeServices returned).
-   */
-  private async runningContainers(
-    cluster: string,
-    services: ReadonlyArray<{ service: Service; containers: ReadonlyArray<{ image: string }> }>,
-    allActive: readonly Service[],
-  ): Promise<Map<string, Array<{ name: string; image: string; imageDigest: string }>>> {
-    const tasksOf = (s: Service): number => (s.runningCount ?? 0) + (s.pendingCount ?? 0);
-    const needed = services
-      .filter(
-        ({ service, containers }) =>
-          tasksOf(service) > 0 &&
-          (containers.some((c) => !parseImageReference(c.image).digest) ||
-            (service.deployments ?? []).some(
-              (d) => d.taskDefinition && d.taskDefinition !== service.taskDefinition,
-            )),
-      )
-      .map(({ service }) => service);
-    const result = new Map<string, Array<{ name: string; image: string; imageDigest: string }>>();
-    if (needed.length === 0) return result;
-
-    const pages = (tasks: number): number => Math.max(1, Math.ceil(tasks / PAGE_SIZE));
-    const neededTasks = needed.reduce((n, s) => n + tasksOf(s), 0);
-    const perService = needed.reduce((n, s) => n + pages(tasksOf(s)), 0) + pages(neededTasks);
-    // Only with tag discovery were all the cluster's services described, so only then is the count known.
-    const clusterTasks = allActive.reduce((n, s) => n + tasksOf(s), 0);
-    const perCluster = this.discoverByTag ? 2 * pages(clusterTasks) : Number.POSITIVE_INFINITY;
-
-    const list = (serviceName?: string) =>
-      this.paginate(
-        'ListTasks',
-        (nextToken) =>
-          this.client().send(
-            new ListTasksCommand({
-              cluster,
-              desiredStatus: 'RUNNING',
-              maxResults: PAGE_SIZE,
-              nextToken,
-              serviceName,
-            }),
-          ),
-        (out) => out.taskArns,
-      );
-    const taskArns =
-      perCluster < perService
-        ? await list()
-        : (await Promise.all(needed.map((s) => list(s.serviceName)))).flat();
-
-    const wanted = new Set(needed.map((s) => `service:${s.serviceName}`));
-    const described = await Promise.all(
-      chunk(unique(taskArns), DESCRIBE_TASKS_MAX).map((tasks) =>
-        this.call('DescribeTasks', () => this.client().send(new DescribeTasksCommand({ cluster, tasks }))),
-      ),
-    );
-    for (const task of described.flatMap((out) => out.tasks ?? [])) {
-      // Service tasks carry the group "service:<serviceName>".
-      if (!task.group || !wanted.has(task.group)) continue;
-      const serviceName = task.group.slice('service:'.length);
-      const list = result.get(serviceName) ?? [];
-      for (const c of task.containers ?? []) {
-        if (c.name && c.image && c.imageDigest)
-          list.push({ name: c.name, image: c.image, imageDigest: c.imageDigest });
-      }
-      result.set(serviceName, list);
-    }
-    return result;
-  }
-
-  private async paginate<Out extends { nextToken?: string | undefined }>(
-    what: string,
-    page: (nextToken: string | undefined) => Promise<Out>,
-    items: (out: Out) => string[] | undefined,
-  ): Promise<string[]> {
-    const all: string[] = [];
-    let nextToken: string | undefined;
-    do {
-      const out = await this.call(what, () => page(nextToken));
-      all.push(...(items(out) ?? []));
-      nextToken = out.nextToken;
-    } while (nextToken);
-    return all;
-  }
-
-  /** Every ECS (and ECR) call goes through here: counted, rate-capped, and its error classified. */
-  private async call<T>(what: string, send: () => Promise<T>, service = 'ECS'): Promise<T> {
-    this.calls++;
-    try {
-      return await this.limiter.run(send);
-    } catch (error) {
-      const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      const message = `inventory: ${service} ${what} failed: ${detail}`;
-      throw isTransient(error)
-        ? new TransientError(message, { cause: error })
-        : new AutopatchError(message, { cause: error });
-    }
-  }
-
-  private client(): ECSClient {
-    if (!this.ecs) throw new AutopatchError('inventory: a snapshot resolver has no ECS client'); // unreachable
-    return this.ecs;
+    return new InventoryIndex(records);
   }
 }

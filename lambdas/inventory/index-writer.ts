@@ -1,0 +1,295 @@
+import { createHash } from 'node:crypto';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import type { Place } from '../shared/accounts';
+import { mapLimit } from '../shared/concurrency';
+import { LEDGER } from '../shared/contracts';
+import { TransientError } from '../shared/errors';
+import { BATCH_CONCURRENCY, LedgerTable } from '../shared/ledger/table';
+import {
+  imageItemsOf,
+  imagePk,
+  PLACES_PK,
+  placeKey,
+  placePk,
+  SERVICE_PREFIX,
+  serviceSk,
+  WATERMARK_SK,
+} from './index-store';
+import type { ServiceRecord } from './scan';
+
+/**
+ * The indexer's side of the index (item formats in ./index-store.ts): rewrite one service's entries,
+ * list and remove the services of a place, and set its watermark.
+ *
+ * Rewriting a service is safe against a crash and against a second writer of the same service (an
+ * event and the reconcile, or two events): the service's INVENTORY# item lists every repository it
+ * may have IMAGE# items in, and is widened to old ∪ new (a claim: conditional on its version, so
+ * claims are serialised and each gets a higher version) *before* the new IMAGE# items are written;
+ * the old ones are then replaced by tombstones and the list narrowed to the new. IMAGE# writes carry
+ * the claim's version and never overwrite a higher one, so a slow writer that lost a race cannot put
+ * back what the winner removed, and no live IMAGE# item is ever left that no INVENTORY# item names.
+ */
+
+/** A service's INVENTORY# item as read back. */
+export interface ServiceEntry {
+  readonly clusterArn: string;
+  readonly serviceName: string;
+  readonly repositories: readonly string[];
+  readonly version: number;
+  readonly fingerprint?: string;
+}
+
+export type WriteOutcome = 'unchanged' | 'written' | 'removed' | 'absent';
+
+const ATTEMPTS = 4;
+/** How long a removed entry's tombstone refuses a slower writer's older entry. */
+const TOMBSTONE_DAYS = 1;
+
+/** What the index holds of a record, hashed: an unchanged service is not written again. */
+export const fingerprintOf = (record: ServiceRecord): string =>
+  createHash('sha256')
+    .update(
+      JSON.stringify([
+        record.taskDefinitionArn,
+        Object.entries(record.tags).sort(([a], [b]) => a.localeCompare(b)),
+        record.deploymentController,
+        [...record.containers].map((c) => `${c.name}=${c.image}`).sort(),
+        [...record.running].map((c) => `${c.name}=${c.image}@${c.imageDigest}`).sort(),
+      ]),
+    )
+    .digest('hex');
+
+const entryOf = (item: Record<string, unknown>): ServiceEntry | undefined => {
+  const { clusterArn, serviceName, repositories, version, fingerprint } = item;
+  if (typeof clusterArn !== 'string' || typeof serviceName !== 'string') return undefined;
+  return {
+    clusterArn,
+    serviceName,
+    repositories: Array.isArray(repositories) ? repositories.filter((r) => typeof r === 'string') : [],
+    version: typeof version === 'number' ? version : 0,
+    ...(typeof fingerprint === 'string' ? { fingerprint } : {}),
+  };
+};
+
+export interface InventoryIndexWriterOptions {
+  readonly client: DynamoDBClient;
+  readonly tableName: string;
+  readonly now?: () => Date;
+}
+
+export class InventoryIndexWriter {
+  readonly table: LedgerTable;
+
+  constructor(options: InventoryIndexWriterOptions) {
+    this.table = new LedgerTable({
+      client: options.client,
+      tableName: options.tableName,
+      ...(options.now ? { now: options.now } : {}),
+    });
+  }
+
+  /** The services of a place the index holds. */
+  async services(place: Place): Promise<ServiceEntry[]> {
+    const items = await this.table.query('inventory services', placePk(place), { prefix: SERVICE_PREFIX });
+    return items.flatMap((item) => entryOf(item) ?? []);
+  }
+
+  /**
+   * Make the index say what `record` says of the service (undefined: the service is gone or not
+   * ACTIVE: remove it). `known` is its INVENTORY# entry when the caller has just read it (reconcile).
+   */
+  async writeService(
+    place: Place,
+    clusterArn: string,
+    serviceName: string,
+    record: ServiceRecord | undefined,
+    known?: ServiceEntry | null,
+  ): Promise<WriteOutcome> {
+    const key = { pk: placePk(place), sk: serviceSk(clusterArn, serviceName) };
+    const fingerprint = record ? fingerprintOf(record) : undefined;
+    const indexedAt = this.table.now().toISOString();
+    const items = record ? imageItemsOf(place, record, indexedAt) : new Map();
+    const repositories = [...items.keys()].sort();
+    const attempted = new Set<string>();
+    let entry: ServiceEntry | undefined = known === null ? undefined : known;
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      if (attempt > 0 || known === undefined) {
+        const item = await this.table.get(key, 'inventory service');
+        entry = item ? entryOf(item) : undefined;
+      }
+      if (!record && !entry) return 'absent';
+      if (record && entry && entry.fingerprint === fingerprint && same(entry.repositories, repositories))
+        return 'unchanged';
+      const version = entry?.version ?? 0;
+      const widened = [...new Set([...(entry?.repositories ?? []), ...attempted, ...repositories])].sort();
+      // 1. Name every repository that may hold an item of the service, before writing any.
+      const claimed = await this.table.conditional('inventory service', () =>
+        this.table.doc.send(
+          new PutCommand({
+            TableName: this.table.tableName,
+            Item: {
+              ...key,
+              kind: 'inventory-service',
+              clusterArn,
+              serviceName,
+              account: place.account,
+              region: place.region,
+              repositories: widened,
+              version: version + 1,
+              pending: true,
+              indexedAt,
+            },
+            ConditionExpression: entry ? '#v = :v' : 'attribute_not_exists(pk)',
+            ...(entry
+              ? {
+                  ExpressionAttributeNames: { '#v': 'version' },
+                  ExpressionAttributeValues: { ':v': version },
+                }
+              : {}),
+          }),
+        ),
+      );
+      if (!claimed) continue;
+      for (const r of repositories) attempted.add(r);
+      // 2. The new IMAGE# items, and tombstones for the ones the service no longer uses. Each write is
+      // conditional on the claim's version, so a slower writer that lost the claim cannot put back an
+      // entry the winner removed (the tombstone stays long enough to refuse it, then expires).
+      const claim = version + 1;
+      const stale = widened.filter((r) => !items.has(r));
+      await mapLimit(
+        [
+          ...[...items.values()].map((item) => ({ ...item, kind: 'inventory-image', version: claim })),
+          ...stale.map((r) => ({
+            pk: imagePk(r),
+            sk: key.sk,
+            kind: 'inventory-image-removed',
+            version: claim,
+            [LEDGER.ttlAttribute]: this.table.ttl(TOMBSTONE_DAYS),
+          })),
+        ],
+        BATCH_CONCURRENCY,
+        (item) =>
+          this.table.conditional('inventory image', () =>
+            this.table.doc.send(
+              new PutCommand({
+                TableName: this.table.tableName,
+                Item: item,
+                ConditionExpression: 'attribute_not_exists(pk) OR attribute_not_exists(#v) OR #v <= :v',
+                ExpressionAttributeNames: { '#v': 'version' },
+                ExpressionAttributeValues: { ':v': claim },
+              }),
+            ),
+          ),
+      );
+      // 3. Narrow the list to what exists (or forget the service). Losing this race is fine: the
+      // winner read the widened list and cleans up after itself.
+      // 3. Narrow the list to what exists (or forget the service). Losing this race is fine: the
+      // winner read the widened list and cleans up after itself.
+      const narrowed = { '#v': 'version' };
+      const expected = { ':v': version + 1 };
+      await this.table.conditional('inventory service', () =>
+        record
+          ? this.table.doc.send(
+              new PutCommand({
+                TableName: this.table.tableName,
+                Item: {
+                  ...key,
+                  kind: 'inventory-service',
+                  clusterArn,
+                  serviceName,
+                  account: place.account,
+                  region: place.region,
+                  repositories,
+                  version: version + 2,
+                  fingerprint,
+                  taskDefinitionArn: record.taskDefinitionArn,
+                  indexedAt,
+                },
+                ConditionExpression: '#v = :v',
+                ExpressionAttributeNames: narrowed,
+                ExpressionAttributeValues: expected,
+              }),
+            )
+          : this.table.doc.send(
+              new DeleteCommand({
+                TableName: this.table.tableName,
+                Key: key,
+                ConditionExpression: '#v = :v',
+                ExpressionAttributeNames: narrowed,
+                ExpressionAttributeValues: expected,
+              }),
+            ),
+      );
+      return record ? 'written' : 'removed';
+    }
+    throw new TransientError(
+      `inventory: ${clusterArn}/${serviceName} in ${placeKey(place)} was rewritten concurrently ${ATTEMPTS} times; retry`,
+    );
+  }
+
+  /** The place's reconcile is complete: triage may answer from the index there. */
+  async putWatermark(place: Place, services: number): Promise<void> {
+    await this.table.send('inventory watermark', () =>
+      this.table.doc.send(
+        new PutCommand({
+          TableName: this.table.tableName,
+          Item: {
+            pk: placePk(place),
+            sk: WATERMARK_SK,
+            kind: 'inventory-watermark',
+            account: place.account,
+            region: place.region,
+            reconciledAt: this.table.now().toISOString(),
+            services,
+          },
+        }),
+      ),
+    );
+  }
+
+  /** Remember an account and Region events came from, so that the reconcile walks it too. */
+  async notePlace(place: Place): Promise<void> {
+    await this.table.conditional('inventory place', () =>
+      this.table.doc.send(
+        new PutCommand({
+          TableName: this.table.tableName,
+          Item: {
+            pk: PLACES_PK,
+            sk: placeKey(place),
+            kind: 'inventory-place',
+            account: place.account,
+            region: place.region,
+            firstSeenAt: this.table.now().toISOString(),
+          },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      ),
+    );
+  }
+
+  /** Every place the indexer has heard of, with the time of its last reconcile (if any). */
+  async places(): Promise<Array<Place & { reconciledAt?: string }>> {
+    const items = await this.table.query('inventory places', PLACES_PK);
+    const places = items.flatMap((i) =>
+      typeof i.account === 'string' && typeof i.region === 'string'
+        ? [{ account: i.account, region: i.region }]
+        : [],
+    );
+    return Promise.all(
+      places.map(async (place) => {
+        const mark = await this.table.get({ pk: placePk(place), sk: WATERMARK_SK }, 'inventory watermark');
+        return typeof mark?.reconciledAt === 'string' ? { ...place, reconciledAt: mark.reconciledAt } : place;
+      }),
+    );
+  }
+
+  /** The watermark's time for one place, if any. */
+  async reconciledAt(place: Place): Promise<string | undefined> {
+    const mark = await this.table.get({ pk: placePk(place), sk: WATERMARK_SK }, 'inventory watermark');
+    return typeof mark?.reconciledAt === 'string' ? mark.reconciledAt : undefined;
+  }
+}
+
+const same = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && [...a].sort().every((x, i) => x === b[i]);
