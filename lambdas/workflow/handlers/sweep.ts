@@ -4,7 +4,9 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
+import { ACCOUNT_ALIASES_ENV, parseAccountAliases } from '../../shared/config';
 import { METRICS } from '../../shared/metrics';
+import { accountOf, regionOf } from '../aws';
 import { DeadlineMarks, watchDeadline } from '../deadlines';
 import { heartbeat } from '../deployment-events';
 import { announceLate } from '../late-announcement';
@@ -23,6 +25,7 @@ const sfn = new SFNClient({});
 const sns = new SNSClient({});
 const events = new EventBridgeClient({});
 const eventBusName = process.env.EVENT_BUS_NAME ?? 'default';
+const accountAliases = parseAccountAliases(process.env[ACCOUNT_ALIASES_ENV]);
 const announce = announceLate({ sns, events, topicArn: env.TOPIC_ARN, eventBusName });
 const digestMinutes = notifyDigestMinutes(process.env.NOTIFY_DIGEST_MINUTES, DEFAULT_NOTIFY_DIGEST_MINUTES);
 const deadlines = {
@@ -108,6 +111,8 @@ export const handler = async () => {
         topicArn: env.TOPIC_ARN,
         eventBusName,
         periodMinutes: digestMinutes,
+        home: { account: accountOf(env.STATE_MACHINE_ARN), region: regionOf(env.STATE_MACHINE_ARN) },
+        accountAliases,
       },
       new Date(),
     )) {
