@@ -87,6 +87,10 @@ export const placeOfServiceKey = (key: string): { account: string; region: strin
   return match ? { account: match[1] as string, region: match[2] as string } : undefined;
 };
 
+/** The Region an ECR repository URI names (`<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]/<repo>`). */
+export const regionOfRepositoryUri = (repositoryUri: string): string | undefined =>
+  /^\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\//.exec(repositoryUri)?.[1];
+
 /** One image a remediation patches: one digest, possibly used by several containers of the task. */
 export interface AffectedImage {
   /** ECR repository name, e.g. "payments/api". */

@@ -4,7 +4,12 @@ import { ECRClient } from '@aws-sdk/client-ecr';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { Inspector2Client } from '@aws-sdk/client-inspector2';
 import { type AccountClients, accountClients, HOME_ACCOUNT_ENV, type Place } from '../shared/accounts';
-import { type AffectedImage, type ServiceRef, serviceKeyOf } from '../shared/contracts';
+import {
+  type AffectedImage,
+  regionOfRepositoryUri,
+  type ServiceRef,
+  serviceKeyOf,
+} from '../shared/contracts';
 
 /**
  * The clients a workflow step uses for one service or one image: those of the resource's own account
@@ -33,15 +38,11 @@ export const placeOfService = (service: Pick<ServiceRef, 'clusterArn'>): Partial
   return { ...(account ? { account } : {}), ...(region ? { region } : {}) };
 };
 
-/** `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]/<repository>` → the Region. */
-const REPOSITORY_URI = /^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\//;
-
 /** Where an image lives: its registry's account, and the Region its repository URI names. */
 export const placeOfImage = (image: Pick<AffectedImage, 'registry' | 'repositoryUri'>): Partial<Place> => {
-  const match = REPOSITORY_URI.exec(image.repositoryUri);
   const home = homePlace();
-  const account = image.registry || match?.[1] || home.account;
-  const region = match?.[2] || home.region;
+  const account = image.registry || home.account;
+  const region = regionOfRepositoryUri(image.repositoryUri) || home.region;
   return { ...(account ? { account } : {}), ...(region ? { region } : {}) };
 };
 
