@@ -9,7 +9,12 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
-import { DescribeServicesCommand, ECSClient } from '@aws-sdk/client-ecs';
+import {
+  DescribeServicesCommand,
+  ECSClient,
+  StopServiceDeploymentCommand,
+  UpdateServiceCommand,
+} from '@aws-sdk/client-ecs';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { parseAccountAliases, triageRuntimeConfigSchema } from '../../lambdas/shared/config';
@@ -188,6 +193,28 @@ describe('a workflow step reaches the service in its own account and Region', ()
     expect(await client.config.region()).toBe(HUB_REGION);
     expect((await client.config.credentials()).accessKeyId).toBe('AKIAHUB');
     expect(sts.calls()).toHaveLength(0);
+  });
+
+  it('deploys and rolls back a spoke service with its own ECS client (the Lambda for the SDK-integration steps)', async () => {
+    const { handler } = await import('../../lambdas/workflow/handlers/deploy-with-ecs');
+    const deployment = `arn:aws:ecs:us-east-1:${SPOKE}:service-deployment/prod/payments-api/d-1`;
+    ecs.on(UpdateServiceCommand).resolves({ service: { currentServiceDeployment: deployment } });
+    ecs.on(StopServiceDeploymentCommand).resolves({});
+    const service = spokeService();
+    await expect(handler({ service, taskDefinitionArn: 'td:2' })).resolves.toEqual({
+      deploymentArn: deployment,
+    });
+    await expect(handler({ step: 'roll-back', service, deploymentArn: deployment })).resolves.toEqual({
+      rollback: 'requested',
+    });
+    for (const call of [
+      ...ecs.commandCalls(UpdateServiceCommand),
+      ...ecs.commandCalls(StopServiceDeploymentCommand),
+    ]) {
+      const client = call.thisValue as ECSClient;
+      expect(await client.config.region()).toBe('us-east-1');
+      expect((await client.config.credentials()).accessKeyId).toBe('ASIASPOKE');
+    }
   });
 
   it('fails the step with SpokeAccessError when the spoke role cannot be assumed (TransientError when throttled)', async () => {
