@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { ConfigurationError } from './errors';
 
 /**
  * Target configuration: which ECS services Autopatch protects and how. Shared by the construct
@@ -128,9 +129,48 @@ export type WorkflowDefaults = z.infer<typeof workflowDefaultsSchema>;
 
 export const discoverByTagSchema = z.strictObject({ key: z.string().min(1), value: z.string().min(1) });
 
+/**
+ * Account id → alias, for the accounts Autopatch reaches (the hub's and its spokes'): people read
+ * "222222222222 (payments-prod)" in notifications and outcomes. Optional; ids only without it.
+ */
+export const accountAliasesSchema = z.record(
+  z.string().regex(/^\d{12}$/, 'an account id (12 digits)'),
+  z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-"'),
+);
+export type AccountAliases = z.infer<typeof accountAliasesSchema>;
+
+/** The environment variable that gives the workflow's Lambdas the alias map (JSON). */
+export const ACCOUNT_ALIASES_ENV = 'ACCOUNT_ALIASES';
+
+/**
+ * The alias map from a Lambda's environment (ACCOUNT_ALIASES, JSON): empty when unset; a value that
+ * is not a valid map fails the cold start with a message naming it.
+ */
+export const parseAccountAliases = (value: string | undefined): AccountAliases => {
+  if (value === undefined || value.trim() === '') return {};
+  let raw: unknown;
+  try {
+    raw = JSON.parse(value);
+  } catch (error) {
+    throw new ConfigurationError(`${ACCOUNT_ALIASES_ENV} is not JSON`, { cause: error });
+  }
+  const parsed = accountAliasesSchema.safeParse(raw);
+  if (!parsed.success)
+    throw new ConfigurationError(
+      `${ACCOUNT_ALIASES_ENV} is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
+  return parsed.data;
+};
+
 /** What the triage Lambda needs at run time, besides its clients. The policy is validated separately. */
 export const triageRuntimeConfigSchema = z.strictObject({
   policy: z.unknown(),
+  /** Account id → alias, for human-readable text (see accountAliasesSchema). */
+  accountAliases: accountAliasesSchema.optional(),
   targets: z.array(targetSchema).default([]),
   discoverByTag: discoverByTagSchema.optional(),
   defaults: workflowDefaultsSchema.default(workflowDefaultsSchema.parse({})),

@@ -37,9 +37,59 @@ export type RebuildMode =
 export interface ServiceRef {
   readonly clusterArn: string;
   readonly serviceName: string;
-  /** "<clusterName>/<serviceName>": the ledger key and the name people read. */
+  /**
+   * "<clusterName>/<serviceName>": the ledger key and the name people read; for a service outside the
+   * hub's account or Region, "<account>/<region>/<clusterName>/<serviceName>" (see serviceKeyOf).
+   */
   readonly key: string;
 }
+
+/**
+ * The ledger key of an ECS service, and the name people read.
+ *
+ * Decision (issue 13, hub and spokes): a service in the hub's own account and Region keeps the key it
+ * always had, "<cluster>/<service>", so the locks, holds, history, idempotency keys and execution names
+ * of existing installs keep working. Any other service (another account, or another Region of the
+ * hub's account) is keyed "<account>/<region>/<cluster>/<service>": two accounts can each run
+ * cluster "prod" with service "api", and they must not share a lock. A key of four parts is therefore
+ * always a service outside the hub's home; {@link placeOfServiceKey} reads the place back.
+ *
+ * The home is the hub's account (AUTOPATCH_HOME_ACCOUNT) and Region (AWS_REGION); a part that is not
+ * known (a single-account install sets no home account) counts as home, as does a cluster given by
+ * name rather than ARN. Every place that builds a service key (triage's inventory, the deployment
+ * events, the tests) builds it here.
+ */
+export const serviceKeyOf = (
+  clusterArnOrName: string,
+  serviceName: string,
+  home: { readonly account?: string | undefined; readonly region?: string | undefined } = {},
+): string => {
+  const cluster = clusterArnOrName.slice(clusterArnOrName.lastIndexOf('/') + 1);
+  const arn = /^arn:aws[a-z-]*:ecs:([a-z0-9-]+):(\d{12}):/.exec(clusterArnOrName);
+  const region = arn?.[1];
+  const account = arn?.[2];
+  const away =
+    (account !== undefined && home.account !== undefined && account !== home.account) ||
+    (region !== undefined && home.region !== undefined && region !== home.region);
+  return away ? `${account}/${region}/${cluster}/${serviceName}` : `${cluster}/${serviceName}`;
+};
+
+/** A ServiceRef from a cluster ARN and a service name, keyed by {@link serviceKeyOf}. */
+export const serviceRefOf = (
+  clusterArn: string,
+  serviceName: string,
+  home: Parameters<typeof serviceKeyOf>[2] = {},
+): ServiceRef => ({ clusterArn, serviceName, key: serviceKeyOf(clusterArn, serviceName, home) });
+
+/** The account and Region a service key names: only keys of services outside the hub's home do. */
+export const placeOfServiceKey = (key: string): { account: string; region: string } | undefined => {
+  const match = /^(\d{12})\/([a-z0-9-]+)\/[^/]+\/[^/]+$/.exec(key);
+  return match ? { account: match[1] as string, region: match[2] as string } : undefined;
+};
+
+/** The Region an ECR repository URI names (`<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]/<repo>`). */
+export const regionOfRepositoryUri = (repositoryUri: string): string | undefined =>
+  /^\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\//.exec(repositoryUri)?.[1];
 
 /** One image a remediation patches: one digest, possibly used by several containers of the task. */
 export interface AffectedImage {

@@ -76,3 +76,9 @@ export const isTransient = (error: unknown): boolean => {
   const status = e.$metadata?.httpStatusCode;
   return status !== undefined && (status === 429 || status >= 500);
 };
+
+/**
+ * The name of the error the hub raises when it cannot assume a spoke's role (`SpokeAccessError`, in
+ * ./accounts.ts, which needs the STS client): never retried; the finish step explains it by name.
+ */
+export const SPOKE_ACCESS_ERROR = 'SpokeAccessError';

@@ -5,6 +5,7 @@ import {
   MAX_FINDING_ARNS_PER_IMAGE,
   MAX_PATCH_PACKAGES_PER_IMAGE,
   type PatchPackage,
+  placeOfServiceKey,
   type RemediationRequest,
   type ServiceRef,
   type Severity,
@@ -75,7 +76,8 @@ const compactTime = (at: Date): string =>
     .replace(/\.\d+Z$/, 'Z'); // 20240904T165538Z
 
 /**
- * Deterministic, readable execution name: `<service>-<cve-or-count>-<short-digest>-<hash>-<time>`.
+ * Deterministic, readable execution name: `<service>-<cve-or-count>-<short-digest>-<hash>-<time>`,
+ * `<account>-<service>-…` for a service outside the hub's account or Region.
  * The same service, images, CVEs and time always give the same name, so a retried StartExecution
  * cannot start a second execution (Step Functions rejects a reused name for 90 days).
  * At most 80 characters, only letters, digits, '-' and '_'.
@@ -107,8 +109,14 @@ export const executionName = (
     .digest('hex')
     .slice(0, 6);
   const tail = `-${what.replace(ALLOWED, '_').slice(0, 24)}-${first}${digests.length > 1 ? `x${digests.length}` : ''}-${fingerprint}-${compactTime(at)}`;
-  const readable = serviceName.replace(ALLOWED, '_').slice(0, Math.max(1, NAME_MAX - tail.length)) || '_';
-  return `${readable}${tail}`.slice(0, NAME_MAX);
+  // A service outside the hub's account or Region (its key names the account: serviceKeyOf) is named
+  // with its account first, so a console list of executions tells the accounts apart. A hub service's
+  // name is what it always was: in-flight runs and existing idempotency keys keep their names.
+  const place = placeOfServiceKey(service.key);
+  const prefix = place ? `${place.account}-` : '';
+  const readable =
+    serviceName.replace(ALLOWED, '_').slice(0, Math.max(1, NAME_MAX - tail.length - prefix.length)) || '_';
+  return `${prefix}${readable}${tail}`.slice(0, NAME_MAX);
 };
 
 /** A short, stable id for one remediation (also the ledger history key). */

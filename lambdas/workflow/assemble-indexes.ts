@@ -23,9 +23,18 @@ export interface AssembleIndexesInput {
   readonly startedAt: string;
 }
 
+type EcrApi = Pick<ECRClient, 'send'>;
+
 export interface AssembleIndexesDeps {
-  readonly ecr: Pick<ECRClient, 'send'>;
+  readonly ecr: EcrApi;
+  /**
+   * The ECR client of an image's own registry (account and Region: the handler's `imageClients`), so
+   * an index is read and pushed where the image came from. Without it, `ecr`.
+   */
+  readonly ecrFor?: (image: Pick<PatchedImage, 'registry' | 'repositoryUri'>) => EcrApi;
 }
+
+const ecrOf = (deps: AssembleIndexesDeps, image: PatchedImage): EcrApi => deps.ecrFor?.(image) ?? deps.ecr;
 
 const OCI_INDEX = INDEX_MEDIA_TYPES[0];
 const DOCKER_LIST = INDEX_MEDIA_TYPES[1];
@@ -73,7 +82,7 @@ export const indexManifest = (
 
 /** The patched platform manifests as ECR holds them (media type, size; the digest checked against the bytes). */
 const readManifests = async (
-  ecr: AssembleIndexesDeps['ecr'],
+  ecr: EcrApi,
   image: Pick<PatchedImage, 'registry' | 'repository'>,
   digests: readonly string[],
 ): Promise<Map<string, { mediaType: string; size: number }>> => {
@@ -123,7 +132,7 @@ const readManifests = async (
 
 /** Push the index; a retry of this step finds it there already (same bytes, same tag), which is fine. */
 const putIndex = async (
-  ecr: AssembleIndexesDeps['ecr'],
+  ecr: EcrApi,
   image: Pick<PatchedImage, 'registry' | 'repository'>,
   index: { manifest: string; mediaType: string; digest: string },
   tag: string,
@@ -199,8 +208,9 @@ export const assembleIndexes = async (
         `The image index ${where} has ${of.platformCount} platforms but ${group.length} were patched: a new index would lose a platform. Nothing was deployed.`,
       );
     }
+    const ecr = ecrOf(deps, first.image);
     const held = await readManifests(
-      deps.ecr,
+      ecr,
       first.image,
       group.map((g) => g.image.newDigest),
     );
@@ -220,7 +230,7 @@ export const assembleIndexes = async (
     });
     const index = indexManifest(of.indexMediaType, entries);
     const tag = targetTagFor(of.indexDigest, input);
-    await putIndex(deps.ecr, first.image, index, tag);
+    await putIndex(ecr, first.image, index, tag);
 
     const platforms: PatchedPlatform[] = group.map(({ build, image }) => {
       const p = (build.platformOf as NonNullable<PlannedBuild['platformOf']>).platform;

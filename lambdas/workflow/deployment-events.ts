@@ -1,5 +1,7 @@
 import * as z from 'zod';
+import type { ServiceRef } from '../shared/contracts';
 import type { Ledger } from '../shared/ledger';
+import { serviceKeyOfServiceArn } from './clients';
 import { isCodeDeployDeployment } from './codedeploy/status';
 import { type Assessment, assessDeployment, type DeploymentClients } from './deployment';
 import type { WatchResult } from './state';
@@ -50,13 +52,19 @@ export type DeploymentEvent = z.infer<typeof deploymentEventSchema>;
  */
 export const UNDECIDING_ECS_EVENT = 'SERVICE_DEPLOYMENT_IN_PROGRESS';
 
-/** arn:aws:ecs:<region>:<account>:service/<cluster>/<service> → "<cluster>/<service>" (the ledger key). */
-export const serviceKeyFromArn = (arn: string): string | undefined => {
-  const match = /:service\/([^/]+)\/([^/]+)$/.exec(arn);
-  return match ? `${match[1]}/${match[2]}` : undefined;
-};
+/**
+ * arn:aws:ecs:<region>:<account>:service/<cluster>/<service> → the ledger key: "<cluster>/<service>"
+ * in the hub's account and Region, "<account>/<region>/<cluster>/<service>" elsewhere (serviceKeyOf),
+ * so a spoke's forwarded event finds its service's lock.
+ */
+export const serviceKeyFromArn = (arn: string): string | undefined => serviceKeyOfServiceArn(arn);
 
 export interface EventsDeps extends DeploymentClients {
+  /**
+   * The clients of a service's own account and Region (the handlers' `serviceClients`): a service in a
+   * spoke is read with the spoke role. Without it, the clients above serve every service.
+   */
+  readonly clientsFor?: (service: ServiceRef) => DeploymentClients;
   readonly sfn: WatchDeps['sfn'];
   readonly ledger: Pick<Ledger, 'getInFlight' | 'getTaskToken'>;
   readonly registry: Pick<WatchRegistry, 'get' | 'servicesWatching' | 'touch' | 'forget'> &
@@ -125,7 +133,8 @@ export const checkService = async (
   if (!token) return { serviceKey, action: 'not-watching' };
   let assessment: Assessment;
   try {
-    assessment = await assessDeployment(subjectOf(watch, service), deps, now);
+    const clients = deps.clientsFor ? { ...deps, ...deps.clientsFor(service) } : deps;
+    assessment = await assessDeployment(subjectOf(watch, service), clients, now);
   } catch (error) {
     if (!options.heartbeat) throw error;
     const lastRead = Date.parse(watch.lastAssessedAt ?? watch.watchingSince ?? '');

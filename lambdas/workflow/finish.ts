@@ -2,7 +2,8 @@ import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import type { SFNClient } from '@aws-sdk/client-sfn';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
-import { type Outcome, type Severity, severityRank } from '../shared/contracts';
+import { type Outcome, placeOfServiceKey, type Severity, severityRank } from '../shared/contracts';
+import { SPOKE_ACCESS_ERROR } from '../shared/errors';
 import type { HoldRequest, Ledger } from '../shared/ledger';
 import { METRIC_DIMENSIONS, METRICS, type MetricDatum } from '../shared/metrics';
 import { remediationId } from '../shared/remediation';
@@ -93,6 +94,11 @@ export interface FinishDeps {
   readonly eventBusName?: string;
   /** The account's alias, shown next to its id in notifications. @default - the id only */
   readonly accountAlias?: string;
+  /**
+   * Aliases of other accounts (spokes) by id (config `accountAliases`, env ACCOUNT_ALIASES), shown next
+   * to the id of a service's account outside the hub. @default - ids only
+   */
+  readonly accountAliases?: Readonly<Record<string, string>>;
   readonly now?: () => Date;
 }
 
@@ -301,7 +307,10 @@ const stage = (state: WorkflowState): string => {
  * The reason (one sentence, in the summary) and the Cause (the Fail state's, for on-call: what
  * happened, in what state the service is, what to do) of an outcome. Pure.
  */
-export const explain = (input: FinishInput): { reason: string; cause: string } => {
+export const explain = (
+  input: FinishInput,
+  accountAliases: Readonly<Record<string, string>> = {},
+): { reason: string; cause: string } => {
   const { state, outcome } = input;
   const cves = uniq(state.images.flatMap((i) => i.cves));
   const service = state.service.key;
@@ -379,6 +388,20 @@ export const explain = (input: FinishInput): { reason: string; cause: string } =
       };
     }
     default: {
+      if (state.error?.Error === SPOKE_ACCESS_ERROR) {
+        // The hub could not assume a spoke's role: no retry cures it, an operator deploys the spoke.
+        const text = errorText(state.error);
+        const account =
+          /arn:aws[a-z-]*:iam::(\d{12}):role/.exec(text)?.[1] ??
+          placeOfServiceKey(service)?.account ??
+          accountOf(state.service.clusterArn);
+        const alias = accountAliases[account];
+        const reason = `Autopatch cannot reach account ${account}${alias ? ` (${alias})` : ''} ${stage(state)}: ${text}`;
+        return {
+          reason,
+          cause: `${reason} ${serviceState(state)} What to do: deploy the Autopatch spoke in account ${account} with this hub as its hub (docs/organizations.md), or check that its role's trust and the organization's SCPs let this hub assume it; then retry. ${retry}`,
+        };
+      }
       const reason = `The remediation failed ${stage(state)}: ${errorText(state.error)}`;
       return {
         reason,
@@ -401,12 +424,21 @@ export const historyId = (input: Pick<FinishInput, 'state' | 'executionName'>): 
     ? input.state.remediationId
     : remediationId(input.state.service.key, input.executionName);
 
-export const summarise = (input: FinishInput, accountAlias?: string): FinishResult => {
+export const summarise = (
+  input: FinishInput,
+  accountAlias?: string,
+  accountAliases: Readonly<Record<string, string>> = {},
+): FinishResult => {
   const { state } = input;
-  const { reason, cause } = explain(input);
+  const { reason, cause } = explain(input, accountAliases);
   const patched = input.outcome === 'Patched';
+  // The hub's account and Region (where the execution and the builds ran)...
   const region = regionOf(input.executionArn);
   const account = accountOf(input.executionArn);
+  // ...and the service's, which differ for a service outside the hub (its key names them).
+  const away = placeOfServiceKey(state.service.key);
+  const serviceAccount = away?.account ?? account;
+  const alias = away ? accountAliases[away.account] : (accountAliases[account] ?? accountAlias);
   const severity = worstSeverity(state);
   const summary: Summary = {
     outcome: input.outcome,
@@ -432,8 +464,8 @@ export const summarise = (input: FinishInput, accountAlias?: string): FinishResu
           ),
         }
       : {}),
-    account: { id: account, ...(accountAlias ? { alias: accountAlias } : {}) },
-    region,
+    account: { id: serviceAccount, ...(alias ? { alias } : {}) },
+    region: away?.region ?? region,
     ...(severity ? { severity } : {}),
     links: {
       execution: links.execution(input.executionArn),
@@ -503,7 +535,8 @@ export const outcomeMessage = (
     ...summary.links.findings.map((l) => `Findings:  ${l}`),
     `Runbook:   docs/runbook.md#${summary.outcome.toLowerCase()}`,
   );
-  const subject = `[Autopatch] ${summary.outcome}: ${summary.service}`;
+  // A service outside the hub is named by its key, which starts with its account: the alias says whose.
+  const subject = `[Autopatch] ${summary.outcome}: ${summary.service}${placeOfServiceKey(summary.service) && summary.account.alias ? ` (${summary.account.alias})` : ''}`;
   return { subject: clip(subject, 100), message: lines.join('\n') };
 };
 
@@ -630,7 +663,7 @@ export const answeredBy = (
 export const finish = async (input: FinishInput, deps: FinishDeps): Promise<FinishResult> => {
   const now = deps.now ?? (() => new Date());
   const { state, outcome } = input;
-  const base = summarise(input, deps.accountAlias);
+  const base = summarise(input, deps.accountAlias, deps.accountAliases);
 
   if (!input.releaseOnly) {
     const finishedAt = now().toISOString();
@@ -740,7 +773,14 @@ export const finish = async (input: FinishInput, deps: FinishDeps): Promise<Fini
   if (outcome !== 'Superseded' || preempted) {
     await publishNotification(deps.sns, deps.topicArn, {
       ...outcomeMessage(input, result),
-      attributes: { kind: 'outcome', outcome, service: state.service.key, severity: result.summary.severity },
+      attributes: {
+        kind: 'outcome',
+        outcome,
+        service: state.service.key,
+        severity: result.summary.severity,
+        account: result.summary.account.id || undefined,
+        region: result.summary.region || undefined,
+      },
     });
   }
   try {

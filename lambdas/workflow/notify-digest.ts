@@ -1,6 +1,6 @@
 import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import type { SNSClient } from '@aws-sdk/client-sns';
-import { type Severity, severityRank } from '../shared/contracts';
+import { placeOfServiceKey, type Severity, severityRank } from '../shared/contracts';
 import { ConfigurationError } from '../shared/errors';
 import { ACCOUNT_SCOPE, type Digest, type Ledger } from '../shared/ledger';
 import { NOTIFY_DIGEST_EVENT } from '../shared/outcome-event';
@@ -35,7 +35,35 @@ export interface DigestDeps {
   readonly eventBusName?: string;
   /** A digest is sent once its oldest notice is this old (workflowDefaults.notifyDigestMinutes). */
   readonly periodMinutes: number;
+  /** The hub's account and Region: where a service keyed "<cluster>/<service>" lives. */
+  readonly home?: { readonly account?: string; readonly region?: string };
+  /** Account id → alias (config accountAliases), shown next to the id. */
+  readonly accountAliases?: Readonly<Record<string, string>>;
 }
+
+/** Where a digest's service lives: the account (with its alias) and Region. */
+export interface DigestPlace {
+  readonly account: { readonly id: string; readonly alias?: string };
+  readonly region?: string;
+}
+
+/**
+ * The account and Region of a digest's service: those its key names (a service outside the hub,
+ * serviceKeyOf), else the hub's; undefined for the account-wide scope or when the hub's is not known.
+ */
+export const digestPlace = (
+  scope: string,
+  deps: Pick<DigestDeps, 'home' | 'accountAliases'>,
+): DigestPlace | undefined => {
+  if (scope === ACCOUNT_SCOPE) return undefined;
+  const place = placeOfServiceKey(scope) ?? deps.home;
+  if (!place?.account) return undefined;
+  const alias = deps.accountAliases?.[place.account];
+  return {
+    account: { id: place.account, ...(alias ? { alias } : {}) },
+    ...(place.region ? { region: place.region } : {}),
+  };
+};
 
 export type DigestResult =
   | { readonly scope: string; readonly action: 'sent'; readonly notices: number }
@@ -56,7 +84,11 @@ const who = (scope: string): string =>
  * findings it gathered. Values are made single-line with `inline`; publishNotification neutralises
  * the whole text again. Pure.
  */
-export const digestMessage = (digest: Digest, now: Date): { subject: string; message: string } => {
+export const digestMessage = (
+  digest: Digest,
+  now: Date,
+  place?: DigestPlace,
+): { subject: string; message: string } => {
   const total = noticeCount(digest);
   const entries = [...digest.entries].sort(
     (a, b) =>
@@ -67,6 +99,11 @@ export const digestMessage = (digest: Digest, now: Date): { subject: string; mes
   const lines = [
     `Autopatch decided to notify, not to remediate, ${total} finding${total === 1 ? '' : 's'} for ${who(digest.scope)}`,
     `between ${digest.since} and ${now.toISOString()}. Nothing was changed: read them and act if needed.`,
+    ...(place
+      ? [
+          `Account: ${place.account.id}${place.account.alias ? ` (${inline(place.account.alias)})` : ''}${place.region ? `, Region: ${place.region}` : ''}`,
+        ]
+      : []),
     '',
     ...entries.flatMap((e) => [
       `- ${inline(e.cve)} ${e.severity}${e.image ? ` on ${inline(e.image)}` : ''}${e.count > 1 ? ` (${e.count} times)` : ''}`,
@@ -98,10 +135,13 @@ export const sendDigests = async (deps: DigestDeps, now: Date): Promise<DigestRe
   for (const digest of due) {
     try {
       const severity = worst(digest);
+      const place = digestPlace(digest.scope, deps);
       await putOutcomeEvent(
         deps.events,
         {
           ...(digest.scope === ACCOUNT_SCOPE ? { account: true } : { service: digest.scope }),
+          // The service's account ({ id, alias }, as in the outcome event) and Region.
+          ...(place ? { account: place.account, ...(place.region ? { region: place.region } : {}) } : {}),
           since: digest.since,
           until: now.toISOString(),
           findings: noticeCount(digest),
@@ -116,11 +156,13 @@ export const sendDigests = async (deps: DigestDeps, now: Date): Promise<DigestRe
         },
       );
       await publishNotification(deps.sns, deps.topicArn, {
-        ...digestMessage(digest, now),
+        ...digestMessage(digest, now, place),
         attributes: {
           kind: 'notify-digest',
           service: digest.scope === ACCOUNT_SCOPE ? undefined : digest.scope,
           severity,
+          account: place?.account.id,
+          region: place?.region,
         },
       });
       await deps.ledger.clearDigest(digest);

@@ -4,6 +4,7 @@ import {
   type IndexPlatform,
   MAX_PATCH_PACKAGES_PER_IMAGE,
   type PatchPackage,
+  regionOfRepositoryUri,
   SAFE_PACKAGE_NAME,
   SAFE_PACKAGE_VERSION,
 } from '../shared/contracts';
@@ -23,6 +24,40 @@ export interface PlanBuildsInput {
   /** The execution's start time: makes the pushed tag the same on every retry of the plan. */
   readonly startedAt: string;
 }
+
+/**
+ * Where the hub is, and the role a build assumes to push to a registry in another account (the
+ * spoke role there, which grants ECR push). Without it (or without the hub's account), every
+ * registry is the hub's: the single-account build, as always.
+ */
+export interface RegistryAccess {
+  readonly home: { readonly account?: string | undefined; readonly region?: string | undefined };
+  readonly roleArnFor: (account: string) => string;
+}
+
+/**
+ * The build variables that point the login at an image's own registry, when it is not the hub's
+ * (buildspecs/patch-os.ts ECR_LOGIN): AUTOPATCH_REGISTRY_REGION, the repository URI's Region, for a
+ * registry in another Region or account; AUTOPATCH_REGISTRY_ROLE_ARN, the spoke role of the registry's
+ * account, which the build assumes for the login (pull and push) when that account is not the hub's.
+ * None for the hub's own registry: its builds get exactly the variables they always had.
+ */
+export const registryVariables = (
+  image: Pick<AffectedImage, 'registry' | 'repositoryUri'>,
+  access: RegistryAccess | undefined,
+): BuildEnvironmentVariable[] => {
+  if (!access) return [];
+  const region = regionOfRepositoryUri(image.repositoryUri);
+  const { account: homeAccount, region: homeRegion } = access.home;
+  const otherAccount = homeAccount !== undefined && image.registry !== '' && image.registry !== homeAccount;
+  const otherRegion = region !== undefined && homeRegion !== undefined && region !== homeRegion;
+  return [
+    ...(region !== undefined && (otherAccount || otherRegion)
+      ? [env('AUTOPATCH_REGISTRY_REGION', region)]
+      : []),
+    ...(otherAccount ? [env('AUTOPATCH_REGISTRY_ROLE_ARN', access.roleArnFor(image.registry))] : []),
+  ];
+};
 
 export type PackageManager = 'apt' | 'apk' | 'dnf' | 'yum' | 'zypper' | 'auto';
 
@@ -157,7 +192,11 @@ export const buildUnits = (images: readonly AffectedImage[]): BuildUnit[] =>
  * project of the platform's architecture). Every variable is always set (empty when it does not
  * apply) so the buildspecs and the definition never meet a missing field.
  */
-export const planBuilds = (input: PlanBuildsInput, projects: BuildProjects): { builds: PlannedBuild[] } => {
+export const planBuilds = (
+  input: PlanBuildsInput,
+  projects: BuildProjects,
+  registries?: RegistryAccess,
+): { builds: PlannedBuild[] } => {
   return {
     builds: buildUnits(input.images).map(({ image, platformOf }) => {
       const arch = isArm(image.architecture) ? 'arm' : 'x86';
@@ -209,6 +248,8 @@ export const planBuilds = (input: PlanBuildsInput, projects: BuildProjects): { b
           env('AUTOPATCH_EXECUTION', input.executionName),
           // Informational (build labels, logs): capped, so hundreds of CVEs cannot hit CodeBuild's limits.
           env('AUTOPATCH_CVES', image.cves.join(' ').slice(0, 2_000)),
+          // Push to the registry the image came from (another account or Region): see registryVariables.
+          ...registryVariables(image, registries),
         ],
       };
     }),

@@ -1,5 +1,5 @@
 import type { SNSClient } from '@aws-sdk/client-sns';
-import { severityRank } from '../shared/contracts';
+import { placeOfServiceKey, severityRank } from '../shared/contracts';
 import type { Ledger } from '../shared/ledger';
 import { accountOf, links, regionOf } from './aws';
 import { publishNotification } from './notify';
@@ -26,6 +26,8 @@ export interface RequestApprovalDeps {
   readonly tableName?: string;
   /** The account's alias, shown next to its id. @default - the id only */
   readonly accountAlias?: string;
+  /** Other accounts' aliases by id (config accountAliases): a service outside the hub's account. */
+  readonly accountAliases?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -46,12 +48,19 @@ export const approveCommand = (
 /** The approval request, written for the person who has to decide. Pure. */
 export const approvalMessage = (
   input: Omit<RequestApprovalInput, 'taskToken'>,
-  context: { readonly tableName?: string; readonly accountAlias?: string } = {},
+  context: {
+    readonly tableName?: string;
+    readonly accountAlias?: string;
+    readonly accountAliases?: Readonly<Record<string, string>>;
+  } = {},
 ): { subject: string; message: string } => {
   const { request } = input;
   const cves = [...new Set(request.images.flatMap((i) => i.cves))].sort();
-  const region = regionOf(input.executionArn);
-  const account = accountOf(input.executionArn);
+  // The service's account and Region: the hub's, or those its key names (a service outside the hub).
+  const away = placeOfServiceKey(request.service.key);
+  const region = away?.region ?? regionOf(input.executionArn);
+  const account = away?.account ?? accountOf(input.executionArn);
+  const alias = context.accountAliases?.[account] ?? (away ? undefined : context.accountAlias);
   const commands = approveCommand(input.executionArn, context.tableName);
   const hours = Math.round((request.target.approvalTimeoutSeconds / 3600) * 10) / 10;
   const lines = [
@@ -60,7 +69,7 @@ export const approvalMessage = (
     `Why: ${request.decision.reason}`,
     ...(request.decision.deadline ? [`Deadline: ${request.decision.deadline} (deploy by then)`] : []),
     ...(gateReason(request) ? [`Also: ${gateReason(request)}`] : []),
-    `Account: ${account}${context.accountAlias ? ` (${context.accountAlias})` : ''}`,
+    `Account: ${account}${alias ? ` (${alias})` : ''}`,
     `Region: ${region}`,
     `CVEs (${cves.length}): ${cves.join(', ')}`,
     `Findings: ${request.findingsCount}`,
@@ -109,7 +118,12 @@ export const requestApproval = async (
     ...approvalMessage(input, {
       ...(deps.tableName ? { tableName: deps.tableName } : {}),
       ...(deps.accountAlias ? { accountAlias: deps.accountAlias } : {}),
+      ...(deps.accountAliases ? { accountAliases: deps.accountAliases } : {}),
     }),
-    attributes: { kind: 'approval-request', service: input.request.service.key },
+    attributes: {
+      kind: 'approval-request',
+      service: input.request.service.key,
+      account: placeOfServiceKey(input.request.service.key)?.account,
+    },
   });
 };

@@ -45,8 +45,19 @@ export interface VerifyRescanInput {
 export interface VerifyRescanDeps {
   readonly inspector: Pick<Inspector2Client, 'send'>;
   readonly ecr: Pick<ECRClient, 'send'>;
+  /**
+   * The Inspector and ECR clients of an image's own registry account and Region (the handlers'
+   * `imageClients`): the rescan reads the finding's own account. Without it, the clients above.
+   */
+  readonly clientsFor?: (
+    image: Pick<AffectedImage, 'registry' | 'repositoryUri'>,
+  ) => Pick<VerifyRescanDeps, 'inspector' | 'ecr'>;
   readonly now?: () => Date;
 }
+
+/** The deps with the clients of the image's own account and Region, when the caller resolves them. */
+const forImage = <D extends VerifyRescanDeps>(deps: D, image: AffectedImage): D =>
+  deps.clientsFor ? { ...deps, ...deps.clientsFor(image) } : deps;
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const WORSE_THAN_MEDIUM = new Set(['CRITICAL', 'HIGH']);
@@ -325,8 +336,9 @@ const imagePushedAt = async (
   digest: string,
   now: () => Date,
 ): Promise<Date> => {
+  const { ecr } = forImage(deps, image);
   const out = await call('ecr DescribeImages', () =>
-    deps.ecr.send(
+    ecr.send(
       new DescribeImagesCommand({
         repositoryName: image.repository,
         registryId: image.registry,
@@ -347,8 +359,9 @@ const list = (ids: readonly string[]): string => ids.join(', ');
  */
 export const verifyRescan = async (
   input: VerifyRescanInput,
-  deps: VerifyRescanDeps,
+  given: VerifyRescanDeps,
 ): Promise<PatchedImage> => {
+  const deps = forImage(given, input.image);
   const now = deps.now ?? (() => new Date());
   const { image } = input;
   const build = readBuild(input.build);

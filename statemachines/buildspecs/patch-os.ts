@@ -11,11 +11,30 @@
  * are seen by the next. `npm run test:image` runs these very commands against a real registry.
  */
 
-/** Log in to the registry of an image reference (ECR: <account>.dkr.ecr.<region>.amazonaws.com). */
+/**
+ * Log in to the registry of an image reference (ECR: <account>.dkr.ecr.<region>.amazonaws.com), the
+ * registry the image came from, so the patched image is pushed next to it. In the hub's own registry
+ * (neither variable set) this is the login it always was: the build's role, the build's Region. An
+ * image in another Region gets AUTOPATCH_REGISTRY_REGION (the repository URI's Region); in another
+ * account also AUTOPATCH_REGISTRY_ROLE_ARN, that account's spoke role (which grants ECR pull and push
+ * there): the login runs with its credentials, in a subshell, so no later command (a pull-through
+ * cache login, the push's own AWS calls) runs as the spoke. See plan-builds.ts registryVariables.
+ */
 export const ECR_LOGIN = [
   // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a JS template.
   'REGISTRY="${REPOSITORY_URI%%/*}"',
-  'aws ecr get-login-password --region "$AWS_REGION" | docker login --username AWS --password-stdin "$REGISTRY"',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a JS template.
+  'REGISTRY_REGION="${AUTOPATCH_REGISTRY_REGION:-$AWS_REGION}"',
+  [
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a JS template.
+    'if [ -n "${AUTOPATCH_REGISTRY_ROLE_ARN:-}" ]; then (',
+    'set -euo pipefail;',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a JS template.
+    'read -r AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN < <(aws sts assume-role --role-arn "$AUTOPATCH_REGISTRY_ROLE_ARN" --role-session-name "autopatch-build-${CODEBUILD_BUILD_NUMBER:-0}" --query "Credentials.[AccessKeyId,SecretAccessKey,SessionToken]" --output text);',
+    'export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN;',
+    'aws ecr get-login-password --region "$REGISTRY_REGION" | docker login --username AWS --password-stdin "$REGISTRY"',
+    '); else aws ecr get-login-password --region "$REGISTRY_REGION" | docker login --username AWS --password-stdin "$REGISTRY"; fi',
+  ].join(' '),
 ];
 
 /** Where a build writes its files (the Dockerfile, the push log). */

@@ -1,9 +1,9 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { ECSClient } from '@aws-sdk/client-ecs';
 import { SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import type { ServiceRef } from '../../shared/contracts';
 import { Ledger } from '../../shared/ledger';
+import { serviceClients } from '../clients';
 import {
   type AcquireLockInput,
   acquireLock,
@@ -24,8 +24,11 @@ const ledger = new Ledger({ client: new DynamoDBClient({}), tableName: env.LEDGE
 // A sealed request is re-resolved against the digests the service's containers run now (the
 // construct sets RESOLVE_RUNNING_IMAGES=true and grants ecs:DescribeServices / DescribeTaskDefinition);
 // without it, against the ledger's history of the service's Patched runs only.
-const ecs = process.env.RESOLVE_RUNNING_IMAGES === 'true' ? new ECSClient({}) : undefined;
-const running = ecs ? (service: ServiceRef) => runningImages(ecs, service) : undefined;
+// The service is read in its own account and Region (the spoke role's outside the hub's account).
+const running =
+  process.env.RESOLVE_RUNNING_IMAGES === 'true'
+    ? (service: ServiceRef) => runningImages(serviceClients(service).ecs, service)
+    : undefined;
 const sfn = new SFNClient({});
 
 /** Answer the window wait; false when it was answered already (the sweep, triage and this race). */

@@ -1,6 +1,5 @@
 import { Logger } from '@aws-lambda-powertools/logger';
-import { CodeDeployClient } from '@aws-sdk/client-codedeploy';
-import { ECSClient } from '@aws-sdk/client-ecs';
+import { serviceClients } from '../clients';
 import {
   type CodeDeployDeployInput,
   type CodeDeployDeployResult,
@@ -8,11 +7,11 @@ import {
 } from '../codedeploy/deploy';
 
 const logger = new Logger({ serviceName: 'autopatch-workflow' });
-const clients = { ecs: new ECSClient({}), codedeploy: new CodeDeployClient({}) };
 
 /** "Deploy the patched revision with CodeDeploy". */
 export const handler = async (event: CodeDeployDeployInput): Promise<CodeDeployDeployResult> => {
-  const out = await deployWithCodeDeploy(event, clients);
+  // The clients of the service's own account and Region (the spoke role's outside the hub's account).
+  const out = await deployWithCodeDeploy(event, serviceClients(event.service));
   logger.info('codedeploy deployment started', { service: event.service.key, ...out });
   return out;
 };

@@ -5,6 +5,7 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { ACCOUNT_ALIASES_ENV, parseAccountAliases } from '../../shared/config';
 import { Ledger } from '../../shared/ledger';
 import { emitMetrics, METRICS } from '../../shared/metrics';
 import { type FinishInput, type FinishResult, finish, outcomeMetrics, rollbackIncomplete } from '../finish';
@@ -22,6 +23,8 @@ const deps = {
   topicArn: env.TOPIC_ARN,
   eventBusName: process.env.EVENT_BUS_NAME ?? 'default',
   ...(process.env.ACCOUNT_ALIAS ? { accountAlias: process.env.ACCOUNT_ALIAS } : {}),
+  // Spokes' aliases by account id (optional): named next to the id of a service outside the hub.
+  accountAliases: parseAccountAliases(process.env[ACCOUNT_ALIASES_ENV]),
 };
 
 /**

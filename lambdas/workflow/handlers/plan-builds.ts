@@ -1,6 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { type Architecture, type ConnectedSources, routeConnectedSources } from '../connected-sources';
-import { type PlanBuildsInput, planBuilds } from '../plan-builds';
+import { type PlanBuildsInput, planBuilds, type RegistryAccess } from '../plan-builds';
 import type { PlannedBuild } from '../state';
 import { requireEnv } from './env';
 
@@ -24,9 +24,18 @@ const connected: ConnectedSources | undefined = process.env.CONNECTED_SOURCE_PRE
     }
   : undefined;
 
+// A build pushes to the registry its image came from: in another account, through that account's
+// spoke role, the one the hub assumes (shared/accounts.ts spokeRoleArn, written out here so this
+// Lambda, which calls no AWS API, does not load the STS client).
+const spokeRoleName = process.env.AUTOPATCH_SPOKE_ROLE_NAME || 'AutopatchSpoke';
+const registries: RegistryAccess = {
+  home: { account: process.env.AUTOPATCH_HOME_ACCOUNT || undefined, region: process.env.AWS_REGION },
+  roleArnFor: (account) => `arn:aws:iam::${account}:role/autopatch/${spokeRoleName}`,
+};
+
 /** "Plan the image builds". */
 export const handler = async (event: PlanBuildsInput): Promise<{ builds: PlannedBuild[] }> => {
-  const planned = planBuilds(event, projects);
+  const planned = planBuilds(event, projects, registries);
   const plan = connected ? { builds: routeConnectedSources(planned.builds, connected) } : planned;
   logger.info('planned', {
     executionName: event.executionName,

@@ -1,5 +1,5 @@
 import { Logger } from '@aws-lambda-powertools/logger';
-import { ECSClient } from '@aws-sdk/client-ecs';
+import { serviceClients } from '../clients';
 import {
   type RegisterTaskDefinitionInput,
   type RegisterTaskDefinitionOutput,
@@ -7,11 +7,11 @@ import {
 } from '../register-task-definition';
 
 const logger = new Logger({ serviceName: 'autopatch-workflow' });
-const ecs = new ECSClient({});
 
 /** "Register the patched task definition". */
 export const handler = async (event: RegisterTaskDefinitionInput): Promise<RegisterTaskDefinitionOutput> => {
-  const out = await registerPatchedTaskDefinition(event, ecs);
+  // Registered in the service's own account and Region (the spoke role's outside the hub's account).
+  const out = await registerPatchedTaskDefinition(event, serviceClients(event.service).ecs);
   logger.info('registered', { service: event.service.key, executionName: event.executionName, ...out });
   return out;
 };

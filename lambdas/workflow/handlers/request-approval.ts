@@ -1,6 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SNSClient } from '@aws-sdk/client-sns';
+import { ACCOUNT_ALIASES_ENV, parseAccountAliases } from '../../shared/config';
 import { Ledger } from '../../shared/ledger';
 import { type RequestApprovalInput, requestApproval } from '../request-approval';
 import { requireEnv } from './env';
@@ -13,6 +14,7 @@ const deps = {
   topicArn: env.TOPIC_ARN,
   tableName: env.LEDGER_TABLE,
   ...(process.env.ACCOUNT_ALIAS ? { accountAlias: process.env.ACCOUNT_ALIAS } : {}),
+  accountAliases: parseAccountAliases(process.env[ACCOUNT_ALIASES_ENV]),
 };
 
 /** "Wait for approval" (invoked with a task token; returns at once). */

@@ -1,15 +1,14 @@
 import { Logger } from '@aws-lambda-powertools/logger';
-import { CodeDeployClient } from '@aws-sdk/client-codedeploy';
-import { ECSClient } from '@aws-sdk/client-ecs';
+import { serviceClients } from '../clients';
 import { type RestoreInput, restoreLastGoodRevision } from '../restore';
 import type { RecoveryResult } from '../state';
 
 const logger = new Logger({ serviceName: 'autopatch-workflow' });
-const ecs = new ECSClient({});
-const codedeploy = new CodeDeployClient({});
 
 /** "Put the service back on its last good revision". */
 export const handler = async (event: RestoreInput): Promise<RecoveryResult> => {
+  // The service's own account and Region (the spoke role's outside the hub's account).
+  const { ecs, codedeploy } = serviceClients(event.service);
   const out = await restoreLastGoodRevision(event, ecs, codedeploy);
   logger.warn('restored', { service: event.service.key, ...out });
   return out;

@@ -5,7 +5,9 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { ACCOUNT_ALIASES_ENV, parseAccountAliases } from '../../shared/config';
 import { METRICS } from '../../shared/metrics';
+import { accountOf, regionOf } from '../aws';
 import { DeadlineMarks, watchDeadline } from '../deadlines';
 import { wakeDeploySlots } from '../deploy-slot';
 import { heartbeat } from '../deployment-events';
@@ -27,6 +29,7 @@ const sns = new SNSClient({});
 const events = new EventBridgeClient({});
 const eventBusName = process.env.EVENT_BUS_NAME ?? 'default';
 const fleet = { ...fleetEnv(), ssm: new SSMClient({}) };
+const accountAliases = parseAccountAliases(process.env[ACCOUNT_ALIASES_ENV]);
 const announce = announceLate({ sns, events, topicArn: env.TOPIC_ARN, eventBusName });
 const digestMinutes = notifyDigestMinutes(process.env.NOTIFY_DIGEST_MINUTES, DEFAULT_NOTIFY_DIGEST_MINUTES);
 const deadlines = {
@@ -114,6 +117,8 @@ export const handler = async () => {
         topicArn: env.TOPIC_ARN,
         eventBusName,
         periodMinutes: digestMinutes,
+        home: { account: accountOf(env.STATE_MACHINE_ARN), region: regionOf(env.STATE_MACHINE_ARN) },
+        accountAliases,
       },
       new Date(),
     )) {

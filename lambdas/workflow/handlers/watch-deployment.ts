@@ -7,7 +7,8 @@ const deps = watchDeps();
 
 /** "Watch the deployment through the bake time" (invoked with a task token; returns at once). */
 export const handler = async (event: WatchDeploymentInput) => {
-  const out = await startWatch(event, deps);
+  // The service is watched in its own account and Region (the spoke role's outside the hub's account).
+  const out = await startWatch(event, { ...deps, ...deps.clientsFor(event.service) });
   logger.info('watching', { executionName: event.executionName, service: event.service.key, ...out });
   return out;
 };
