@@ -8,8 +8,9 @@ import {
   ListTasksCommand,
   type Service,
 } from '@aws-sdk/client-ecs';
+import { HOME_ACCOUNT_ENV } from '../shared/accounts';
 import type { Limiter } from '../shared/concurrency';
-import type { ServiceRef } from '../shared/contracts';
+import { type ServiceRef, serviceRefOf } from '../shared/contracts';
 import { AutopatchError, isTransient, TransientError } from '../shared/errors';
 
 /**
@@ -61,11 +62,15 @@ export const clusterNameOf = (clusterArnOrName: string): string =>
 export const sameCluster = (a: string, b: string): boolean =>
   a === b || clusterNameOf(a) === clusterNameOf(b);
 
-export const serviceRef = (clusterArn: string, serviceName: string): ServiceRef => ({
-  clusterArn,
-  serviceName,
-  key: `${clusterNameOf(clusterArn)}/${serviceName}`,
-});
+/**
+ * A service as the ledger keys it: `<cluster>/<service>` in the hub's account and Region (as
+ * always), `<account>/<region>/<cluster>/<service>` anywhere else (see contracts.ts serviceKeyOf).
+ */
+export const serviceRef = (clusterArn: string, serviceName: string): ServiceRef =>
+  serviceRefOf(clusterArn, serviceName, {
+    account: process.env[HOME_ACCOUNT_ENV],
+    region: process.env.AWS_REGION,
+  });
 
 /**
  * Split an image reference into repository, tag and digest. The tag is what follows the last ':'
