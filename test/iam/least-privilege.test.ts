@@ -314,6 +314,15 @@ describe('what reaches Autopatch from AWS services is allowed by the resource an
     const sweep = [...model.functionPrincipals].find(([, p]) => p === 'sweep')?.[0] as string;
     const queue = template.arnOf(template.ids.queue);
     const key = model.keys.get(queue) as string;
+    // The inventory index: its rules send ECS events to its own queue (SQS-managed encryption, no
+    // key), its schedule invokes the reconciler.
+    const resourceArn = (type: string, pattern: RegExp): string => {
+      const found = Object.entries(template.raw).find(([id, r]) => r.Type === type && pattern.test(id));
+      if (!found) throw new Error(`no ${type} matching ${pattern}`);
+      return template.arnOf(found[0]);
+    };
+    const inventoryQueue = resourceArn('AWS::SQS::Queue', /^AutopatchInventoryQueue/);
+    const reconciler = resourceArn('AWS::Lambda::Function', /^AutopatchInventoryReconcile/);
     const problems: string[] = [];
     for (const [id] of rules) {
       const ruleArn = template.arnOf(id);
@@ -326,6 +335,10 @@ describe('what reaches Autopatch from AWS services is allowed by the resource an
         requests.push({ action: 'lambda:InvokeFunction', resource: deploymentEvents, context });
       if (targets.includes(sweep))
         requests.push({ action: 'lambda:InvokeFunction', resource: sweep, context });
+      if (targets.includes(inventoryQueue))
+        requests.push({ action: 'sqs:SendMessage', resource: inventoryQueue, context });
+      if (targets.includes(reconciler))
+        requests.push({ action: 'lambda:InvokeFunction', resource: reconciler, context });
       if (targets.includes(queue))
         requests.push(
           { action: 'sqs:SendMessage', resource: queue, context },

@@ -156,8 +156,9 @@ describe('a follow-up queued behind a run that patched the service', () => {
     // Assess: only CVE-2 is rebuilt, from A1; registering its patch over the running A1 works.
     expect(state.images).toEqual([expect.objectContaining({ imageDigest: A1, cves: ['CVE-2'] })]);
     expect(state.findingsCount).toBe(1);
-    expect(state.resolution).toMatchObject({ nothingLeft: false, alreadyFixed: 1 });
-    expect(state.resolution?.reason).toContain(first.executionName);
+    // CVE-1 never reached the queue: the ledger queues only the findings the run in flight does not
+    // carry already (lambdas/shared/ledger/lock.ts), so nothing is left to call already fixed.
+    expect(state.resolution).toMatchObject({ nothingLeft: false, alreadyFixed: 0 });
     const repo = image().repositoryUri;
     const runningTd: TaskDefinition = {
       taskDefinitionArn: 'arn:aws:ecs:eu-central-1:123456789012:task-definition/payments-api:42',
