@@ -33,11 +33,8 @@ import { LAMBDA_ARCHITECTURE, LAMBDA_BUNDLING, LAMBDA_RUNTIME } from './workflow
  * grant is limited to those keys.
  */
 
-/** The IAM path and name of the spoke role (lambdas/shared/accounts.ts: SPOKE_ROLE_PATH, SPOKE_ROLE_NAME). */
-const SPOKE_ROLE = 'autopatch/AutopatchSpoke';
-/** An IAM policy variable, not a template string: the organization of the calling principal. */
-// biome-ignore lint/suspicious/noTemplateCurlyInString: IAM policy variable
-export const ORG_OF_PRINCIPAL = '${aws:PrincipalOrgID}';
+// The indexer and the reconciler may assume the spoke roles only when the hub serves an
+// organization: Autopatch's `organization` prop grants it to them with the other hub roles.
 
 /** detail-types and eventNames that can change what a service runs. */
 export const INVENTORY_ECS_EVENT_PATTERN: events.EventPattern = {
@@ -72,10 +69,6 @@ export const INVENTORY_NAG_REASONS = {
     'ecs:DescribeServices and ecs:DescribeTasks (read-only) of services in any Region of this account: ' +
     'the index covers every Region the hub serves, and cluster and service names are only known from ' +
     'the events and listings at run time.',
-  spokeRoles:
-    'sts:AssumeRole of the Autopatch spoke role (fixed path and name) in any account of the ' +
-    "organization (condition aws:ResourceOrgID = the hub's organization): the workload accounts are " +
-    'discovered from their forwarded events at run time.',
 } as const;
 
 export interface InventoryIndexProps {
@@ -246,12 +239,6 @@ export class InventoryIndex extends Construct {
           actions: ['ecs:DescribeTasks'],
           resources: [ecsArn('task')],
         }),
-        new iam.PolicyStatement({
-          sid: 'AssumeSpokeRoles',
-          actions: ['sts:AssumeRole'],
-          resources: [`arn:${stack.partition}:iam::*:role/${SPOKE_ROLE}`],
-          conditions: { StringEquals: { 'aws:ResourceOrgID': ORG_OF_PRINCIPAL } },
-        }),
       ],
     });
     policy.attachToRole(role);
@@ -265,10 +252,5 @@ export class InventoryIndex extends Construct {
         iam5Resource(`arn:<AWS::Partition>:ecs:*:${account}:${resource}/*`),
         INVENTORY_NAG_REASONS.ecsAnyRegion,
       );
-    acknowledge(
-      policy,
-      iam5Resource(`arn:<AWS::Partition>:iam::*:role/${SPOKE_ROLE}`),
-      INVENTORY_NAG_REASONS.spokeRoles,
-    );
   }
 }

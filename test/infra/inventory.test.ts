@@ -1,5 +1,5 @@
 import type { Template } from 'aws-cdk-lib/assertions';
-import { type InventoryIndex, ORG_OF_PRINCIPAL } from '../../lib/inventory';
+import type { InventoryIndex } from '../../lib/inventory';
 import type { AutopatchStack } from '../../lib/stack';
 import {
   type FoundStatement,
@@ -115,11 +115,8 @@ describe('inventory index', () => {
         'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['IMAGE#*', 'INVENTORY#*'] },
       });
     }
-    expect(assume).toHaveLength(2);
-    for (const s of assume) {
-      expect(s.condition).toEqual({ StringEquals: { 'aws:ResourceOrgID': ORG_OF_PRINCIPAL } });
-      expect(JSON.stringify(s.resources)).toContain(':iam::*:role/autopatch/AutopatchSpoke');
-    }
+    // A single-account hub assumes no role: the `organization` prop grants it (test/infra/organization.test.ts).
+    expect(assume).toHaveLength(0);
     // The ECS grants are read-only.
     const ecs = found.flatMap((s) => s.actions).filter((a) => a.startsWith('ecs:'));
     expect(ecs.every((a) => /^ecs:(List|Describe)/.test(a))).toBe(true);
