@@ -6,6 +6,7 @@ import type { Construct } from 'constructs';
 import * as z from 'zod';
 import type { TargetConfigInput } from '../lambdas/shared/config';
 import { ConfigurationError } from '../lambdas/shared/errors';
+import type { FleetSettingsInput } from '../lambdas/shared/fleet';
 import { formatProblems, issueProblems } from '../lambdas/triage/schema/issues';
 import { Autopatch, type AutopatchProps, type ServiceTag, type WorkflowDefaultsInput } from './autopatch';
 import type { AutopatchAlarmsOptions } from './dashboard';
@@ -40,6 +41,7 @@ const contextSchema = z.strictObject({
   createPullThroughCacheRules: z.custom<boolean>().optional(),
   taskRoleArns: z.custom<readonly string[]>().optional(),
   organization: z.custom<AutopatchOrganization>().optional(),
+  fleet: z.custom<FleetSettingsInput>().optional(),
 });
 
 const readJsonFile = (file: string, what: string): unknown => {
@@ -123,6 +125,7 @@ export const autopatchPropsFromContext = (scope: Construct): AutopatchProps => {
       : {}),
     ...(context.taskRoleArns !== undefined ? { taskRoleArns: context.taskRoleArns } : {}),
     ...(context.organization !== undefined ? { organization: context.organization } : {}),
+    ...(context.fleet !== undefined ? { fleet: context.fleet } : {}),
   };
 };
 
@@ -149,6 +152,11 @@ export class AutopatchStack extends Stack {
     new CfnOutput(this, 'LedgerTableName', {
       value: this.autopatch.ledger.tableName,
       description: 'Autopatch ledger table (npm run approve --table, or AUTOPATCH_LEDGER_TABLE)',
+    });
+    new CfnOutput(this, 'PauseSwitch', {
+      value: this.autopatch.pauseParameter.parameterName,
+      description:
+        "Autopatch's pause switch: aws ssm put-parameter --overwrite --name <this> --value paused (or running)",
     });
     new CfnOutput(this, 'DashboardName', {
       value: this.autopatch.dashboard.dashboard.dashboardName,

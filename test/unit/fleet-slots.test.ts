@@ -1,13 +1,15 @@
 import { ECSClient } from '@aws-sdk/client-ecs';
+import { SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DeleteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { type FleetSettingsInput, fleetSchema } from '../../lambdas/shared/fleet';
 import { Ledger, type SlotClaim } from '../../lambdas/shared/ledger';
-import { takeDeploySlot } from '../../lambdas/workflow/deploy-slot';
+import { takeDeploySlot, waitForDeploySlot, wakeDeploySlots } from '../../lambdas/workflow/deploy-slot';
 import { type LocalDynamo, startDynalite } from '../../local/dynalite';
 
 const ssm = mockClient(SSMClient);
+const sfn = mockClient(SFNClient);
 let dynamo: LocalDynamo;
 let ledger: Ledger;
 let now = new Date('2026-12-01T10:00:00.000Z').getTime();
@@ -22,6 +24,8 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   ssm.reset();
+  sfn.reset();
+  sfn.on(SendTaskSuccessCommand).resolves({});
   await DynamoDBDocumentClient.from(dynamo.client).send(
     new DeleteCommand({ TableName: dynamo.tableName, Key: { pk: 'FLEET', sk: 'SLOTS' } }),
   );
@@ -192,5 +196,59 @@ describe('takeDeploySlot', () => {
   test('without caps or stages nothing is written', async () => {
     expect((await takeDeploySlot(input, deps({}))).verdict).toBe('taken');
     expect(await ledger.fleet.state()).toEqual({ slots: [], waiting: [] });
+  });
+});
+
+describe('the wait for a slot, and the sweep that ends it', () => {
+  const service = {
+    clusterArn: 'arn:aws:ecs:eu-west-1:111111111111:cluster/prod',
+    serviceName: 'api',
+    key: 'prod/api',
+  };
+  const waitDeps = (fleet: FleetSettingsInput) => ({
+    ledger,
+    sfn: new SFNClient({}),
+    ssm: new SSMClient({}),
+    settings: fleetSchema.parse(fleet),
+    pauseParameter: '/p',
+  });
+  const tokensSent = () => sfn.commandCalls(SendTaskSuccessCommand).map((c) => c.args[0].input.taskToken);
+
+  test('paused: nobody is let go; once running, the sweep answers the waiting runs it has room for, once each', async () => {
+    const caps = { maxInFlight: 1 };
+    ssm.on(GetParameterCommand).resolves({ Parameter: { Value: 'paused' } });
+    for (const n of [1, 2]) {
+      expect((await ledger.fleet.take(claim(n), caps, { paused: true })).kind).toBe('wait');
+      expect(
+        await waitForDeploySlot(
+          { service, executionName: `run-${n}`, taskToken: `token-${n}` },
+          waitDeps(caps),
+        ),
+      ).toEqual({
+        answered: false,
+      });
+    }
+    expect(await wakeDeploySlots(waitDeps(caps))).toEqual([]);
+    expect(tokensSent()).toEqual([]);
+
+    ssm.on(GetParameterCommand).resolves({ Parameter: { Value: 'running' } });
+    expect(await wakeDeploySlots(waitDeps(caps))).toEqual(['run-1']);
+    expect(tokensSent()).toEqual(['token-1']);
+    // The token is forgotten once answered: the next sweep does not answer it again.
+    expect(await wakeDeploySlots(waitDeps(caps))).toEqual([]);
+  });
+
+  test('a run whose wait starts after room appeared answers its own wait at once', async () => {
+    ssm.on(GetParameterCommand).rejects(Object.assign(new Error('none'), { name: 'ParameterNotFound' }));
+    const caps = { maxInFlight: 1 };
+    expect((await ledger.fleet.take(claim(1), caps, OPEN)).kind).toBe('taken');
+    expect((await ledger.fleet.take(claim(2), caps, OPEN)).kind).toBe('wait');
+    await ledger.fleet.release('run-1');
+    expect(
+      await waitForDeploySlot({ service, executionName: 'run-2', taskToken: 'token-2' }, waitDeps(caps)),
+    ).toEqual({
+      answered: true,
+    });
+    expect(tokensSent()).toEqual(['token-2']);
   });
 });
