@@ -172,14 +172,17 @@ export const waitForDeploySlot = async (
  * the pause switch is on. `only`: just that run (its own wait, registered a moment ago).
  */
 export const wakeDeploySlots = async (deps: SlotWaitDeps, only?: string): Promise<string[]> => {
+  const candidates = (
+    unlimited(deps.settings)
+      ? (await deps.ledger.fleet.state()).waiting
+      : await deps.ledger.fleet.wakeable(deps.settings)
+  ).filter((w) => only === undefined || w.executionName === only);
+  // The switch is read only when someone could go: an idle fleet costs the sweep one GetItem.
+  if (candidates.length === 0) return [];
   const pause = await readPauseSwitch(deps.ssm, deps.pauseParameter);
   if (pause.paused) return [];
   const woken: string[] = [];
-  const candidates = unlimited(deps.settings)
-    ? (await deps.ledger.fleet.state()).waiting
-    : await deps.ledger.fleet.wakeable(deps.settings);
   for (const w of candidates) {
-    if (only !== undefined && w.executionName !== only) continue;
     if (await answerSlotWait(deps, w.executionName, 'The fleet has room for this deployment now.'))
       woken.push(w.executionName);
   }
