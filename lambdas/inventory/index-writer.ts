@@ -107,6 +107,15 @@ export class InventoryIndexWriter {
     known?: ServiceEntry | null,
   ): Promise<WriteOutcome> {
     const key = { pk: placePk(place), sk: serviceSk(clusterArn, serviceName) };
+    // What every write of the service's INVENTORY# item holds, besides its repositories and version.
+    const serviceItem = {
+      ...key,
+      kind: 'inventory-service',
+      clusterArn,
+      serviceName,
+      account: place.account,
+      region: place.region,
+    };
     const fingerprint = record ? fingerprintOf(record) : undefined;
     const indexedAt = this.table.now().toISOString();
     const items = record ? imageItemsOf(place, record, indexedAt) : new Map();
@@ -129,12 +138,7 @@ export class InventoryIndexWriter {
           new PutCommand({
             TableName: this.table.tableName,
             Item: {
-              ...key,
-              kind: 'inventory-service',
-              clusterArn,
-              serviceName,
-              account: place.account,
-              region: place.region,
+              ...serviceItem,
               repositories: widened,
               version: version + 1,
               pending: true,
@@ -194,12 +198,7 @@ export class InventoryIndexWriter {
               new PutCommand({
                 TableName: this.table.tableName,
                 Item: {
-                  ...key,
-                  kind: 'inventory-service',
-                  clusterArn,
-                  serviceName,
-                  account: place.account,
-                  region: place.region,
+                  ...serviceItem,
                   repositories,
                   version: version + 2,
                   fingerprint,
