@@ -12,6 +12,8 @@ import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { z } from 'zod';
 import {
+  ACCOUNT_ALIASES_ENV,
+  accountAliasesSchema,
   discoverByTagSchema,
   type TargetConfig,
   type TargetConfigInput,
@@ -223,6 +225,12 @@ export interface AutopatchProps {
    */
   readonly accountAlias?: string;
   /**
+   * Aliases of the other accounts the hub serves (account id → alias), shown next to a spoke
+   * service's account id in approval requests, outcome notifications and digests.
+   * @default - account ids only
+   */
+  readonly accountAliases?: Readonly<Record<string, string>>;
+  /**
    * Run as the hub of an organization (docs/organizations.md): the default bus accepts the events
    * the spokes (`AutopatchSpoke`) forward, the intake accepts findings of the organization's
    * accounts, and the hub's Lambdas and builds may assume the spoke role in them.
@@ -248,6 +256,7 @@ interface ResolvedProps {
   readonly discoverByTag: ServiceTag;
   readonly defaults: WorkflowDefaults;
   readonly fleet: FleetSettings;
+  readonly accountAliases: Readonly<Record<string, string>>;
   readonly dryRun: boolean;
   readonly emails: readonly string[];
   readonly logRetention: logs.RetentionDays;
@@ -357,6 +366,12 @@ export class Autopatch extends Construct {
       ...(resolved.taskRoleArns !== undefined ? { taskRoleArns: resolved.taskRoleArns } : {}),
     });
     this.pauseParameter = this.workflow.pauseParameter;
+    // Spoke accounts by alias in what people read: the finish step, approval requests, digests.
+    if (Object.keys(resolved.accountAliases).length > 0) {
+      const { finish, requestApproval, sweep } = this.workflow.functions;
+      for (const fn of [finish, requestApproval, sweep])
+        fn.addEnvironment(ACCOUNT_ALIASES_ENV, JSON.stringify(resolved.accountAliases));
+    }
     if (props.pushToTaggedRepositoriesOnly !== true) {
       Annotations.of(this).addWarningV2(
         'autopatch:ecr-push-any-repository',
@@ -531,6 +546,8 @@ export class Autopatch extends Construct {
     if (defaults.errors) errors.push(...defaults.errors);
     const fleet = parseTokenAware(fleetSchema, props.fleet ?? {}, 'fleet');
     if (fleet.errors) errors.push(...fleet.errors);
+    const aliases = parseTokenAware(accountAliasesSchema, props.accountAliases ?? {}, 'accountAliases');
+    if (aliases.errors) errors.push(...aliases.errors);
 
     const emails = props.notifications?.emails ?? [];
     if (!Array.isArray(emails)) {
@@ -649,13 +666,14 @@ export class Autopatch extends Construct {
       organization = checked.value;
     }
 
-    if (errors.length === 0 && tag.value && defaults.value && fleet.value) {
+    if (errors.length === 0 && tag.value && defaults.value && fleet.value && aliases.value) {
       const resolved: ResolvedProps = {
         policy,
         targets,
         discoverByTag: tag.value,
         defaults: defaults.value,
         fleet: fleet.value,
+        accountAliases: aliases.value,
         dryRun: props.dryRun ?? false,
         emails,
         logRetention,

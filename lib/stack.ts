@@ -33,6 +33,7 @@ const contextSchema = z.strictObject({
   triageConcurrency: z.custom<number>().optional(),
   alarms: z.custom<AutopatchAlarmsOptions>().optional(),
   accountAlias: z.custom<string>().optional(),
+  accountAliases: z.custom<Record<string, string>>().optional(),
   findingAccounts: z.custom<readonly string[]>().optional(),
   armBuilds: z.custom<boolean>().optional(),
   pushToTaggedRepositoriesOnly: z.custom<boolean>().optional(),
@@ -111,6 +112,7 @@ export const autopatchPropsFromContext = (scope: Construct): AutopatchProps => {
     ...(context.triageConcurrency !== undefined ? { triageConcurrency: context.triageConcurrency } : {}),
     ...(context.alarms !== undefined ? { alarms: context.alarms } : {}),
     ...(context.accountAlias !== undefined ? { accountAlias: context.accountAlias } : {}),
+    ...(context.accountAliases !== undefined ? { accountAliases: context.accountAliases } : {}),
     ...(context.findingAccounts !== undefined ? { findingAccounts: context.findingAccounts } : {}),
     ...(context.armBuilds !== undefined ? { armBuilds: context.armBuilds } : {}),
     ...(context.pushToTaggedRepositoriesOnly !== undefined

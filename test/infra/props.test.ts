@@ -48,6 +48,26 @@ describe('props validation', () => {
     expect(message).toMatch(/policy\.rules\[0\]\.match\.severities.*SEVERE/);
   });
 
+  test('account aliases: a bad one names its field; good ones reach the steps that write for people', () => {
+    expect(problemsWith({ accountAliases: { '12345': 'prod' } })).toContain('accountAliases["12345"]');
+    expect(problemsWith({ accountAliases: { '222222222222': 'has space' } })).toContain(
+      'accountAliases["222222222222"]: letters, digits',
+    );
+    const autopatch = new Autopatch(newStack(), 'Autopatch', {
+      accountAliases: { '222222222222': 'payments-prod' },
+    });
+    const envOf = (fn: lambda.IFunction) =>
+      (
+        Stack.of(autopatch).resolve((fn.node.defaultChild as lambda.CfnFunction).environment) as {
+          variables: Record<string, unknown>;
+        }
+      ).variables;
+    const { finish, requestApproval, sweep, gate } = autopatch.workflow.functions;
+    for (const fn of [finish, requestApproval, sweep])
+      expect(envOf(fn).ACCOUNT_ALIASES).toBe('{"222222222222":"payments-prod"}');
+    expect(envOf(gate).ACCOUNT_ALIASES).toBeUndefined();
+  });
+
   test('a bad target field fails with the field path', () => {
     const message = problemsWith({
       targets: [
