@@ -25,6 +25,7 @@ const MODULES: Record<string, () => Promise<{ handler: Handler }>> = {
   sweep: () => import('../lambdas/workflow/handlers/sweep'),
   gate: () => import('../lambdas/workflow/handlers/gate'),
   takeDeploySlot: () => import('../lambdas/workflow/handlers/take-deploy-slot'),
+  deployWithEcs: () => import('../lambdas/workflow/handlers/deploy-with-ecs'),
 };
 
 export type LambdaHandler = (event: unknown, context: Context) => Promise<unknown>;

@@ -3,14 +3,13 @@ import type { ServiceRef } from '../shared/contracts';
 import { awsCall } from './aws';
 
 /**
- * "Deploy the patched revision" and "Roll back the deployment" as Lambda steps, for services outside
- * the hub's account or Region. The definition calls ECS for them through the `aws-sdk:ecs` service
- * integrations, which run as the state machine's role in the hub's own account and Region (an SDK
- * integration cannot call another Region, and another account only with a fixed Credentials role):
- * a spoke service needs these calls made with the spoke role's client, in the service's Region
- * (handlers/deploy-with-ecs.ts resolves it). The results have the shapes the definition's
- * ResultSelectors read from the integrations. NOT WIRED YET: the definition and lib/workflow/functions.ts
- * still name the service integrations (see the report of issue 13, part 2).
+ * "Deploy the patched revision in the service's account" and "Roll back the deployment in the
+ * service's account": the Lambda steps for services outside the hub's account or Region. The hub's
+ * own services are deployed and rolled back by the `aws-sdk:ecs` service integrations, which run as
+ * the state machine's role in the hub's account and Region only (an SDK integration cannot call
+ * another Region, and another account only with a fixed Credentials role); a spoke service needs
+ * these calls made with the spoke role's client, in the service's Region (handlers/deploy-with-ecs.ts
+ * resolves it). The definition picks the step by the service key's form (<account>/<region>/…).
  */
 
 export interface EcsDeployInput {

@@ -66,6 +66,9 @@ export const WORKFLOW_ERRORS = {
   ecsThrottling: 'Ecs.ThrottlingException',
   ecsServer: 'Ecs.ServerException',
   ecsConflict: 'Ecs.ConflictException',
+  // The same conflict raised by "Roll back the deployment in the service's account" (a Lambda: the
+  // SDK's own error name).
+  ecsConflictFromLambda: 'ConflictException',
   codeBuildAccountLimit: 'CodeBuild.AccountLimitExceededException',
   codeBuildThrottling: 'CodeBuild.ThrottlingException',
   // CodeBuild answers 5xx with the common InternalFailure / ServiceUnavailable; Step Functions adds the suffix.

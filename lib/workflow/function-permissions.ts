@@ -206,6 +206,14 @@ export const grantFunctionPermissions = (
   // finishing (it already reads the ledger and DescribeExecution).
   functions.sweep.addToRolePolicy(readPauseSwitch);
 
+  // Services in other accounts or Regions: the same UpdateService and StopServiceDeployment the state
+  // machine makes for the hub's services. In a spoke the spoke role's own grants apply (the
+  // organization prop lets this function assume it); these hub grants keep the same scope as the
+  // state machine's, for a service in another Region of the hub's account.
+  functions.deployWithEcs.addToRolePolicy(s.deploy);
+  if (s.deployTargets) functions.deployWithEcs.addToRolePolicy(s.deployTargets);
+  functions.deployWithEcs.addToRolePolicy(s.stopDeployment);
+
   grantCodeDeployPermissions(functions, s);
   grantImageIndexPermissions(functions, s);
 };

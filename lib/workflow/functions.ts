@@ -98,6 +98,13 @@ export const FUNCTIONS = {
     description: 'Autopatch: the fleet guardrails before a deployment (pause switch, caps, stages)',
     substitution: 'TakeDeploySlotFunctionArn',
   },
+  deployWithEcs: {
+    file: 'deploy-with-ecs',
+    timeout: 60,
+    description:
+      'Autopatch: deploy or roll back an ECS service in another account or Region, with its spoke role',
+    substitution: 'DeployWithEcsFunctionArn',
+  },
   deployWithCodeDeploy: {
     file: 'deploy-with-code-deploy',
     timeout: 60,

@@ -188,6 +188,7 @@ const LAMBDAS = [
   'deploymentEvents',
   'gate',
   'takeDeploySlot',
+  'deployWithEcs',
   'sweep',
 ];
 

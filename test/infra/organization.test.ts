@@ -490,8 +490,8 @@ describe('the hub without an organization (single account, as before)', () => {
       } else expect(rule.EventPattern?.account).toBeUndefined();
     }
     const functions = Object.values(template.findResources('AWS::Lambda::Function'));
-    // triage, the two inventory functions and the 14 workflow functions: every one knows the hub.
-    expect(functions).toHaveLength(17);
+    // triage, the two inventory functions and the 15 workflow functions: every one knows the hub.
+    expect(functions).toHaveLength(18);
     for (const f of functions)
       expect(
         (f as { Properties: { Environment: { Variables: Json } } }).Properties.Environment.Variables,

@@ -426,6 +426,8 @@ export class FakeAccount {
       .on('Deploy the patched revision', () => ({
         Service: { TaskDefinition: PATCHED_TASK_DEFINITION, CurrentServiceDeployment: DEPLOYMENT_ARN },
       }))
+      .on("Deploy the patched revision in the service's account", () => ({ deploymentArn: DEPLOYMENT_ARN }))
+      .on("Roll back the deployment in the service's account", () => ({ rollback: 'requested' }))
       .on('Deploy the patched revision with CodeDeploy', () => ({
         deploymentArn: CODEDEPLOY_DEPLOYMENT_ID,
         application: 'AppECS-prod-payments-api',

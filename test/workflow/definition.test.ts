@@ -277,9 +277,11 @@ describe('the remediation definition', () => {
       'Take a deployment slot',
       'Wait for a deployment slot',
       'Deploy the patched revision',
+      "Deploy the patched revision in the service's account",
       'Deploy the patched revision with CodeDeploy',
       'Watch the deployment through the bake time',
       'Roll back the deployment',
+      "Roll back the deployment in the service's account",
       'Wait for the rollback',
       'Put the service back on its last good revision',
       'Wait until the last good revision runs',
@@ -309,7 +311,7 @@ describe('RemediationWorkflow construct', () => {
 
   it('runs every Lambda on arm64 Node.js 24 (lib/workflow/lambda-runtime.ts) with tracing, each with a KMS-encrypted log group', () => {
     const functions = template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(functions)).toHaveLength(14);
+    expect(Object.keys(functions)).toHaveLength(15);
     for (const fn of Object.values(functions)) {
       expect(fn.Properties).toEqual(
         expect.objectContaining({

@@ -455,6 +455,22 @@ describe('remediation workflow paths', () => {
       ]);
     });
 
+    it("deploys a service of another account or Region with a Lambda in that account (the ECS integration reaches only the hub's)", async () => {
+      const account = new FakeAccount();
+      const run = await runWorkflow(remediationRequest({ service: SPOKE_SERVICE }), account);
+
+      expect(run.states.at(-1)).toBe('Patched');
+      expect(run.states).toContain("Deploy the patched revision in the service's account");
+      expect(run.states).not.toContain('Deploy the patched revision');
+      expect(run.calls.get("Deploy the patched revision in the service's account")).toEqual([
+        expect.objectContaining({
+          step: 'deploy',
+          service: SPOKE_SERVICE,
+          taskDefinitionArn: expect.stringContaining(':task-definition/'),
+        }),
+      ]);
+    });
+
     it('waits for a deployment slot (paused, or the fleet is at its cap), checks the alarms again, then deploys', async () => {
       let asks = 0;
       const account = new FakeAccount().on('Take a deployment slot', () =>
@@ -1005,12 +1021,21 @@ describe('CODE_DEPLOY services: deployed, watched and put back through CodeDeplo
   });
 });
 
+/** A service in another account and Region than the hub's: its key says so (contracts.ts serviceKeyOf). */
+const SPOKE_SERVICE = {
+  clusterArn: 'arn:aws:ecs:us-east-1:222222222222:cluster/prod',
+  serviceName: 'payments-api',
+  key: '222222222222/us-east-1/prod/payments-api',
+};
+
 const REACH: Record<
   string,
   {
     approve?: boolean;
     /** The request waits for a maintenance window. */
     window?: boolean;
+    /** The service is in another account and Region than the hub's (a spoke). */
+    spoke?: boolean;
     setup?: (a: FakeAccount) => void;
     path: readonly string[];
     /** The outcome when not Failed (an alarm fired and the service is back: RolledBack). */
@@ -1091,6 +1116,31 @@ const REACH: Record<
     ],
   },
   // An alarm fired: whatever fails on the way back, once the service is back the outcome is RolledBack.
+  "Deploy the patched revision in the service's account": {
+    spoke: true,
+    path: [
+      "Deploy the patched revision in the service's account",
+      'Put the service back on its last good revision',
+      'Is the last good revision on its way?',
+      'Wait until the last good revision runs',
+    ],
+  },
+  "Roll back the deployment in the service's account": {
+    spoke: true,
+    setup: (a) =>
+      a.on('Watch the deployment through the bake time', () => ({
+        status: 'ALARM',
+        alarmName: 'x',
+        deploymentArn: DEPLOYMENT_ARN,
+      })),
+    outcome: 'RolledBack',
+    path: [
+      "Roll back the deployment in the service's account",
+      'Put the service back on its last good revision',
+      'Is the last good revision on its way?',
+      'Wait until the last good revision runs',
+    ],
+  },
   'Roll back the deployment': {
     setup: (a) =>
       a.on('Watch the deployment through the bake time', () => ({
@@ -1172,7 +1222,9 @@ describe('every Task: an unexpected error ends in the failure path with the lock
               notBefore: '2024-09-07T02:00:00Z',
             },
           })
-        : remediationRequest();
+        : reach.spoke
+          ? remediationRequest({ service: SPOKE_SERVICE })
+          : remediationRequest();
     const run = await runWorkflow(request, account);
 
     expect(run.status).toBe('FAILED');
@@ -1180,7 +1232,7 @@ describe('every Task: an unexpected error ends in the failure path with the lock
     const from = run.states.indexOf(reach.path[0] as string);
     expect(from).toBeGreaterThanOrEqual(0);
     expect(run.states.slice(from, from + reach.path.length)).toEqual(reach.path);
-    expect(account.releases).toEqual([['prod/payments-api', request.executionName]]);
+    expect(account.releases).toEqual([[request.service.key, request.executionName]]);
     if (task !== 'Record the outcome and release the lock') {
       expect(run.states.slice(-3)).toEqual([
         'Record the outcome and release the lock',

@@ -10,9 +10,8 @@ import {
 const logger = new Logger({ serviceName: 'autopatch-workflow' });
 
 /**
- * "Deploy the patched revision" / "Roll back the deployment" (step 'roll-back') for a service in
- * another account or Region, with that account's and Region's ECS client. Not wired yet: see
- * ../ecs-deploy.ts.
+ * "Deploy the patched revision in the service's account" / "Roll back the deployment in the
+ * service's account" (step 'roll-back'), with that account's and Region's ECS client (../ecs-deploy.ts).
  */
 export const handler = async (
   event: (EcsDeployInput & { step?: 'deploy' }) | (EcsRollbackInput & { step: 'roll-back' }),
