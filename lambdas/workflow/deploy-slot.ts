@@ -3,7 +3,7 @@ import type { SFNClient } from '@aws-sdk/client-sfn';
 import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { type Place, placeOfArn } from '../shared/accounts';
 import type { AffectedImage, ServiceRef } from '../shared/contracts';
-import { isTransient, TransientError } from '../shared/errors';
+import { ConfigurationError, isTransient, TransientError } from '../shared/errors';
 import { type FleetSettings, PAUSED_VALUES, stageOf, unlimited } from '../shared/fleet';
 import type { Ledger, SlotDecision } from '../shared/ledger';
 import { answerSlotWait } from '../shared/window-wait';
@@ -64,11 +64,14 @@ export const readPauseSwitch = async (
     if ((error as Error).name === 'ParameterNotFound') return { paused: false };
     if (isTransient(error))
       throw new TransientError(`ssm GetParameter ${name}: ${(error as Error).message}`, { cause: error });
-    // Fail closed: a switch nobody can read might say "paused". The reason says how to fix it.
-    return {
-      paused: true,
-      why: `the pause switch ${name} cannot be read (${(error as Error).name}: ${(error as Error).message}); waiting as if paused`,
-    };
+    // Fail closed: a switch nobody can read might say "paused". Nothing is deployed: the step fails
+    // with the reason (the run ends Failed, the lock released) instead of waiting on a switch that
+    // may never be readable; the sweep lets no waiting run go meanwhile.
+    throw new ConfigurationError(
+      `The pause switch ${name} cannot be read (${(error as Error).name}: ${(error as Error).message}), so nothing was deployed: ` +
+        'give the slot step and the sweep ssm:GetParameter on it, or recreate it as a String parameter (docs/runbook.md, "Fleet guardrails").',
+      { cause: error },
+    );
   }
 };
 

@@ -171,13 +171,17 @@ describe('takeDeploySlot', () => {
     expect((await takeDeploySlot(input, deps({}, '/autopatch/hub/deployments'))).verdict).toBe('taken');
   });
 
-  test('a switch that cannot be read holds the deployment; a missing one does not', async () => {
+  test('a switch that cannot be read deploys nothing and says why; a missing one does not hold', async () => {
     ssm
       .on(GetParameterCommand)
       .rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
-    const denied = await takeDeploySlot(input, deps({ maxInFlight: 5 }, '/p'));
-    expect(denied.verdict).toBe('wait');
-    expect(denied.reason).toContain('cannot be read (AccessDeniedException: denied); waiting as if paused');
+    await expect(takeDeploySlot(input, deps({ maxInFlight: 5 }, '/p'))).rejects.toMatchObject({
+      name: 'ConfigurationError',
+      message: expect.stringContaining(
+        'The pause switch /p cannot be read (AccessDeniedException: denied), so nothing was deployed',
+      ),
+    });
+    expect(await ledger.fleet.state()).toEqual({ slots: [], waiting: [] });
     ssm.on(GetParameterCommand).rejects(Object.assign(new Error('none'), { name: 'ParameterNotFound' }));
     expect(await takeDeploySlot(input, deps({ maxInFlight: 5 }, '/p'))).toMatchObject({
       verdict: 'taken',
