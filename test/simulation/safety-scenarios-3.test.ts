@@ -1,0 +1,3 @@
+import { describeSafetyShard } from '../support/safety-scenarios';
+
+describeSafetyShard(2);
