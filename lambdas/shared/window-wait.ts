@@ -13,6 +13,12 @@ export interface WindowAnswer {
   readonly reason: string;
 }
 
+/** What answering a wait needs: the stored token, and Step Functions to answer it. */
+export interface WaitAnswerDeps {
+  readonly ledger: Pick<Ledger, 'getTaskToken'> & Partial<Pick<Ledger, 'deleteTaskToken'>>;
+  readonly sfn: Pick<SFNClient, 'send'>;
+}
+
 /** Errors that mean the wait was answered already, or the execution is gone. */
 const GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
 
@@ -21,10 +27,7 @@ const GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
  * there is none, or it was answered already (a used token only answers TaskDoesNotExist).
  */
 export const answerWindow = (
-  deps: {
-    readonly ledger: Pick<Ledger, 'getTaskToken'> & Partial<Pick<Ledger, 'deleteTaskToken'>>;
-    readonly sfn: Pick<SFNClient, 'send'>;
-  },
+  deps: WaitAnswerDeps,
   executionName: string,
   answer: WindowAnswer,
 ): Promise<boolean> => answerWait(deps, executionName, 'window', answer);
@@ -35,20 +38,14 @@ export const answerWindow = (
  * urgent one (finish.ts). True when this call ended the wait.
  */
 export const preemptApproval = (
-  deps: {
-    readonly ledger: Pick<Ledger, 'getTaskToken'> & Partial<Pick<Ledger, 'deleteTaskToken'>>;
-    readonly sfn: Pick<SFNClient, 'send'>;
-  },
+  deps: WaitAnswerDeps,
   executionName: string,
   reason: string,
 ): Promise<boolean> =>
   answerWait(deps, executionName, 'approval', { approved: false, preempted: true, reason });
 
 const answerWait = async (
-  deps: {
-    readonly ledger: Pick<Ledger, 'getTaskToken'> & Partial<Pick<Ledger, 'deleteTaskToken'>>;
-    readonly sfn: Pick<SFNClient, 'send'>;
-  },
+  deps: WaitAnswerDeps,
   executionName: string,
   purpose: 'window' | 'approval' | 'slot',
   answer: object,
@@ -77,10 +74,7 @@ const answerWait = async (
  * and the run itself when room appeared while it registered its wait. True when this call ended it.
  */
 export const answerSlotWait = (
-  deps: {
-    readonly ledger: Pick<Ledger, 'getTaskToken'> & Partial<Pick<Ledger, 'deleteTaskToken'>>;
-    readonly sfn: Pick<SFNClient, 'send'>;
-  },
+  deps: WaitAnswerDeps,
   executionName: string,
   reason: string,
 ): Promise<boolean> => answerWait(deps, executionName, 'slot', { reason });
