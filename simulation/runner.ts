@@ -57,14 +57,17 @@ const SCHEDULE_TAIL_MS = 15 * MINUTE;
 
 /**
  * Fire each scheduled rule's Lambda targets on the virtual clock, as EventBridge would, but only while
- * there is work for them: while an execution runs and for SCHEDULE_TAIL_MS after (an idle account
- * would otherwise tick until the horizon). A task token issued restarts the ticking.
+ * there is work for them: while an execution runs or a fault that will clear still fails calls, and
+ * for SCHEDULE_TAIL_MS after (an idle account would otherwise tick until the horizon). A task token
+ * issued restarts the ticking.
  */
 const startSchedules = (
   world: World,
   rules: readonly StackRule[],
   sfn: StepFunctionsModel,
   invoke: (role: string) => Promise<unknown>,
+  /** Other work for the sweep than a running execution (a fault that will clear: what it blocked). */
+  busy: () => boolean,
 ): ((until: number) => void) => {
   const wakes: Array<(until: number) => void> = [];
   for (const rule of rules) {
@@ -74,7 +77,7 @@ const startSchedules = (
     // Work the sweep has to do at a known time without any execution running (a notify digest).
     let busyUntil = 0;
     const tick = () => {
-      if (sfn.executions.some((e) => e.status === 'RUNNING')) lastBusy = Date.now();
+      if (sfn.executions.some((e) => e.status === 'RUNNING') || busy()) lastBusy = Date.now();
       if (Date.now() - lastBusy > SCHEDULE_TAIL_MS && Date.now() > busyUntil) {
         ticking = false;
         return;
@@ -498,14 +501,20 @@ const simulate = async (
     };
     // Scheduled rules (the sweep): on the virtual clock, while there is something to sweep.
     const scheduled = stack.rules.filter((r) => r.schedule !== undefined);
-    wakeSchedules = startSchedules(world, scheduled, sfn, (role) => {
-      const handler = handlers.get(role);
-      if (!handler) throw new Error(`no handler for ${role}`);
-      return handler(
-        { source: 'aws.events', 'detail-type': 'Scheduled Event' },
-        world.lambdaContext(role, 120_000),
-      );
-    });
+    wakeSchedules = startSchedules(
+      world,
+      scheduled,
+      sfn,
+      (role) => {
+        const handler = handlers.get(role);
+        if (!handler) throw new Error(`no handler for ${role}`);
+        return handler(
+          { source: 'aws.events', 'detail-type': 'Scheduled Event' },
+          world.lambdaContext(role, 120_000),
+        );
+      },
+      () => faults.failingForNow(),
+    );
     for (const rule of stack.rules.filter((r) => r.schedule === undefined)) {
       bus.addRule({
         name: rule.name,

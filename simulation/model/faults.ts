@@ -55,6 +55,23 @@ export class ScriptedFaults extends FaultInjector {
     return this.injected.length + this.invokes.length;
   }
 
+  /**
+   * Whether a fault that has fired is still failing calls and will stop on its own (an outage not
+   * over yet, a count not used up). The scheduled rules keep firing meanwhile, as EventBridge's do
+   * for ever: what the sweep could not do during the fault, it does once the fault is over.
+   */
+  failingForNow(now = Date.now()): boolean {
+    return this.armed.some(
+      (f) =>
+        f.fired > 0 &&
+        now < f.until &&
+        !f.spec.persistent &&
+        (f.outageMs === undefined
+          ? f.fired < f.spec.times
+          : f.firstAt !== undefined && now < f.firstAt + f.outageMs),
+    );
+  }
+
   /** Whether every fault has stopped failing calls for good (an outage is over, a count used up). */
   cleared(now = Date.now()): boolean {
     return this.armed.every(

@@ -84,6 +84,21 @@ describe('scripted faults', () => {
     expect(f.clearedAt()).toBe(660_000);
   });
 
+  it('is failing for now only between its first failure and the end of an outage (the sweep keeps firing meanwhile)', () => {
+    const f = new ScriptedFaults([{ ...base, outage: '10m' }], 0);
+    expect(f.failingForNow(0)).toBe(false); // not fired yet: nothing to wait for
+    fails(f, 0);
+    fails(f, 60_000);
+    expect(f.failingForNow(60_000)).toBe(true);
+    expect(f.failingForNow(659_000)).toBe(true);
+    expect(f.failingForNow(660_000)).toBe(false);
+    const persistent = new ScriptedFaults([{ ...base, persistent: true }], 0);
+    fails(persistent, 0);
+    fails(persistent, 1);
+    // Never clears: the run is judged without waiting for it (the horizon ends it).
+    expect(persistent.failingForNow(1)).toBe(false);
+  });
+
   it('counts only the calls inside its window', () => {
     const f = new ScriptedFaults([{ ...base, after: 0, persistent: true, from: '1m', until: '2m' }], 0);
     expect([30_000, 60_000, 90_000, 120_000].map((t) => fails(f, t))).toEqual([false, true, true, false]);
