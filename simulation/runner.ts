@@ -58,8 +58,8 @@ const SCHEDULE_TAIL_MS = 15 * MINUTE;
 /**
  * Fire each scheduled rule's Lambda targets on the virtual clock, as EventBridge would, but only while
  * there is work for them: while an execution runs or a fault that will clear still fails calls, and
- * for SCHEDULE_TAIL_MS after (an idle account would otherwise tick until the horizon). A task token
- * issued restarts the ticking.
+ * for SCHEDULE_TAIL_MS after (an idle account would otherwise tick until the horizon). An execution
+ * started or a task token issued restarts the ticking.
  */
 const startSchedules = (
   world: World,
@@ -97,6 +97,8 @@ const startSchedules = (
       world.schedule(Date.now() + every, `schedule ${rule.name}`, tick);
     };
     sfn.onTaskToken(ensure);
+    // An execution that fails before it asks for a token may leave what only the sweep cleans up.
+    sfn.onStart(ensure);
     wakes.push((until) => {
       busyUntil = Math.max(busyUntil, until);
       ensure();

@@ -264,6 +264,7 @@ export class StepFunctionsModel {
   private readonly machine: StateMachine;
   private readonly tasks: Map<string, AnyState>;
   private readonly tokenListeners: Array<(t: TokenIssued) => void> = [];
+  private readonly startListeners: Array<(execution: Execution) => void> = [];
 
   constructor(private readonly o: StepFunctionsOptions) {
     // Validated as written (asl-validator mutates what it validates: it gets a copy)...
@@ -282,6 +283,11 @@ export class StepFunctionsModel {
 
   onTaskToken(listener: (t: TokenIssued) => void): void {
     this.tokenListeners.push(listener);
+  }
+
+  /** Called as each execution starts. */
+  onStart(listener: (execution: Execution) => void): void {
+    this.startListeners.push(listener);
   }
 
   // ------------------------------------------------------------------------------- executions
@@ -303,6 +309,7 @@ export class StepFunctionsModel {
     this.executions.push(execution);
     world.note('sfn', `execution ${name} started`);
     this.statusChange(execution);
+    for (const l of this.startListeners) l(execution);
     const context = {
       Execution: { Id: arn, Name: name, RoleArn: world.arn('iam', 'role/AutopatchWorkflowRole', '') },
       StateMachine: { Id: this.o.stateMachineArn, Name: this.stateMachineName },
