@@ -364,6 +364,10 @@ export class Autopatch extends Construct {
         ? { createPullThroughCacheRules: props.createPullThroughCacheRules }
         : {}),
       ...(resolved.taskRoleArns !== undefined ? { taskRoleArns: resolved.taskRoleArns } : {}),
+      // An organization's Regions: the builds push to the hub account's registry there too.
+      ...(resolved.organization?.regions !== undefined
+        ? { registryRegions: resolved.organization.regions }
+        : {}),
     });
     this.pauseParameter = this.workflow.pauseParameter;
     // Spoke accounts by alias in what people read: the finish step, approval requests, digests.
