@@ -24,7 +24,12 @@ import {
 } from '../lambdas/shared/config';
 import { LEDGER } from '../lambdas/shared/contracts';
 import { ConfigurationError } from '../lambdas/shared/errors';
-import { type FleetSettings, type FleetSettingsInput, fleetSchema } from '../lambdas/shared/fleet';
+import {
+  type FleetSettings,
+  type FleetSettingsInput,
+  fleetSchema,
+  usesOrganizationalUnits,
+} from '../lambdas/shared/fleet';
 import { checkPolicy, DEFAULT_POLICY } from '../lambdas/triage/policy';
 import { type AutopatchAlarmsOptions, AutopatchDashboard } from './dashboard';
 import { Intake } from './intake';
@@ -37,6 +42,7 @@ import {
   eventAccounts,
   eventRegions,
   grantAssumeSpokeRole,
+  grantListParents,
   HOME_ACCOUNT_ENV,
   type ResolvedOrganization,
   SPOKE_ROLE_ENV,
@@ -408,6 +414,10 @@ export class Autopatch extends Construct {
     // Where a resource lives: the hub's account is home (its own credentials), any other is a spoke.
     for (const fn of this.hubFunctions()) fn.addEnvironment(HOME_ACCOUNT_ENV, Stack.of(this).account);
     if (resolved.organization !== undefined) this.serveOrganization(resolved.organization);
+    // Fleet stages by organizational unit: the slot step asks Organizations for an account's OUs.
+    const slotRole = this.workflow.functions.takeDeploySlot.role;
+    if (usesOrganizationalUnits(resolved.fleet) && slotRole !== undefined)
+      grantListParents(this, resolved.organization, slotRole);
 
     this.dashboard = new AutopatchDashboard(this, 'Dashboard', {
       queue: this.queue,
