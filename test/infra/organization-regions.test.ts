@@ -3,10 +3,15 @@
  * synthesized template: the image builds, the rescan and the index assembly reach the hub account's
  * registry in each listed Region by ARN; the slot step may call organizations:ListParents only when
  * a stage names OUs; cdk-nag stays clean; a hub without `organization` keeps its ECR grants as they
- * were. (The grants are evaluated with a real IAM evaluator in test/iam/cross-region-push.test.ts.)
+ * were; bin/organization.ts deploys the spokes as StackSets over OUs and hands the spokes' OUs to
+ * the hub's fleet. (The grants are evaluated with a real IAM evaluator in test/iam/cross-region-push.test.ts.)
  */
-import type { Template } from 'aws-cdk-lib/assertions';
+import { App, type Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import type { CfnFunction } from 'aws-cdk-lib/aws-lambda';
+import { buildOrganizationApp, organizationFromContext } from '../../bin/organization';
 import { AutopatchChecks } from '../../lib/nag';
+import type { AutopatchStack } from '../../lib/stack';
 import { logicalIdOf, policyStatements, synthAutopatch, unacknowledgedNagFindings } from '../support/synth';
 
 const ORG = 'o-exampleorg1';
@@ -165,5 +170,88 @@ describe('a hub without organization', () => {
     const text = JSON.stringify(template.toJSON());
     expect(text).not.toMatch(/:ecr:[a-z]{2}-/);
     expect(text).not.toContain('organizations:');
+  });
+});
+
+describe('bin/organization.ts: spokes by organizational unit', () => {
+  const context = {
+    hub: { account: '111111111111', region: 'eu-central-1' },
+    organizationId: ORG,
+    spokes: [{ account: SPOKE, regions: ['eu-central-1'], organizationalUnits: [OU] }],
+    stackSet: {
+      organizationalUnits: ['ou-ab12-11111111', 'ou-ab12-22222222'],
+      regions: ['eu-central-1', 'us-east-1', 'us-west-2'],
+      administrator: { account: '999999999999', region: 'us-east-1' },
+      callAs: 'DELEGATED_ADMIN',
+    },
+  };
+  const app = new App({ context: { 'aws:cdk:bundling-stacks': [], 'autopatch:organization': context } });
+  buildOrganizationApp(app, organizationFromContext(app));
+  const find = <T>(path: string) => app.node.findAll().find((c) => c.node.path === path) as T;
+
+  test('stage SpokeStackSets: two service-managed StackSets over the OUs, the role in the first Region only', () => {
+    const holder = find<Stack>('SpokeStackSets/AutopatchSpokeStackSets');
+    expect(holder.account).toBe('999999999999');
+    const sets = Object.values(Template.fromStack(holder).findResources('AWS::CloudFormation::StackSet')).map(
+      (r) => (r as { Properties: Json }).Properties,
+    );
+    const common = {
+      PermissionModel: 'SERVICE_MANAGED',
+      CallAs: 'DELEGATED_ADMIN',
+      AutoDeployment: { Enabled: true, RetainStacksOnAccountRemoval: false },
+    };
+    const targets = { OrganizationalUnitIds: ['ou-ab12-11111111', 'ou-ab12-22222222'] };
+    expect(sets.map(({ TemplateBody: _, ...rest }) => rest)).toEqual([
+      {
+        ...common,
+        StackSetName: 'autopatch-spoke',
+        Capabilities: ['CAPABILITY_NAMED_IAM'],
+        StackInstancesGroup: [{ DeploymentTargets: targets, Regions: ['eu-central-1'] }],
+      },
+      {
+        ...common,
+        StackSetName: 'autopatch-spoke-events',
+        Capabilities: ['CAPABILITY_IAM'],
+        StackInstancesGroup: [{ DeploymentTargets: targets, Regions: ['us-east-1', 'us-west-2'] }],
+      },
+    ]);
+    const [role, events] = sets.map(
+      (p) => JSON.parse(String(p.TemplateBody)) as { Resources: Record<string, Json> },
+    );
+    const types = (t?: { Resources: Record<string, Json> }) =>
+      Object.values(t?.Resources ?? {}).map((r) => r.Type);
+    expect(types(role)).toContain('AWS::IAM::Role');
+    expect(types(events)).toContain('AWS::Events::Rule');
+    expect(JSON.stringify(events)).not.toContain('AutopatchSpoke"');
+    for (const p of sets) expect(String(p.TemplateBody).length).toBeLessThan(51_200);
+  });
+
+  test("the hub's fleet knows the spokes' OUs (fleet.accountOUs); its builds push in the StackSets' Regions", () => {
+    const hub = find<AutopatchStack>('Hub/AutopatchStack');
+    const fn = hub.autopatch.workflow.functions.takeDeploySlot;
+    const variables = hub.resolve((fn.node.defaultChild as CfnFunction).environment) as {
+      variables: Record<string, string>;
+    };
+    expect(JSON.parse(variables.variables.AUTOPATCH_FLEET as string).accountOUs).toEqual({ [SPOKE]: [OU] });
+    // The StackSets' Regions are the organization's: the builds push in us-west-2 too.
+    const policy = hub.autopatch.workflow.patchOsProjects.x86.role?.node.tryFindChild('DefaultPolicy') as
+      | { document: unknown }
+      | undefined;
+    expect(JSON.stringify(hub.resolve(policy?.document))).toContain(':ecr:us-west-2:');
+  });
+
+  test('bad OU ids and an OU list without Regions are named', () => {
+    const bad = new App({
+      context: {
+        'autopatch:organization': {
+          ...context,
+          spokes: [{ account: SPOKE, regions: ['eu-central-1'], organizationalUnits: ['prod'] }],
+          stackSet: { organizationalUnits: ['ou-ab12-11111111'] },
+        },
+      },
+    });
+    expect(() => organizationFromContext(bad)).toThrow(
+      /spokes\[0\]\.organizationalUnits\[0\][\s\S]*organizational unit id[\s\S]*organizationalUnits and regions go together/,
+    );
   });
 });
