@@ -118,8 +118,10 @@ export const takeDeploySlot = async (
     ...(organizationalUnits !== undefined ? { organizationalUnits } : {}),
   });
   // Said in the run's output and the step's log: a service placed last because its account's OUs are unknown.
-  const placed = stage.reason !== undefined ? ` Stage: ${stage.name}, because ${stage.reason}.` : '';
-  const stageReason = stage.reason !== undefined ? { stageReason: stage.reason } : {};
+  // While paused nothing is looked up (the stage is decided again when the run asks after the pause).
+  const unplaced = pause.paused ? undefined : stage.reason;
+  const placed = unplaced !== undefined ? ` Stage: ${stage.name}, because ${unplaced}.` : '';
+  const stageReason = unplaced !== undefined ? { stageReason: unplaced } : {};
   const wait = (reason: string, stageName: string, since?: string): DeploySlotResult => ({
     verdict: 'wait',
     reason,

@@ -359,6 +359,16 @@ describe('takeDeploySlot with stages by organizational unit (against dynalite)',
     expect(state.waiting).toEqual([expect.objectContaining({ executionName: 'run-3', stage: 2 })]);
   });
 
+  test('paused: no lookup, and no claim that the OUs are unknown', async () => {
+    ssm.on(GetParameterCommand).resolves({ Parameter: { Value: 'paused' } });
+    const { api, calls } = fakeOrganizations();
+    const out = await takeDeploySlot(run(STAGING_ACCOUNT, 5), deps(new OrganizationalUnitResolver({ api })));
+    expect(out).toMatchObject({ verdict: 'wait' });
+    expect(out.stageReason).toBeUndefined();
+    expect(out.reason).not.toContain('unknown');
+    expect(calls).toEqual([]);
+  });
+
   test('a configured account needs no lookup: it is placed by fleet.accountOUs', async () => {
     const resolver = new OrganizationalUnitResolver({ configured: { [STRAY]: [STAGING] } });
     expect(await takeDeploySlot(run(STRAY, 4), deps(resolver))).toMatchObject({
