@@ -248,6 +248,8 @@ export interface AutopatchProps {
 /** Tag looked for when `discoverByTag` is not given. */
 export const DEFAULT_SERVICE_TAG: ServiceTag = { key: 'autopatch:enabled', value: 'true' };
 const DEFAULT_TRIAGE_CONCURRENCY = 5;
+/** How much of the slot step's 4 KB environment the fleet settings (AUTOPATCH_FLEET) may take. */
+const FLEET_ENVIRONMENT_BUDGET_BYTES = 3072;
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 const ACCOUNT_ID = /^\d{12}$/;
 /** An IAM role ARN; `*` and `?` allowed in the path and name (IAM matches them as wildcards). */
@@ -560,6 +562,13 @@ export class Autopatch extends Construct {
     if (defaults.errors) errors.push(...defaults.errors);
     const fleet = parseTokenAware(fleetSchema, props.fleet ?? {}, 'fleet');
     if (fleet.errors) errors.push(...fleet.errors);
+    // The slot step and the sweep carry the fleet settings in their environment (Lambda: 4 KB in all,
+    // names and values); 3 KB of it for the settings leaves room for the other variables.
+    const fleetBytes = fleet.value !== undefined ? Buffer.byteLength(JSON.stringify(fleet.value)) : 0;
+    if (fleetBytes > FLEET_ENVIRONMENT_BUDGET_BYTES)
+      errors.push(
+        `fleet: ${fleetBytes} bytes as JSON, more than the ${FLEET_ENVIRONMENT_BUDGET_BYTES} the slot step's environment has room for (Lambda allows 4096 in all): list fewer accounts in fleet.accountOUs and let the hub look the others up (organizations:ListParents), or name fewer stage criteria`,
+      );
     const aliases = parseTokenAware(accountAliasesSchema, props.accountAliases ?? {}, 'accountAliases');
     if (aliases.errors) errors.push(...aliases.errors);
 

@@ -140,6 +140,15 @@ describe('a hub whose organization lists Regions, with stages by organizational 
   });
 });
 
+test('accountOUs too large for the slot step’s environment fails synth, saying what to do', () => {
+  const accountOUs = Object.fromEntries(
+    Array.from({ length: 100 }, (_, i) => [String(100000000000 + i), [OU]]),
+  );
+  expect(() => synthAutopatch({ props: { fleet: { accountOUs } } })).toThrow(
+    /fleet: \d+ bytes as JSON, more than the 3072[\s\S]*list fewer accounts in fleet\.accountOUs/,
+  );
+});
+
 describe('a hub without organization', () => {
   const { stack, template } = synthAutopatch({});
   const { workflow } = stack.autopatch;
