@@ -24,7 +24,12 @@ import {
 } from '../lambdas/shared/config';
 import { LEDGER } from '../lambdas/shared/contracts';
 import { ConfigurationError } from '../lambdas/shared/errors';
-import { type FleetSettings, type FleetSettingsInput, fleetSchema } from '../lambdas/shared/fleet';
+import {
+  type FleetSettings,
+  type FleetSettingsInput,
+  fleetSchema,
+  usesOrganizationalUnits,
+} from '../lambdas/shared/fleet';
 import { checkPolicy, DEFAULT_POLICY } from '../lambdas/triage/policy';
 import { type AutopatchAlarmsOptions, AutopatchDashboard } from './dashboard';
 import { Intake } from './intake';
@@ -37,6 +42,7 @@ import {
   eventAccounts,
   eventRegions,
   grantAssumeSpokeRole,
+  grantListParents,
   HOME_ACCOUNT_ENV,
   type ResolvedOrganization,
   SPOKE_ROLE_ENV,
@@ -242,6 +248,8 @@ export interface AutopatchProps {
 /** Tag looked for when `discoverByTag` is not given. */
 export const DEFAULT_SERVICE_TAG: ServiceTag = { key: 'autopatch:enabled', value: 'true' };
 const DEFAULT_TRIAGE_CONCURRENCY = 5;
+/** How much of the slot step's 4 KB environment the fleet settings (AUTOPATCH_FLEET) may take. */
+const FLEET_ENVIRONMENT_BUDGET_BYTES = 3072;
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 const ACCOUNT_ID = /^\d{12}$/;
 /** An IAM role ARN; `*` and `?` allowed in the path and name (IAM matches them as wildcards). */
@@ -364,6 +372,10 @@ export class Autopatch extends Construct {
         ? { createPullThroughCacheRules: props.createPullThroughCacheRules }
         : {}),
       ...(resolved.taskRoleArns !== undefined ? { taskRoleArns: resolved.taskRoleArns } : {}),
+      // An organization's Regions: the builds push to the hub account's registry there too.
+      ...(resolved.organization?.regions !== undefined
+        ? { registryRegions: resolved.organization.regions }
+        : {}),
     });
     this.pauseParameter = this.workflow.pauseParameter;
     // Spoke accounts by alias in what people read: the finish step, approval requests, digests.
@@ -404,6 +416,10 @@ export class Autopatch extends Construct {
     // Where a resource lives: the hub's account is home (its own credentials), any other is a spoke.
     for (const fn of this.hubFunctions()) fn.addEnvironment(HOME_ACCOUNT_ENV, Stack.of(this).account);
     if (resolved.organization !== undefined) this.serveOrganization(resolved.organization);
+    // Fleet stages by organizational unit: the slot step asks Organizations for an account's OUs.
+    const slotRole = this.workflow.functions.takeDeploySlot.role;
+    if (usesOrganizationalUnits(resolved.fleet) && slotRole !== undefined)
+      grantListParents(this, resolved.organization, slotRole);
 
     this.dashboard = new AutopatchDashboard(this, 'Dashboard', {
       queue: this.queue,
@@ -546,6 +562,13 @@ export class Autopatch extends Construct {
     if (defaults.errors) errors.push(...defaults.errors);
     const fleet = parseTokenAware(fleetSchema, props.fleet ?? {}, 'fleet');
     if (fleet.errors) errors.push(...fleet.errors);
+    // The slot step and the sweep carry the fleet settings in their environment (Lambda: 4 KB in all,
+    // names and values); 3 KB of it for the settings leaves room for the other variables.
+    const fleetBytes = fleet.value !== undefined ? Buffer.byteLength(JSON.stringify(fleet.value)) : 0;
+    if (fleetBytes > FLEET_ENVIRONMENT_BUDGET_BYTES)
+      errors.push(
+        `fleet: ${fleetBytes} bytes as JSON, more than the ${FLEET_ENVIRONMENT_BUDGET_BYTES} the slot step's environment has room for (Lambda allows 4096 in all): list fewer accounts in fleet.accountOUs and let the hub look the others up (organizations:ListParents), or name fewer stage criteria`,
+      );
     const aliases = parseTokenAware(accountAliasesSchema, props.accountAliases ?? {}, 'accountAliases');
     if (aliases.errors) errors.push(...aliases.errors);
 

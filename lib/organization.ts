@@ -222,3 +222,51 @@ export const eventRegions = (scope: Construct, organization: ResolvedOrganizatio
     ? [...organization.regions]
     : [region, ...organization.regions];
 };
+
+/**
+ * organizations:ListParents for the step that places a service in its fleet stage, when a stage
+ * names organizational units (lambdas/shared/org-units.ts walks from the account up to the root).
+ * ListParents supports resource-level permissions (Service Authorization Reference: `account` and
+ * `organizationalunit`), so the grant names them: the organization's accounts (the listed ones and
+ * the hub's, when listed) and its OUs. Their ARNs carry the management account's id, which the hub
+ * does not know, hence `organizations::*:`; the organization id narrows them when given. In a policy
+ * of its own, so its acknowledgements cover it alone.
+ */
+export const grantListParents = (
+  scope: Construct,
+  organization: ResolvedOrganization | undefined,
+  role: iam.IRole,
+): iam.Policy => {
+  const org = organization?.organizationId ?? 'o-*';
+  const accounts =
+    organization?.accounts !== undefined
+      ? [...new Set([Stack.of(scope).account, ...organization.accounts])]
+      : ['*'];
+  const arn = (rest: string) => `arn:${Aws.PARTITION}:organizations::*:${rest}`;
+  const policy = new iam.Policy(scope, 'ListOrganizationalUnitParentsPolicy', {
+    statements: [
+      new iam.PolicyStatement({
+        sid: 'FleetStagesByOrganizationalUnit',
+        actions: ['organizations:ListParents'],
+        resources: [...accounts.map((a) => arn(`account/${org}/${a}`)), arn(`ou/${org}/ou-*`)],
+      }),
+    ],
+  });
+  policy.attachToRole(role);
+  const rendered = (rest: string) => `arn:<AWS::Partition>:organizations::*:${rest}`;
+  const nagAccount = (a: string) => (Token.isUnresolved(a) ? '<AWS::AccountId>' : a);
+  for (const a of accounts)
+    acknowledge(
+      policy,
+      iam5Resource(rendered(`account/${org}/${nagAccount(a)}`)),
+      'organizations:ListParents of the accounts Autopatch deploys to (fleet stages by organizational unit): ' +
+        "an account ARN carries the organization's management account id, unknown to the hub.",
+    );
+  acknowledge(
+    policy,
+    iam5Resource(rendered(`ou/${org}/ou-*`)),
+    'organizations:ListParents walks from an account up through its OUs to the root, which OUs known only at ' +
+      "run time; an OU ARN carries the organization's management account id, unknown to the hub.",
+  );
+  return policy;
+};

@@ -4,7 +4,14 @@ import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { type Place, placeOfArn } from '../shared/accounts';
 import type { AffectedImage, ServiceRef } from '../shared/contracts';
 import { ConfigurationError, isTransient, TransientError } from '../shared/errors';
-import { type FleetSettings, PAUSED_VALUES, stageOf, unlimited } from '../shared/fleet';
+import {
+  type AccountOUs,
+  type FleetSettings,
+  PAUSED_VALUES,
+  stageOf,
+  unlimited,
+  usesOrganizationalUnits,
+} from '../shared/fleet';
 import type { Ledger, SlotDecision } from '../shared/ledger';
 import { answerSlotWait } from '../shared/window-wait';
 import { describeService } from './ecs-service';
@@ -34,6 +41,8 @@ export interface DeploySlotResult {
   readonly stage: string;
   /** ISO-8601: since when it waits (absent once taken). */
   readonly waitingSince?: string;
+  /** Why the service was put in its stage, when not by a match: its account's OUs are unknown (stageOf). */
+  readonly stageReason?: string;
 }
 
 export interface DeploySlotDeps {
@@ -46,6 +55,11 @@ export interface DeploySlotDeps {
   readonly pauseParameter?: string;
   /** The hub's account and Region (for ARNs that leave them out). */
   readonly home: Place;
+  /**
+   * The organizational units of an account, for stages that name them (lambdas/shared/org-units.ts).
+   * Absent: unknown, so with such stages every service goes last (stageOf).
+   */
+  readonly organizationalUnits?: { readonly ousOf: (account: string) => Promise<AccountOUs> };
 }
 
 /** What the pause switch says: paused or not, and why when it cannot be read. */
@@ -82,12 +96,6 @@ export const takeDeploySlot = async (
   const { settings } = deps;
   const pause = await readPauseSwitch(deps.ssm, deps.pauseParameter);
   const place = placeOfArn(input.service.clusterArn, deps.home);
-  const wait = (reason: string, stage: string, since?: string): DeploySlotResult => ({
-    verdict: 'wait',
-    reason,
-    stage,
-    ...(since !== undefined ? { waitingSince: since } : {}),
-  });
 
   if (unlimited(settings) && !pause.paused) {
     // Nothing to count: no slot is written (a wait recorded while paused is removed).
@@ -97,7 +105,30 @@ export const takeDeploySlot = async (
 
   const needsTags = !pause.paused && settings.stages.some((s) => s.tags !== undefined);
   const tags = needsTags ? await serviceTags(deps.ecsFor(place), input.service) : {};
-  const stage = stageOf(settings, { ...place, tags });
+  const organizationalUnits =
+    !pause.paused && usesOrganizationalUnits(settings)
+      ? ((await deps.organizationalUnits?.ousOf(place.account)) ?? {
+          known: false as const,
+          reason: 'no organizational unit lookup is configured',
+        })
+      : undefined;
+  const stage = stageOf(settings, {
+    ...place,
+    tags,
+    ...(organizationalUnits !== undefined ? { organizationalUnits } : {}),
+  });
+  // Said in the run's output and the step's log: a service placed last because its account's OUs are unknown.
+  // While paused nothing is looked up (the stage is decided again when the run asks after the pause).
+  const unplaced = pause.paused ? undefined : stage.reason;
+  const placed = unplaced !== undefined ? ` Stage: ${stage.name}, because ${unplaced}.` : '';
+  const stageReason = unplaced !== undefined ? { stageReason: unplaced } : {};
+  const wait = (reason: string, stageName: string, since?: string): DeploySlotResult => ({
+    verdict: 'wait',
+    reason,
+    stage: stageName,
+    ...(since !== undefined ? { waitingSince: since } : {}),
+    ...stageReason,
+  });
   const decision: SlotDecision = await deps.ledger.fleet.take(
     {
       executionName: input.executionName,
@@ -116,15 +147,16 @@ export const takeDeploySlot = async (
   if (decision.kind === 'taken') {
     return {
       verdict: 'taken',
-      reason: `Took a deployment slot (${decision.inFlight} in flight, stage ${stage.name}).`,
+      reason: `Took a deployment slot (${decision.inFlight} in flight, stage ${stage.name}).${placed}`,
       stage: stage.name,
+      ...stageReason,
     };
   }
   const why = pause.paused
     ? `Deployments are paused: ${pause.why}`
     : `Waiting for a deployment slot: ${decision.reason}`;
   return wait(
-    `${why}. It deploys within a minute of the fleet having room (checked by the sweep).`,
+    `${why}. It deploys within a minute of the fleet having room (checked by the sweep).${placed}`,
     stage.name,
     decision.since,
   );

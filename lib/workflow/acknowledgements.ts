@@ -15,6 +15,8 @@ export interface WorkflowFindings {
   readonly pullThroughPrefixes?: readonly string[];
   /** The roles iam:PassRole is narrowed to (taskRoleArns); absent: any role of the account. */
   readonly taskRoleArns?: readonly string[];
+  /** Other Regions whose registries of the account the builds pull from and push to. */
+  readonly registryRegions?: readonly string[];
 }
 
 /**
@@ -71,7 +73,12 @@ export const acknowledgeWorkflowFindings = (workflow: Construct, findings: Workf
       'New task definition revisions (of the running family, known at run time) are registered at run time; TagResource only as part of RegisterTaskDefinition.',
     ),
     ...resources(
-      [arn('ecr', 'repository/*')],
+      [
+        arn('ecr', 'repository/*'),
+        ...(findings.registryRegions ?? [])
+          .filter((r) => r !== stack.region)
+          .map((r) => `arn:<AWS::Partition>:ecr:${r}:${account}:repository/*`),
+      ],
       findings.pushToAnyRepository
         ? 'Reads (pull, DescribeImages) of the image a service runs, in any repository of the account (services are discovered by tag). Pushes too: an explicit target names no repository (targets[].repositories), so its images may be in any of them.'
         : 'Reads (pull, DescribeImages) of the image a service runs, in any repository of the account (services are discovered by tag). Pushes only to repositories carrying the Autopatch service tag (aws:ResourceTag condition) and those targets[].repositories name.',

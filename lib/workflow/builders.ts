@@ -15,7 +15,7 @@ import {
 import { patchOsBuildSpec } from '../../statemachines/buildspecs/patch-os';
 import { sourceBuildSpecFor } from '../../statemachines/buildspecs/source';
 import { BUILD_KEY_ACTIONS } from '../grants';
-import { type ArnOf, ECR_PULL_ACTIONS, ECR_PUSH_ACTIONS, ecrPushScope } from './iam';
+import { type ArnOf, ECR_PULL_ACTIONS, ECR_PUSH_ACTIONS, ecrPushScope, repositoryArns } from './iam';
 import {
   type BuildRegistriesProps,
   cacheRegistryHost,
@@ -76,6 +76,8 @@ export interface BuildProjectsProps extends BuildRegistriesProps {
   readonly serviceTag: { readonly key: string; readonly value: string };
   readonly armBuilds?: boolean;
   readonly pushToTaggedRepositoriesOnly?: boolean;
+  /** Other Regions of the hub account's registries the builds pull from and push to. @default - none */
+  readonly registryRegions?: readonly string[];
   readonly arn: ArnOf;
 }
 
@@ -224,15 +226,17 @@ export const createBuildProjects = (scope: Construct, props: BuildProjectsProps)
   const ownProjects = [...Object.values(patchOsProjects), ...allSourceProjects];
 
   // Pull the running image from any repository of the account (services are also discovered by tag);
-  // push the patched one only where docs/deploy.md ("IAM") says.
-  const repositories = arn('ecr', 'repository', '*');
+  // push the patched one only where docs/deploy.md ("IAM") says. In the hub's Region, and in each
+  // Region an organization lists (the registry an image came from, pushed next to it: ECR_LOGIN
+  // logs in to that Region); another account's registry only through its spoke role.
+  const repositories = repositoryArns(scope, props.registryRegions);
   const push = ecrPushScope(arn, props);
   const pushStatements = push.anyRepository
-    ? [new iam.PolicyStatement({ actions: [...ECR_PUSH_ACTIONS], resources: [repositories] })]
+    ? [new iam.PolicyStatement({ actions: [...ECR_PUSH_ACTIONS], resources: [...repositories] })]
     : [
         new iam.PolicyStatement({
           actions: [...ECR_PUSH_ACTIONS],
-          resources: [repositories],
+          resources: [...repositories],
           conditions: {
             StringEquals: { [`aws:ResourceTag/${props.serviceTag.key}`]: props.serviceTag.value },
           },
@@ -243,7 +247,9 @@ export const createBuildProjects = (scope: Construct, props: BuildProjectsProps)
       ];
   for (const p of ownProjects) {
     p.addToRolePolicy(new iam.PolicyStatement({ actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }));
-    p.addToRolePolicy(new iam.PolicyStatement({ actions: [...ECR_PULL_ACTIONS], resources: [repositories] }));
+    p.addToRolePolicy(
+      new iam.PolicyStatement({ actions: [...ECR_PULL_ACTIONS], resources: [...repositories] }),
+    );
     for (const s of pushStatements) p.addToRolePolicy(s);
   }
 

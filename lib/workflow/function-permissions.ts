@@ -71,7 +71,7 @@ export const grantFunctionPermissions = (
       }),
     );
     assessor.addToRolePolicy(
-      new iam.PolicyStatement({ actions: ['ecr:DescribeImages'], resources: [s.repositories] }),
+      new iam.PolicyStatement({ actions: ['ecr:DescribeImages'], resources: [...s.repositoryArns] }),
     );
   }
 
@@ -231,7 +231,7 @@ const grantImageIndexPermissions = (
 ): void => {
   const assemble = functions.assembleIndexes;
   assemble.addToRolePolicy(
-    new iam.PolicyStatement({ actions: ['ecr:BatchGetImage'], resources: [s.repositories] }),
+    new iam.PolicyStatement({ actions: ['ecr:BatchGetImage'], resources: [...s.repositoryArns] }),
   );
   for (const statement of s.putImageIndex) assemble.addToRolePolicy(statement);
 };

@@ -53,7 +53,29 @@ export interface WorkflowStatementsProps {
    * @default false
    */
   readonly pushToTaggedRepositoriesOnly?: boolean;
+  /**
+   * Other Regions whose ECR registries of the hub's account the image builds pull from and push to
+   * (an organization's `regions`): the repository grants get one ARN per Region, the hub's first.
+   * @default - the hub's Region only
+   */
+  readonly registryRegions?: readonly string[];
 }
+
+/**
+ * `repository/*` of the account's registry in the hub's Region and in each of `registryRegions`
+ * (token-aware: a hub Region unknown at synth is kept, next to the listed ones).
+ */
+export const repositoryArns = (scope: IConstruct, regions: readonly string[] = []): string[] => {
+  const stack = Stack.of(scope);
+  const home = arnOf(scope)('ecr', 'repository', '*');
+  const others = [...new Set(regions)].filter((r) => r !== stack.region);
+  return [
+    home,
+    ...others.map((region) =>
+      stack.formatArn({ service: 'ecr', region, resource: 'repository', resourceName: '*' }),
+    ),
+  ];
+};
 
 /** Shared statements, one object per statement (a statement object may be added to several roles). */
 export class WorkflowStatements {
@@ -62,6 +84,11 @@ export class WorkflowStatements {
   readonly services: string;
   readonly serviceDeployments: string;
   readonly repositories: string;
+  /**
+   * Every ECR repository of the account in the hub's Region and the `registryRegions`: where the
+   * builds pull and push, the rescan reads, and the index assembly reads and pushes.
+   */
+  readonly repositoryArns: readonly string[];
   /** ECS services and service deployments, read (the watchers, restore). */
   readonly describeEcs: iam.PolicyStatement;
   /** The watched alarms: named at run time (the service's deployment alarms and the target's). */
@@ -97,13 +124,14 @@ export class WorkflowStatements {
     this.services = arn('ecs', 'service', '*');
     this.serviceDeployments = arn('ecs', 'service-deployment', '*');
     this.repositories = arn('ecr', 'repository', '*');
+    this.repositoryArns = repositoryArns(scope, props.registryRegions);
     const push = ecrPushScope(arn, props);
     this.putImageIndex = push.anyRepository
-      ? [new iam.PolicyStatement({ actions: ['ecr:PutImage'], resources: [this.repositories] })]
+      ? [new iam.PolicyStatement({ actions: ['ecr:PutImage'], resources: [...this.repositoryArns] })]
       : [
           new iam.PolicyStatement({
             actions: ['ecr:PutImage'],
-            resources: [this.repositories],
+            resources: [...this.repositoryArns],
             conditions: {
               StringEquals: { [`aws:ResourceTag/${props.serviceTag.key}`]: props.serviceTag.value },
             },

@@ -61,6 +61,13 @@ export interface RemediationWorkflowProps extends BuildRegistriesProps {
    */
   readonly pushToTaggedRepositoriesOnly?: boolean;
   /**
+   * Other Regions whose ECR registries, in the hub's account, hold images of the services Autopatch
+   * patches (an organization's `regions`): the builds pull and push there, the rescan and the index
+   * assembly read there, each on that Region's repositories by ARN.
+   * @default - the hub's Region only
+   */
+  readonly registryRegions?: readonly string[];
+  /**
    * The task and execution roles (ARNs; `*` allowed in the role name) the patched task definitions
    * may pass to ECS: iam:PassRole on exactly these. docs/deploy.md, "Narrowing iam:PassRole".
    * @default - any role of the account, only to ecs-tasks.amazonaws.com
@@ -217,6 +224,7 @@ export class RemediationWorkflow extends Construct {
       projects: builds.ownProjects,
       sourceBuckets: builds.sourceBuckets,
       pushToAnyRepository: ecrPushScope(statements.arn, props).anyRepository,
+      ...(props.registryRegions !== undefined ? { registryRegions: props.registryRegions } : {}),
       pullThroughPrefixes: builds.pullThroughPrefixes,
       ...(props.taskRoleArns !== undefined && props.taskRoleArns.length > 0
         ? { taskRoleArns: props.taskRoleArns }
