@@ -216,6 +216,8 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
     const keys = candidates.map((c) => ({
       findingArn: c.finding.findingArn,
       updatedAt: c.finding.updatedAtRaw,
+      // The instant too: a delivery of the newest update triaged is a duplicate however it is written.
+      updatedAtIso: c.finding.updatedAt,
     }));
     // One read answers both questions when the ledger knows the order of updates.
     const { unseen, newest } = deps.ledger.unseenAndNewest
