@@ -113,13 +113,11 @@ describe('delivery marks, one item per finding', () => {
       updatedAt: 'Thu Sep 05 10:00:00.000 UTC 2024',
       updatedAtIso: '2024-09-05T10:00:00.000Z',
     }));
-    const late = keys
-      .slice(0, 10)
-      .map((k) => ({
-        ...k,
-        updatedAt: 'Wed Sep 04 10:00:00.000 UTC 2024',
-        updatedAtIso: '2024-09-04T10:00:00.000Z',
-      }));
+    const late = keys.slice(0, 10).map((k) => ({
+      ...k,
+      updatedAt: 'Wed Sep 04 10:00:00.000 UTC 2024',
+      updatedAtIso: '2024-09-04T10:00:00.000Z',
+    }));
     const meter = meterWrites();
 
     // Act
