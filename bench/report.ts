@@ -6,7 +6,7 @@
 import type { AmplificationResult } from './amplification';
 import type { BurstSimulationResult } from './burst-simulation';
 import { type ColdStartRow, FLOOR, TRIAGE } from './cold-start';
-import type { ContentionResult } from './contention';
+import type { ContentionResult, OrderContentionResult } from './contention';
 import type { DevLoopResult } from './dev-loop';
 import { type InventoryBenchResult, renderInventory } from './inventory';
 import type { ThroughputResult } from './throughput';
@@ -58,6 +58,8 @@ export interface BenchReport {
   readonly workflow: readonly WorkflowRun[];
   /** Absent in reports from before the contention section existed. */
   readonly contention?: readonly ContentionResult[];
+  /** Concurrent invocations claiming the same services, in the plan's order and in their own; absent in older reports. */
+  readonly orderContention?: readonly OrderContentionResult[];
   readonly devLoop: readonly DevLoopResult[];
   /** The inventory index against the scanning resolver (bench/inventory.ts); absent in older reports. */
   readonly inventory?: InventoryBenchResult;
@@ -426,6 +428,35 @@ const contentionSection = (r: BenchReport): string =>
     ]),
   ].join('\n');
 
+const orderContentionSection = (r: BenchReport): string =>
+  [
+    '### Claim order (concurrent invocations naming the same services)',
+    '',
+    'Each invocation carries one finding for every service, all at once, against dynalite (as the ' +
+      'batches of a burst do). Failed conditions are writes that met another invocation on the same lock.',
+    '',
+    table([
+      [
+        'services walked',
+        'invocations × services',
+        'executions started',
+        'item failures',
+        'failed conditions',
+        'write units',
+        'wall',
+      ],
+      ...(r.orderContention ?? []).map((c) => [
+        c.walk === 'plan' ? 'in the plan’s (sorted) order' : 'in an order of each invocation’s own',
+        `${integer(c.invocations)} × ${integer(c.services)}`,
+        integer(c.executionsStarted),
+        integer(c.itemFailures),
+        integer(c.conditionFailures),
+        integer(c.writeUnits),
+        seconds(c.wallMs),
+      ]),
+    ]),
+  ].join('\n');
+
 const workflowSection = (r: BenchReport): string => {
   const bakes = r.meta.bakeTimes;
   const runs = (variant: string) => r.workflow.filter((w) => w.variant === variant);
@@ -557,6 +588,7 @@ export const renderReport = (r: BenchReport): string => {
   if (r.coldStart.length > 0) parts.push(coldStartSection(r));
   if (r.workflow.length > 0) parts.push(workflowSection(r));
   if ((r.contention ?? []).length > 0) parts.push(contentionSection(r));
+  if ((r.orderContention ?? []).length > 0) parts.push(orderContentionSection(r));
   if (r.devLoop.length > 0) parts.push(devLoopSection(r));
   if (r.inventory && r.inventory.rows.length > 0)
     parts.push(`### Inventory: scanning resolver vs index\n\n${renderInventory(r.inventory)}`);

@@ -9,7 +9,12 @@ import { renderStack } from '../simulation/stack';
 import { type AmplificationResult, measureAmplification } from './amplification';
 import { type BurstSimulationResult, measureBurstSimulation } from './burst-simulation';
 import { type ColdStartRow, measureColdStart } from './cold-start';
-import { type ContentionResult, measureContention } from './contention';
+import {
+  type ContentionResult,
+  measureContention,
+  measureOrderContention,
+  type OrderContentionResult,
+} from './contention';
 import { type DevLoopResult, measureDevLoop } from './dev-loop';
 import { ACCOUNT_ID, generateFleet, REGION } from './fleet';
 import { type InventoryBenchResult, measureInventory } from './inventory';
@@ -128,9 +133,15 @@ export const runBench = async (options: BenchOptions, log: (line: string) => voi
   } else skipped.push('workflow');
 
   const contention: ContentionResult[] = [];
+  const orderContention: OrderContentionResult[] = [];
   if (wanted('contention')) {
     contention.push(
       ...((await attempt('lock contention, 100 concurrent findings', () => measureContention(100))) ?? []),
+    );
+    orderContention.push(
+      ...((await attempt('claim order, 5 invocations × 20 services', () =>
+        measureOrderContention({ invocations: 5, services: 20 }),
+      )) ?? []),
     );
   } else skipped.push('contention');
 
@@ -172,6 +183,7 @@ export const runBench = async (options: BenchOptions, log: (line: string) => voi
     coldStart,
     workflow,
     contention,
+    orderContention,
     devLoop,
     ...(inventory ? { inventory } : {}),
     skipped,
