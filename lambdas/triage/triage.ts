@@ -135,6 +135,8 @@ const rebuildFor = (finding: Finding, target: TargetConfig | undefined): Rebuild
  */
 export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps): Promise<TriagePlan> => {
   const now = deps.now();
+  // What a warm Lambda keeps of the inventory index is checked against it once per batch.
+  deps.resolver.startBatch?.();
   const reports: FindingReport[] = [];
   const failedIds = new Set<string>();
   const parsed: Array<{ input: TriageInput; finding: Finding }> = [];
