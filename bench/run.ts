@@ -17,6 +17,7 @@ import {
 } from './contention';
 import { type DevLoopResult, measureDevLoop } from './dev-loop';
 import { ACCOUNT_ID, generateFleet, REGION } from './fleet';
+import { type FleetBurstResult, measureFleetBurst } from './fleet-burst';
 import { type InventoryBenchResult, measureInventory } from './inventory';
 import { type BenchReport, checkGoals, type ThroughputFigures } from './report';
 import { measureWorkflow, type WorkflowRun } from './workflow';
@@ -30,8 +31,11 @@ export const SECTIONS = [
   'contention',
   'dev-loop',
   'inventory',
+  'fleet',
 ] as const;
 export type Section = (typeof SECTIONS)[number];
+/** What runs without --only: the fleet burst takes many minutes on its own, so it is asked for by name. */
+export const DEFAULT_SECTIONS: readonly Section[] = SECTIONS.filter((s) => s !== 'fleet');
 
 export interface BenchOptions {
   readonly command: string;
@@ -44,6 +48,8 @@ export interface BenchOptions {
   readonly coldStartRuns: number;
   /** How long the end-to-end burst takes Inspector to raise, as a scenario duration. */
   readonly spread: string;
+  /** Findings of the fleet burst (1,000 services in 50 accounts, over two simulated hours). */
+  readonly fleetSize?: number;
 }
 
 const ROOT = join(__dirname, '..');
@@ -159,6 +165,15 @@ export const runBench = async (options: BenchOptions, log: (line: string) => voi
     );
   } else skipped.push('inventory');
 
+  let fleetBurst: FleetBurstResult | undefined;
+  if (wanted('fleet')) {
+    const size = options.fleetSize ?? 100_000;
+    fleetBurst = await attempt(
+      `fleet burst: 1,000 services in 50 accounts, ${size} findings over two simulated hours`,
+      () => measureFleetBurst({ size, batchSize, concurrency }),
+    );
+  } else skipped.push('fleet burst (--only fleet)');
+
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
   const hash = commit();
   const report: Omit<BenchReport, 'goals'> = {
@@ -186,6 +201,7 @@ export const runBench = async (options: BenchOptions, log: (line: string) => voi
     orderContention,
     devLoop,
     ...(inventory ? { inventory } : {}),
+    ...(fleetBurst ? { fleetBurst } : {}),
     skipped,
     errors,
   };
