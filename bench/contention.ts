@@ -12,6 +12,7 @@ import { Ledger } from '../lambdas/shared/ledger';
 import { executionName, remediationId } from '../lambdas/shared/remediation';
 import { executePlan, type TriagePlan } from '../lambdas/triage/triage';
 import { startDynalite } from '../local/dynalite';
+import { meterWrites } from './amplification';
 
 const REGION = 'eu-central-1';
 const ACCOUNT = '123456789012';
@@ -152,6 +153,92 @@ export const measureContention = async (findings = 100): Promise<ContentionResul
         maxReceives: Math.max(0, ...receives.values()),
         nextRuns,
         wallMs: Math.round(wallMs),
+      });
+    }
+    return out;
+  } finally {
+    await dynamo.stop();
+  }
+};
+
+export interface OrderContentionResult {
+  /** How each invocation walked its plan: the plan's (sorted) order, or an order of its own. */
+  readonly walk: 'plan' | 'shuffled';
+  readonly invocations: number;
+  readonly services: number;
+  readonly executionsStarted: number;
+  readonly itemFailures: number;
+  /** Conditional writes that failed: each one an invocation that met another on the same lock. */
+  readonly conditionFailures: number;
+  readonly writeUnits: number;
+  readonly wallMs: number;
+}
+
+/** A fixed pseudo-random sequence (the bench is repeatable). */
+const lcg = (seed: number): (() => number) => {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state = (state * 1_103_515_245 + 12_345) >>> 0;
+    return state / 2 ** 32;
+  };
+};
+
+/**
+ * Order contention: `invocations` concurrent triage invocations whose plans each name the same
+ * `services` (one finding of their own for each, as the batches of a burst do), all claiming at once
+ * in a real DynamoDB-compatible server. Walked in the plan's order, they all race for the first
+ * service's lock, then the second's…; walked in an order of their own, they meet only by chance.
+ */
+export const measureOrderContention = async (
+  options: { readonly invocations?: number; readonly services?: number } = {},
+): Promise<OrderContentionResult[]> => {
+  const invocations = options.invocations ?? 5;
+  const services = options.services ?? 20;
+  const dynamo = await startDynalite();
+  try {
+    const out: OrderContentionResult[] = [];
+    for (const walk of ['plan', 'shuffled'] as const) {
+      const ledger = new Ledger({ client: dynamo.client, tableName: dynamo.tableName });
+      const sfn = fakeStepFunctions();
+      const keys = Array.from(
+        { length: services },
+        (_, s) => `bench/order-${walk}-${String(s).padStart(3, '0')}`,
+      );
+      const plans = Array.from({ length: invocations }, (_, i): TriagePlan => {
+        const remediations = keys.map((key, s) => ({
+          request: request(key, i * services + s),
+          itemIds: [`m${i}-${s}`],
+        }));
+        return { findings: [], remediations, seenKeys: [], failedIds: [] };
+      });
+      const meter = meterWrites();
+      const started = performance.now();
+      let outcomes: Awaited<ReturnType<typeof executePlan>>[];
+      try {
+        outcomes = await Promise.all(
+          plans.map((plan, i) =>
+            executePlan(plan, {
+              ledger,
+              sfn: sfn.client,
+              stateMachineArn: STATE_MACHINE,
+              remainingTimeMs: () => 120_000,
+              walk,
+              random: lcg(7 + i),
+            }),
+          ),
+        );
+      } finally {
+        meter.stop();
+      }
+      out.push({
+        walk,
+        invocations,
+        services,
+        executionsStarted: sfn.started.length,
+        itemFailures: outcomes.reduce((n, o) => n + o.failedIds.length, 0),
+        conditionFailures: meter.conditionFailures,
+        writeUnits: meter.units,
+        wallMs: Math.round(performance.now() - started),
       });
     }
     return out;

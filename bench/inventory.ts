@@ -169,6 +169,8 @@ const runBurst = async (
   await Promise.all(
     environments.map(async (resolver, e) => {
       for (let b = e; b < batches.length; b += options.concurrency) {
+        // A new batch (invocation): a warm resolver checks what it keeps against the index.
+        resolver.startBatch();
         await Promise.all(
           (batches[b] as number[]).map(async (i) => {
             const uses = await resolver.servicesForImage(burst[i] as ImageRef);
@@ -198,7 +200,12 @@ export const measureInventory = async (
       const indexClients = simulatedClients(account.world, 3);
       const dynamo = (account.dynamo as NonNullable<TriageAccount['dynamo']>).client;
       const writer = new InventoryIndexWriter({ client: dynamo, tableName: LEDGER_TABLE });
-      const ix = new Indexer({ writer, ecsFor: () => indexClients.ecs as Pick<ECSClient, 'send'> });
+      const ix = new Indexer({
+        writer,
+        ecsFor: () => indexClients.ecs as Pick<ECSClient, 'send'>,
+        // The indexer records what each digest services run is, so triage needs no ECR read.
+        ecrFor: () => indexClients.ecr,
+      });
       const first = await ix.reconcile(HOME);
       const warm = await ix.reconcile(HOME);
       const service = fleet.services[0] as FleetService;

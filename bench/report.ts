@@ -6,8 +6,9 @@
 import type { AmplificationResult } from './amplification';
 import type { BurstSimulationResult } from './burst-simulation';
 import { type ColdStartRow, FLOOR, TRIAGE } from './cold-start';
-import type { ContentionResult } from './contention';
+import type { ContentionResult, OrderContentionResult } from './contention';
 import type { DevLoopResult } from './dev-loop';
+import type { FleetBurstResult } from './fleet-burst';
 import { type InventoryBenchResult, renderInventory } from './inventory';
 import type { ThroughputResult } from './throughput';
 import { VARIANTS, type WorkflowRun } from './workflow';
@@ -58,9 +59,13 @@ export interface BenchReport {
   readonly workflow: readonly WorkflowRun[];
   /** Absent in reports from before the contention section existed. */
   readonly contention?: readonly ContentionResult[];
+  /** Concurrent invocations claiming the same services, in the plan's order and in their own; absent in older reports. */
+  readonly orderContention?: readonly OrderContentionResult[];
   readonly devLoop: readonly DevLoopResult[];
   /** The inventory index against the scanning resolver (bench/inventory.ts); absent in older reports. */
   readonly inventory?: InventoryBenchResult;
+  /** 1,000 services in 50 accounts under a burst over two simulated hours; absent unless asked for. */
+  readonly fleetBurst?: FleetBurstResult;
   /** Sections not run, with why. */
   readonly skipped: readonly string[];
   /** Sections that failed to run, with the error. */
@@ -152,6 +157,19 @@ export const checkGoals = (r: Omit<BenchReport, 'goals'>): GoalResult[] => {
       goal: '≤ 1.50',
       values: list(r.amplification, (a) => fixed(a.writeUnitsPerFinding, 3)),
       met: all(r.amplification, (a) => a.writeUnitsPerFinding <= 1.5),
+    },
+    {
+      id: 'inventory-calls',
+      measure: 'inventory API calls ÷ findings (index, 1,000 services)',
+      goal: '≤ 0.05',
+      values: list(
+        (r.inventory?.rows ?? []).filter((x) => x.resolver === 'index' && x.services === 1_000),
+        (x) => fixed(x.apiCallsPerFinding, 4),
+      ),
+      met: all(
+        (r.inventory?.rows ?? []).filter((x) => x.resolver === 'index' && x.services === 1_000),
+        (x) => x.apiCallsPerFinding <= 0.05,
+      ),
     },
     {
       id: 'cold-start',
@@ -426,6 +444,86 @@ const contentionSection = (r: BenchReport): string =>
     ]),
   ].join('\n');
 
+const orderContentionSection = (r: BenchReport): string =>
+  [
+    '### Claim order (concurrent invocations naming the same services)',
+    '',
+    'Each invocation carries one finding for every service, all at once, against dynalite (as the ' +
+      'batches of a burst do). Failed conditions are writes that met another invocation on the same lock.',
+    '',
+    table([
+      [
+        'services walked',
+        'invocations × services',
+        'executions started',
+        'item failures',
+        'failed conditions',
+        'write units',
+        'wall',
+      ],
+      ...(r.orderContention ?? []).map((c) => [
+        c.walk === 'plan' ? 'in the plan’s (sorted) order' : 'in an order of each invocation’s own',
+        `${integer(c.invocations)} × ${integer(c.services)}`,
+        integer(c.executionsStarted),
+        integer(c.itemFailures),
+        integer(c.conditionFailures),
+        integer(c.writeUnits),
+        seconds(c.wallMs),
+      ]),
+    ]),
+  ].join('\n');
+
+const fleetSection = (f: FleetBurstResult): string =>
+  [
+    `### Fleet burst: ${integer(f.services)} services in ${integer(f.accounts)} accounts, ${integer(f.size)} findings over ${f.spreadMs / 3_600_000} simulated hours`,
+    '',
+    'The real triage handler with the inventory index (written as the indexer writes it), batches ' +
+      'formed per 20 s batching window on the simulated clock, warm environments reused; nothing runs ' +
+      'the workflow. Service keys of spoke accounts are `<account>/<region>/<cluster>/<service>`.',
+    '',
+    table([
+      ['measure', 'value', 'goal', 'met?'],
+      ['invocations (cold starts)', `${integer(f.invocations)} (${integer(f.coldStarts)})`, '—', '—'],
+      [
+        'affected services (triage / generator)',
+        `${integer(f.affectedServices)} / ${integer(f.expectedServices)}`,
+        '—',
+        '—',
+      ],
+      [
+        'executions ÷ affected services',
+        fixed(f.executionsPerService),
+        '= 1.00',
+        mark(Math.abs(f.executionsPerService - 1) < EPSILON),
+      ],
+      [
+        'failed follow-ups (messages retried / dead-lettered)',
+        `${integer(f.failedFollowUps)} / ${integer(f.deadLetters)}`,
+        '0',
+        mark(f.failedFollowUps === 0 && f.deadLetters === 0),
+      ],
+      ['ECS + ECR calls (the index answers)', integer(f.ecsEcrCalls), '—', '—'],
+      ['AWS API calls ÷ findings', fixed(f.apiCallsPerFinding, 3), '—', '—'],
+      [
+        'DynamoDB write units ÷ findings',
+        fixed(f.writeUnitsPerFinding, 3),
+        '≤ 1.50',
+        mark(f.writeUnitsPerFinding <= 1.5),
+      ],
+      [
+        '↳ by item kind ÷ findings',
+        Object.entries(f.writeUnitsByKind)
+          .sort(([, a], [, b]) => b - a)
+          .map(([k, v]) => `${k} ${fixed(v / f.size, 3)}`)
+          .join(', '),
+        '—',
+        '—',
+      ],
+      ['largest item written', `${integer(f.maxItemBytes)} B`, '—', '—'],
+      ['wall time', seconds(f.wallMs), '—', '—'],
+    ]),
+  ].join('\n');
+
 const workflowSection = (r: BenchReport): string => {
   const bakes = r.meta.bakeTimes;
   const runs = (variant: string) => r.workflow.filter((w) => w.variant === variant);
@@ -557,9 +655,11 @@ export const renderReport = (r: BenchReport): string => {
   if (r.coldStart.length > 0) parts.push(coldStartSection(r));
   if (r.workflow.length > 0) parts.push(workflowSection(r));
   if ((r.contention ?? []).length > 0) parts.push(contentionSection(r));
+  if ((r.orderContention ?? []).length > 0) parts.push(orderContentionSection(r));
   if (r.devLoop.length > 0) parts.push(devLoopSection(r));
   if (r.inventory && r.inventory.rows.length > 0)
     parts.push(`### Inventory: scanning resolver vs index\n\n${renderInventory(r.inventory)}`);
+  if (r.fleetBurst) parts.push(fleetSection(r.fleetBurst));
   parts.push(goalsSection(r));
   if (r.skipped.length > 0) parts.push(`Not run: ${r.skipped.join('; ')}.`);
   if (r.errors.length > 0) parts.push(['Errors:', ...r.errors.map((e) => `- ${e}`)].join('\n'));

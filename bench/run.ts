@@ -9,9 +9,15 @@ import { renderStack } from '../simulation/stack';
 import { type AmplificationResult, measureAmplification } from './amplification';
 import { type BurstSimulationResult, measureBurstSimulation } from './burst-simulation';
 import { type ColdStartRow, measureColdStart } from './cold-start';
-import { type ContentionResult, measureContention } from './contention';
+import {
+  type ContentionResult,
+  measureContention,
+  measureOrderContention,
+  type OrderContentionResult,
+} from './contention';
 import { type DevLoopResult, measureDevLoop } from './dev-loop';
 import { ACCOUNT_ID, generateFleet, REGION } from './fleet';
+import { type FleetBurstResult, measureFleetBurst } from './fleet-burst';
 import { type InventoryBenchResult, measureInventory } from './inventory';
 import { type BenchReport, checkGoals, type ThroughputFigures } from './report';
 import { measureWorkflow, type WorkflowRun } from './workflow';
@@ -25,8 +31,11 @@ export const SECTIONS = [
   'contention',
   'dev-loop',
   'inventory',
+  'fleet',
 ] as const;
 export type Section = (typeof SECTIONS)[number];
+/** What runs without --only: the fleet burst takes many minutes on its own, so it is asked for by name. */
+export const DEFAULT_SECTIONS: readonly Section[] = SECTIONS.filter((s) => s !== 'fleet');
 
 export interface BenchOptions {
   readonly command: string;
@@ -39,6 +48,8 @@ export interface BenchOptions {
   readonly coldStartRuns: number;
   /** How long the end-to-end burst takes Inspector to raise, as a scenario duration. */
   readonly spread: string;
+  /** Findings of the fleet burst (1,000 services in 50 accounts, over two simulated hours). */
+  readonly fleetSize?: number;
 }
 
 const ROOT = join(__dirname, '..');
@@ -128,9 +139,15 @@ export const runBench = async (options: BenchOptions, log: (line: string) => voi
   } else skipped.push('workflow');
 
   const contention: ContentionResult[] = [];
+  const orderContention: OrderContentionResult[] = [];
   if (wanted('contention')) {
     contention.push(
       ...((await attempt('lock contention, 100 concurrent findings', () => measureContention(100))) ?? []),
+    );
+    orderContention.push(
+      ...((await attempt('claim order, 5 invocations × 20 services', () =>
+        measureOrderContention({ invocations: 5, services: 20 }),
+      )) ?? []),
     );
   } else skipped.push('contention');
 
@@ -147,6 +164,15 @@ export const runBench = async (options: BenchOptions, log: (line: string) => voi
       measureInventory({ batchSize, concurrency }),
     );
   } else skipped.push('inventory');
+
+  let fleetBurst: FleetBurstResult | undefined;
+  if (wanted('fleet')) {
+    const size = options.fleetSize ?? 100_000;
+    fleetBurst = await attempt(
+      `fleet burst: 1,000 services in 50 accounts, ${size} findings over two simulated hours`,
+      () => measureFleetBurst({ size, batchSize, concurrency }),
+    );
+  } else skipped.push('fleet burst (--only fleet)');
 
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
   const hash = commit();
@@ -172,8 +198,10 @@ export const runBench = async (options: BenchOptions, log: (line: string) => voi
     coldStart,
     workflow,
     contention,
+    orderContention,
     devLoop,
     ...(inventory ? { inventory } : {}),
+    ...(fleetBurst ? { fleetBurst } : {}),
     skipped,
     errors,
   };

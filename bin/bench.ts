@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderReport } from '../bench/report';
-import { runBench, SECTIONS, type Section } from '../bench/run';
+import { DEFAULT_SECTIONS, runBench, SECTIONS, type Section } from '../bench/run';
 
 const USAGE = `usage: npm run bench [-- [options]]
 
@@ -26,7 +26,8 @@ const USAGE = `usage: npm run bench [-- [options]]
   --write-docs             replace the generated part of docs/performance.md with this run's tables
   --sizes <n,n,...>        burst sizes in findings (default 1000,10000,50000)
   --bake-times <m,m,...>   bake times in minutes for the workflow measurements (default 10,60,240)
-  --only <s,s,...>         run only these sections: ${SECTIONS.join(', ')}
+  --only <s,s,...>         run only these sections: ${SECTIONS.join(', ')} (fleet only when named)
+  --fleet-size <n>         findings of the fleet burst (default 100000)
   --rounds <n>             timed rounds per throughput measurement (default 5)
   --cold-start-runs <n>    fresh processes per bundle for the cold start (default 15)
   --spread <duration>      how long the end-to-end burst takes Inspector to raise (default 10m)
@@ -60,6 +61,7 @@ const main = async (argv: readonly string[]): Promise<number> => {
         rounds: { type: 'string' },
         'cold-start-runs': { type: 'string' },
         spread: { type: 'string' },
+        'fleet-size': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -76,7 +78,7 @@ const main = async (argv: readonly string[]): Promise<number> => {
   let options: Parameters<typeof runBench>[0];
   try {
     const only =
-      typeof values.only === 'string' ? values.only.split(',').map((s) => s.trim()) : [...SECTIONS];
+      typeof values.only === 'string' ? values.only.split(',').map((s) => s.trim()) : [...DEFAULT_SECTIONS];
     const unknown = only.filter((s) => !(SECTIONS as readonly string[]).includes(s));
     if (unknown.length > 0) throw new Error(`--only: unknown section(s) ${unknown.join(', ')}`);
     const sections = new Set(only as Section[]);
@@ -97,6 +99,9 @@ const main = async (argv: readonly string[]): Promise<number> => {
           ? (numbers(values['cold-start-runs'], '--cold-start-runs')[0] as number)
           : 15,
       spread,
+      ...(typeof values['fleet-size'] === 'string'
+        ? { fleetSize: numbers(values['fleet-size'], '--fleet-size')[0] as number }
+        : {}),
     };
   } catch (error) {
     process.stderr.write(`bench: ${(error as Error).message}\n${USAGE}`);

@@ -1,5 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ECRClient } from '@aws-sdk/client-ecr';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { AccountClients, HOME_ACCOUNT_ENV, type Place } from '../shared/accounts';
@@ -121,6 +122,8 @@ const indexerOf = (): Indexer => {
     indexer = new Indexer({
       writer: new InventoryIndexWriter({ client: new DynamoDBClient({}), tableName }),
       ecsFor,
+      // Needs ecr:BatchGetImage for the indexer (and the spoke role); refused, triage reads ECR itself.
+      ecrFor: (place) => accounts.clientFor(ECRClient, place),
     });
   }
   return indexer;

@@ -1,17 +1,24 @@
 import { createHash } from 'node:crypto';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { Place } from '../shared/accounts';
 import { mapLimit } from '../shared/concurrency';
+import type { ImageIndex } from '../shared/contracts';
 import { LEDGER } from '../shared/contracts';
 import { TransientError } from '../shared/errors';
 import { BATCH_CONCURRENCY, LedgerTable } from '../shared/ledger/table';
 import {
+  GENERATION_KEY,
   imageItemsOf,
   imagePk,
+  MANIFESTS_PK,
+  manifestSk,
   PLACES_PK,
   placeKey,
   placePk,
+  RECORDS_LAYOUT,
+  RECORDS_PK,
+  recordSk,
   SERVICE_PREFIX,
   serviceSk,
   WATERMARK_SK,
@@ -38,6 +45,8 @@ export interface ServiceEntry {
   readonly repositories: readonly string[];
   readonly version: number;
   readonly fingerprint?: string;
+  /** RECORDS_LAYOUT when the service's record is in the records partition too. */
+  readonly recorded?: number;
 }
 
 export type WriteOutcome = 'unchanged' | 'written' | 'removed' | 'absent';
@@ -69,6 +78,7 @@ const entryOf = (item: Record<string, unknown>): ServiceEntry | undefined => {
     repositories: Array.isArray(repositories) ? repositories.filter((r) => typeof r === 'string') : [],
     version: typeof version === 'number' ? version : 0,
     ...(typeof fingerprint === 'string' ? { fingerprint } : {}),
+    ...(typeof item.recorded === 'number' ? { recorded: item.recorded } : {}),
   };
 };
 
@@ -128,7 +138,13 @@ export class InventoryIndexWriter {
         entry = item ? entryOf(item) : undefined;
       }
       if (!record && !entry) return 'absent';
-      if (record && entry && entry.fingerprint === fingerprint && same(entry.repositories, repositories))
+      if (
+        record &&
+        entry &&
+        entry.fingerprint === fingerprint &&
+        entry.recorded === RECORDS_LAYOUT &&
+        same(entry.repositories, repositories)
+      )
         return 'unchanged';
       const version = entry?.version ?? 0;
       const widened = [...new Set([...(entry?.repositories ?? []), ...attempted, ...repositories])].sort();
@@ -192,7 +208,7 @@ export class InventoryIndexWriter {
       // winner read the widened list and cleans up after itself.
       const narrowed = { '#v': 'version' };
       const expected = { ':v': version + 1 };
-      await this.table.conditional('inventory service', () =>
+      const settled = await this.table.conditional('inventory service', () =>
         record
           ? this.table.doc.send(
               new PutCommand({
@@ -203,6 +219,7 @@ export class InventoryIndexWriter {
                   version: version + 2,
                   fingerprint,
                   taskDefinitionArn: record.taskDefinitionArn,
+                  recorded: RECORDS_LAYOUT,
                   indexedAt,
                 },
                 ConditionExpression: '#v = :v',
@@ -220,10 +237,103 @@ export class InventoryIndexWriter {
               }),
             ),
       );
+      // 4. The whole record (or its tombstone) in the records partition, under the same version rule
+      // as the IMAGE# items; then the generation, so that triage reads the index again.
+      if (settled) {
+        const recordKey = { pk: RECORDS_PK, sk: recordSk(place, clusterArn, serviceName) };
+        await this.table.conditional('inventory record', () =>
+          this.table.doc.send(
+            new PutCommand({
+              TableName: this.table.tableName,
+              Item: record
+                ? {
+                    ...recordKey,
+                    kind: 'inventory-record',
+                    version: version + 2,
+                    account: place.account,
+                    region: place.region,
+                    clusterArn: record.service.clusterArn,
+                    serviceName: record.service.serviceName,
+                    taskDefinitionArn: record.taskDefinitionArn,
+                    tags: { ...record.tags },
+                    deploymentController: record.deploymentController,
+                    containers: record.containers.map((c) => ({ ...c })),
+                    running: record.running.map((c) => ({ ...c })),
+                    indexedAt,
+                  }
+                : {
+                    ...recordKey,
+                    kind: 'inventory-record-removed',
+                    version: version + 2,
+                    [LEDGER.ttlAttribute]: this.table.ttl(TOMBSTONE_DAYS),
+                  },
+              ConditionExpression: 'attribute_not_exists(pk) OR attribute_not_exists(#v) OR #v <= :v',
+              ExpressionAttributeNames: { '#v': 'version' },
+              ExpressionAttributeValues: { ':v': version + 2 },
+            }),
+          ),
+        );
+      }
+      await this.bumpGeneration();
       return record ? 'written' : 'removed';
     }
     throw new TransientError(
       `inventory: ${clusterArn}/${serviceName} in ${placeKey(place)} was rewritten concurrently ${ATTEMPTS} times; retry`,
+    );
+  }
+
+  /** Count a change of the index (after it is written): triage's caches read the index again. */
+  async bumpGeneration(): Promise<void> {
+    await this.table.send('inventory generation', () =>
+      this.table.doc.send(
+        new UpdateCommand({
+          TableName: this.table.tableName,
+          Key: { ...GENERATION_KEY },
+          UpdateExpression: 'ADD #g :one',
+          ExpressionAttributeNames: { '#g': 'generation' },
+          ExpressionAttributeValues: { ':one': 1 },
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Remember what a digest's manifest is (an image index and its platforms, or not) and a tag a
+   * service named it by. The manifest part never changes (a digest is its content); tags are added.
+   */
+  async putManifest(
+    repository: string,
+    digest: string,
+    index: ImageIndex | undefined,
+    tags: readonly string[],
+  ): Promise<void> {
+    const names: Record<string, string> = { '#r': 'repository', '#d': 'digest', '#k': 'kind' };
+    const values: Record<string, unknown> = {
+      ':r': repository.trim().toLowerCase(),
+      ':d': digest.toLowerCase(),
+      ':k': 'inventory-manifest',
+    };
+    let update = 'SET #r = :r, #d = :d, #k = :k';
+    if (index) {
+      names['#i'] = 'index';
+      values[':i'] = index;
+      update += ', #i = if_not_exists(#i, :i)';
+    }
+    if (tags.length > 0) {
+      names['#t'] = 'tags';
+      values[':t'] = new Set(tags);
+      update += ' ADD #t :t';
+    }
+    await this.table.send('inventory manifest', () =>
+      this.table.doc.send(
+        new UpdateCommand({
+          TableName: this.table.tableName,
+          Key: { pk: MANIFESTS_PK, sk: manifestSk(repository, digest) },
+          UpdateExpression: update,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+        }),
+      ),
     );
   }
 
@@ -241,6 +351,8 @@ export class InventoryIndexWriter {
             region: place.region,
             reconciledAt: this.table.now().toISOString(),
             services,
+            // Every service of the place went through writeService: its record is written too.
+            records: RECORDS_LAYOUT,
           },
         }),
       ),

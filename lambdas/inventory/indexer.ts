@@ -1,9 +1,12 @@
+import { BatchGetImageCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import type { ECSClient } from '@aws-sdk/client-ecs';
 import type { Place } from '../shared/accounts';
 import { Limiter, mapLimit } from '../shared/concurrency';
+import { INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES } from '../shared/contracts';
 import { isTransient, TransientError } from '../shared/errors';
 import type { InventoryIndexWriter, ServiceEntry, WriteOutcome } from './index-writer';
-import { EcsScanner, type ServiceRecord } from './scan';
+import { DIGEST, parseIndexManifest } from './manifests';
+import { EcsScanner, parseImageReference, type ServiceRecord } from './scan';
 
 /**
  * Keeps the image inventory index current (item formats in ./index-store.ts):
@@ -151,7 +154,16 @@ export interface IndexerOptions {
   readonly ecsFor: EcsFor;
   /** ECS calls in flight at once per place. @default 5 */
   readonly concurrency?: number;
+  /**
+   * ECR where a place's services pull from: the indexer then records what each digest they run is
+   * (an image index or not) in the index, so that triage needs no ECR read for it. Without it, or
+   * when ECR refuses, triage reads ECR itself as before.
+   */
+  readonly ecrFor?: (place: Place) => Pick<ECRClient, 'send'>;
 }
+
+/** `<registry>.dkr.ecr.<region>.amazonaws.com/<name>`: the registry id and repository name. */
+const ECR_REPOSITORY = /^(\d{12})\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?\/(.+)$/;
 
 export interface ReconcileResult {
   readonly place: Place;
@@ -168,11 +180,95 @@ export class Indexer {
   private readonly concurrency: number;
   private readonly scanners = new Map<string, { scanner: EcsScanner; calls: { n: number } }>();
   private readonly noted = new Set<string>();
+  private readonly ecrFor: IndexerOptions['ecrFor'];
+  /** Manifests recorded by this indexer (`<repository>@<digest>` → tags recorded with it). */
+  private readonly manifests = new Map<string, Set<string>>();
+  private ecrRefused = new Set<string>();
+  private ecrCallCount = 0;
 
   constructor(options: IndexerOptions) {
     this.writer = options.writer;
     this.ecsFor = options.ecsFor;
     this.concurrency = Math.max(1, options.concurrency ?? 5);
+    this.ecrFor = options.ecrFor;
+  }
+
+  /** ECR calls made so far (manifests). */
+  get ecrCalls(): number {
+    return this.ecrCallCount;
+  }
+
+  /**
+   * Record what the digests a service runs are (pinned or reported by its tasks), with the tags it
+   * names them by: one BatchGetImage per repository for the digests this indexer has not recorded.
+   * Best effort: a refusal (no permission in that account) leaves triage to read ECR itself.
+   */
+  private async noteManifests(place: Place, record: ServiceRecord): Promise<void> {
+    const ecrFor = this.ecrFor;
+    const placeKey = `${place.account}#${place.region}`;
+    if (!ecrFor || this.ecrRefused.has(placeKey)) return;
+    const wanted = new Map<string, Map<string, Set<string>>>(); // repository → digest → tags
+    const want = (image: string, digest: string, tag?: string) => {
+      const ref = parseImageReference(image);
+      const d = digest.toLowerCase();
+      if (!DIGEST.test(d)) return;
+      const known = this.manifests.get(`${ref.repository}@${d}`);
+      if (known && (tag === undefined || known.has(tag))) return;
+      const digests = wanted.get(ref.repository) ?? new Map<string, Set<string>>();
+      wanted.set(ref.repository, digests);
+      const tags = digests.get(d) ?? new Set<string>();
+      digests.set(d, tags);
+      if (tag) tags.add(tag);
+    };
+    for (const c of record.containers) {
+      const ref = parseImageReference(c.image);
+      if (ref.digest) want(c.image, ref.digest);
+    }
+    for (const c of record.running) want(c.image, c.imageDigest, parseImageReference(c.image).tag);
+    for (const [repository, digests] of wanted) {
+      const m = ECR_REPOSITORY.exec(repository);
+      if (!m) continue;
+      const unread = [...digests.keys()].filter((d) => !this.manifests.has(`${repository}@${d}`));
+      let read = new Map<string, ReturnType<typeof parseIndexManifest> | null>();
+      if (unread.length > 0) {
+        try {
+          this.ecrCallCount++;
+          const out = await ecrFor(place).send(
+            new BatchGetImageCommand({
+              registryId: m[1],
+              repositoryName: m[2],
+              imageIds: unread.slice(0, 100).map((imageDigest) => ({ imageDigest })),
+              acceptedMediaTypes: [...INDEX_MEDIA_TYPES, ...MANIFEST_MEDIA_TYPES],
+            }),
+          );
+          read = new Map(
+            (out.images ?? []).flatMap((i) =>
+              i.imageId?.imageDigest && i.imageManifest
+                ? [
+                    [
+                      i.imageId.imageDigest.toLowerCase(),
+                      parseIndexManifest(i.imageManifest, i.imageManifestMediaType) ?? null,
+                    ],
+                  ]
+                : [],
+            ),
+          );
+        } catch {
+          this.ecrRefused.add(placeKey);
+          return;
+        }
+      }
+      for (const [digest, tags] of digests) {
+        const known = this.manifests.has(`${repository}@${digest}`);
+        // A digest ECR did not return (deleted, or beyond this call's 100) is left to triage.
+        if (!known && !read.has(digest)) continue;
+        const index = known ? undefined : (read.get(digest) ?? undefined);
+        await this.writer.putManifest(repository, digest, index, [...tags]);
+        const recorded = this.manifests.get(`${repository}@${digest}`) ?? new Set<string>();
+        for (const t of tags) recorded.add(t);
+        this.manifests.set(`${repository}@${digest}`, recorded);
+      }
+    }
   }
 
   /** ECS calls made so far in a place. */
@@ -188,6 +284,8 @@ export class Indexer {
       this.noted.add(key);
     }
     const record = await this.scanner(event.place).describeService(event.clusterArn, event.serviceName);
+    // Manifests first: the service's write bumps the generation, and triage then finds them.
+    if (record) await this.noteManifests(event.place, record);
     return this.writer.writeService(
       event.place,
       record?.service.clusterArn ?? event.clusterArn,
@@ -211,6 +309,7 @@ export class Indexer {
     const write = async (record: ServiceRecord): Promise<void> => {
       const k = keyOf(record.service.clusterArn, record.service.serviceName);
       live.add(k);
+      await this.noteManifests(place, record);
       outcomes.push(
         await this.writer.writeService(
           place,

@@ -1,7 +1,8 @@
 import { BatchGetImageCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import type { ECSClient } from '@aws-sdk/client-ecs';
 import * as z from 'zod';
-import type { InventoryIndexReader } from '../inventory/index-store';
+import { type IndexSnapshot, type InventoryIndexReader, manifestSk } from '../inventory/index-store';
+import { parseIndexManifest } from '../inventory/manifests';
 import {
   chunk,
   EcsScanner,
@@ -17,7 +18,6 @@ import type { TargetConfig } from '../shared/config';
 import {
   type ImageIndex,
   INDEX_MEDIA_TYPES,
-  type IndexPlatform,
   MANIFEST_MEDIA_TYPES,
   type ServiceRef,
 } from '../shared/contracts';
@@ -221,75 +221,11 @@ class InventoryIndex {
   }
 }
 
+export { parseIndexManifest };
+
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
-const PLATFORM_WORD = /^[a-z0-9_.-]{1,32}$/;
 /** BatchGetImage takes at most 100 image ids a call. */
 const BATCH_GET_IMAGE_MAX = 100;
-
-/**
- * The platforms of an image index manifest (OCI image index or Docker manifest list), or undefined
- * when the manifest is no index or does not read as one. Build attestations (buildx's
- * `vnd.docker.reference.type: attestation-manifest`, platform unknown/unknown) are counted, not
- * listed: they are no platform to run or patch. Every value that reaches a build variable or a tag is
- * checked against a small alphabet. Pure.
- */
-export const parseIndexManifest = (
-  manifest: string,
-  mediaType: string | undefined,
-): ImageIndex | undefined => {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(manifest);
-  } catch {
-    return undefined;
-  }
-  if (typeof parsed !== 'object' || parsed === null) return undefined;
-  const doc = parsed as { mediaType?: unknown; manifests?: unknown };
-  const type = typeof doc.mediaType === 'string' ? doc.mediaType : mediaType;
-  if (!(INDEX_MEDIA_TYPES as readonly (string | undefined)[]).includes(type) || !Array.isArray(doc.manifests))
-    return undefined;
-  const platforms: IndexPlatform[] = [];
-  let attestations = 0;
-  for (const entry of doc.manifests as unknown[]) {
-    const m = (entry ?? {}) as {
-      mediaType?: unknown;
-      digest?: unknown;
-      platform?: { architecture?: unknown; os?: unknown; variant?: unknown };
-      annotations?: Record<string, unknown>;
-    };
-    const architecture = m.platform?.architecture;
-    const os = m.platform?.os;
-    if (
-      m.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' ||
-      (architecture === 'unknown' && os === 'unknown')
-    ) {
-      attestations++;
-      continue;
-    }
-    const variant = m.platform?.variant;
-    if (
-      typeof m.digest !== 'string' ||
-      !DIGEST.test(m.digest) ||
-      typeof m.mediaType !== 'string' ||
-      !(MANIFEST_MEDIA_TYPES as readonly string[]).includes(m.mediaType) ||
-      typeof architecture !== 'string' ||
-      !PLATFORM_WORD.test(architecture) ||
-      typeof os !== 'string' ||
-      !PLATFORM_WORD.test(os) ||
-      (variant !== undefined && (typeof variant !== 'string' || !PLATFORM_WORD.test(variant)))
-    )
-      return undefined;
-    platforms.push({
-      digest: m.digest,
-      mediaType: m.mediaType,
-      architecture,
-      os,
-      ...(variant === undefined ? {} : { variant: variant as string }),
-    });
-  }
-  if (platforms.length === 0) return undefined;
-  return { mediaType: type as string, platforms, ...(attestations > 0 ? { attestations } : {}) };
-};
 
 const parseSnapshot = (snapshot: unknown): ServiceRecord[] => {
   const parsed = snapshotSchema.safeParse(snapshot);
@@ -313,7 +249,14 @@ const parseSnapshot = (snapshot: unknown): ServiceRecord[] => {
 
 /** Answer from the image inventory index (kept by the indexer, lambdas/inventory/) instead of scanning ECS. */
 export interface InventoryIndexOptions {
-  readonly reader: Pick<InventoryIndexReader, 'watermark' | 'servicesUsing'>;
+  readonly reader: Pick<InventoryIndexReader, 'watermark' | 'servicesUsing'> &
+    Partial<Pick<InventoryIndexReader, 'snapshot' | 'generation'>>;
+  /**
+   * How long a warm Lambda keeps the whole index (records mode) before reading it again even if its
+   * generation has not moved (re-checking the watermarks). Each batch checks the generation anyway.
+   * @default 900_000 (15 minutes)
+   */
+  readonly snapshotTtlMs?: number;
   /** The hub's account and Region: the index is used once the indexer has reconciled it (watermark). */
   readonly home: Place;
   /**
@@ -349,6 +292,23 @@ export class InventoryResolver {
   >();
   private calls = 0;
   private lastSource: 'index' | 'scan' | 'snapshot' | undefined;
+  /** The whole index, kept across warm invocations while its generation stays (records mode). */
+  private whole:
+    | {
+        readonly loadedAt: number;
+        readonly state: Promise<
+          | {
+              readonly snapshot: IndexSnapshot;
+              readonly inventory?: InventoryIndex;
+              readonly indexes: Map<string, Promise<IndexedImage[]>>;
+            }
+          | undefined
+        >;
+      }
+    | undefined;
+  /** Set by startBatch: the next lookup checks the index's generation first (once for the batch). */
+  private revalidation: Promise<void> | undefined;
+  private revalidate = false;
 
   constructor(
     options:
@@ -412,8 +372,105 @@ export class InventoryResolver {
    * cached.
    */
   async servicesForImage(image: ImageRef): Promise<ServiceUse[]> {
+    const whole = await this.wholeIndex();
+    if (whole?.inventory) {
+      this.lastSource = 'index';
+      return whole.inventory.lookup(image, await this.snapshotIndexes(whole, whole.inventory, image));
+    }
     const inventory = (await this.indexReady()) ? await this.indexed(image) : await this.inventory();
     return inventory.lookup(image, await this.indexesOf(inventory, image));
+  }
+
+  /**
+   * A new batch begins: before its first lookup, the whole index a warm Lambda keeps is checked
+   * against the index's generation (one GetItem) and read again if anything changed since, so a
+   * service that moved to another image is never matched by what it ran before.
+   */
+  startBatch(): void {
+    this.revalidate = true;
+  }
+
+  /** The whole index (records mode), when the index reader offers it and every place has records. */
+  private async wholeIndex() {
+    const index = this.index;
+    const reader = index?.reader;
+    if (!index || !reader?.snapshot || !reader.generation) return undefined;
+    const now = this.now().getTime();
+    if (this.whole && this.revalidate) {
+      this.revalidate = false;
+      const current = this.whole;
+      this.revalidation = (async () => {
+        const loaded = await current.state.catch(() => undefined);
+        const generation = await this.counted(() => (reader.generation as () => Promise<number>)());
+        if (this.whole === current && loaded?.snapshot.generation !== generation) this.whole = undefined;
+      })();
+      this.revalidation.catch(() => {
+        // A failed check drops what is kept: the next lookup reads the index again.
+        if (this.whole === current) this.whole = undefined;
+      });
+    }
+    this.revalidate = false;
+    if (this.revalidation) await this.revalidation.catch(() => undefined);
+    if (!this.whole || now - this.whole.loadedAt >= (index.snapshotTtlMs ?? 900_000)) {
+      const maxAge = index.maxAgeMs ?? 24 * 3_600_000;
+      const state = this.counted(() =>
+        (reader.snapshot as NonNullable<typeof reader.snapshot>)(index.home, maxAge, new Date(now)),
+      )
+        .then((snapshot) => {
+          this.calls += snapshot.calls - 1;
+          return snapshot;
+        })
+        .then((snapshot) => ({
+          snapshot,
+          ...(snapshot.records
+            ? {
+                inventory: new InventoryIndex(
+                  snapshot.records.flatMap((r) => this.eligible(r, this.isHome(r.place, index.home)) ?? []),
+                ),
+              }
+            : {}),
+          indexes: new Map<string, Promise<IndexedImage[]>>(),
+        }));
+      const entry = { loadedAt: now, state };
+      this.whole = entry;
+      state.catch(() => {
+        if (this.whole === entry) this.whole = undefined;
+      });
+    }
+    return this.whole.state;
+  }
+
+  /**
+   * The image indexes of the finding's repository from the manifests the indexer recorded, when
+   * they cover every digest and tag services reference there; otherwise read from ECR (once per
+   * repository for as long as the whole index is kept).
+   */
+  private snapshotIndexes(
+    whole: { readonly snapshot: IndexSnapshot; readonly indexes: Map<string, Promise<IndexedImage[]>> },
+    inventory: InventoryIndex,
+    image: ImageRef,
+  ): Promise<IndexedImage[]> {
+    if (!this.ecr) return Promise.resolve([]);
+    const repository = image.repositoryUri.trim().toLowerCase();
+    const key = `${image.registry}\n${repository}`;
+    let found = whole.indexes.get(key);
+    if (!found) {
+      const references = inventory.references(repository);
+      const entries = references.digests.map((d) => whole.snapshot.manifests.get(manifestSk(repository, d)));
+      const tagged = new Set(entries.flatMap((e) => e?.tags ?? []));
+      const covered = entries.every((e) => e !== undefined) && references.tags.every((t) => tagged.has(t));
+      found = covered
+        ? Promise.resolve(
+            entries
+              .flatMap((e) => (e?.index ? [{ ...e.index, digest: e.digest, tags: [...e.tags] }] : []))
+              .sort((a, b) => a.digest.localeCompare(b.digest)),
+          )
+        : this.readIndexes(image, references);
+      whole.indexes.set(key, found);
+      const cache = whole.indexes;
+      found.catch(() => cache.delete(key));
+    }
+    return found;
   }
 
   /** Is the index built for the hub's account and Region (and recent enough)? Checked once per period. */

@@ -135,6 +135,8 @@ const rebuildFor = (finding: Finding, target: TargetConfig | undefined): Rebuild
  */
 export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps): Promise<TriagePlan> => {
   const now = deps.now();
+  // What a warm Lambda keeps of the inventory index is checked against it once per batch.
+  deps.resolver.startBatch?.();
   const reports: FindingReport[] = [];
   const failedIds = new Set<string>();
   const parsed: Array<{ input: TriageInput; finding: Finding }> = [];
@@ -216,6 +218,8 @@ export const planBatch = async (inputs: readonly TriageInput[], deps: PlanDeps):
     const keys = candidates.map((c) => ({
       findingArn: c.finding.findingArn,
       updatedAt: c.finding.updatedAtRaw,
+      // The instant too: a delivery of the newest update triaged is a duplicate however it is written.
+      updatedAtIso: c.finding.updatedAt,
     }));
     // One read answers both questions when the ledger knows the order of updates.
     const { unseen, newest } = deps.ledger.unseenAndNewest
@@ -504,7 +508,27 @@ export interface ExecuteDeps {
    * instead of failing its messages back to SQS. @default - the ledger's own contention budget
    */
   readonly remainingTimeMs?: () => number;
+  /**
+   * The order services are claimed in: `shuffled` (the default) walks the plan in a random order of
+   * its own, so that concurrent invocations of a burst, whose plans name mostly the same services, do
+   * not all claim the same lock first and then queue behind each other service after service;
+   * `plan` walks it in the plan's (sorted) order, as before (kept for the contention benchmark).
+   */
+  readonly walk?: 'shuffled' | 'plan';
+  /** @default Math.random */
+  readonly random?: () => number;
 }
+
+/** The indexes 0 … n-1 in the order an invocation walks them (Fisher-Yates with `random`). */
+export const walkOrder = (n: number, walk: 'shuffled' | 'plan', random: () => number): number[] => {
+  const order = Array.from({ length: n }, (_, i) => i);
+  if (walk === 'plan') return order;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j] as number, order[i] as number];
+  }
+  return order;
+};
 
 /** Time kept after the last claim attempt for StartExecution, markSeen and the batch response. */
 const CLAIM_RESERVE_MS = 15_000;
@@ -613,8 +637,11 @@ export const executePlan = async (
 }> => {
   const failed = new Set(plan.failedIds);
   const rejected = new Map<string, string>();
-  const results: StartResult[] = [];
-  for (const { request, itemIds } of plan.remediations) {
+  // Results are reported in the plan's order, whatever order the services were claimed in.
+  const resultsOf: StartResult[][] = plan.remediations.map(() => []);
+  for (const at of walkOrder(plan.remediations.length, deps.walk ?? 'shuffled', deps.random ?? Math.random)) {
+    const { request, itemIds } = plan.remediations[at] as TriagePlan['remediations'][number];
+    const results = resultsOf[at] as StartResult[];
     const serviceKey = request.service.key;
     const problem = requestProblem(request);
     if (problem) {
@@ -712,6 +739,7 @@ export const executePlan = async (
       results.push({ service: serviceKey, kind: 'failed', error: error as Error });
     }
   }
+  const results = resultsOf.flat();
   // A delivery whose message is retried stays unseen, so the retry is not mistaken for a duplicate.
   const settled = plan.seenKeys
     .filter((k) => !k.itemIds.some((id) => failed.has(id)))

@@ -1,4 +1,6 @@
+import { BatchGetImageCommand, ECRClient } from '@aws-sdk/client-ecr';
 import { DescribeServicesCommand, DescribeTaskDefinitionCommand, ECSClient } from '@aws-sdk/client-ecs';
+import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { handleBatch } from '../../lambdas/inventory/handler';
@@ -161,11 +163,12 @@ describe('reconcile and lookup', () => {
     expect(sidecar.map((u) => u.service.key)).toEqual(['prod/api']);
     expect(r.source).toBe('index');
     expect(ecsCalls()).toBe(0);
-    // One watermark read and one Query per repository.
-    expect(r.apiCalls).toBe(3);
+    // One read of the whole index, whatever the repositories: generation, places, watermarks,
+    // records, manifests.
+    expect(r.apiCalls).toBe(5);
   });
 
-  it('reads each repository once per period, however many findings name it', async () => {
+  it('keeps the whole index across lookups and batches while its generation stays', async () => {
     // Arrange
     installFakeEcs(ecs, account());
     await indexer().reconcile(HOME);
@@ -174,10 +177,127 @@ describe('reconcile and lookup', () => {
     // Act
     for (let i = 0; i < 50; i++) await r.servicesForImage(imageRef(API, OLD));
     clock = new Date(T0.getTime() + 61_000);
+    r.startBatch();
     await r.servicesForImage(imageRef(API, OLD));
+    await r.servicesForImage(imageRef(ENVOY, ENVOY_DIGEST, ['v1.30']));
 
-    // Assess: watermark + query, then both again after the period.
-    expect(r.apiCalls).toBe(4);
+    // Assess: the whole index once, then one generation check for the second batch.
+    expect(r.apiCalls).toBe(6);
+  });
+
+  it('never matches a service by the image it ran before it moved, from the next batch on', async () => {
+    // Arrange: a warm resolver holds the whole index; then prod/api moves to another image.
+    const fake = account();
+    installFakeEcs(ecs, fake);
+    const ix = indexer();
+    await ix.reconcile(HOME);
+    const r = resolver();
+    r.startBatch();
+    const before = await r.servicesForImage(imageRef(API, OLD));
+    fake.services[0] = {
+      ...(fake.services[0] as (typeof fake.services)[number]),
+      taskDefinition: taskDefArn('api', 2),
+    };
+    await handleBatch(sqs(deploymentEvent('api')), { indexer: ix, logger });
+
+    // Act
+    r.startBatch();
+    const old = await r.servicesForImage(imageRef(API, OLD));
+    const moved = await r.servicesForImage(imageRef(API_V2, NEW));
+
+    // Assess
+    expect(before.map((u) => u.service.key)).toEqual(['prod/api', 'prod/worker']);
+    expect(old.map((u) => u.service.key)).toEqual(['prod/worker']);
+    expect(moved.map((u) => [u.service.key, u.taskDefinitionArn])).toEqual([
+      ['prod/api', taskDefArn('api', 2)],
+    ]);
+  });
+
+  it('Queries per repository while a watermark has no records (an index from before the upgrade)', async () => {
+    // Arrange: the watermark as the previous version wrote it (no `records`).
+    installFakeEcs(ecs, account());
+    await indexer().reconcile(HOME);
+    await table().doc.send(
+      new PutCommand({
+        TableName: tableName,
+        Item: { pk: placePk(HOME), sk: 'WATERMARK', reconciledAt: T0.toISOString(), services: 3 },
+      }),
+    );
+    const r = resolver();
+
+    // Act
+    const uses = await r.servicesForImage(imageRef(API, OLD));
+
+    // Assess: the snapshot (no records), the watermark, one Query of the repository.
+    expect(uses.map((u) => u.service.key)).toEqual(['prod/api', 'prod/worker']);
+    expect(r.source).toBe('index');
+    expect(r.apiCalls).toBe(4 + 1 + 1);
+  });
+
+  it('maps a platform digest to the services that run its image index without reading ECR', async () => {
+    // Arrange: prod/api and prod/worker pin OLD, a two-platform image index; the indexer reads it once.
+    const amd = digest('1');
+    const arm = digest('2');
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: amd,
+          size: 1,
+          platform: { architecture: 'amd64', os: 'linux' },
+        },
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: arm,
+          size: 1,
+          platform: { architecture: 'arm64', os: 'linux' },
+        },
+      ],
+    });
+    const ecr = mockClient(ECRClient);
+    ecr.on(BatchGetImageCommand).callsFake((input: { imageIds: Array<{ imageDigest: string }> }) => ({
+      images: input.imageIds.map((id) => ({
+        imageId: id,
+        imageManifest:
+          id.imageDigest === OLD
+            ? manifest
+            : '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}',
+        imageManifestMediaType:
+          id.imageDigest === OLD
+            ? 'application/vnd.oci.image.index.v1+json'
+            : 'application/vnd.oci.image.manifest.v1+json',
+      })),
+    }));
+    installFakeEcs(ecs, account());
+    const ix = new Indexer({
+      writer: writer(),
+      ecsFor: (place) => new ECSClient({ region: place.region }),
+      ecrFor: (place) => new ECRClient({ region: place.region }),
+    });
+    await ix.reconcile(HOME);
+    const indexerReads = ecr.commandCalls(BatchGetImageCommand).length;
+    ecr.resetHistory();
+    const r = new InventoryResolver({
+      ecs: new ECSClient({ region: REGION }),
+      ecr: new ECRClient({ region: REGION }),
+      discoverByTag: DISCOVER,
+      now: () => clock,
+      index: { reader: reader(), home: HOME },
+    });
+
+    // Act
+    const uses = await r.servicesForImage(imageRef(API, arm));
+
+    // Assess
+    expect(indexerReads).toBeGreaterThan(0);
+    expect(uses.map((u) => [u.service.key, u.index?.digest])).toEqual([
+      ['prod/api', OLD],
+      ['prod/worker', OLD],
+    ]);
+    expect(ecr.commandCalls(BatchGetImageCommand)).toHaveLength(0);
+    ecr.restore();
   });
 
   it('applies eligibility at lookup: discovery tag, and explicit targets with their tags merged', async () => {

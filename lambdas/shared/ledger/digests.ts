@@ -1,17 +1,27 @@
+import { randomUUID } from 'node:crypto';
 import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
-import type { Severity } from '../contracts';
+import { SEVERITIES, type Severity } from '../contracts';
 import { TransientError } from '../errors';
 import { BATCH_CONCURRENCY, type LedgerTable, mapLimit, sleep } from './table';
 
 /**
  * Notify digests: the `notify` decisions of triage, gathered per service until the sweep sends them
- * as one message. Items: `DIGEST` / `<service key>` (or `DIGEST` / `ACCOUNT` for images no service
- * runs), one per scope, deleted once sent (a TTL of DIGEST_TTL_DAYS in case nothing ever sends it).
+ * as one message.
  *
- * An item stays small whatever arrives: the same CVE on the same image is folded into one entry
- * (counted), and past MAX_DIGEST_ENTRIES entries only a count of the rest is kept. Writes are
- * read-modify-write under a version number, so triage invocations and the sweep never lose each
- * other's changes.
+ * Items (partition `DIGEST`, TTL of DIGEST_TTL_DAYS in case nothing ever sends them):
+ * - `DIGEST` / `<scope>#<recordedAt>#<id>`: a part, what one triage invocation recorded for one scope
+ *   (a service key, or ACCOUNT_SCOPE for images no service runs). Written once, by a PutItem of a new
+ *   key (no read, no condition: triage invocations never contend for a digest), and never changed:
+ *   the sweep deletes the parts it sent. A part holds at most MAX_PART_BYTES (one write unit): the
+ *   invocation's notices folded (same CVE on the same image counted once), worst severity first, as
+ *   many as fit; the others are counted (`omitted`), never lost.
+ * - `DIGEST` / `<scope>`: the layout before parts, one read-modify-write item per scope that grew with
+ *   the burst (up to MAX_DIGEST_ENTRIES entries with their reasons, tens of KB, billed per KB at every
+ *   write). No longer written; one a deployed table still holds is read, sent and cleared as before.
+ *
+ * The sweep reads the partition, folds each scope's parts (and old item) into one Digest of at most
+ * MAX_DIGEST_ENTRIES entries, and clears exactly what it read: parts recorded after the read stay for
+ * the next period.
  */
 
 /** The scope of notify decisions for images no ECS service runs. Service keys always hold a `/`. */
@@ -21,6 +31,13 @@ export const MAX_DIGEST_ENTRIES = 50;
 /** Characters of a reason kept per entry (reasons come from the policy and the account). */
 export const MAX_NOTICE_REASON = 500;
 const DIGEST_PK = 'DIGEST';
+/**
+ * Largest part written, in bytes as estimated here (its JSON, which is never smaller than DynamoDB's
+ * size of the item): one write unit is 1 KB.
+ */
+export const MAX_PART_BYTES = 1_000;
+/** Characters of a reason a part keeps (parts are small; the triage log has every reason in full). */
+export const MAX_PART_REASON = 160;
 const DIGEST_TTL_DAYS = 30;
 /**
  * Optimistic writes that lose a race read again after a jittered, growing pause, at most this many
@@ -61,8 +78,15 @@ export interface Digest {
   readonly entries: readonly DigestEntry[];
   /** Notices beyond MAX_DIGEST_ENTRIES: counted, not listed. */
   readonly omitted: number;
-  /** Bumped by every write: the condition of the next one. */
+  /** Bumped by every write of an old-layout item: the condition of the next one (0 for parts only). */
   readonly version: number;
+  /** What the digest was read from (the sweep clears exactly these). Absent on a digest not read from the ledger. */
+  readonly source?: {
+    /** Sort keys of the parts folded in. */
+    readonly parts: readonly string[];
+    /** The old-layout item, as read, when there was one. */
+    readonly item?: Digest;
+  };
 }
 
 const entryKey = (e: Pick<DigestEntry, 'cve' | 'image'>): string => `${e.cve}\n${e.image ?? ''}`;
@@ -130,36 +154,160 @@ export const withoutSent = (current: Digest, sent: Digest, at: string): Digest |
   return { scope: current.scope, since, entries, omitted, version: current.version + 1 };
 };
 
+/** The size a part is held to (see MAX_PART_BYTES). */
+const partBytes = (item: Record<string, unknown>): number => Buffer.byteLength(JSON.stringify(item), 'utf8');
+
+const rank = (severity: Severity): number => SEVERITIES.indexOf(severity);
+
+/**
+ * The part one invocation writes for one scope: its notices folded, worst first, as many entries as
+ * fit in MAX_PART_BYTES with `key`; the rest counted in `omitted`. Pure.
+ */
+export const partOf = (
+  key: { readonly pk: string; readonly sk: string },
+  scope: string,
+  notices: readonly Notice[],
+  at: string,
+  expiresAt: number,
+): Record<string, unknown> => {
+  const folded = foldNotices(scope, undefined, notices, at);
+  const sorted = [...folded.entries]
+    .map((e) => ({ ...e, reason: e.reason.slice(0, MAX_PART_REASON) }))
+    .sort((a, b) => rank(a.severity) - rank(b.severity) || b.count - a.count);
+  const entries: DigestEntry[] = [];
+  let omitted = folded.omitted;
+  const item = (list: DigestEntry[], rest: number) => ({
+    ...key,
+    kind: 'digest-part',
+    scope,
+    since: at,
+    entries: list,
+    omitted: rest,
+    expiresAt,
+  });
+  for (const [i, e] of sorted.entries()) {
+    const rest = sorted.slice(i + 1).reduce((n, x) => n + x.count, omitted);
+    if (partBytes(item([...entries, e], rest)) <= MAX_PART_BYTES) entries.push(e);
+    else {
+      // A reason cut shorter may still fit; otherwise the entry is counted, not listed.
+      const short = { ...e, reason: e.reason.slice(0, 40) };
+      if (partBytes(item([...entries, short], rest)) <= MAX_PART_BYTES) entries.push(short);
+      else omitted += e.count;
+    }
+  }
+  return item(entries, omitted);
+};
+
+/** Merge a scope's old item and parts (oldest first) into one digest of at most MAX_DIGEST_ENTRIES entries. Pure. */
+export const mergeDigest = (
+  scope: string,
+  item: Digest | undefined,
+  parts: ReadonlyArray<{ readonly sk: string; readonly digest: Digest }>,
+): Digest => {
+  const entries = new Map<string, DigestEntry>();
+  let omitted = 0;
+  let since: string | undefined;
+  for (const d of [...(item ? [item] : []), ...parts.map((p) => p.digest)]) {
+    omitted += d.omitted;
+    if (since === undefined || d.since < since) since = d.since;
+    for (const e of d.entries) {
+      const key = entryKey(e);
+      const seen = entries.get(key);
+      if (seen) {
+        const later = e.lastAt >= seen.lastAt ? e : seen;
+        entries.set(key, {
+          ...later,
+          count: seen.count + e.count,
+          firstAt: [e.firstAt, seen.firstAt].sort()[0] as string,
+          lastAt: later.lastAt,
+        });
+      } else if (entries.size < MAX_DIGEST_ENTRIES) entries.set(key, e);
+      else omitted += e.count;
+    }
+  }
+  return {
+    scope,
+    since: since ?? '',
+    entries: [...entries.values()],
+    omitted,
+    version: item?.version ?? 0,
+    source: { parts: parts.map((p) => p.sk), ...(item ? { item } : {}) },
+  };
+};
+
 export class Digests {
   constructor(private readonly table: LedgerTable) {}
 
-  /** Record notify decisions into their scope's digest. Safe against concurrent writers. */
+  /**
+   * Record notify decisions: one new part per scope (one PutItem of at most one write unit each, no
+   * read, no condition). Safe against concurrent writers: no two write the same item.
+   */
   async record(notices: readonly Notice[]): Promise<void> {
     const byScope = new Map<string, Notice[]>();
     for (const n of notices) {
       const scope = n.serviceKey ?? ACCOUNT_SCOPE;
       byScope.set(scope, [...(byScope.get(scope) ?? []), n]);
     }
-    await mapLimit([...byScope], BATCH_CONCURRENCY, ([scope, list]) =>
-      this.update('recordNotices', scope, (current) =>
-        foldNotices(scope, current, list, this.table.now().toISOString()),
-      ),
-    );
+    const at = this.table.now().toISOString();
+    const expiresAt = this.table.ttl(DIGEST_TTL_DAYS);
+    await mapLimit([...byScope], BATCH_CONCURRENCY, ([scope, list]) => {
+      const key = { pk: DIGEST_PK, sk: `${scope}#${at}#${randomUUID().slice(0, 8)}` };
+      return this.table.send('recordNotices', () =>
+        this.table.doc.send(
+          new PutCommand({
+            TableName: this.table.tableName,
+            Item: partOf(key, scope, list, at, expiresAt),
+          }),
+        ),
+      );
+    });
   }
 
   /** Every digest with something to send, oldest first. */
   async pending(): Promise<Digest[]> {
     const items = await this.table.query('pendingDigests', DIGEST_PK);
-    return items
-      .map(toDigest)
+    const byScope = new Map<string, { item?: Digest; parts: Array<{ sk: string; digest: Digest }> }>();
+    const of = (scope: string) => {
+      let found = byScope.get(scope);
+      if (!found) {
+        found = { parts: [] };
+        byScope.set(scope, found);
+      }
+      return found;
+    };
+    for (const item of items) {
+      const sk = String(item.sk);
+      const cut = sk.indexOf('#');
+      // Scopes never hold '#' (service keys are names and '/', or ACCOUNT_SCOPE).
+      if (cut < 0) of(sk).item = toDigest(item);
+      else of(sk.slice(0, cut)).parts.push({ sk, digest: toDigest({ ...item, scope: sk.slice(0, cut) }) });
+    }
+    return [...byScope]
+      .map(([scope, { item, parts }]) =>
+        mergeDigest(
+          scope,
+          item,
+          parts.sort((a, b) => a.sk.localeCompare(b.sk)),
+        ),
+      )
+      .filter((d) => d.entries.length > 0 || d.omitted > 0)
       .sort((a, b) => a.since.localeCompare(b.since) || a.scope.localeCompare(b.scope));
   }
 
-  /** Take what `sent` held out of its digest; notices recorded since it was read stay. */
+  /** Take what `sent` held out of the ledger; notices recorded since it was read stay. */
   async clear(sent: Digest): Promise<void> {
-    await this.update('clearDigest', sent.scope, (current) =>
-      current ? withoutSent(current, sent, this.table.now().toISOString()) : undefined,
-    );
+    // A digest built by hand (no source): the old item of its scope, as before parts existed.
+    const source = sent.source ?? { parts: [], item: sent };
+    if (source.parts.length > 0)
+      await this.table.batchDelete(
+        'clearDigest',
+        source.parts.map((sk) => ({ pk: DIGEST_PK, sk })),
+      );
+    const item = source.item;
+    if (item)
+      await this.update('clearDigest', sent.scope, (current) =>
+        current ? withoutSent(current, item, this.table.now().toISOString()) : undefined,
+      );
   }
 
   /** Read, change, write under the version read: a lost race reads again. */
