@@ -5,11 +5,10 @@
  * step against dynalite with the pause switch mocked (aws-sdk-client-mock).
  */
 
-import { createHash, createHmac } from 'node:crypto';
 import { ECSClient } from '@aws-sdk/client-ecs';
+import { ListParentsCommand, OrganizationsClient } from '@aws-sdk/client-organizations';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DeleteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { mockClient } from 'aws-sdk-client-mock';
 import { type FleetSettingsInput, fleetSchema, stageOf } from '../../lambdas/shared/fleet';
 import { Ledger } from '../../lambdas/shared/ledger';
@@ -18,7 +17,7 @@ import {
   type OrganizationParent,
   type OrganizationParentsApi,
 } from '../../lambdas/shared/org-units';
-import { organizationsApi, signedHeaders } from '../../lambdas/shared/organizations-api';
+import { organizationsApi } from '../../lambdas/shared/organizations-api';
 import { takeDeploySlot } from '../../lambdas/workflow/deploy-slot';
 import { type LocalDynamo, startDynalite } from '../../local/dynalite';
 
@@ -209,83 +208,33 @@ describe('OrganizationalUnitResolver', () => {
   });
 });
 
-describe('the signed ListParents call', () => {
-  const credentials = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' };
-  const at = new Date('2026-12-02T16:00:00.000Z');
+describe('the ListParents call (the SDK client, mocked)', () => {
+  const organizations = mockClient(OrganizationsClient);
+  afterEach(() => organizations.reset());
 
-  test("the Signature Version 4 headers are the AWS SDK signer's, byte for byte", async () => {
-    /** node:crypto as the signer's hash (SourceData: string, ArrayBuffer or a view of one). */
-    const bytes = (data: string | ArrayBuffer | ArrayBufferView): Buffer =>
-      typeof data === 'string'
-        ? Buffer.from(data)
-        : ArrayBuffer.isView(data)
-          ? Buffer.from(data.buffer, data.byteOffset, data.byteLength)
-          : Buffer.from(data);
-    class Sha256 {
-      private readonly hash;
-      constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-        this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret));
-      }
-      update(data: string | ArrayBuffer | ArrayBufferView) {
-        this.hash.update(bytes(data));
-      }
-      async digest() {
-        return new Uint8Array(this.hash.digest());
-      }
-    }
-    const body = JSON.stringify({ ChildId: STAGING_ACCOUNT });
-    const host = 'organizations.us-east-1.amazonaws.com';
-    const target = 'AWSOrganizationsV20161128.ListParents';
-    const ours = signedHeaders({ host, region: 'us-east-1', target, body }, credentials, at);
-    const signer = new SignatureV4({
-      credentials,
-      region: 'us-east-1',
-      service: 'organizations',
-      sha256: Sha256,
-    });
-    const theirs = await signer.sign(
-      {
-        method: 'POST',
-        protocol: 'https:',
-        hostname: host,
-        path: '/',
-        headers: { 'content-type': 'application/x-amz-json-1.1', host, 'x-amz-target': target },
-        body,
-      },
-      { signingDate: at },
-    );
-    expect(ours.authorization).toBe(theirs.headers.authorization);
-  });
-
-  test('reads the parents, follows NextToken, and names errors as the SDK would', async () => {
-    const sent: Array<{ url: string; body: unknown; headers: Record<string, string> }> = [];
-    const answers = [
-      { status: 200, body: { Parents: [], NextToken: 'n1' } },
-      { status: 200, body: { Parents: [{ Id: STAGING, Type: 'ORGANIZATIONAL_UNIT' }], NextToken: null } },
-      { status: 400, body: { __type: 'AccessDeniedException', Message: 'You don’t have permissions' } },
-      { status: 429, body: { __type: 'TooManyRequestsException', Message: 'slow' } },
-    ];
-    const fakeFetch = (async (url: string, init: { body: string; headers: Record<string, string> }) => {
-      sent.push({ url, body: JSON.parse(init.body), headers: init.headers });
-      const answer = answers.shift() as { status: number; body: unknown };
-      return new Response(JSON.stringify(answer.body), { status: answer.status });
-    }) as unknown as typeof fetch;
-    const api = organizationsApi({ credentials: () => credentials, fetch: fakeFetch, now: () => at });
+  test('reads the parents, follows NextToken, and keeps the SDK error names', async () => {
+    organizations
+      .on(ListParentsCommand)
+      .resolvesOnce({ Parents: [], NextToken: 'n1' })
+      .resolvesOnce({ Parents: [{ Id: STAGING, Type: 'ORGANIZATIONAL_UNIT' }] })
+      .rejectsOnce(
+        Object.assign(new Error('You don’t have permissions to access this resource.'), {
+          name: 'AccessDeniedException',
+          $metadata: { httpStatusCode: 400 },
+        }),
+      )
+      .rejectsOnce(
+        Object.assign(new Error('slow down'), {
+          name: 'TooManyRequestsException',
+          $metadata: { httpStatusCode: 400 },
+        }),
+      );
+    const api = organizationsApi(new OrganizationsClient({ region: 'us-east-1' }));
     expect(await api.listParents(STAGING_ACCOUNT)).toEqual([{ id: STAGING, type: 'ORGANIZATIONAL_UNIT' }]);
-    expect(sent.map((s) => s.body)).toEqual([
+    expect(organizations.commandCalls(ListParentsCommand).map((c) => c.args[0].input)).toEqual([
       { ChildId: STAGING_ACCOUNT },
       { ChildId: STAGING_ACCOUNT, NextToken: 'n1' },
     ]);
-    expect(sent[0]).toMatchObject({
-      url: 'https://organizations.us-east-1.amazonaws.com/',
-      headers: {
-        'x-amz-target': 'AWSOrganizationsV20161128.ListParents',
-        'x-amz-security-token': 'token',
-        authorization: expect.stringMatching(
-          /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/20261202\/us-east-1\/organizations\/aws4_request/,
-        ),
-      },
-    });
     await expect(api.listParents(STAGING_ACCOUNT)).rejects.toMatchObject({ name: 'AccessDeniedException' });
     // Through the resolver: the refusal is unknown, the throttle a TransientError.
     await expect(new OrganizationalUnitResolver({ api }).ousOf(STRAY)).rejects.toMatchObject({
