@@ -69,6 +69,10 @@ export const INVENTORY_NAG_REASONS = {
     'ecs:DescribeServices and ecs:DescribeTasks (read-only) of services in any Region of this account: ' +
     'the index covers every Region the hub serves, and cluster and service names are only known from ' +
     'the events and listings at run time.',
+  ecrAnyRegion:
+    'ecr:BatchGetImage (read-only) in any Region of this account: the indexer reads the image index ' +
+    'manifests of the images services run, once per digest, so triage maps a platform digest to the ' +
+    'services without reading ECR; the repositories are those of task definitions seen at run time.',
 } as const;
 
 export interface InventoryIndexProps {
@@ -239,6 +243,15 @@ export class InventoryIndex extends Construct {
           actions: ['ecs:DescribeTasks'],
           resources: [ecsArn('task')],
         }),
+        // Multi-architecture images: which platform manifests each image index holds (written to the
+        // index once per digest, so triage needs no ECR read).
+        new iam.PolicyStatement({
+          sid: 'EcrReadImageIndexes',
+          actions: ['ecr:BatchGetImage'],
+          resources: [
+            stack.formatArn({ service: 'ecr', region: '*', resource: 'repository', resourceName: '*' }),
+          ],
+        }),
       ],
     });
     policy.attachToRole(role);
@@ -252,5 +265,10 @@ export class InventoryIndex extends Construct {
         iam5Resource(`arn:<AWS::Partition>:ecs:*:${account}:${resource}/*`),
         INVENTORY_NAG_REASONS.ecsAnyRegion,
       );
+    acknowledge(
+      policy,
+      iam5Resource(`arn:<AWS::Partition>:ecr:*:${account}:repository/*`),
+      INVENTORY_NAG_REASONS.ecrAnyRegion,
+    );
   }
 }

@@ -323,6 +323,8 @@ export const spokeStatements = (scope: Construct, props: AutopatchSpokeProps): i
       ['inspector2:ListCoverage', 'inspector2:ListFindings', 'inspector2:BatchGetFindingDetails'],
       ['*'],
     ),
+    // The hub's inventory and triage: which platform manifests an image index of this account holds.
+    ...(props.registry === true ? [] : [allow('EcrReadImageIndexes', ['ecr:BatchGetImage'], [repositories])]),
     ...(props.registry === true
       ? [
           allow('EcrReadImages', ['ecr:DescribeImages', ...ECR_PULL_ACTIONS], [repositories]),
@@ -414,7 +416,12 @@ const acknowledgeSpokeRole = (role: iam.Role, props: AutopatchSpokeProps): void 
               : 'Reads of the images services run and pushes of their patched images: the repositories are those of the discovered services, known at run time.',
           ] as [string, string],
         ]
-      : []),
+      : [
+          [
+            arn('ecr', 'repository/*'),
+            "ecr:BatchGetImage (read-only) of the images services run, so the hub maps a platform digest to the image index a service runs; the repositories are those of the services' task definitions, known at run time.",
+          ] as [string, string],
+        ]),
   ];
   function named(p: AutopatchSpokeProps): string[] {
     return (p.services ?? []).map((s) =>
