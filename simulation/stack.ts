@@ -14,7 +14,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import * as path from 'node:path';
 
 const ROOT = path.join(__dirname, '..');
-const CACHE_DIR = path.join(ROOT, 'node_modules', '.cache', 'autopatch-simulation');
+export const CACHE_DIR = path.join(ROOT, 'node_modules', '.cache', 'autopatch-simulation');
 /** Bump when the cached shape changes. */
 const CACHE_VERSION = 1;
 
@@ -43,7 +43,7 @@ const sourceFiles = (dir: string): string[] =>
     return /\.(ts|json)$/.test(name) ? [full] : [];
   });
 
-const cacheKey = (): string => {
+export const cacheKey = (): string => {
   const hash = createHash('sha256').update(`v${CACHE_VERSION}`);
   for (const dir of ['lib', 'statemachines', 'lambdas']) {
     for (const file of sourceFiles(path.join(ROOT, dir)).sort()) {
@@ -161,17 +161,37 @@ export interface RenderedStack {
 }
 
 /** Resolve CloudFormation intrinsics to the values they would have in the simulated account. */
-const resolver = (resources: Record<string, Resource>, accountId: string, region: string) => {
+export const resolver = (
+  resources: Record<string, Resource>,
+  accountId: string,
+  region: string,
+  stackName = 'AutopatchStack',
+) => {
   const pseudo: Record<string, string> = {
     'AWS::AccountId': accountId,
     'AWS::Region': region,
     'AWS::Partition': 'aws',
     'AWS::URLSuffix': 'amazonaws.com',
-    'AWS::StackName': 'AutopatchStack',
+    'AWS::StackName': stackName,
     'AWS::NoValue': '',
   };
   const arn = (service: string, resource: string) => `arn:aws:${service}:${region}:${accountId}:${resource}`;
   const props = (id: string) => resources[id]?.Properties ?? {};
+  const rolePath = (id: string): string => {
+    const p = props(id).Path;
+    return typeof p === 'string' ? p : '/';
+  };
+  /**
+   * A role's name: its RoleName, else the one CloudFormation generates, `<stack>-<logical id>-<suffix>`
+   * (at most 64 characters): what a trust policy's aws:PrincipalArn condition on the hub stack's
+   * role-name prefix sees.
+   */
+  const roleName = (id: string): string => {
+    const explicit = props(id).RoleName;
+    if (typeof explicit === 'string') return explicit;
+    const suffix = createHash('sha256').update(id).digest('hex').slice(0, 12).toUpperCase();
+    return `${stackName}-${id}`.slice(0, 64 - suffix.length - 1) + `-${suffix}`;
+  };
   const nameOf = (id: string, key: string): string => {
     const explicit = props(id)[key];
     return typeof explicit === 'string' ? explicit : id;
@@ -218,7 +238,7 @@ const resolver = (resources: Record<string, Resource>, accountId: string, region
       case 'AWS::KMS::Key':
         return arn('kms', `key/${id}`);
       case 'AWS::IAM::Role':
-        return `arn:aws:iam::${accountId}:role/${id}`;
+        return `arn:aws:iam::${accountId}:role${rolePath(id)}${roleName(id)}`;
       case 'AWS::CodeBuild::Project':
         return arn('codebuild', `project/${ref(id)}`);
       case 'AWS::Events::Rule':
@@ -272,8 +292,16 @@ const resolver = (resources: Record<string, Resource>, accountId: string, region
 };
 
 /** The synthesized stack's parts, resolved for one simulated account. */
-export const renderStack = async (accountId: string, region: string): Promise<RenderedStack> => {
-  const s = await synthesizedStack();
+export const renderStack = async (
+  accountId: string,
+  region: string,
+  options: IamStackOptions = {},
+): Promise<RenderedStack> => {
+  // With settings that change what the stack is (organization, fleet), the stack as configured.
+  const s =
+    Object.keys(options.settings ?? {}).length > 0
+      ? await synthesizedForIam(options)
+      : await synthesizedStack();
   const { resources, ids } = s;
   const { resolve, ref, getAtt } = resolver(resources, accountId, region);
   const props = (id: string) => (resources[id]?.Properties ?? {}) as Record<string, Json>;
