@@ -389,7 +389,10 @@ export class Organization {
    * cached credentials outliving its simulated world) is assumed again by the same caller, so it is
    * only as good as the roles and trusts of this run.
    */
-  async sessionOf(credentials: { accessKeyId?: string; sessionToken?: string }): Promise<Session | undefined> {
+  async sessionOf(credentials: {
+    accessKeyId?: string;
+    sessionToken?: string;
+  }): Promise<Session | undefined> {
     const key = credentials.accessKeyId ?? '';
     const known = this.sessions.get(key);
     if (known) return known;
@@ -401,7 +404,8 @@ export class Organization {
       c: string;
     };
     const decision = await this.decideAssume(c, r, this.hub.region);
-    if (!decision.allowed) return { accessKeyId: key, account: '', roleArn: r, sessionName: s, caller: c, expiration: 0 };
+    if (!decision.allowed)
+      return { accessKeyId: key, account: '', roleArn: r, sessionName: s, caller: c, expiration: 0 };
     const session: Session = {
       accessKeyId: key,
       account: this.roleOf(r)?.account ?? '',
@@ -429,14 +433,22 @@ export class Organization {
   ): Promise<void> {
     const models = this.places.get(placeId(place));
     if (session && (session.expiration <= Date.now() || session.account === ''))
-      throw sdkError(service, 'ExpiredTokenException', 'The security token included in the request is expired', {
-        status: 400,
-        requestId: this.world.uuid(),
-      });
+      throw sdkError(
+        service,
+        'ExpiredTokenException',
+        'The security token included in the request is expired',
+        {
+          status: 400,
+          requestId: this.world.uuid(),
+        },
+      );
     const evaluator = session ? this.spokeEvaluator(session, place.region) : this.hubEvaluator(place.region);
     const name = session ? session.sessionName : principal;
     if (name === undefined) {
-      this.world.note('iam', `${service}:${operation} in ${placeId(place)} has no known caller: not evaluated`);
+      this.world.note(
+        'iam',
+        `${service}:${operation} in ${placeId(place)} has no known caller: not evaluated`,
+      );
       return;
     }
     const requests = authorizationRequests(
@@ -466,8 +478,14 @@ export class Organization {
           resource: request.resource,
           message: decision.message,
         });
-        this.world.note('iam', `DENIED ${evaluator.callerArn(name)} ${request.action} on ${request.resource}`);
-        throw sdkError(service, denied.name, decision.message, { status: denied.status, requestId: this.world.uuid() });
+        this.world.note(
+          'iam',
+          `DENIED ${evaluator.callerArn(name)} ${request.action} on ${request.resource}`,
+        );
+        throw sdkError(service, denied.name, decision.message, {
+          status: denied.status,
+          requestId: this.world.uuid(),
+        });
       }
     }
   }

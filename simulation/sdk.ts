@@ -35,8 +35,8 @@ import type { ResourceLookups } from './iam/requests';
 import { FAULTS, type ServiceName } from './model/catalog';
 import { notModelled, sdkError } from './model/errors';
 import type { World } from './model/world';
-import type { FaultSpec } from './scenario';
 import type { Organization, Place, Session } from './organization';
+import type { FaultSpec } from './scenario';
 import type { IamStackOptions } from './stack';
 
 /** A model's operations: name → handler taking the command input and returning its output (no $metadata). */
@@ -311,14 +311,26 @@ const route = async (
   const org = router.organization;
   if (org && where && (PLACED.has(service) || where.session || !org.isHome(where.place))) {
     if (!PLACED.has(service))
-      throw notModelled(service, `in ${where.place.account}/${where.place.region} (only the hub's account and Region have it)`);
+      throw notModelled(
+        service,
+        `in ${where.place.account}/${where.place.region} (only the hub's account and Region have it)`,
+      );
     if (iamEnforced())
-      await org.authorize(where.place, where.session, principal, service, operation, args.input, ACCESS_DENIED[service]);
-    const models = org.all().find(
-      (m) => m.place.account === where.place.account && m.place.region === where.place.region,
-    );
+      await org.authorize(
+        where.place,
+        where.session,
+        principal,
+        service,
+        operation,
+        args.input,
+        ACCESS_DENIED[service],
+      );
+    const models = org
+      .all()
+      .find((m) => m.place.account === where.place.account && m.place.region === where.place.region);
     const placed = models?.handlers[service]?.[operation] as ((input: unknown) => unknown) | undefined;
-    if (!models) throw notModelled(service, `in ${where.place.account}/${where.place.region} (nothing declared there)`);
+    if (!models)
+      throw notModelled(service, `in ${where.place.account}/${where.place.region} (nothing declared there)`);
     if (!placed) throw notModelled(service, operation);
     const output = (await placed(clone(args.input))) as Record<string, unknown>;
     return {
@@ -383,15 +395,7 @@ export const attach = <C>(client: C): C => {
       if (org && c.config.serviceId === 'STS') return sts(router, org, c, context, args, principal);
       if (!service) throw new Error(`the simulation does not model the ${c.config.serviceId} service`);
       // The client's own principal, else the Lambda invocation this call runs in.
-      return route(
-        router,
-        service,
-        next,
-        args,
-        context,
-        principal,
-        org ? await whereOf(org, c) : undefined,
-      );
+      return route(router, service, next, args, context, principal, org ? await whereOf(org, c) : undefined);
     },
     { step: 'finalizeRequest', priority: 'low', name: 'autopatchSimulation', tags: ['SIMULATION'] },
   );
@@ -399,8 +403,12 @@ export const attach = <C>(client: C): C => {
 };
 
 /** The account (by the client's credentials) and Region a client's calls go to. */
-const whereOf = async (org: Organization, c: SdkClient): Promise<{ place: Place; session: Session | undefined }> => {
-  const region = typeof c.config.region === 'function' ? await c.config.region() : (c.config.region ?? org.hub.region);
+const whereOf = async (
+  org: Organization,
+  c: SdkClient,
+): Promise<{ place: Place; session: Session | undefined }> => {
+  const region =
+    typeof c.config.region === 'function' ? await c.config.region() : (c.config.region ?? org.hub.region);
   const provider = c.config.credentials;
   const credentials = (typeof provider === 'function' ? await provider() : provider) as
     | { accessKeyId?: string; sessionToken?: string }
@@ -421,7 +429,8 @@ const sts = async (
   const operation = operationOf(context);
   router.world.recordCall('sts' as ServiceName, operation);
   if (operation !== 'AssumeRole') throw new Error(`the simulation does not model sts:${operation}`);
-  const region = typeof c.config.region === 'function' ? await c.config.region() : (c.config.region ?? org.hub.region);
+  const region =
+    typeof c.config.region === 'function' ? await c.config.region() : (c.config.region ?? org.hub.region);
   const output = await org.assumeRole(
     principal,
     args.input as { RoleArn?: string; RoleSessionName?: string; DurationSeconds?: number },

@@ -190,7 +190,7 @@ export const resolver = (
     const explicit = props(id).RoleName;
     if (typeof explicit === 'string') return explicit;
     const suffix = createHash('sha256').update(id).digest('hex').slice(0, 12).toUpperCase();
-    return `${stackName}-${id}`.slice(0, 64 - suffix.length - 1) + `-${suffix}`;
+    return `${`${stackName}-${id}`.slice(0, 64 - suffix.length - 1)}-${suffix}`;
   };
   const nameOf = (id: string, key: string): string => {
     const explicit = props(id)[key];
