@@ -95,6 +95,12 @@ export interface Session {
   readonly expiration: number;
 }
 
+/** The synthesized stacks an Organization is built from. */
+export interface LoadedStacks {
+  readonly hubTemplate: ResolvedTemplate;
+  readonly spokes: ReadonlyMap<string, SpokeTemplate>;
+}
+
 const TOKEN_PREFIX = 'SIMULATED-SESSION:';
 const stsError = (name: string, message: string, status: number, requestId: string): Error => {
   const e = new STSServiceException({
@@ -125,8 +131,11 @@ export class Organization {
     private readonly hubBus: EventBus,
   ) {}
 
-  /** Synthesize (or read from the cache) the hub's and every spoke's stack. */
-  static async create(world: World, hubBus: EventBus, options: OrganizationOptions): Promise<Organization> {
+  /**
+   * Synthesize (or read from the cache) the hub's and every spoke's stack: real I/O, to do before the
+   * virtual clock is installed.
+   */
+  static async load(options: OrganizationOptions): Promise<LoadedStacks> {
     const hubTemplate = await resolveTemplate(options.hub.account, options.hub.region, options.stack);
     const spokes = new Map<string, SpokeTemplate>();
     for (const s of options.spokes) {
@@ -146,6 +155,16 @@ export class Organization {
         }),
       );
     }
+    return { hubTemplate, spokes };
+  }
+
+  static async create(
+    world: World,
+    hubBus: EventBus,
+    options: OrganizationOptions,
+    loaded?: LoadedStacks,
+  ): Promise<Organization> {
+    const { hubTemplate, spokes } = loaded ?? (await Organization.load(options));
     return new Organization(world, options, hubTemplate, spokes, hubBus);
   }
 

@@ -10,9 +10,9 @@ import * as z from 'zod';
 import { discoverByTagSchema, targetSchema, workflowDefaultsSchema } from '../lambdas/shared/config';
 import { OUTCOMES, SEVERITIES } from '../lambdas/shared/contracts';
 import { fleetSchema } from '../lambdas/shared/fleet';
-import { checkOrganization } from '../lib/organization';
 import { parsePolicy } from '../lambdas/triage/policy';
 import { issueProblems } from '../lambdas/triage/schema';
+import { checkOrganization } from '../lib/organization';
 import {
   errorNames,
   LAMBDA_INVOKE_ERRORS,
@@ -186,7 +186,10 @@ const placeSpec = z.strictObject({
 const spokeSpec = z.strictObject({
   account: z.string().regex(/^\d{12}$/, 'expected a 12-digit account id'),
   /** The Regions with the spoke stack (its role is created in the first). Default: the account's declared Regions. */
-  regions: z.array(z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected a region such as eu-central-1')).min(1).optional(),
+  regions: z
+    .array(z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected a region such as eu-central-1'))
+    .min(1)
+    .optional(),
   /** The spoke role exists. false: the spoke stack was deployed without it (or the role was deleted). */
   role: z.boolean().default(true),
   /** A registry account: the role may read and push images. Default: the account declares repositories. */
@@ -265,8 +268,14 @@ export type BuildSpec = z.infer<typeof buildSpec>;
 
 /** The account and Region of an alarm outside the hub's: default the hub's. */
 const alarmPlace = {
-  account: z.string().regex(/^\d{12}$/, 'expected a 12-digit account id').optional(),
-  region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected a region such as eu-central-1').optional(),
+  account: z
+    .string()
+    .regex(/^\d{12}$/, 'expected a 12-digit account id')
+    .optional(),
+  region: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected a region such as eu-central-1')
+    .optional(),
 };
 
 const alarmChange = z.strictObject({
@@ -357,7 +366,12 @@ const changeSpec = z.discriminatedUnion('kind', [
     value: z.string().optional(),
     ...changeTiming,
   }),
-  z.strictObject({ kind: z.literal('delete-alarm'), alarm: z.string().min(1), ...alarmPlace, ...changeTiming }),
+  z.strictObject({
+    kind: z.literal('delete-alarm'),
+    alarm: z.string().min(1),
+    ...alarmPlace,
+    ...changeTiming,
+  }),
   /** An image tag moves to another image of the repository (a push of that tag). */
   z.strictObject({
     kind: z.literal('move-image-tag'),
@@ -567,8 +581,10 @@ export const scenarioPlaces = (s: Pick<Parsed, 'account' | 'accounts'>) => [
 ];
 
 /** A service's key as Autopatch writes it: "<cluster>/<service>" at home, else "<account>/<region>/<cluster>/<service>". */
-export const placedKey = (place: { home: boolean; accountId: string; region: string }, key: string): string =>
-  place.home ? key : `${place.accountId}/${place.region}/${key}`;
+export const placedKey = (
+  place: { home: boolean; accountId: string; region: string },
+  key: string,
+): string => (place.home ? key : `${place.accountId}/${place.region}/${key}`);
 
 const crossCheck = (s: Parsed, ctx: Ctx): void => {
   const issue = (path: Array<string | number>, message: string) =>
@@ -584,7 +600,7 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
     seenPlaces.add(id);
   });
 
-  places.forEach((place) =>
+  for (const place of places)
     place.repositories.forEach((repo, r) => {
       if (repos.has(repo.name))
         issue(
@@ -620,8 +636,7 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
         });
       });
       repos.set(repo.name, { digests, tags });
-    }),
-  );
+    });
 
   /** Resolve "<repo>:<tag>" / "<repo>@<digest>" to a declared image, or report why it does not exist. */
   const resolveRef = (ref: string, path: Array<string | number>): string | undefined => {
@@ -653,7 +668,7 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
   };
 
   // Image indexes: their manifests are single-platform images of the same repository.
-  places.forEach((place) =>
+  for (const place of places)
     place.repositories.forEach((repo, r) => {
       const indexes = new Set(
         repo.images.flatMap((image, i) => (image.manifests ? [digestOf(repo.name, image, i)] : [])),
@@ -675,8 +690,7 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
             issue([...path, 'manifests', m], `${ref} is an image index itself, not a platform image`);
         });
       });
-    }),
-  );
+    });
 
   /** Alarms by place ("<account>/<region>"). */
   const alarmsAt = new Map<string, Set<string>>();
@@ -763,7 +777,10 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
         issue(['spokes', i, 'regions', k], `account ${spoke.account} is not declared in ${r}`);
     });
     if (spoke.account === s.account.accountId && spoke.role)
-      issue(['spokes', i, 'role'], "the hub's own account has no spoke role (the hub uses its own credentials)");
+      issue(
+        ['spokes', i, 'role'],
+        "the hub's own account has no spoke role (the hub uses its own credentials)",
+      );
     if (s.spokes?.findIndex((x) => x.account === spoke.account) !== i)
       issue(['spokes', i, 'account'], `account ${spoke.account} is listed twice`);
   });

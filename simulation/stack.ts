@@ -16,7 +16,7 @@ import * as path from 'node:path';
 const ROOT = path.join(__dirname, '..');
 export const CACHE_DIR = path.join(ROOT, 'node_modules', '.cache', 'autopatch-simulation');
 /** Bump when the cached shape changes. */
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 2;
 
 type Json = unknown;
 type Resource = { Type: string; Properties?: Record<string, Json> };
@@ -33,6 +33,8 @@ interface Synthesized {
     readonly deadLetterQueue: string;
     readonly ledger: string;
     readonly topic: string;
+    /** The inventory index's queue (the ECS events that re-index a service). */
+    readonly inventoryQueue?: string;
   };
 }
 
@@ -74,6 +76,9 @@ const synthesize = async (props?: {
     stack.getLogicalId(construct.node.defaultChild as Parameters<typeof stack.getLogicalId>[0]);
   const functionRoles: Record<string, string> = {};
   for (const [role, fn] of Object.entries(autopatch.workflow.functions)) functionRoles[id(fn)] = role;
+  // The inventory index's functions (simulation/lambdas.ts runs them in organization scenarios).
+  functionRoles[id(autopatch.inventory.indexer)] = 'inventoryIndexer';
+  functionRoles[id(autopatch.inventory.reconciler)] = 'inventoryReconciler';
   const template = Template.fromStack(stack).toJSON() as { Resources: Record<string, Resource> };
   return {
     version: CACHE_VERSION,
@@ -86,6 +91,7 @@ const synthesize = async (props?: {
       deadLetterQueue: id(autopatch.deadLetterQueue),
       ledger: id(autopatch.ledger),
       topic: id(autopatch.topic as unknown as { node: { defaultChild?: unknown } }),
+      inventoryQueue: id(autopatch.inventory.queue),
     },
   };
 };
@@ -325,6 +331,7 @@ export const renderStack = async (
   const roleByArn = new Map(functions.map((f) => [f.arn, f.role]));
   const intakeArn = getAtt(ids.queue, 'Arn');
   const dlqArn = getAtt(ids.deadLetterQueue, 'Arn');
+  const inventoryQueueArn = ids.inventoryQueue ? getAtt(ids.inventoryQueue, 'Arn') : undefined;
 
   const rules: StackRule[] = Object.entries(resources)
     .filter(([, r]) => r.Type === 'AWS::Events::Rule')
@@ -345,6 +352,7 @@ export const renderStack = async (
           if (role) return { kind: 'lambda', name: role };
           if (t.Arn === intakeArn) return { kind: 'sqs', name: 'intake' };
           if (t.Arn === dlqArn) return { kind: 'sqs', name: 'dlq' };
+          if (t.Arn === inventoryQueueArn) return { kind: 'sqs', name: 'inventory' };
           return { kind: 'other', name: t.Arn };
         }),
       };
