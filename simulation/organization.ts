@@ -20,7 +20,7 @@
  */
 import { STSServiceException } from '@aws-sdk/client-sts';
 import { IamEvaluator } from './iam/evaluate';
-import { type IamModel, type IamPrincipal, iamModel } from './iam/policies';
+import { type IamModel, type IamPrincipal, iamModel, type PolicyDocument } from './iam/policies';
 import { authorizationRequests, type ResourceLookups } from './iam/requests';
 import { type SpokeTemplate, spokeTemplate } from './iam/spoke';
 import type { ServiceName } from './model/catalog';
@@ -119,6 +119,8 @@ export class Organization {
   private readonly spokeEvaluators = new Map<string, IamEvaluator>();
   readonly denials: Array<{ at: number; caller: string; action: string; resource: string; message: string }> =
     [];
+  /** ECR repository policies by repository ARN (a central registry's grants to the organization). */
+  readonly repositoryPolicies = new Map<string, PolicyDocument>();
   /** Events each spoke bus forwarded to the hub's. */
   forwarded = 0;
 
@@ -480,13 +482,16 @@ export class Organization {
     for (const request of requests) {
       // A resource of another account than the caller's (a spoke's cluster named by ARN with the
       // hub's credentials): no resource-based policy admits it.
+      // An ECR repository of another account admits what its repository policy allows.
       const resourceAccount = /^arn:[^:]+:[^:]+:[^:]*:(\d{12}):/.exec(request.resource)?.[1];
+      const policy = this.repositoryPolicies.get(request.resource);
+      const org = this.orgOf(evaluator.model.accountId);
       const decision = await evaluator.decide(
         name,
-        request,
+        org ? { ...request, context: { 'aws:PrincipalOrgID': org, ...request.context } } : request,
         (work) => this.world.clock.io(work),
         resourceAccount !== undefined && resourceAccount !== evaluator.model.accountId
-          ? { account: resourceAccount }
+          ? { account: resourceAccount, ...(policy ? { policy } : {}) }
           : {},
       );
       if (!decision.allowed) {

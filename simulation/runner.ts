@@ -414,7 +414,10 @@ const simulate = async (
     const before = new Date(start - DAY);
     const images = new Map<string, Image>();
     for (const p of scenarioPlaces(scenario))
-      for (const repo of p.repositories) modelsOf(p).ecr.addRepository(repo.name, new Date(start - 30 * DAY));
+      for (const repo of p.repositories) {
+        const created = modelsOf(p).ecr.addRepository(repo.name, new Date(start - 30 * DAY));
+        if (repo.policy) org?.repositoryPolicies.set(created.arn, repo.policy as never);
+      }
     // Platform images first: an image index references them.
     const declared = scenarioImages(scenario);
     for (const { repository, digest, image } of [
@@ -576,6 +579,9 @@ const simulate = async (
     const policy = scenario.policy ?? DEFAULT_POLICY;
     fleet = new TriageFleet(world, {
       ...stack.triageEnvironment,
+      // Lambda's own reserved variable: with the home account, it turns triage's inventory index on.
+      // (Scenarios of one account keep answering from an ECS scan, as before the index.)
+      ...(multi ? { AWS_REGION: region } : {}),
       AUTOPATCH_CONFIG: JSON.stringify({
         policy,
         targets: scenario.targets,

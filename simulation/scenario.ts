@@ -112,6 +112,16 @@ const imageSpec = z.strictObject({
 const repositorySpec = z.strictObject({
   name: z.string().regex(REPOSITORY, 'not a valid ECR repository name'),
   images: z.array(imageSpec).min(1),
+  /**
+   * The repository policy (an IAM policy document, as `aws ecr set-repository-policy` takes it): what
+   * principals of other accounts may do with it. A central registry grants pulls to the organization.
+   */
+  policy: z
+    .strictObject({
+      Version: z.string().optional(),
+      Statement: z.array(z.record(z.string(), z.unknown())).min(1),
+    })
+    .optional(),
 });
 
 const containerSpec = z.strictObject({
