@@ -284,7 +284,9 @@ export class Organization {
     const id = `${session.account}/${region}/${session.sessionName}`;
     let evaluator = this.spokeEvaluators.get(id);
     if (!evaluator) {
-      const role = this.spokeStacks.get(session.account)?.role;
+      const role = this.deleted.has(session.account)
+        ? undefined
+        : this.spokeStacks.get(session.account)?.role;
       const principal: IamPrincipal = {
         name: session.sessionName,
         roleArn: session.roleArn,
@@ -308,12 +310,23 @@ export class Organization {
     return evaluator;
   }
 
+  private readonly deleted = new Set<string>();
+
+  /** The spoke role of an account is deleted: no new session, and its sessions lose every permission. */
+  deleteRole(account: string): void {
+    this.deleted.add(account);
+    for (const key of [...this.spokeEvaluators.keys()])
+      if (key.startsWith(`${account}/`)) this.spokeEvaluators.delete(key);
+    this.hubModels.clear();
+    this.world.note('iam', `the spoke role of account ${account} was deleted`);
+  }
+
   /** The role a spoke account has, if any (the spoke stack with its role is deployed there). */
   roleOf(roleArn: string): { account: string; trust: SpokeTemplate['role'] } | undefined {
     const account = /^arn:aws:iam::(\d{12}):role\//.exec(roleArn)?.[1];
     if (!account) return undefined;
     const spoke = this.options.spokes.find((s) => s.account === account);
-    const role = spoke?.role ? this.spokeStacks.get(account)?.role : undefined;
+    const role = spoke?.role && !this.deleted.has(account) ? this.spokeStacks.get(account)?.role : undefined;
     return role && role.arn === roleArn ? { account, trust: role } : { account, trust: undefined };
   }
 
@@ -463,6 +476,16 @@ export class Organization {
           requestId: this.world.uuid(),
         },
       );
+    // Lambda functions do not share credentials: the simulation's hub Lambdas run in one process and
+    // share one AccountClients, so a session another function assumed counts only if this one could
+    // assume the role itself.
+    if (session && principal !== undefined && principal !== session.caller) {
+      const own = await this.decideAssume(principal, session.roleArn, this.hub.region);
+      if (!own.allowed) {
+        this.world.note('iam', `DENIED ${principal} sts:AssumeRole on ${session.roleArn}`);
+        throw stsError('AccessDenied', own.message, 403, this.world.uuid());
+      }
+    }
     const evaluator = session ? this.spokeEvaluator(session, place.region) : this.hubEvaluator(place.region);
     const name = session ? session.sessionName : principal;
     if (name === undefined) {

@@ -801,6 +801,9 @@ const simulate = async (
         case 'delete-alarm':
           alarmsAt(c).cloudwatch.deleteAlarm(c.alarm);
           return;
+        case 'delete-spoke-role':
+          org?.deleteRole(c.account);
+          return;
         case 'move-image-tag': {
           const registry = repositoryAt(c.repository).ecr;
           const repo = registry.repo(c.repository);

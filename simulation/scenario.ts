@@ -382,6 +382,12 @@ const changeSpec = z.discriminatedUnion('kind', [
     ...alarmPlace,
     ...changeTiming,
   }),
+  /** The spoke role of an account is deleted (its stack updated without it, or by hand). */
+  z.strictObject({
+    kind: z.literal('delete-spoke-role'),
+    account: z.string().regex(/^\d{12}$/, 'expected a 12-digit account id'),
+    ...changeTiming,
+  }),
   /** An image tag moves to another image of the repository (a push of that tag). */
   z.strictObject({
     kind: z.literal('move-image-tag'),
@@ -933,6 +939,12 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
       checkService(c.afterDeploymentOf, ['changes', i, 'afterDeploymentOf']);
     if ('service' in c) checkService(c.service, ['changes', i, 'service']);
     if (c.kind === 'delete-alarm') alarmAt(c, c.alarm, ['changes', i, 'alarm']);
+    if (c.kind === 'delete-spoke-role') {
+      const listed = s.spokes?.find((x) => x.account === c.account);
+      const declared = s.accounts.some((a) => a.accountId === c.account);
+      if (c.account === s.account.accountId || !declared || (listed !== undefined && !listed.role))
+        issue(['changes', i, 'account'], `account ${c.account} has no spoke role to delete`);
+    }
     if (c.kind === 'deploy') {
       const declared = places
         .flatMap((p) =>
