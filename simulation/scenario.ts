@@ -475,6 +475,18 @@ const expectSpec = z.strictObject({
   /** Executions still running at the end. */
   running: z.number().int().min(0).optional(),
   /**
+   * At most this many service deployments in flight at once (from a deployment's start to its end,
+   * bake included), counting those started after the first execution: across every account and
+   * Region (`total`), in one account (`perAccount`), in one Region (`perRegion`).
+   */
+  inFlight: z
+    .strictObject({
+      total: z.number().int().min(1).optional(),
+      perAccount: z.number().int().min(1).optional(),
+      perRegion: z.number().int().min(1).optional(),
+    })
+    .optional(),
+  /**
    * Notify digests sent (SNS messages of kind notify-digest) per "<cluster>/<service>", or `account`
    * for the one about images no service runs.
    */
