@@ -30,7 +30,8 @@ const NO_ROLE = '333333333333';
 const REGION = 'eu-central-1';
 const ORG = 'o-exampleorg1';
 
-jest.setTimeout(60_000);
+// Cold (lib/ or lambdas/ changed since the last run) it synthesizes the hub and the spoke stacks first.
+jest.setTimeout(180_000);
 
 const setUp = async () => {
   const clock = new VirtualClock(START, 1);
