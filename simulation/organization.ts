@@ -46,6 +46,10 @@ export const worldAt = (world: World, place: Place): World => {
   Object.defineProperty(view, 'accountId', { value: place.account, enumerable: true });
   Object.defineProperty(view, 'region', { value: place.region, enumerable: true });
   Object.defineProperty(view, 'hex', { value: (length?: number) => world.hex(length) });
+  // The timeline says where: the models name a service "<cluster>/<service>" in every account.
+  Object.defineProperty(view, 'note', {
+    value: (source: string, text: string) => world.note(source, `${place.account}/${place.region} ${text}`),
+  });
   return view;
 };
 
