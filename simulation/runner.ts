@@ -301,7 +301,7 @@ const simulate = async (
   }
 
   // A warm Lambda's clients and assumed-role credentials do not outlive the world they were made in.
-  if (multi) Object.assign(accountClients(), new AccountClients());
+  Object.assign(accountClients(), new AccountClients());
   const clock = new VirtualClock(start, options.seed ?? 1);
   clock.install();
   const world = new World(accountId, region, clock, `autopatch:${scenario.name}`);
