@@ -21,6 +21,7 @@ import { type BusEvent, EventBus } from '../../simulation/model/eventbus';
 import { InspectorModel } from '../../simulation/model/inspector';
 import { World } from '../../simulation/model/world';
 import { Organization } from '../../simulation/organization';
+import { parseScenario, type ScenarioError } from '../../simulation/scenario';
 import { activate, FaultInjector, type ModelHandlerSet } from '../../simulation/sdk';
 
 const START = Date.parse('2024-09-04T16:00:00Z');
@@ -245,4 +246,39 @@ test("a spoke's ECS events reach the hub's bus with the spoke's account", async 
   // Deliveries are scheduled on the (not installed) clock's timers: the spoke's rule, then the hub's bus (1 s).
   await new Promise((resolve) => setTimeout(resolve, 1_200));
   expect(env.delivered.map((e) => e.account)).toContain(WORKLOAD);
+});
+
+test('the scenario format names the field of every organization problem', () => {
+  const problems = (extra: Record<string, unknown>) => {
+    try {
+      parseScenario({
+        name: 'org',
+        description: 'd',
+        startTime: '2024-09-04T16:00:00Z',
+        account: {},
+        accounts: [{ accountId: WORKLOAD, region: REGION }],
+        ...extra,
+      });
+      return [];
+    } catch (error) {
+      return [...(error as ScenarioError).problems];
+    }
+  };
+  expect(problems({})).toEqual([
+    `organization: required with accounts of other account ids (${WORKLOAD}): the hub's organization setting ({ organizationId?, accounts? })`,
+  ]);
+  expect(problems({ organization: { accounts: [NO_ROLE] } })).toEqual([
+    `accounts[0].accountId: ${WORKLOAD} is not in organization.accounts`,
+  ]);
+  expect(
+    problems({
+      organization: { organizationId: ORG },
+      spokes: [{ account: NO_ROLE }],
+      fleet: { maxInFlight: 0 },
+    }),
+  ).toEqual([
+    `spokes[0].account: account ${NO_ROLE} is not declared in accounts[]`,
+    'fleet: maxInFlight: Too small: expected number to be >=1',
+  ]);
+  expect(problems({ organization: { organizationId: ORG } })).toEqual([]);
 });
