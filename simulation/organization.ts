@@ -277,7 +277,7 @@ export class Organization {
   hubEvaluator(region: string): IamEvaluator {
     let evaluator = this.hubModels.get(region);
     if (!evaluator) {
-      evaluator = new IamEvaluator(iamModel(this.hubTemplate, this.hub.account, region));
+      evaluator = new IamEvaluator(iamModel(this.hubTemplate, this.hub.account, region, { inventory: true }));
       this.hubModels.set(region, evaluator);
     }
     return evaluator;

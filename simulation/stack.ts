@@ -16,7 +16,7 @@ import * as path from 'node:path';
 const ROOT = path.join(__dirname, '..');
 export const CACHE_DIR = path.join(ROOT, 'node_modules', '.cache', 'autopatch-simulation');
 /** Bump when the cached shape changes. */
-const CACHE_VERSION = 2;
+const CACHE_VERSION = 3;
 
 type Json = unknown;
 type Resource = { Type: string; Properties?: Record<string, Json> };
@@ -26,6 +26,8 @@ interface Synthesized {
   readonly resources: Record<string, Resource>;
   /** Logical id → workflow role (acquireLock, finish, deploymentEvents, ...). */
   readonly functionRoles: Record<string, string>;
+  /** Logical id → the inventory index's functions (inventoryIndexer, inventoryReconciler). */
+  readonly inventoryRoles?: Record<string, string>;
   readonly ids: {
     readonly stateMachine: string;
     readonly triageFunction: string;
@@ -77,13 +79,16 @@ const synthesize = async (props?: {
   const functionRoles: Record<string, string> = {};
   for (const [role, fn] of Object.entries(autopatch.workflow.functions)) functionRoles[id(fn)] = role;
   // The inventory index's functions (simulation/lambdas.ts runs them in organization scenarios).
-  functionRoles[id(autopatch.inventory.indexer)] = 'inventoryIndexer';
-  functionRoles[id(autopatch.inventory.reconciler)] = 'inventoryReconciler';
+  const inventoryRoles: Record<string, string> = {
+    [id(autopatch.inventory.indexer)]: 'inventoryIndexer',
+    [id(autopatch.inventory.reconciler)]: 'inventoryReconciler',
+  };
   const template = Template.fromStack(stack).toJSON() as { Resources: Record<string, Resource> };
   return {
     version: CACHE_VERSION,
     resources: template.Resources,
     functionRoles,
+    inventoryRoles,
     ids: {
       stateMachine: id(autopatch.stateMachine),
       triageFunction: id(autopatch.triageFunction),
@@ -321,7 +326,10 @@ export const renderStack = async (
   );
   const definition = JSON.parse(substituted) as RenderedStack['definition'];
 
-  const functions: WorkflowFunction[] = Object.entries(s.functionRoles).map(([id, role]) => ({
+  const functions: WorkflowFunction[] = Object.entries({
+    ...s.functionRoles,
+    ...(s.inventoryRoles ?? {}),
+  }).map(([id, role]) => ({
     role,
     arn: getAtt(id, 'Arn'),
     environment: resolve(
@@ -416,6 +424,8 @@ export interface ResolvedTemplate {
   readonly resolved: Readonly<Record<string, Resource>>;
   /** Logical id → workflow role (acquireLock, finish, ...). */
   readonly functionRoles: Readonly<Record<string, string>>;
+  /** Logical id → the inventory index's functions (IAM principals of organization runs). */
+  readonly inventoryRoles: Readonly<Record<string, string>>;
   readonly ids: Synthesized['ids'];
   /** `Fn::GetAtt [logicalId, Arn]` in the simulated account. */
   readonly arnOf: (logicalId: string) => string;
@@ -508,6 +518,7 @@ export const resolveTemplate = async (
     raw: s.resources,
     resolved,
     functionRoles: s.functionRoles,
+    inventoryRoles: s.inventoryRoles ?? {},
     ids: s.ids,
     arnOf: (logicalId) => getAtt(logicalId, 'Arn'),
     refOf: (logicalId) => ref(logicalId),
