@@ -3,4 +3,5 @@ module.exports = [
   '<rootDir>/test/simulation/scenarios\\.test\\.ts$',
   '<rootDir>/test/simulation/rescan-events\\.test\\.ts$',
   '<rootDir>/test/simulation/faults\\.test\\.ts$',
+  '<rootDir>/test/simulation/multi-account-scenarios\\.test\\.ts$',
 ];

@@ -119,9 +119,58 @@ export const checkExpectations = (
       if (actual !== wanted) out.push(`notifyDigests.${scope}: expected ${wanted}, got ${actual}`);
     }
   }
+  if (expect.inFlight !== undefined) {
+    const most = maxInFlight(report);
+    for (const scope of ['total', 'perAccount', 'perRegion'] as const) {
+      const cap = expect.inFlight[scope];
+      if (cap !== undefined && most[scope].count > cap)
+        out.push(
+          `inFlight.${scope}: expected at most ${cap} at once, got ${most[scope].count}${most[scope].where ? ` (${most[scope].where})` : ''}`,
+        );
+    }
+  }
   if (expect.running !== undefined) {
     const running = report.executions.filter((e) => e.status === 'RUNNING').length;
     if (running !== expect.running) out.push(`running: expected ${expect.running}, got ${running}`);
   }
   return out;
+};
+
+/**
+ * The most deployments in flight at once, started after the first execution (owners' earlier ones do
+ * not count): in total, in one account, in one Region. A hub service ("<cluster>/<service>") counts
+ * as account and Region "hub".
+ */
+export const maxInFlight = (
+  report: Pick<SimulationReport, 'executions' | 'world'>,
+): Record<'total' | 'perAccount' | 'perRegion', { count: number; where?: string }> => {
+  const from = Math.min(...report.executions.map((e) => e.startOffsetMs));
+  const spans: Array<{ account: string; region: string; start: number; end: number }> = [];
+  for (const [key, s] of Object.entries(report.world?.services ?? {})) {
+    const place = /^(\d{12})\/([a-z0-9-]+)\//.exec(key);
+    for (const d of s.deployments)
+      if (d.startOffsetMs >= from)
+        spans.push({
+          account: place?.[1] ?? 'hub',
+          region: place?.[2] ?? 'hub',
+          start: d.startOffsetMs,
+          end: d.endOffsetMs ?? Number.POSITIVE_INFINITY,
+        });
+  }
+  const most = (group: (x: (typeof spans)[number]) => string) => {
+    let best = { count: 0, where: '' };
+    for (const x of spans) {
+      const count = spans.filter(
+        (y) => group(y) === group(x) && y.start <= x.start && y.end > x.start,
+      ).length;
+      if (count > best.count) best = { count, where: group(x) };
+    }
+    return best;
+  };
+  const total = most(() => 'all');
+  return {
+    total: { count: total.count },
+    perAccount: most((x) => x.account),
+    perRegion: most((x) => x.region),
+  };
 };

@@ -26,7 +26,16 @@ const MODULES: Record<string, () => Promise<{ handler: Handler }>> = {
   gate: () => import('../lambdas/workflow/handlers/gate'),
   takeDeploySlot: () => import('../lambdas/workflow/handlers/take-deploy-slot'),
   deployWithEcs: () => import('../lambdas/workflow/handlers/deploy-with-ecs'),
+  // The inventory index (lambdas/inventory/handler.ts): the indexer consumes its queue, the
+  // reconciler runs on its schedule.
+  inventoryIndexer: () =>
+    import('../lambdas/inventory/handler').then((m) => ({ handler: m.handler as Handler })),
+  inventoryReconciler: () =>
+    import('../lambdas/inventory/handler').then((m) => ({ handler: m.reconcileHandler as Handler })),
 };
+
+/** The inventory index's functions: run only where the scenario has other accounts (see runner.ts). */
+export const INVENTORY_ROLES: ReadonlySet<string> = new Set(['inventoryIndexer', 'inventoryReconciler']);
 
 export type LambdaHandler = (event: unknown, context: Context) => Promise<unknown>;
 

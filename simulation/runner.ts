@@ -7,6 +7,8 @@
 import '../local/polyfills';
 import type { StateValue } from '@aws-sdk/client-cloudwatch';
 import { type DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { AccountClients, accountClients } from '../lambdas/shared/accounts';
+import { placeOfServiceKey } from '../lambdas/shared/contracts';
 import { Ledger } from '../lambdas/shared/ledger';
 import { OUTCOME_EVENT } from '../lambdas/shared/outcome-event';
 import { DEFAULT_POLICY } from '../lambdas/triage/policy';
@@ -15,7 +17,7 @@ import { startDynalite } from '../local/dynalite';
 import { VirtualClock } from './clock';
 import { SIMULATED_ENVIRONMENT } from './environment';
 import { checkExpectations } from './expect';
-import { type LambdaHandler, loadHandlers } from './lambdas';
+import { INVENTORY_ROLES, type LambdaHandler, loadHandlers } from './lambdas';
 import { CloudWatchModel } from './model/cloudwatch';
 import { type BuildPlan, CodeBuildModel } from './model/codebuild';
 import { CodeDeployModel } from './model/codedeploy';
@@ -29,6 +31,14 @@ import { SqsModel } from './model/sqs';
 import { type Execution, StepFunctionsModel, taskStates } from './model/stepfunctions';
 import { World } from './model/world';
 import {
+  type LoadedStacks,
+  Organization,
+  type OrganizationOptions,
+  type PlaceModels,
+  placeId,
+  type SpokeSpec,
+} from './organization';
+import {
   type ExecutionReport,
   outcomeOf,
   type ServiceReport,
@@ -36,9 +46,18 @@ import {
   stateHistory,
   type WorldReport,
 } from './report';
-import { burstCves, type ChangeSpec, resolveImageRef, type Scenario, scenarioImages } from './scenario';
+import {
+  burstCves,
+  type ChangeSpec,
+  placedKey,
+  resolveImageRef,
+  type Scenario,
+  scenarioImages,
+  scenarioPlaces,
+  targetKey,
+} from './scenario';
 import { activate, type ModelHandlerSet, simulatedClients } from './sdk';
-import { renderStack, type StackRule } from './stack';
+import { type IamStackOptions, renderStack, type StackRule } from './stack';
 import { durationMs, resolveAt } from './time';
 import { TriageFleet } from './triage';
 
@@ -107,6 +126,33 @@ const startSchedules = (
   return (until) => {
     for (const wake of wakes) wake(until);
   };
+};
+
+/** The spokes of a scenario: as listed, or one in every other account with its declared Regions. */
+export const scenarioSpokes = (scenario: Scenario): SpokeSpec[] => {
+  const hub = scenario.account.accountId;
+  const declared = (account: string) =>
+    scenarioPlaces(scenario).filter((p) => p.accountId === account && !p.home);
+  const holdsImages = (account: string) =>
+    scenarioPlaces(scenario).some((p) => p.accountId === account && p.repositories.length > 0);
+  const listed =
+    scenario.spokes ??
+    [...new Set(scenario.accounts.map((a) => a.accountId))].map((account) => ({ account, role: true }));
+  return listed.map((s) => ({
+    account: s.account,
+    regions: 'regions' in s && s.regions ? [...s.regions] : declared(s.account).map((p) => p.region),
+    role: s.account !== hub && s.role,
+    registry: ('registry' in s ? s.registry : undefined) ?? holdsImages(s.account),
+  }));
+};
+
+/** What the scenario deploys the hub with beyond the defaults (organization, fleet, explicit targets). */
+export const scenarioStackOptions = (scenario: Scenario): IamStackOptions => {
+  const settings = {
+    ...(scenario.organization !== undefined ? { organization: scenario.organization } : {}),
+    ...(scenario.fleet !== undefined ? { fleet: scenario.fleet } : {}),
+  };
+  return { targets: scenario.targets, ...(Object.keys(settings).length > 0 ? { settings } : {}) };
 };
 
 /** When a scenario sets no `until`: long enough for any approval timeout or bake to play out. */
@@ -213,13 +259,35 @@ const simulate = async (
   const { accountId, region } = scenario.account;
   const errors: string[] = [];
 
+  // Several accounts and Regions: the hub with its organization setting, spokes, the inventory index.
+  const multi = scenario.accounts.length > 0 || scenario.organization !== undefined;
+  const stackOptions = scenarioStackOptions(scenario);
+  const organizationOptions: OrganizationOptions | undefined = multi
+    ? {
+        hub: { account: accountId, region },
+        ...((scenario.organization as { organizationId?: string } | undefined)?.organizationId !== undefined
+          ? { organizationId: (scenario.organization as { organizationId: string }).organizationId }
+          : {}),
+        ...((scenario.organization as { spokeRoleName?: string } | undefined)?.spokeRoleName !== undefined
+          ? { spokeRoleName: (scenario.organization as { spokeRoleName: string }).spokeRoleName }
+          : {}),
+        spokes: scenarioSpokes(scenario),
+        stack: stackOptions,
+      }
+    : undefined;
+  /** The inventory index runs where other accounts are (one account: triage scans ECS, as before). */
+  const runs = (role: string) => multi || !INVENTORY_ROLES.has(role);
+
   // Everything that needs real timers happens before the clock is installed.
-  const stack = await renderStack(accountId, region);
+  const stack = await renderStack(accountId, region, stackOptions);
+  const loaded: LoadedStacks | undefined = organizationOptions
+    ? await Organization.load(organizationOptions)
+    : undefined;
   const dynamo = await startDynalite({ tableName: stack.tableName });
-  const functionEnvironment = Object.assign({}, ...stack.functions.map((f) => f.environment)) as Record<
-    string,
-    string
-  >;
+  const functionEnvironment = Object.assign(
+    {},
+    ...stack.functions.filter((f) => runs(f.role)).map((f) => f.environment),
+  ) as Record<string, string>;
   delete functionEnvironment.NODE_OPTIONS;
   const restoreEnvironment = setEnvironment({
     ...SIMULATED_ENVIRONMENT,
@@ -230,13 +298,15 @@ const simulate = async (
   });
   let handlers: Map<string, LambdaHandler>;
   try {
-    handlers = await loadHandlers(stack.functions.map((f) => f.role));
+    handlers = await loadHandlers(stack.functions.map((f) => f.role).filter(runs));
   } catch (error) {
     restoreEnvironment();
     await dynamo.stop();
     throw error;
   }
 
+  // A warm Lambda's clients and assumed-role credentials do not outlive the world they were made in.
+  Object.assign(accountClients(), new AccountClients());
   const clock = new VirtualClock(start, options.seed ?? 1);
   clock.install();
   const world = new World(accountId, region, clock, `autopatch:${scenario.name}`);
@@ -255,15 +325,34 @@ const simulate = async (
   let sns: SnsModel | undefined;
   let bus: EventBus | undefined;
   const firstFindingAt = new Map<string, number>();
-  let ecsModel: EcsModel | undefined;
-  let codedeployModel: CodeDeployModel | undefined;
-  let ecrModel: EcrModel | undefined;
-  let cloudwatchModel: CloudWatchModel | undefined;
   let codebuildModel: CodeBuildModel | undefined;
   const originalDigests = new Map<string, string[]>();
   const originalRevisions = new Map<string, number>();
   let locksLeft: number | undefined;
   let inspectorModel: InspectorModel | undefined;
+  let org: Organization | undefined;
+  /** Every account and Region's models, the hub's first (one entry without other accounts). */
+  const places: PlaceModels[] = [];
+  /** The models of a service key, and the key the models know it by ("<cluster>/<service>"). */
+  const serviceAt = (key: string): { models: PlaceModels; local: string } => {
+    const place = placeOfServiceKey(key);
+    if (!place) return { models: places[0] as PlaceModels, local: key };
+    const models = places.find((m) => m.place.account === place.account && m.place.region === place.region);
+    if (!models) throw new Error(`no account and Region ${place.account}/${place.region} for ${key}`);
+    return { models, local: key.split('/').slice(2).join('/') };
+  };
+  /** A model's "<cluster>/<service>" as the scenario keys it. */
+  const fullKey = (models: PlaceModels, local: string): string =>
+    placedKey(
+      { home: places[0] === models, accountId: models.place.account, region: models.place.region },
+      local,
+    );
+  const alarmsAt = (a: { account?: string | undefined; region?: string | undefined }): PlaceModels => {
+    const id = `${a.account ?? accountId}/${a.region ?? region}`;
+    const models = places.find((m) => placeId(m.place) === id);
+    if (!models) throw new Error(`no account and Region ${id}`);
+    return models;
+  };
 
   try {
     // ------------------------------------------------------------------ the account
@@ -271,21 +360,69 @@ const simulate = async (
     const ecr = new EcrModel(world);
     const inspector = new InspectorModel(world, ecr, bus);
     inspectorModel = inspector;
-    const ecs = new EcsModel(world, ecr, bus);
+    // With other accounts, tasks pull from whichever registry holds the image (a central registry).
+    const registries = multi
+      ? ({ resolveUri: (uri: string) => org?.resolveImage(uri) } as unknown as EcrModel)
+      : ecr;
+    const ecs = new EcsModel(world, registries, bus);
     const cloudwatch = new CloudWatchModel(world, bus);
     const codedeploy = new CodeDeployModel(world, ecs, bus, (name) => cloudwatch.state(name));
     cloudwatch.onChange((name, state) => {
       ecs.alarmChanged(name, state);
       codedeploy.alarmChanged(name, state);
     });
+    const homeModels: PlaceModels = {
+      place: { account: accountId, region },
+      world,
+      bus,
+      ecr,
+      ecs,
+      cloudwatch,
+      codedeploy,
+      inspector,
+      handlers: {
+        ecs: ecs.handlers,
+        ecr: ecr.handlers,
+        cloudwatch: cloudwatch.handlers,
+        codedeploy: codedeploy.handlers,
+        inspector2: inspector.handlers,
+      },
+    };
+    places.push(homeModels);
+    if (organizationOptions) {
+      org = await Organization.create(world, bus, organizationOptions, loaded);
+      org.addHome(homeModels);
+      for (const p of scenario.accounts) places.push(org.at({ account: p.accountId, region: p.region }));
+      // Every other Region a spoke is deployed in forwards its events, even with nothing declared there.
+      for (const s of organizationOptions.spokes)
+        for (const r of s.regions)
+          if (!places.some((m) => m.place.account === s.account && m.place.region === r))
+            places.push(org.at({ account: s.account, region: r }));
+    }
+    const modelsOf = (p: { home: boolean; accountId: string; region: string }): PlaceModels =>
+      p.home
+        ? homeModels
+        : (places.find((m) => m.place.account === p.accountId && m.place.region === p.region) as PlaceModels);
+    /** The models of the account and Region that holds a repository. */
+    const repositoryAt = (repository: string): PlaceModels =>
+      modelsOf(
+        scenarioPlaces(scenario).find((p) => p.repositories.some((r) => r.name === repository)) ?? {
+          home: true,
+          accountId,
+          region,
+        },
+      );
     sns = new SnsModel(world);
     const eventbridge = new EventBridgeModel(world, bus);
     const ssm = new SsmModel(world);
 
     const before = new Date(start - DAY);
     const images = new Map<string, Image>();
-    for (const repo of scenario.account.repositories)
-      ecr.addRepository(repo.name, new Date(start - 30 * DAY));
+    for (const p of scenarioPlaces(scenario))
+      for (const repo of p.repositories) {
+        const created = modelsOf(p).ecr.addRepository(repo.name, new Date(start - 30 * DAY));
+        if (repo.policy) org?.repositoryPolicies.set(created.arn, repo.policy as never);
+      }
     // Platform images first: an image index references them.
     const declared = scenarioImages(scenario);
     for (const { repository, digest, image } of [
@@ -307,7 +444,8 @@ const simulate = async (
           ...(of.architecture === 'arm64' ? { variant: 'v8' } : {}),
         };
       });
-      const pushed = ecr.push({
+      const registry = repositoryAt(repository);
+      const pushed = registry.ecr.push({
         repository,
         digest,
         tags: [...image.tags],
@@ -318,50 +456,52 @@ const simulate = async (
         ...(manifests ? { manifests, mediaType: OCI_INDEX } : {}),
       });
       images.set(digest, pushed);
-      for (const f of image.findings) inspector.addFinding(pushed, f, before);
+      for (const f of image.findings) registry.inspector.addFinding(pushed, f, before);
     }
-    for (const alarm of scenario.account.alarms)
-      cloudwatch.addAlarm(alarm.name, alarm.state, before, alarm.description);
-    for (const cluster of scenario.account.clusters) {
-      ecs.addCluster(cluster.name);
-      for (const s of cluster.services) {
-        ecs.addService(
-          cluster.name,
-          s.name,
-          s.containers.map((c) => {
-            const { repository, digest } = resolveImageRef(scenario, c.image);
-            // Keep the reference as written (tag or digest): a tag is what makes IaC drift possible.
-            const ref = c.image.includes('@') ? `@${digest}` : `:${c.image.split(':').pop()}`;
-            return { name: c.name, image: `${ecr.registry()}/${repository}${ref}` };
-          }),
-          {
-            strategy: s.strategy,
-            bakeTimeMinutes: s.bakeTimeMinutes,
-            alarms: s.alarms,
-            tags: s.tags,
-            desiredCount: s.desiredCount,
-            deployMinutes: s.deployMinutes,
-            rollbackMinutes: s.rollbackMinutes,
-            deploymentController: s.deploymentController,
-          },
-          before,
-        );
-        if (s.deploymentController === 'CODE_DEPLOY' && s.codeDeployGroup) {
-          const found = ecs.find(`${cluster.name}/${s.name}`);
-          if (found) codedeploy.addGroup(found, before);
+    for (const p of scenarioPlaces(scenario)) {
+      const { ecs, cloudwatch, codedeploy } = modelsOf(p);
+      for (const alarm of p.alarms) cloudwatch.addAlarm(alarm.name, alarm.state, before, alarm.description);
+      for (const cluster of p.clusters) {
+        ecs.addCluster(cluster.name);
+        for (const s of cluster.services) {
+          ecs.addService(
+            cluster.name,
+            s.name,
+            s.containers.map((c) => {
+              const { repository, digest } = resolveImageRef(scenario, c.image);
+              // Keep the reference as written (tag or digest): a tag is what makes IaC drift possible.
+              const ref = c.image.includes('@') ? `@${digest}` : `:${c.image.split(':').pop()}`;
+              return {
+                name: c.name,
+                image: `${repositoryAt(repository).ecr.registry()}/${repository}${ref}`,
+              };
+            }),
+            {
+              strategy: s.strategy,
+              bakeTimeMinutes: s.bakeTimeMinutes,
+              alarms: s.alarms,
+              tags: s.tags,
+              desiredCount: s.desiredCount,
+              deployMinutes: s.deployMinutes,
+              rollbackMinutes: s.rollbackMinutes,
+              deploymentController: s.deploymentController,
+            },
+            before,
+          );
+          if (s.deploymentController === 'CODE_DEPLOY' && s.codeDeployGroup) {
+            const found = ecs.find(`${cluster.name}/${s.name}`);
+            if (found) codedeploy.addGroup(found, before);
+          }
+          const key = `${cluster.name}/${s.name}`;
+          const state = ecs.state(key);
+          originalDigests.set(placedKey(p, key), state.digests);
+          originalRevisions.set(placedKey(p, key), state.revision);
         }
-        const key = `${cluster.name}/${s.name}`;
-        const state = ecs.state(key);
-        originalDigests.set(key, state.digests);
-        originalRevisions.set(key, state.revision);
       }
     }
-    ecsModel = ecs;
-    codedeployModel = codedeploy;
-    ecrModel = ecr;
-    cloudwatchModel = cloudwatch;
     for (const d of scenario.deployments) {
-      ecs.scriptTrouble(d.service, d.deployment, {
+      const at = serviceAt(d.service);
+      at.models.ecs.scriptTrouble(at.local, d.deployment, {
         ...(d.tasksFailAfter === undefined
           ? {}
           : { tasksFailAfterMinutes: durationMs(d.tasksFailAfter) / MINUTE }),
@@ -394,6 +534,7 @@ const simulate = async (
       inspector,
       planFor,
       scenario.scans.never ? undefined : scenario.scans.delayMinutes,
+      multi ? () => places.map((m) => ({ ecr: m.ecr, inspector: m.inspector })) : undefined,
     );
     codebuildModel = codebuild;
 
@@ -417,7 +558,8 @@ const simulate = async (
       faults,
       handlers: modelHandlers,
       dynamo: { hostname: address.hostname, port: Number(address.port) },
-      iam: { targets: scenario.targets },
+      iam: stackOptions,
+      ...(org ? { organization: org } : {}),
     });
 
     const byArn = new Map(stack.functions.map((f) => [f.arn, f.role]));
@@ -442,6 +584,9 @@ const simulate = async (
     const policy = scenario.policy ?? DEFAULT_POLICY;
     fleet = new TriageFleet(world, {
       ...stack.triageEnvironment,
+      // Lambda's own reserved variable: with the home account, it turns triage's inventory index on.
+      // (Scenarios of one account keep answering from an ECS scan, as before the index.)
+      ...(multi ? { AWS_REGION: region } : {}),
       AUTOPATCH_CONFIG: JSON.stringify({
         policy,
         targets: scenario.targets,
@@ -502,7 +647,11 @@ const simulate = async (
       });
     };
     // Scheduled rules (the sweep): on the virtual clock, while there is something to sweep.
-    const scheduled = stack.rules.filter((r) => r.schedule !== undefined);
+    const rules = stack.rules.map((r) => ({
+      ...r,
+      targets: r.targets.filter((t) => t.kind !== 'lambda' || runs(t.name)),
+    }));
+    const scheduled = rules.filter((r) => r.schedule !== undefined);
     wakeSchedules = startSchedules(
       world,
       scheduled,
@@ -517,7 +666,35 @@ const simulate = async (
       },
       () => faults.failingForNow(),
     );
-    for (const rule of stack.rules.filter((r) => r.schedule === undefined)) {
+    /** The inventory queue's consumer (EventBridge → SQS → the indexer), one message per event. */
+    const toIndexer = (event: BusEvent): void => {
+      const handler = handlers.get('inventoryIndexer');
+      if (!handler) return;
+      world.spawn('inventoryIndexer', async () => {
+        const messageId = world.uuid();
+        const response = (await handler(
+          {
+            Records: [
+              {
+                messageId,
+                receiptHandle: messageId,
+                body: JSON.stringify(event),
+                attributes: {},
+                messageAttributes: {},
+                md5OfBody: '',
+                eventSource: 'aws:sqs',
+                eventSourceARN: 'inventory-queue',
+                awsRegion: region,
+              },
+            ],
+          },
+          world.lambdaContext('inventoryIndexer'),
+        )) as { batchItemFailures?: unknown[] } | undefined;
+        if ((response?.batchItemFailures?.length ?? 0) > 0)
+          world.note('inventory', `the indexer failed on ${event['detail-type']} (SQS would redeliver it)`);
+      });
+    };
+    for (const rule of rules.filter((r) => r.schedule === undefined)) {
       bus.addRule({
         name: rule.name,
         pattern: rule.pattern,
@@ -525,6 +702,7 @@ const simulate = async (
           id: `${t.kind}:${t.name}`,
           deliver: (event: BusEvent) => {
             if (t.kind === 'sqs' && t.name === 'intake') intakeQueue.send(JSON.stringify(event));
+            else if (t.kind === 'sqs' && t.name === 'inventory' && multi) toIndexer(event);
             else if (t.kind === 'lambda') {
               world.note('eventbridge', `${event['detail-type']} → ${t.name} (rule ${rule.name})`);
               asyncInvoke(t.name, event);
@@ -605,39 +783,46 @@ const simulate = async (
     const imageUri = (ref: string): string => {
       const { repository, digest } = resolveImageRef(scenario, ref);
       const suffix = ref.includes('@') ? `@${digest}` : `:${ref.split(':').pop()}`;
-      return `${ecr.registry()}/${repository}${suffix}`;
+      return `${repositoryAt(repository).ecr.registry()}/${repository}${suffix}`;
     };
     const applyChange = (c: ChangeSpec): void => {
+      const at = 'service' in c ? serviceAt(c.service) : undefined;
+      const ecsOf = at?.models.ecs as EcsModel;
+      const local = at?.local as string;
       switch (c.kind) {
         case 'redeploy':
-          ecs.ownerDeploy(c.service, {}, true);
+          ecsOf.ownerDeploy(local, {}, true);
           return;
         case 'deploy':
-          ecs.ownerDeploy(
-            c.service,
+          ecsOf.ownerDeploy(
+            local,
             Object.fromEntries(Object.entries(c.images).map(([name, ref]) => [name, imageUri(ref)])),
             false,
           );
           return;
         case 'scale':
-          ecs.ownerScale(c.service, c.desiredCount);
+          ecsOf.ownerScale(local, c.desiredCount);
           return;
         case 'delete-service':
-          ecs.ownerDelete(c.service);
+          ecsOf.ownerDelete(local);
           return;
         case 'tag':
-          ecs.ownerTag(c.service, c.key, c.value);
+          ecsOf.ownerTag(local, c.key, c.value);
           return;
         case 'delete-alarm':
-          cloudwatch.deleteAlarm(c.alarm);
+          alarmsAt(c).cloudwatch.deleteAlarm(c.alarm);
+          return;
+        case 'delete-spoke-role':
+          org?.deleteRole(c.account);
           return;
         case 'move-image-tag': {
-          const repo = ecr.repo(c.repository);
+          const registry = repositoryAt(c.repository).ecr;
+          const repo = registry.repo(c.repository);
           const image = /^sha256:/.test(c.to)
             ? repo.images.get(c.to)
             : [...repo.images.values()].find((i) => i.tags.includes(c.to));
           if (!image) throw new Error(`image ${c.to} is gone from ${c.repository}`);
-          ecr.push({ ...image, tags: [c.tag] });
+          registry.push({ ...image, tags: [c.tag] });
           world.note('owner', `${c.repository}:${c.tag} now points at ${image.digest.slice(0, 19)}…`);
           return;
         }
@@ -647,10 +832,18 @@ const simulate = async (
     const onDeploymentStarted = (
       listener: (d: { service: { key: string }; index: number; createdAt: Date }) => void,
     ) => {
-      ecs.onDeploymentStarted(listener);
-      codedeploy.onDeploymentStarted((d) =>
-        listener({ service: d.group.service, index: d.index, createdAt: d.createdAt }),
-      );
+      for (const m of places) {
+        m.ecs.onDeploymentStarted((d) =>
+          listener({ service: { key: fullKey(m, d.service.key) }, index: d.index, createdAt: d.createdAt }),
+        );
+        m.codedeploy.onDeploymentStarted((d) =>
+          listener({
+            service: { key: fullKey(m, d.group.service.key) },
+            index: d.index,
+            createdAt: d.createdAt,
+          }),
+        );
+      }
     };
     scenario.changes.forEach((c, n) => {
       const label = `changes[${n}] ${c.kind}`;
@@ -673,20 +866,27 @@ const simulate = async (
     };
     // For "finding → patched": when each service first had a finding on an image it runs.
     const noteFinding = (digest: string) => {
-      for (const s of ecs.services()) {
-        // An image index the service runs counts for the findings on its platforms.
-        const held = (d: string) =>
-          [...ecr.repositories.values()].some((r) =>
-            r.images.get(d)?.manifests?.some((m) => m.digest === digest),
+      for (const m of places)
+        for (const s of m.ecs.services()) {
+          // An image index the service runs counts for the findings on its platforms.
+          const held = (d: string) =>
+            places.some((x) =>
+              [...x.ecr.repositories.values()].some((r) =>
+                r.images.get(d)?.manifests?.some((i) => i.digest === digest),
+              ),
+            );
+          const running = [...m.ecs.runningDigests(s).values()].some(
+            (d) => d.has(digest) || [...d].some(held),
           );
-        const runs = [...ecs.runningDigests(s).values()].some((d) => d.has(digest) || [...d].some(held));
-        if (runs && !firstFindingAt.has(s.key)) firstFindingAt.set(s.key, Date.now());
-      }
+          const key = fullKey(m, s.key);
+          if (running && !firstFindingAt.has(key)) firstFindingAt.set(key, Date.now());
+        }
     };
     scenario.events.forEach((e, n) => {
       const at = resolveAt(e.at, start);
       if (e.kind === 'finding') {
         world.schedule(at, `events[${n}]`, () => {
+          const { ecr, inspector } = repositoryAt(e.repository);
           const repo = ecr.repo(e.repository);
           const image = /^sha256:/.test(e.image)
             ? repo.images.get(e.image)
@@ -734,6 +934,7 @@ const simulate = async (
             `events[${n}] #${k}`,
             () => {
               const image = images.get(digest) as Image;
+              const { inspector } = repositoryAt(image.repository);
               const finding = inspector.addFinding(
                 image,
                 {
@@ -758,7 +959,8 @@ const simulate = async (
     });
 
     for (const change of scenario.alarms) {
-      const apply = () => cloudwatch.setState(change.name, change.state as StateValue, change.reason);
+      const apply = () =>
+        alarmsAt(change).cloudwatch.setState(change.name, change.state as StateValue, change.reason);
       if (change.afterDeploymentOf === undefined) {
         world.schedule(resolveAt(change.at, start), `alarm ${change.name}`, apply);
       } else {
@@ -768,6 +970,15 @@ const simulate = async (
         });
       }
     }
+
+    // The inventory index has been reconciled once before the scenario starts (its hourly schedule).
+    if (multi && handlers.has('inventoryReconciler'))
+      world.spawn('inventoryReconciler (initial)', async () => {
+        await handlers.get('inventoryReconciler')?.(
+          { source: 'aws.events', 'detail-type': 'Scheduled Event' },
+          world.lambdaContext('inventoryReconciler', 900_000),
+        );
+      });
 
     // ------------------------------------------------------------------ play
     const horizon = scenario.until === undefined ? DEFAULT_HORIZON_MS : durationMs(scenario.until);
@@ -859,98 +1070,97 @@ const simulate = async (
     }
   }
   const services: Record<string, ServiceReport> = {};
-  for (const s of ecsModel?.services() ?? []) {
-    const state = ecsModel?.state(s.key);
-    if (!state) continue;
-    const images = state.digests.map(
-      (d) =>
-        [...(ecrModel?.repositories.values() ?? [])].flatMap((r) => {
-          const i = r.images.get(d);
-          return i ? [i] : [];
-        })[0],
-    );
-    const imageOf = (digest: string) =>
-      [...(ecrModel?.repositories.values() ?? [])].flatMap((r) => {
-        const i = r.images.get(digest);
-        return i ? [i] : [];
-      })[0];
-    // An image index is patched when every platform it holds is an image CodeBuild built.
-    const built = (i: Image | undefined): boolean =>
-      i !== undefined &&
-      (i.builtFrom !== undefined ||
-        i.manifests?.every((m) => imageOf(m.digest)?.builtFrom !== undefined) === true);
-    const platforms: Record<string, 'patched' | 'original'> = {};
-    for (const i of images)
-      for (const m of i?.manifests ?? [])
-        platforms[m.architecture] = imageOf(m.digest)?.builtFrom !== undefined ? 'patched' : 'original';
-    services[s.key] = {
-      status: state.status,
-      taskDefinition: state.taskDefinitionArn,
-      revision: state.revision,
-      originalRevision: originalRevisions.get(s.key) ?? 0,
-      digests: state.digests,
-      originalDigests: originalDigests.get(s.key) ?? [],
-      patched: images.length > 0 && images.every(built),
-      ...(Object.keys(platforms).length > 0 ? { platforms } : {}),
-      deployments: [
-        ...s.deployments
-          .filter((d) => d.index > 0)
-          .map((d) => ({
-            index: d.index,
-            status: d.status,
-            startOffsetMs: d.createdAt.getTime() - start,
-            ...(d.finishedAt ? { endOffsetMs: d.finishedAt.getTime() - start } : {}),
-            bakeMinutes: s.settings.strategy === 'BLUE_GREEN' ? s.settings.bakeTimeMinutes : 0,
-            alarms: [...watchedAlarms(s.key)],
-            taskDefinition: d.target.taskDefinitionArn,
-            alarmsOk: alarmsOkDuring(s.key, d.createdAt.getTime(), d.finishedAt?.getTime() ?? end),
-          })),
-        // CODE_DEPLOY services: the CodeDeploy deployments users created (rollbacks are CodeDeploy's own).
-        ...(codedeployModel?.deploymentsOf(s.key) ?? [])
-          .filter((d) => d.index > 0)
-          .map((d) => ({
-            index: d.index,
-            status: d.status,
-            startOffsetMs: d.createdAt.getTime() - start,
-            ...(d.completedAt ? { endOffsetMs: d.completedAt.getTime() - start } : {}),
-            bakeMinutes: d.group.terminationWaitMinutes,
-            alarms: [...watchedAlarms(s.key)],
-            taskDefinition: d.taskDefinitionArn,
-            alarmsOk: alarmsOkDuring(s.key, d.createdAt.getTime(), d.completedAt?.getTime() ?? end),
-          })),
-      ],
-      alarmToRollbackMs: alarmToRollback(s.key),
-    };
-  }
+  /** Every registry's images (an organization's central registry included). */
+  const allRepositories = () => places.flatMap((m) => [...m.ecr.repositories.values()]);
+  const imageOf = (digest: string) =>
+    allRepositories().flatMap((r) => {
+      const i = r.images.get(digest);
+      return i ? [i] : [];
+    })[0];
+  for (const m of places)
+    for (const s of m.ecs.services()) {
+      const key = fullKey(m, s.key);
+      const state = m.ecs.state(s.key);
+      const images = state.digests.map((d) => imageOf(d));
+      // An image index is patched when every platform it holds is an image CodeBuild built.
+      const built = (i: Image | undefined): boolean =>
+        i !== undefined &&
+        (i.builtFrom !== undefined ||
+          i.manifests?.every((x) => imageOf(x.digest)?.builtFrom !== undefined) === true);
+      const platforms: Record<string, 'patched' | 'original'> = {};
+      for (const i of images)
+        for (const x of i?.manifests ?? [])
+          platforms[x.architecture] = imageOf(x.digest)?.builtFrom !== undefined ? 'patched' : 'original';
+      services[key] = {
+        status: state.status,
+        taskDefinition: state.taskDefinitionArn,
+        revision: state.revision,
+        originalRevision: originalRevisions.get(key) ?? 0,
+        digests: state.digests,
+        originalDigests: originalDigests.get(key) ?? [],
+        patched: images.length > 0 && images.every(built),
+        ...(Object.keys(platforms).length > 0 ? { platforms } : {}),
+        deployments: [
+          ...s.deployments
+            .filter((d) => d.index > 0)
+            .map((d) => ({
+              index: d.index,
+              status: d.status,
+              startOffsetMs: d.createdAt.getTime() - start,
+              ...(d.finishedAt ? { endOffsetMs: d.finishedAt.getTime() - start } : {}),
+              bakeMinutes: s.settings.strategy === 'BLUE_GREEN' ? s.settings.bakeTimeMinutes : 0,
+              alarms: [...watchedAlarms(m, s.key, key)],
+              taskDefinition: d.target.taskDefinitionArn,
+              alarmsOk: alarmsOkDuring(m, s.key, key, d.createdAt.getTime(), d.finishedAt?.getTime() ?? end),
+            })),
+          // CODE_DEPLOY services: the CodeDeploy deployments users created (rollbacks are CodeDeploy's own).
+          ...m.codedeploy
+            .deploymentsOf(s.key)
+            .filter((d) => d.index > 0)
+            .map((d) => ({
+              index: d.index,
+              status: d.status,
+              startOffsetMs: d.createdAt.getTime() - start,
+              ...(d.completedAt ? { endOffsetMs: d.completedAt.getTime() - start } : {}),
+              bakeMinutes: d.group.terminationWaitMinutes,
+              alarms: [...watchedAlarms(m, s.key, key)],
+              taskDefinition: d.taskDefinitionArn,
+              alarmsOk: alarmsOkDuring(m, s.key, key, d.createdAt.getTime(), d.completedAt?.getTime() ?? end),
+            })),
+        ],
+        alarmToRollbackMs: alarmToRollback(m, s.key, key),
+      };
+    }
   /** The alarms watched for a service: its deployment alarms and its target's alarmNames. */
-  function watchedAlarms(key: string): Set<string> {
+  function watchedAlarms(m: PlaceModels, local: string, key: string): Set<string> {
     return new Set([
-      ...(ecsModel?.find(key)?.settings.alarms ?? []),
-      ...scenario.targets
-        .filter((t) => `${t.cluster.split('/').pop()}/${t.service}` === key)
-        .flatMap((t) => t.alarmNames),
+      ...(m.ecs.find(local)?.settings.alarms ?? []),
+      ...scenario.targets.filter((t) => targetKey(scenario, t) === key).flatMap((t) => t.alarmNames),
     ]);
   }
   /** Every watched alarm existed and was OK from `from` to `to` (no ALARM, no INSUFFICIENT_DATA). */
-  function alarmsOkDuring(key: string, from: number, to: number): boolean {
-    const transitions = cloudwatchModel?.transitions ?? [];
-    return [...watchedAlarms(key)].every((name) => {
-      if (cloudwatchModel?.state(name) === undefined) return false;
+  function alarmsOkDuring(m: PlaceModels, local: string, key: string, from: number, to: number): boolean {
+    const transitions = m.cloudwatch.transitions;
+    const declared = scenarioPlaces(scenario).find(
+      (p) => p.accountId === m.place.account && p.region === m.place.region,
+    )?.alarms;
+    return [...watchedAlarms(m, local, key)].every((name) => {
+      if (m.cloudwatch.state(name) === undefined) return false;
       const before = transitions.filter((t) => t.name === name && t.at <= from).at(-1);
-      const initial = before?.state ?? scenario.account.alarms.find((a) => a.name === name)?.state ?? 'OK';
+      const initial = before?.state ?? declared?.find((a) => a.name === name)?.state ?? 'OK';
       return (
         initial === 'OK' &&
         !transitions.some((t) => t.name === name && t.at > from && t.at <= to && t.state !== 'OK')
       );
     });
   }
-  function alarmToRollback(key: string): number | undefined {
-    const rollback = [...(ecsModel?.rollbacks ?? []), ...(codedeployModel?.rollbacks ?? [])]
-      .filter((r) => r.service === key)
+  function alarmToRollback(m: PlaceModels, local: string, key: string): number | undefined {
+    const rollback = [...m.ecs.rollbacks, ...m.codedeploy.rollbacks]
+      .filter((r) => r.service === local)
       .sort((a, b) => a.at - b.at)[0];
     if (!rollback) return undefined;
-    const watched = watchedAlarms(key);
-    const fired = (cloudwatchModel?.transitions ?? []).filter(
+    const watched = watchedAlarms(m, local, key);
+    const fired = m.cloudwatch.transitions.filter(
       (t) => t.state === 'ALARM' && watched.has(t.name) && t.at <= rollback.at,
     );
     const last = fired.at(-1);
@@ -967,7 +1177,7 @@ const simulate = async (
     faultsCleared: faults.cleared(end),
     deliveriesTampered: bus?.tampered.length ?? 0,
     imageRefs: Object.fromEntries(
-      [...(ecrModel?.repositories.values() ?? [])].flatMap((r) =>
+      allRepositories().flatMap((r) =>
         [...r.images.values()].flatMap((i) => [
           [`${r.name}@${i.digest}`, [i.digest]] as const,
           ...i.tags.map((t) => [`${r.name}:${t}`, [i.digest]] as const),

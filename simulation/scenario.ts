@@ -9,8 +9,10 @@ import { readFileSync } from 'node:fs';
 import * as z from 'zod';
 import { discoverByTagSchema, targetSchema, workflowDefaultsSchema } from '../lambdas/shared/config';
 import { OUTCOMES, SEVERITIES } from '../lambdas/shared/contracts';
+import { fleetSchema } from '../lambdas/shared/fleet';
 import { parsePolicy } from '../lambdas/triage/policy';
 import { issueProblems } from '../lambdas/triage/schema';
+import { checkOrganization } from '../lib/organization';
 import {
   errorNames,
   LAMBDA_INVOKE_ERRORS,
@@ -110,6 +112,16 @@ const imageSpec = z.strictObject({
 const repositorySpec = z.strictObject({
   name: z.string().regex(REPOSITORY, 'not a valid ECR repository name'),
   images: z.array(imageSpec).min(1),
+  /**
+   * The repository policy (an IAM policy document, as `aws ecr set-repository-policy` takes it): what
+   * principals of other accounts may do with it. A central registry grants pulls to the organization.
+   */
+  policy: z
+    .strictObject({
+      Version: z.string().optional(),
+      Statement: z.array(z.record(z.string(), z.unknown())).min(1),
+    })
+    .optional(),
 });
 
 const containerSpec = z.strictObject({
@@ -164,6 +176,36 @@ const accountSpec = z.strictObject({
   clusters: z.array(clusterSpec).default([]),
   alarms: z.array(alarmSpec).default([]),
 });
+
+/**
+ * Another account and Region of an organization (a spoke): its own repositories, clusters and alarms.
+ * Services here are keyed "<account>/<region>/<cluster>/<service>" everywhere in the scenario, as
+ * Autopatch keys them.
+ */
+const placeSpec = z.strictObject({
+  accountId: z.string().regex(/^\d{12}$/, 'expected a 12-digit account id'),
+  region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected a region such as eu-central-1'),
+  /** How people call the account ("shared-services"), for the timeline. */
+  name: z.string().min(1).optional(),
+  repositories: z.array(repositorySpec).default([]),
+  clusters: z.array(clusterSpec).default([]),
+  alarms: z.array(alarmSpec).default([]),
+});
+
+/** Where the spoke stack (lib/spoke.ts) is deployed: by default in every account and Region of `accounts`. */
+const spokeSpec = z.strictObject({
+  account: z.string().regex(/^\d{12}$/, 'expected a 12-digit account id'),
+  /** The Regions with the spoke stack (its role is created in the first). Default: the account's declared Regions. */
+  regions: z
+    .array(z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected a region such as eu-central-1'))
+    .min(1)
+    .optional(),
+  /** The spoke role exists. false: the spoke stack was deployed without it (or the role was deleted). */
+  role: z.boolean().default(true),
+  /** A registry account: the role may read and push images. Default: the account declares repositories. */
+  registry: z.boolean().optional(),
+});
+export type SpokeSpecInput = z.infer<typeof spokeSpec>;
 
 /** Inspector delivers a finding the account already has (declared on the image). */
 const findingEvent = z.strictObject({
@@ -234,8 +276,21 @@ const buildSpec = z.strictObject({
 });
 export type BuildSpec = z.infer<typeof buildSpec>;
 
+/** The account and Region of an alarm outside the hub's: default the hub's. */
+const alarmPlace = {
+  account: z
+    .string()
+    .regex(/^\d{12}$/, 'expected a 12-digit account id')
+    .optional(),
+  region: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected a region such as eu-central-1')
+    .optional(),
+};
+
 const alarmChange = z.strictObject({
   name: z.string().min(1),
+  ...alarmPlace,
   state: z.enum(['OK', 'ALARM', 'INSUFFICIENT_DATA']),
   /** Offset from the scenario start, or from the deployment start when afterDeploymentOf is set; or a timestamp. */
   at: instant,
@@ -321,7 +376,18 @@ const changeSpec = z.discriminatedUnion('kind', [
     value: z.string().optional(),
     ...changeTiming,
   }),
-  z.strictObject({ kind: z.literal('delete-alarm'), alarm: z.string().min(1), ...changeTiming }),
+  z.strictObject({
+    kind: z.literal('delete-alarm'),
+    alarm: z.string().min(1),
+    ...alarmPlace,
+    ...changeTiming,
+  }),
+  /** The spoke role of an account is deleted (its stack updated without it, or by hand). */
+  z.strictObject({
+    kind: z.literal('delete-spoke-role'),
+    account: z.string().regex(/^\d{12}$/, 'expected a 12-digit account id'),
+    ...changeTiming,
+  }),
   /** An image tag moves to another image of the repository (a push of that tag). */
   z.strictObject({
     kind: z.literal('move-image-tag'),
@@ -409,6 +475,18 @@ const expectSpec = z.strictObject({
   /** Executions still running at the end. */
   running: z.number().int().min(0).optional(),
   /**
+   * At most this many service deployments in flight at once (from a deployment's start to its end,
+   * bake included), counting those started after the first execution: across every account and
+   * Region (`total`), in one account (`perAccount`), in one Region (`perRegion`).
+   */
+  inFlight: z
+    .strictObject({
+      total: z.number().int().min(1).optional(),
+      perAccount: z.number().int().min(1).optional(),
+      perRegion: z.number().int().min(1).optional(),
+    })
+    .optional(),
+  /**
    * Notify digests sent (SNS messages of kind notify-digest) per "<cluster>/<service>", or `account`
    * for the one about images no service runs.
    */
@@ -432,6 +510,14 @@ export const scenarioSchema = z
     description: z.string().min(1),
     startTime: z.string().refine(isIsoInstant, 'expected an ISO-8601 timestamp such as 2024-09-04T16:00:00Z'),
     account: accountSpec,
+    /** More accounts and Regions: an organization's workload and registry accounts (spokes). */
+    accounts: z.array(placeSpec).default([]),
+    /** The hub's `organization` setting (lib/organization.ts): required with `accounts`. */
+    organization: z.unknown().optional(),
+    /** Where the spoke stack is deployed (default: every account and Region of `accounts`). */
+    spokes: z.array(spokeSpec).optional(),
+    /** The hub's `fleet` setting: deployments in flight at once (lambdas/shared/fleet.ts). */
+    fleet: z.unknown().optional(),
     policy: z.unknown().optional(),
     targets: z.array(targetSchema).default([]),
     discoverByTag: discoverByTagSchema.default({ key: 'autopatch:enabled', value: 'true' }),
@@ -504,44 +590,81 @@ export const burstCves = (cves: Parsed['events'][number] & { kind: 'burst' }): s
 
 type Ctx = z.RefinementCtx;
 
+/** The hub's account and Region, then every other declared one, with the path of each in the file. */
+/** The service key a target names (a cluster ARN of another account or Region: that place's key). */
+export const targetKey = (
+  s: Pick<Parsed, 'account'>,
+  t: { readonly cluster: string; readonly service: string },
+): string => {
+  const name = t.cluster.includes('/') ? (t.cluster.split('/').pop() as string) : t.cluster;
+  const arn = /^arn:aws[a-z-]*:ecs:([a-z0-9-]+):(\d{12}):/.exec(t.cluster);
+  return arn && (arn[2] !== s.account.accountId || arn[1] !== s.account.region)
+    ? `${arn[2]}/${arn[1]}/${name}/${t.service}`
+    : `${name}/${t.service}`;
+};
+
+export const scenarioPlaces = (s: Pick<Parsed, 'account' | 'accounts'>) => [
+  { path: ['account'] as Array<string | number>, home: true, ...s.account },
+  ...s.accounts.map((a, i) => ({ path: ['accounts', i] as Array<string | number>, home: false, ...a })),
+];
+
+/** A service's key as Autopatch writes it: "<cluster>/<service>" at home, else "<account>/<region>/<cluster>/<service>". */
+export const placedKey = (
+  place: { home: boolean; accountId: string; region: string },
+  key: string,
+): string => (place.home ? key : `${place.accountId}/${place.region}/${key}`);
+
 const crossCheck = (s: Parsed, ctx: Ctx): void => {
   const issue = (path: Array<string | number>, message: string) =>
     ctx.addIssue({ code: 'custom', path, message });
   const repos = new Map<string, { digests: Map<string, Set<string>>; tags: Map<string, string> }>();
+  const places = scenarioPlaces(s);
 
-  s.account.repositories.forEach((repo, r) => {
-    if (repos.has(repo.name))
-      issue(['account', 'repositories', r, 'name'], `repository ${repo.name} is declared twice`);
-    const digests = new Map<string, Set<string>>();
-    const tags = new Map<string, string>();
-    repo.images.forEach((image, i) => {
-      const digest = digestOf(repo.name, image, i);
-      if (digests.has(digest))
-        issue(
-          ['account', 'repositories', r, 'images', i, 'digest'],
-          `digest ${digest} is declared twice in ${repo.name}`,
-        );
-      const cves = new Set<string>();
-      image.findings.forEach((f, k) => {
-        if (cves.has(f.cve))
-          issue(
-            ['account', 'repositories', r, 'images', i, 'findings', k, 'cve'],
-            `${f.cve} is declared twice on this image`,
-          );
-        cves.add(f.cve);
-      });
-      digests.set(digest, cves);
-      image.tags.forEach((tag, t) => {
-        if (tags.has(tag))
-          issue(
-            ['account', 'repositories', r, 'images', i, 'tags', t],
-            `tag ${tag} is on two images of ${repo.name}`,
-          );
-        tags.set(tag, digest);
-      });
-    });
-    repos.set(repo.name, { digests, tags });
+  const seenPlaces = new Set<string>();
+  places.forEach((place) => {
+    const id = `${place.accountId}/${place.region}`;
+    if (seenPlaces.has(id))
+      issue([...place.path, 'region'], `account ${place.accountId} in ${place.region} is declared twice`);
+    seenPlaces.add(id);
   });
+
+  for (const place of places)
+    place.repositories.forEach((repo, r) => {
+      if (repos.has(repo.name))
+        issue(
+          [...place.path, 'repositories', r, 'name'],
+          `repository ${repo.name} is declared twice (names are unique across the scenario's accounts)`,
+        );
+      const digests = new Map<string, Set<string>>();
+      const tags = new Map<string, string>();
+      repo.images.forEach((image, i) => {
+        const digest = digestOf(repo.name, image, i);
+        if (digests.has(digest))
+          issue(
+            [...place.path, 'repositories', r, 'images', i, 'digest'],
+            `digest ${digest} is declared twice in ${repo.name}`,
+          );
+        const cves = new Set<string>();
+        image.findings.forEach((f, k) => {
+          if (cves.has(f.cve))
+            issue(
+              [...place.path, 'repositories', r, 'images', i, 'findings', k, 'cve'],
+              `${f.cve} is declared twice on this image`,
+            );
+          cves.add(f.cve);
+        });
+        digests.set(digest, cves);
+        image.tags.forEach((tag, t) => {
+          if (tags.has(tag))
+            issue(
+              [...place.path, 'repositories', r, 'images', i, 'tags', t],
+              `tag ${tag} is on two images of ${repo.name}`,
+            );
+          tags.set(tag, digest);
+        });
+      });
+      repos.set(repo.name, { digests, tags });
+    });
 
   /** Resolve "<repo>:<tag>" / "<repo>@<digest>" to a declared image, or report why it does not exist. */
   const resolveRef = (ref: string, path: Array<string | number>): string | undefined => {
@@ -573,62 +696,128 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
   };
 
   // Image indexes: their manifests are single-platform images of the same repository.
-  s.account.repositories.forEach((repo, r) => {
-    const indexes = new Set(
-      repo.images.flatMap((image, i) => (image.manifests ? [digestOf(repo.name, image, i)] : [])),
-    );
-    repo.images.forEach((image, i) => {
-      const path = ['account', 'repositories', r, 'images', i];
-      if (image.manifests && image.findings.length > 0)
-        issue([...path, 'findings'], 'an image index has no findings of its own: put them on its platforms');
-      image.manifests?.forEach((ref, m) => {
-        const digest = resolveRef(/^sha256:/.test(ref) ? `${repo.name}@${ref}` : `${repo.name}:${ref}`, [
-          ...path,
-          'manifests',
-          m,
-        ]);
-        if (digest && indexes.has(digest))
-          issue([...path, 'manifests', m], `${ref} is an image index itself, not a platform image`);
+  for (const place of places)
+    place.repositories.forEach((repo, r) => {
+      const indexes = new Set(
+        repo.images.flatMap((image, i) => (image.manifests ? [digestOf(repo.name, image, i)] : [])),
+      );
+      repo.images.forEach((image, i) => {
+        const path = [...place.path, 'repositories', r, 'images', i];
+        if (image.manifests && image.findings.length > 0)
+          issue(
+            [...path, 'findings'],
+            'an image index has no findings of its own: put them on its platforms',
+          );
+        image.manifests?.forEach((ref, m) => {
+          const digest = resolveRef(/^sha256:/.test(ref) ? `${repo.name}@${ref}` : `${repo.name}:${ref}`, [
+            ...path,
+            'manifests',
+            m,
+          ]);
+          if (digest && indexes.has(digest))
+            issue([...path, 'manifests', m], `${ref} is an image index itself, not a platform image`);
+        });
       });
     });
-  });
 
+  /** Alarms by place ("<account>/<region>"). */
+  const alarmsAt = new Map<string, Set<string>>();
   const alarms = new Set<string>();
-  s.account.alarms.forEach((a, i) => {
-    if (alarms.has(a.name)) issue(['account', 'alarms', i, 'name'], `alarm ${a.name} is declared twice`);
-    alarms.add(a.name);
+  places.forEach((place) => {
+    const here = new Set<string>();
+    place.alarms.forEach((a, i) => {
+      if (here.has(a.name)) issue([...place.path, 'alarms', i, 'name'], `alarm ${a.name} is declared twice`);
+      here.add(a.name);
+    });
+    alarmsAt.set(`${place.accountId}/${place.region}`, here);
+    if (place.home) for (const a of here) alarms.add(a);
   });
+  const alarmAt = (
+    a: { account?: string | undefined; region?: string | undefined },
+    name: string,
+    path: Array<string | number>,
+  ) => {
+    const id = `${a.account ?? s.account.accountId}/${a.region ?? s.account.region}`;
+    const here = alarmsAt.get(id);
+    if (!here) issue(path, `no account and Region ${id} is declared (account or accounts[])`);
+    else if (!here.has(name)) {
+      const i = s.accounts.findIndex((x) => `${x.accountId}/${x.region}` === id);
+      issue(path, `alarm ${name} is not declared in ${i < 0 ? 'account.alarms' : `accounts[${i}].alarms`}`);
+    }
+  };
 
   const services = new Set<string>();
-  const clusters = new Set<string>();
-  s.account.clusters.forEach((cluster, c) => {
-    if (clusters.has(cluster.name))
-      issue(['account', 'clusters', c, 'name'], `cluster ${cluster.name} is declared twice`);
-    clusters.add(cluster.name);
-    cluster.services.forEach((service, v) => {
-      const key = `${cluster.name}/${service.name}`;
-      if (services.has(key))
-        issue(['account', 'clusters', c, 'services', v, 'name'], `service ${key} is declared twice`);
-      services.add(key);
-      const names = new Set<string>();
-      service.containers.forEach((container, k) => {
-        if (names.has(container.name))
-          issue(
-            ['account', 'clusters', c, 'services', v, 'containers', k, 'name'],
-            `container ${container.name} is declared twice`,
-          );
-        names.add(container.name);
-        resolveRef(container.image, ['account', 'clusters', c, 'services', v, 'containers', k, 'image']);
-      });
-      service.alarms.forEach((alarm, k) => {
-        if (!alarms.has(alarm))
-          issue(
-            ['account', 'clusters', c, 'services', v, 'alarms', k],
-            `alarm ${alarm} is not declared in account.alarms`,
-          );
+  places.forEach((place) => {
+    const clusters = new Set<string>();
+    const here = alarmsAt.get(`${place.accountId}/${place.region}`) ?? new Set<string>();
+    place.clusters.forEach((cluster, c) => {
+      if (clusters.has(cluster.name))
+        issue([...place.path, 'clusters', c, 'name'], `cluster ${cluster.name} is declared twice`);
+      clusters.add(cluster.name);
+      cluster.services.forEach((service, v) => {
+        const key = placedKey(place, `${cluster.name}/${service.name}`);
+        const path = [...place.path, 'clusters', c, 'services', v];
+        if (services.has(key)) issue([...path, 'name'], `service ${key} is declared twice`);
+        services.add(key);
+        const names = new Set<string>();
+        service.containers.forEach((container, k) => {
+          if (names.has(container.name))
+            issue([...path, 'containers', k, 'name'], `container ${container.name} is declared twice`);
+          names.add(container.name);
+          resolveRef(container.image, [...path, 'containers', k, 'image']);
+        });
+        service.alarms.forEach((alarm, k) => {
+          if (!here.has(alarm))
+            issue(
+              [...path, 'alarms', k],
+              `alarm ${alarm} is not declared in ${place.home ? 'account.alarms' : `accounts[${place.path[1]}].alarms`}`,
+            );
+        });
       });
     });
   });
+
+  // An organization: the hub's setting, validated as the stack validates it, and every account it serves.
+  const otherAccounts = [...new Set(s.accounts.map((a) => a.accountId))].filter(
+    (a) => a !== s.account.accountId,
+  );
+  let organization: ReturnType<typeof checkOrganization>['value'];
+  if (s.organization !== undefined) {
+    const checked = checkOrganization(s.organization, 'organization');
+    for (const e of checked.errors) issue(['organization'], e.replace(/^organization(\.)?/, ''));
+    organization = checked.value;
+  } else if (otherAccounts.length > 0)
+    issue(
+      ['organization'],
+      `required with accounts of other account ids (${otherAccounts.join(', ')}): the hub's organization setting ({ organizationId?, accounts? })`,
+    );
+  if (organization?.accounts !== undefined)
+    s.accounts.forEach((a, i) => {
+      if (a.accountId !== s.account.accountId && !organization?.accounts?.includes(a.accountId))
+        issue(['accounts', i, 'accountId'], `${a.accountId} is not in organization.accounts`);
+    });
+  s.spokes?.forEach((spoke, i) => {
+    const declared = places.filter((p) => p.accountId === spoke.account);
+    if (declared.length === 0)
+      issue(['spokes', i, 'account'], `account ${spoke.account} is not declared in accounts[]`);
+    spoke.regions?.forEach((r, k) => {
+      if (!declared.some((p) => p.region === r))
+        issue(['spokes', i, 'regions', k], `account ${spoke.account} is not declared in ${r}`);
+    });
+    if (spoke.account === s.account.accountId && spoke.role)
+      issue(
+        ['spokes', i, 'role'],
+        "the hub's own account has no spoke role (the hub uses its own credentials)",
+      );
+    if (s.spokes?.findIndex((x) => x.account === spoke.account) !== i)
+      issue(['spokes', i, 'account'], `account ${spoke.account} is listed twice`);
+  });
+  if (s.fleet !== undefined) {
+    const fleet = fleetSchema.safeParse(s.fleet);
+    if (!fleet.success)
+      for (const problem of formatIssues(fleet.error.issues))
+        issue(['fleet'], problem.replace(/^\(root\): /, ''));
+  }
 
   const checkService = (key: string, path: Array<string | number>) => {
     if (!services.has(key)) {
@@ -648,8 +837,7 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
   }
 
   s.targets.forEach((t, i) => {
-    const clusterName = t.cluster.includes('/') ? (t.cluster.split('/').pop() as string) : t.cluster;
-    checkService(`${clusterName}/${t.service}`, ['targets', i, 'service']);
+    checkService(targetKey(s, t), ['targets', i, 'service']);
     t.alarmNames.forEach((a, k) => {
       if (!alarms.has(a))
         issue(['targets', i, 'alarmNames', k], `alarm ${a} is not declared in account.alarms`);
@@ -705,8 +893,7 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
   });
 
   s.alarms.forEach((a, i) => {
-    if (!alarms.has(a.name))
-      issue(['alarms', i, 'name'], `alarm ${a.name} is not declared in account.alarms`);
+    alarmAt(a, a.name, ['alarms', i, 'name']);
     if (a.afterDeploymentOf !== undefined)
       checkService(a.afterDeploymentOf, ['alarms', i, 'afterDeploymentOf']);
     if (a.afterDeploymentOf !== undefined && typeof a.at === 'string' && isIsoInstant(a.at)) {
@@ -763,13 +950,19 @@ const crossCheck = (s: Parsed, ctx: Ctx): void => {
     if (c.afterDeploymentOf !== undefined)
       checkService(c.afterDeploymentOf, ['changes', i, 'afterDeploymentOf']);
     if ('service' in c) checkService(c.service, ['changes', i, 'service']);
-    if (c.kind === 'delete-alarm' && !alarms.has(c.alarm))
-      issue(['changes', i, 'alarm'], `alarm ${c.alarm} is not declared in account.alarms`);
+    if (c.kind === 'delete-alarm') alarmAt(c, c.alarm, ['changes', i, 'alarm']);
+    if (c.kind === 'delete-spoke-role') {
+      const listed = s.spokes?.find((x) => x.account === c.account);
+      const declared = s.accounts.some((a) => a.accountId === c.account);
+      if (c.account === s.account.accountId || !declared || (listed !== undefined && !listed.role))
+        issue(['changes', i, 'account'], `account ${c.account} has no spoke role to delete`);
+    }
     if (c.kind === 'deploy') {
-      const [clusterName, serviceName] = c.service.split('/');
-      const declared = s.account.clusters
-        .find((x) => x.name === clusterName)
-        ?.services.find((x) => x.name === serviceName);
+      const declared = places
+        .flatMap((p) =>
+          p.clusters.flatMap((x) => x.services.map((v) => ({ key: placedKey(p, `${x.name}/${v.name}`), v }))),
+        )
+        .find((x) => x.key === c.service)?.v;
       for (const [container, ref] of Object.entries(c.images)) {
         if (declared && !declared.containers.some((x) => x.name === container))
           issue(['changes', i, 'images', container], `${c.service} has no container ${container}`);
@@ -841,8 +1034,16 @@ export const loadScenario = (path: string): Scenario => {
 
 /** Every image of the scenario with its resolved digest. */
 export const scenarioImages = (s: Parsed) =>
-  s.account.repositories.flatMap((repo) =>
-    repo.images.map((image, i) => ({ repository: repo.name, digest: digestOf(repo.name, image, i), image })),
+  scenarioPlaces(s).flatMap((place) =>
+    place.repositories.flatMap((repo) =>
+      repo.images.map((image, i) => ({
+        repository: repo.name,
+        digest: digestOf(repo.name, image, i),
+        image,
+        account: place.accountId,
+        region: place.region,
+      })),
+    ),
   );
 
 /** Resolve a reference that validation accepted. */

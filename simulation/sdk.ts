@@ -35,6 +35,7 @@ import type { ResourceLookups } from './iam/requests';
 import { FAULTS, type ServiceName } from './model/catalog';
 import { notModelled, sdkError } from './model/errors';
 import type { World } from './model/world';
+import type { Organization, Place, Session } from './organization';
 import type { FaultSpec } from './scenario';
 import type { IamStackOptions } from './stack';
 
@@ -93,7 +94,16 @@ export interface Router {
    * @default - IAM is not enforced
    */
   readonly iam?: IamStackOptions;
+  /**
+   * Several accounts and Regions (simulation/organization.ts): calls go to the models of the client's
+   * account (by its credentials) and Region, IAM is evaluated per account, STS AssumeRole is answered.
+   * @default - one account and Region: every call goes to `handlers`
+   */
+  readonly organization?: Organization;
 }
+
+/** The services each account and Region of an organization has its own model of. */
+const PLACED: ReadonlySet<ServiceName> = new Set(['ecs', 'ecr', 'cloudwatch', 'codedeploy', 'inspector2']);
 
 interface HttpRequestLike {
   hostname?: string;
@@ -114,7 +124,11 @@ interface SdkClient {
     add(middleware: (next: Next, context: MiddlewareContext) => Next, options: object): void;
     identify?(): string[];
   };
-  config: { serviceId?: string };
+  config: {
+    serviceId?: string;
+    region?: string | (() => Promise<string>);
+    credentials?: unknown;
+  };
 }
 
 const SERVICE_IDS: Record<string, ServiceName> = {
@@ -287,12 +301,46 @@ const route = async (
   args: MiddlewareArgs,
   context: MiddlewareContext,
   principal: string | undefined,
+  where?: { place: Place; session: Session | undefined },
 ) => {
   const { world, faults } = router;
   const operation = operationOf(context);
   world.recordCall(service, operation);
   faults.check(service, operation);
   validate(world, service, operation, args.input);
+  const org = router.organization;
+  if (org && where && (PLACED.has(service) || where.session || !org.isHome(where.place))) {
+    if (!PLACED.has(service))
+      throw notModelled(
+        service,
+        `in ${where.place.account}/${where.place.region} (only the hub's account and Region have it)`,
+      );
+    if (iamEnforced())
+      await org.authorize(
+        where.place,
+        where.session,
+        principal,
+        service,
+        operation,
+        args.input,
+        ACCESS_DENIED[service],
+      );
+    const models = org
+      .all()
+      .find((m) => m.place.account === where.place.account && m.place.region === where.place.region);
+    const placed = models?.handlers[service]?.[operation] as ((input: unknown) => unknown) | undefined;
+    if (!models)
+      throw notModelled(service, `in ${where.place.account}/${where.place.region} (nothing declared there)`);
+    if (!placed) throw notModelled(service, operation);
+    const output = (await placed(clone(args.input))) as Record<string, unknown>;
+    return {
+      output: {
+        ...clone(output),
+        $metadata: { httpStatusCode: 200, requestId: world.uuid(), attempts: 1, totalRetryDelay: 0 },
+      },
+      response: { statusCode: 200, headers: {}, body: undefined },
+    };
+  }
   if (service === 'dynamodb') {
     const request = args.request;
     if (request) {
@@ -342,13 +390,59 @@ export const attach = <C>(client: C): C => {
       // Never let a simulated client reach AWS: outside a run (work left over when a run stopped at its
       // horizon, say) its requests fail instead.
       if (!router) throw new Error('this AWS SDK client belongs to a simulation that is no longer running');
+      const principal = c[PRINCIPAL] ?? currentPrincipal();
+      const org = router.organization;
+      if (org && c.config.serviceId === 'STS') return sts(router, org, c, context, args, principal);
       if (!service) throw new Error(`the simulation does not model the ${c.config.serviceId} service`);
       // The client's own principal, else the Lambda invocation this call runs in.
-      return route(router, service, next, args, context, c[PRINCIPAL] ?? currentPrincipal());
+      return route(router, service, next, args, context, principal, org ? await whereOf(org, c) : undefined);
     },
     { step: 'finalizeRequest', priority: 'low', name: 'autopatchSimulation', tags: ['SIMULATION'] },
   );
   return client;
+};
+
+/** The account (by the client's credentials) and Region a client's calls go to. */
+const whereOf = async (
+  org: Organization,
+  c: SdkClient,
+): Promise<{ place: Place; session: Session | undefined }> => {
+  const region =
+    typeof c.config.region === 'function' ? await c.config.region() : (c.config.region ?? org.hub.region);
+  const provider = c.config.credentials;
+  const credentials = (typeof provider === 'function' ? await provider() : provider) as
+    | { accessKeyId?: string; sessionToken?: string }
+    | undefined;
+  const session = credentials ? await org.sessionOf(credentials) : undefined;
+  return { place: { account: session?.account || org.hub.account, region }, session };
+};
+
+/** STS, as far as Autopatch uses it: AssumeRole of a spoke role by a hub role. */
+const sts = async (
+  router: Router,
+  org: Organization,
+  c: SdkClient,
+  context: MiddlewareContext,
+  args: MiddlewareArgs,
+  principal: string | undefined,
+) => {
+  const operation = operationOf(context);
+  router.world.recordCall('sts' as ServiceName, operation);
+  if (operation !== 'AssumeRole') throw new Error(`the simulation does not model sts:${operation}`);
+  const region =
+    typeof c.config.region === 'function' ? await c.config.region() : (c.config.region ?? org.hub.region);
+  const output = await org.assumeRole(
+    principal,
+    args.input as { RoleArn?: string; RoleSessionName?: string; DurationSeconds?: number },
+    region,
+  );
+  return {
+    output: {
+      ...output,
+      $metadata: { httpStatusCode: 200, requestId: router.world.uuid(), attempts: 1, totalRetryDelay: 0 },
+    },
+    response: { statusCode: 200, headers: {}, body: undefined },
+  };
 };
 
 type Send = (this: unknown, ...args: unknown[]) => unknown;

@@ -14,9 +14,9 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import * as path from 'node:path';
 
 const ROOT = path.join(__dirname, '..');
-const CACHE_DIR = path.join(ROOT, 'node_modules', '.cache', 'autopatch-simulation');
+export const CACHE_DIR = path.join(ROOT, 'node_modules', '.cache', 'autopatch-simulation');
 /** Bump when the cached shape changes. */
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 3;
 
 type Json = unknown;
 type Resource = { Type: string; Properties?: Record<string, Json> };
@@ -26,6 +26,8 @@ interface Synthesized {
   readonly resources: Record<string, Resource>;
   /** Logical id → workflow role (acquireLock, finish, deploymentEvents, ...). */
   readonly functionRoles: Record<string, string>;
+  /** Logical id → the inventory index's functions (inventoryIndexer, inventoryReconciler). */
+  readonly inventoryRoles?: Record<string, string>;
   readonly ids: {
     readonly stateMachine: string;
     readonly triageFunction: string;
@@ -33,6 +35,8 @@ interface Synthesized {
     readonly deadLetterQueue: string;
     readonly ledger: string;
     readonly topic: string;
+    /** The inventory index's queue (the ECS events that re-index a service). */
+    readonly inventoryQueue?: string;
   };
 }
 
@@ -43,7 +47,7 @@ const sourceFiles = (dir: string): string[] =>
     return /\.(ts|json)$/.test(name) ? [full] : [];
   });
 
-const cacheKey = (): string => {
+export const cacheKey = (): string => {
   const hash = createHash('sha256').update(`v${CACHE_VERSION}`);
   for (const dir of ['lib', 'statemachines', 'lambdas']) {
     for (const file of sourceFiles(path.join(ROOT, dir)).sort()) {
@@ -74,11 +78,17 @@ const synthesize = async (props?: {
     stack.getLogicalId(construct.node.defaultChild as Parameters<typeof stack.getLogicalId>[0]);
   const functionRoles: Record<string, string> = {};
   for (const [role, fn] of Object.entries(autopatch.workflow.functions)) functionRoles[id(fn)] = role;
+  // The inventory index's functions (simulation/lambdas.ts runs them in organization scenarios).
+  const inventoryRoles: Record<string, string> = {
+    [id(autopatch.inventory.indexer)]: 'inventoryIndexer',
+    [id(autopatch.inventory.reconciler)]: 'inventoryReconciler',
+  };
   const template = Template.fromStack(stack).toJSON() as { Resources: Record<string, Resource> };
   return {
     version: CACHE_VERSION,
     resources: template.Resources,
     functionRoles,
+    inventoryRoles,
     ids: {
       stateMachine: id(autopatch.stateMachine),
       triageFunction: id(autopatch.triageFunction),
@@ -86,6 +96,7 @@ const synthesize = async (props?: {
       deadLetterQueue: id(autopatch.deadLetterQueue),
       ledger: id(autopatch.ledger),
       topic: id(autopatch.topic as unknown as { node: { defaultChild?: unknown } }),
+      inventoryQueue: id(autopatch.inventory.queue),
     },
   };
 };
@@ -161,17 +172,37 @@ export interface RenderedStack {
 }
 
 /** Resolve CloudFormation intrinsics to the values they would have in the simulated account. */
-const resolver = (resources: Record<string, Resource>, accountId: string, region: string) => {
+export const resolver = (
+  resources: Record<string, Resource>,
+  accountId: string,
+  region: string,
+  stackName = 'AutopatchStack',
+) => {
   const pseudo: Record<string, string> = {
     'AWS::AccountId': accountId,
     'AWS::Region': region,
     'AWS::Partition': 'aws',
     'AWS::URLSuffix': 'amazonaws.com',
-    'AWS::StackName': 'AutopatchStack',
+    'AWS::StackName': stackName,
     'AWS::NoValue': '',
   };
   const arn = (service: string, resource: string) => `arn:aws:${service}:${region}:${accountId}:${resource}`;
   const props = (id: string) => resources[id]?.Properties ?? {};
+  const rolePath = (id: string): string => {
+    const p = props(id).Path;
+    return typeof p === 'string' ? p : '/';
+  };
+  /**
+   * A role's name: its RoleName, else the one CloudFormation generates, `<stack>-<logical id>-<suffix>`
+   * (at most 64 characters): what a trust policy's aws:PrincipalArn condition on the hub stack's
+   * role-name prefix sees.
+   */
+  const roleName = (id: string): string => {
+    const explicit = props(id).RoleName;
+    if (typeof explicit === 'string') return explicit;
+    const suffix = createHash('sha256').update(id).digest('hex').slice(0, 12).toUpperCase();
+    return `${`${stackName}-${id}`.slice(0, 64 - suffix.length - 1)}-${suffix}`;
+  };
   const nameOf = (id: string, key: string): string => {
     const explicit = props(id)[key];
     return typeof explicit === 'string' ? explicit : id;
@@ -218,7 +249,7 @@ const resolver = (resources: Record<string, Resource>, accountId: string, region
       case 'AWS::KMS::Key':
         return arn('kms', `key/${id}`);
       case 'AWS::IAM::Role':
-        return `arn:aws:iam::${accountId}:role/${id}`;
+        return `arn:aws:iam::${accountId}:role${rolePath(id)}${roleName(id)}`;
       case 'AWS::CodeBuild::Project':
         return arn('codebuild', `project/${ref(id)}`);
       case 'AWS::Events::Rule':
@@ -272,8 +303,16 @@ const resolver = (resources: Record<string, Resource>, accountId: string, region
 };
 
 /** The synthesized stack's parts, resolved for one simulated account. */
-export const renderStack = async (accountId: string, region: string): Promise<RenderedStack> => {
-  const s = await synthesizedStack();
+export const renderStack = async (
+  accountId: string,
+  region: string,
+  options: IamStackOptions = {},
+): Promise<RenderedStack> => {
+  // With settings that change what the stack is (organization, fleet), the stack as configured.
+  const s =
+    Object.keys(options.settings ?? {}).length > 0
+      ? await synthesizedForIam(options)
+      : await synthesizedStack();
   const { resources, ids } = s;
   const { resolve, ref, getAtt } = resolver(resources, accountId, region);
   const props = (id: string) => (resources[id]?.Properties ?? {}) as Record<string, Json>;
@@ -287,7 +326,10 @@ export const renderStack = async (accountId: string, region: string): Promise<Re
   );
   const definition = JSON.parse(substituted) as RenderedStack['definition'];
 
-  const functions: WorkflowFunction[] = Object.entries(s.functionRoles).map(([id, role]) => ({
+  const functions: WorkflowFunction[] = Object.entries({
+    ...s.functionRoles,
+    ...(s.inventoryRoles ?? {}),
+  }).map(([id, role]) => ({
     role,
     arn: getAtt(id, 'Arn'),
     environment: resolve(
@@ -297,6 +339,7 @@ export const renderStack = async (accountId: string, region: string): Promise<Re
   const roleByArn = new Map(functions.map((f) => [f.arn, f.role]));
   const intakeArn = getAtt(ids.queue, 'Arn');
   const dlqArn = getAtt(ids.deadLetterQueue, 'Arn');
+  const inventoryQueueArn = ids.inventoryQueue ? getAtt(ids.inventoryQueue, 'Arn') : undefined;
 
   const rules: StackRule[] = Object.entries(resources)
     .filter(([, r]) => r.Type === 'AWS::Events::Rule')
@@ -317,6 +360,7 @@ export const renderStack = async (accountId: string, region: string): Promise<Re
           if (role) return { kind: 'lambda', name: role };
           if (t.Arn === intakeArn) return { kind: 'sqs', name: 'intake' };
           if (t.Arn === dlqArn) return { kind: 'sqs', name: 'dlq' };
+          if (t.Arn === inventoryQueueArn) return { kind: 'sqs', name: 'inventory' };
           return { kind: 'other', name: t.Arn };
         }),
       };
@@ -380,6 +424,8 @@ export interface ResolvedTemplate {
   readonly resolved: Readonly<Record<string, Resource>>;
   /** Logical id → workflow role (acquireLock, finish, ...). */
   readonly functionRoles: Readonly<Record<string, string>>;
+  /** Logical id → the inventory index's functions (IAM principals of organization runs). */
+  readonly inventoryRoles: Readonly<Record<string, string>>;
   readonly ids: Synthesized['ids'];
   /** `Fn::GetAtt [logicalId, Arn]` in the simulated account. */
   readonly arnOf: (logicalId: string) => string;
@@ -472,6 +518,7 @@ export const resolveTemplate = async (
     raw: s.resources,
     resolved,
     functionRoles: s.functionRoles,
+    inventoryRoles: s.inventoryRoles ?? {},
     ids: s.ids,
     arnOf: (logicalId) => getAtt(logicalId, 'Arn'),
     refOf: (logicalId) => ref(logicalId),

@@ -166,7 +166,10 @@ export const enforcerFor = (
   if (!enforcer) {
     enforcer = (async () => {
       const template = await resolveTemplate(world.accountId, world.region, options);
-      const evaluator = new IamEvaluator(iamModel(template, world.accountId, world.region));
+      // The inventory index's functions too: organization runs run them.
+      const evaluator = new IamEvaluator(
+        iamModel(template, world.accountId, world.region, { inventory: true }),
+      );
       await warmUp(evaluator);
       const built = new IamEnforcer(world, evaluator, lookups);
       summaries.set(world, built);

@@ -22,6 +22,15 @@ export interface Decision {
   readonly message: string;
 }
 
+/**
+ * Where the resource of a request lives when it is not the model's own account: a resource of another
+ * account (a spoke's role), with its resource-based policy (the role's trust policy), if it exists.
+ */
+export interface ResourceTarget {
+  readonly account?: string;
+  readonly policy?: PolicyDocument;
+}
+
 /** A caller that is an AWS service (EventBridge delivering to a queue), not one of the stack's roles. */
 export const servicePrincipal = (service: string): string => `service:${service}`;
 
@@ -51,17 +60,29 @@ export class IamEvaluator {
     principalName: string,
     request: AuthorizationRequest,
     io: (work: () => Promise<Decision>) => Promise<Decision> = (work) => work(),
+    target: ResourceTarget = {},
   ): Promise<Decision> {
-    const key = JSON.stringify([principalName, request.action, request.resource, sorted(request.context)]);
+    const key = JSON.stringify([
+      principalName,
+      request.action,
+      request.resource,
+      sorted(request.context),
+      target.account ?? null,
+      target.policy ?? null,
+    ]);
     let decision = this.cache.get(key);
     if (!decision) {
-      decision = io(() => this.run(principalName, request));
+      decision = io(() => this.run(principalName, request, target));
       this.cache.set(key, decision);
     }
     return decision;
   }
 
-  private async run(principalName: string, request: AuthorizationRequest): Promise<Decision> {
+  private async run(
+    principalName: string,
+    request: AuthorizationRequest,
+    target: ResourceTarget,
+  ): Promise<Decision> {
     const { model } = this;
     const service = principalName.startsWith('service:') ? principalName.slice('service:'.length) : undefined;
     const p = service ? undefined : this.principal(principalName);
@@ -72,13 +93,15 @@ export class IamEvaluator {
         message: `the simulation has no IAM role for the caller "${principalName}"`,
       };
     }
-    const resourcePolicy = resourcePolicyFor(model, request.resource);
+    // A resource of another account (a spoke's role, with its trust policy): IAM needs both sides.
+    const resourcePolicy =
+      target.account !== undefined ? target.policy : resourcePolicyFor(model, request.resource);
     const principalArn = service ?? (p as IamPrincipal).roleArn;
     const simulation: Simulation = {
       request: {
         principal: principalArn,
         action: request.action,
-        resource: { resource: request.resource, accountId: model.accountId },
+        resource: { resource: request.resource, accountId: target.account ?? model.accountId },
         contextVariables: {
           'aws:SecureTransport': 'true',
           'aws:RequestedRegion': model.region,
@@ -93,6 +116,7 @@ export class IamEvaluator {
     };
     const response = await runSimulation(simulation, {});
     const caller = this.callerArn(principalName);
+    const crossAccount = target.account !== undefined && target.account !== model.accountId;
     if (response.resultType === 'error') {
       return {
         allowed: false,
@@ -102,12 +126,22 @@ export class IamEvaluator {
     }
     const result = response.overallResult;
     if (result === 'Allowed') return { allowed: true, result, message: 'allowed' };
+    // STS words a refused AssumeRole without a reason (a missing role, a trust that does not name
+    // the caller and a missing identity grant all read the same).
+    if (request.action === 'sts:AssumeRole')
+      return {
+        allowed: false,
+        result: result === 'ExplicitlyDenied' ? 'ExplicitlyDenied' : 'ImplicitlyDenied',
+        message: `User: ${caller} is not authorized to perform: sts:AssumeRole on resource: ${request.resource}`,
+      };
     const why =
       result === 'ExplicitlyDenied'
         ? `with an explicit deny in ${resourcePolicy ? 'a resource-based' : 'an identity-based'} policy`
         : resourcePolicy && isKey(request.resource)
           ? 'because no identity-based policy or key policy allows the action'
-          : `because no identity-based policy allows the ${request.action} action`;
+          : crossAccount
+            ? `because no resource-based policy allows the ${request.action} action`
+            : `because no identity-based policy allows the ${request.action} action`;
     return {
       allowed: false,
       result: result === 'ExplicitlyDenied' ? 'ExplicitlyDenied' : 'ImplicitlyDenied',

@@ -50,7 +50,13 @@ const documentOf = (v: unknown): PolicyDocument | undefined => {
 };
 
 /** The IAM view of the synthesized stack, for one simulated account. */
-export const iamModel = (t: ResolvedTemplate, accountId: string, region: string): IamModel => {
+export const iamModel = (
+  t: ResolvedTemplate,
+  accountId: string,
+  region: string,
+  /** Also the inventory index's functions (the simulation runs them in organization scenarios). */
+  options: { readonly inventory?: boolean } = {},
+): IamModel => {
   const partition = 'aws';
   const names = new Map<string, string>(); // role logical id → principal name
   const functionPrincipals = new Map<string, string>();
@@ -61,7 +67,10 @@ export const iamModel = (t: ResolvedTemplate, accountId: string, region: string)
     const p = (r.Properties ?? {}) as Json;
     if (r.Type === 'AWS::Lambda::Function') {
       const role = refId(p.Role);
-      const name = id === t.ids.triageFunction ? 'triage' : t.functionRoles[id];
+      const name =
+        id === t.ids.triageFunction
+          ? 'triage'
+          : (t.functionRoles[id] ?? (options.inventory ? t.inventoryRoles[id] : undefined));
       if (role && name) {
         names.set(role, name);
         functionPrincipals.set(t.arnOf(id), name);

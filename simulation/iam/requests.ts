@@ -51,16 +51,21 @@ export const authorizationRequests = (
     return c.startsWith('arn:') ? c : arn('ecs', `cluster/${c}`);
   };
   const clusterName = (cluster: unknown) => last(clusterArn(cluster));
-  const serviceArn = (cluster: unknown, svc: string) =>
-    svc.startsWith('arn:') ? svc : arn('ecs', `service/${clusterName(cluster)}/${svc}`);
+  // A service named within a cluster given by ARN is in that cluster's account and Region.
+  const serviceArn = (cluster: unknown, svc: string) => {
+    if (svc.startsWith('arn:')) return svc;
+    const [, , , r, a] = clusterArn(cluster).split(':');
+    return `arn:${partition}:ecs:${r}:${a}:service/${clusterName(cluster)}/${svc}`;
+  };
   const tagKeys = (tags: Readonly<Record<string, string>> | undefined, prefix: string) =>
     Object.fromEntries(Object.entries(tags ?? {}).map(([k, v]) => [`${prefix}/${k}`, v]));
   const onService = (action: string, cluster: unknown, svc: string) => {
     const a = serviceArn(cluster, svc);
     const parts = a.split('/');
     const tags = lookups.serviceTags(a);
+    const [, , , r, acct] = a.split(':');
     return req(action, a, {
-      'ecs:cluster': arn('ecs', `cluster/${parts[parts.length - 2] ?? 'default'}`),
+      'ecs:cluster': `arn:${partition}:ecs:${r}:${acct}:cluster/${parts[parts.length - 2] ?? 'default'}`,
       ...tagKeys(tags, 'aws:ResourceTag'),
       ...tagKeys(tags, 'ecs:ResourceTag'),
     });
@@ -87,6 +92,7 @@ export const authorizationRequests = (
     case 'ecs:DescribeServices':
       return strings(input.services).map((s) => onService('ecs:DescribeServices', input.cluster, s));
     case 'ecs:UpdateService':
+    case 'ecs:DeleteService':
     case 'ecs:ListServiceDeployments':
       return [onService(`ecs:${operation}`, input.cluster, str(input.service) ?? '')];
     case 'ecs:ListTagsForResource':

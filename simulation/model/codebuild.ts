@@ -75,7 +75,30 @@ export class CodeBuildModel {
     private readonly planFor: (build: { projectName: string; source?: Image }) => BuildPlan,
     /** Minutes Inspector takes to scan a pushed image; undefined: never. */
     private readonly scanDelayMinutes: number | undefined,
+    /**
+     * Every registry of an organization (accounts and Regions with their own ECR and Inspector): a
+     * build rebuilds an image of whichever holds it and pushes there.
+     * @default - this account's only
+     */
+    private readonly registries?: () => ReadonlyArray<{ ecr: EcrModel; inspector: InspectorModel }>,
   ) {}
+
+  /** The registries builds can read and push, this account's first. */
+  private all(): ReadonlyArray<{ ecr: EcrModel; inspector: InspectorModel }> {
+    return this.registries?.() ?? [{ ecr: this.ecr, inspector: this.inspector }];
+  }
+
+  /** The registry that holds an image (this account's if none does). */
+  private registryOf(image: Image | undefined): { ecr: EcrModel; inspector: InspectorModel } {
+    const all = this.all();
+    return (
+      (image &&
+        all.find((r) => r.ecr.repositories.get(image.repository)?.images.has(image.digest) === true)) ?? {
+        ecr: this.ecr,
+        inspector: this.inspector,
+      }
+    );
+  }
 
   /** Resolves when the build finishes: what a `.sync` integration waits for. */
   waitFor(id: string): Promise<SimBuild> {
@@ -97,14 +120,17 @@ export class CodeBuildModel {
     for (const value of values) {
       const digest = /sha256:[a-f0-9]{64}/.exec(value)?.[0];
       if (!digest) continue;
-      for (const repo of this.ecr.repositories.values()) {
-        const image = repo.images.get(digest);
-        if (image) return image;
-      }
+      for (const { ecr } of this.all())
+        for (const repo of ecr.repositories.values()) {
+          const image = repo.images.get(digest);
+          if (image) return image;
+        }
     }
     for (const value of values) {
-      const image = this.ecr.resolveUri(value);
-      if (image) return image;
+      for (const { ecr } of this.all()) {
+        const image = ecr.resolveUri(value);
+        if (image) return image;
+      }
     }
     return undefined;
   }
@@ -113,10 +139,11 @@ export class CodeBuildModel {
     env: readonly EnvironmentVariable[],
     source: Image | undefined,
   ): string | undefined {
+    const { ecr } = this.registryOf(source);
     for (const e of env) {
       const v = e.value ?? '';
       if (/REPO/i.test(e.name ?? '')) {
-        const ref = this.ecr.parseUri(v) ?? (this.ecr.repositories.has(v) ? { repository: v } : undefined);
+        const ref = ecr.parseUri(v) ?? (ecr.repositories.has(v) ? { repository: v } : undefined);
         if (ref) return ref.repository;
       }
     }
@@ -162,7 +189,8 @@ export class CodeBuildModel {
     });
     const digest = manifestDigest(manifest);
     const tag = build.targetTag ?? `autopatch-${build.id.split(':')[1]?.slice(0, 8) ?? build.number}`;
-    const pushed = this.ecr.push({
+    const { ecr, inspector } = this.registryOf(source);
+    const pushed = ecr.push({
       repository,
       digest,
       tags: [tag],
@@ -174,7 +202,7 @@ export class CodeBuildModel {
       manifest,
     });
     build.pushed = pushed;
-    const kept: FindingSpec[] = this.inspector
+    const kept: FindingSpec[] = inspector
       .findings(source.digest)
       .filter((f) => f.status === 'ACTIVE')
       .map((f) => f.spec)
@@ -184,7 +212,7 @@ export class CodeBuildModel {
       'codebuild',
       `build ${build.id} SUCCEEDED: pushed ${repository}:${tag} (${digest.slice(7, 19)})`,
     );
-    this.inspector.scanLater(
+    inspector.scanLater(
       pushed,
       findings,
       this.scanDelayMinutes === undefined ? undefined : this.scanDelayMinutes * MINUTE,
@@ -237,7 +265,7 @@ export class CodeBuildModel {
           { name: 'IMAGE_DIGEST', value: build.pushed.digest },
           {
             name: 'IMAGE_URI',
-            value: `${this.ecr.registry()}/${build.pushed.repository}@${build.pushed.digest}`,
+            value: `${this.registryOf(build.pushed).ecr.registry()}/${build.pushed.repository}@${build.pushed.digest}`,
           },
           { name: 'IMAGE_TAG', value: build.pushed.tags[0] ?? '' },
           { name: 'REPOSITORY_NAME', value: build.pushed.repository },
