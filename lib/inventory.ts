@@ -61,8 +61,14 @@ export const INVENTORY_API_CALL_PATTERN: events.EventPattern = {
   },
 };
 
-/** The ledger actions the index needs: read, write and delete its own items. */
-const INDEX_ACTIONS = ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:DeleteItem'];
+/** The ledger actions the index needs: read, write (the generation counter is an update) and delete its own items. */
+const INDEX_ACTIONS = [
+  'dynamodb:GetItem',
+  'dynamodb:Query',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+];
 
 export const INVENTORY_NAG_REASONS = {
   ecsAnyRegion:

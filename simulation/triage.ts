@@ -6,7 +6,9 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { LogItemExtraInput, LogItemMessage } from '@aws-lambda-powertools/logger/types';
 import { Metrics } from '@aws-lambda-powertools/metrics';
+import { ECRClient } from '@aws-sdk/client-ecr';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { accountClients } from '../lambdas/shared/accounts';
 import { createHandler, loadEnvironment } from '../lambdas/triage/handler';
 import type { World } from './model/world';
 import { type SimulatedClients, simulatedClients } from './sdk';
@@ -130,6 +132,8 @@ export class TriageFleet {
         {
           ecs: clients.ecs,
           ecr: clients.ecr,
+          // As the deployed handler: a registry elsewhere is read with its account's spoke role.
+          ecrFor: (place) => accountClients().clientFor(ECRClient, place),
           sfn: clients.sfn,
           dynamodb: clients.dynamodb,
           inspector: clients.inspector2,

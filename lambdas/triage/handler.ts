@@ -8,7 +8,7 @@ import { Inspector2Client } from '@aws-sdk/client-inspector2';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { InventoryIndexReader } from '../inventory/index-store';
-import { HOME_ACCOUNT_ENV, type Place } from '../shared/accounts';
+import { accountClients, HOME_ACCOUNT_ENV, type Place } from '../shared/accounts';
 import { type TriageRuntimeConfig, triageRuntimeConfigSchema } from '../shared/config';
 import { ConfigurationError, TransientError } from '../shared/errors';
 import { Ledger } from '../shared/ledger';
@@ -66,6 +66,8 @@ export interface TriageClients {
   readonly dynamodb: DynamoDBClient;
   /** Maps platform digests to the image indexes services run; without it only direct matches count. */
   readonly ecr?: ECRClient;
+  /** The ECR client of a registry's account and Region (the spoke role away from home). */
+  readonly ecrFor?: (place: { readonly account: string; readonly region: string }) => ECRClient;
   /** Reads exploitation facts (CISA KEV, observed exploitation) when policy needs them; without it such rules are skipped. */
   readonly inspector?: Inspector2Client;
 }
@@ -92,6 +94,7 @@ export const createHandler = (
   const resolver = new InventoryResolver({
     ecs: clients.ecs,
     ...(clients.ecr ? { ecr: clients.ecr } : {}),
+    ...(clients.ecrFor ? { ecrFor: clients.ecrFor } : {}),
     targets: config.targets,
     ...(config.discoverByTag ? { discoverByTag: config.discoverByTag } : {}),
     now,
@@ -265,6 +268,7 @@ export const handler = async (event: SQSEvent, context: Context): Promise<SQSBat
     {
       ecs: new ECSClient({}),
       ecr: new ECRClient({}),
+      ecrFor: (place) => accountClients().clientFor(ECRClient, place),
       sfn: new SFNClient({}),
       dynamodb: new DynamoDBClient({}),
       inspector: new Inspector2Client({}),

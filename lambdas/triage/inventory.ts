@@ -32,6 +32,9 @@ import { formatProblems, issueProblems } from './schema/issues';
  */
 
 /** The image of a finding, as the schema parses it. */
+/** "<account>.dkr.ecr.<region>.amazonaws.com/…": the registry's account and Region. */
+const REGISTRY_HOST = /^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/;
+
 export interface ImageRef {
   readonly registry: string;
   readonly repository: string;
@@ -97,6 +100,11 @@ export interface InventoryResolverOptions {
    * run. Without it, findings match only the digests and tags services reference themselves.
    */
   readonly ecr?: Pick<ECRClient, 'send'>;
+  /**
+   * The ECR client for an image's own registry account and Region (the spoke role away from home);
+   * without it `ecr` reads every registry.
+   */
+  readonly ecrFor?: (place: { readonly account: string; readonly region: string }) => Pick<ECRClient, 'send'>;
 }
 
 const containerSchema = z.object({
@@ -282,6 +290,7 @@ export class InventoryResolver {
   private readonly limiter: Limiter;
   private cached: { readonly builtAt: number; readonly index: Promise<InventoryIndex> } | undefined;
   private readonly ecr: Pick<ECRClient, 'send'> | undefined;
+  private readonly ecrFor: InventoryResolverOptions['ecrFor'];
   /** Image indexes by repository, read once per inventory build (tags move with deployments too). */
   private readonly indexes = new WeakMap<InventoryIndex, Map<string, Promise<IndexedImage[]>>>();
   private readonly index: InventoryIndexOptions | undefined;
@@ -323,6 +332,7 @@ export class InventoryResolver {
       this.ttlMs = Number.POSITIVE_INFINITY;
       this.limiter = new Limiter(1);
       this.ecr = undefined;
+      this.ecrFor = undefined;
       this.index = undefined;
       this.cached = {
         builtAt: 0,
@@ -342,6 +352,7 @@ export class InventoryResolver {
       },
     });
     this.ecr = options.ecr;
+    this.ecrFor = options.ecrFor;
     this.index = options.index;
   }
 
@@ -578,7 +589,12 @@ export class InventoryResolver {
       ...references.digests.filter((d) => DIGEST.test(d)).map((imageDigest) => ({ imageDigest })),
       ...references.tags.map((imageTag) => ({ imageTag })),
     ];
-    const ecr = this.ecr;
+    // The registry's own account and Region (a central registry, another Region): its client.
+    const place = REGISTRY_HOST.exec(image.repositoryUri.trim().toLowerCase());
+    const ecr =
+      this.ecrFor && place
+        ? this.ecrFor({ account: place[1] as string, region: place[2] as string })
+        : this.ecr;
     if (ids.length === 0 || !ecr) return [];
     const outs = await Promise.all(
       chunk(ids, BATCH_GET_IMAGE_MAX).map((imageIds) =>
