@@ -110,6 +110,7 @@ describe('inventory index', () => {
         'dynamodb:GetItem',
         'dynamodb:PutItem',
         'dynamodb:Query',
+        'dynamodb:UpdateItem',
       ]);
       expect(s.condition).toEqual({
         'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['IMAGE#*', 'INVENTORY#*'] },
