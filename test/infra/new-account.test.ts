@@ -146,10 +146,17 @@ describe('the intake rule accepts findings of the accounts Autopatch serves', ()
 
 describe('arm64 CodeBuild projects only where CodeBuild offers ARM_CONTAINER', () => {
   /** A stack pinned to a Region (as `env: { region }` or CDK_DEFAULT_REGION would make it). */
+  const synthesized = new Map<string, { stack: AutopatchStack; template: Template }>();
+  /** Synthesized once per Region and props in this file: the tests only read the stack and template. */
   const inRegion = (region: string | undefined, autopatch: AutopatchProps = {}) => {
+    const key = JSON.stringify([region, autopatch]);
+    const known = synthesized.get(key);
+    if (known) return known;
     const app = testApp();
     const built = new AutopatchStack(app, 'Regional', { ...(region ? { env: { region } } : {}), autopatch });
-    return { stack: built, template: Template.fromStack(built) };
+    const result = { stack: built, template: Template.fromStack(built) };
+    synthesized.set(key, result);
+    return result;
   };
   const environmentTypes = (t: Template): string[] =>
     resourcesOf(t, 'AWS::CodeBuild::Project')
