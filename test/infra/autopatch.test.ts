@@ -1,5 +1,9 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { Stack } from 'aws-cdk-lib';
-import type { Template } from 'aws-cdk-lib/assertions';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { buildOrganizationApp, organizationFromContext } from '../../bin/organization';
 import { triageRuntimeConfigSchema } from '../../lambdas/shared/config';
 import { parsePolicy } from '../../lambdas/triage/policy';
 import type { Autopatch } from '../../lib/autopatch';
@@ -11,6 +15,7 @@ import {
   policyStatements,
   synthAutopatch,
   unacknowledgedNagFindings,
+  validatingApp,
 } from '../support/synth';
 
 // One synth for the whole file: the smallest deployment, `new Autopatch(this, 'Autopatch')`.
@@ -437,5 +442,28 @@ describe('cdk-nag AwsSolutions', () => {
       expect(c).not.toBeInstanceOf(Stack);
       expect(c).not.toBe(autopatch);
     }
+  });
+});
+
+// The other test synths skip CloudFormation's template validation (test/support/synth.ts testApp: it
+// costs ~10 s of CPU per file and there only prints warnings). Here it runs as `cdk synth` runs it,
+// but strictly: any error or warning fails the synth.
+describe("CloudFormation's template validation, strict", () => {
+  test("cdk.json's example: the hub stack of an organization, every spoke stack and both StackSet templates", () => {
+    const cdkJson = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'cdk.json'), 'utf8'));
+    const app = validatingApp(cdkJson.context);
+    buildOrganizationApp(app, organizationFromContext(app));
+    expect(() => app.synth()).not.toThrow();
+  });
+
+  // After the organization, so the engine is reused: it restarts for resource types it has not seen.
+  test('the smallest deployment', () => {
+    expect(() => synthAutopatch({ props: {}, cfnValidation: true })).not.toThrow();
+  });
+
+  test('a template CloudFormation would reject fails the synth', () => {
+    const invalid = new Stack(validatingApp(), 'Invalid');
+    new sqs.CfnQueue(invalid, 'Queue', { delaySeconds: 100_000 });
+    expect(() => Template.fromStack(invalid)).toThrow(/DelaySeconds|delaySeconds|Validation/);
   });
 });

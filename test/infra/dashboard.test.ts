@@ -19,14 +19,14 @@ import {
   ENGINE_ALARMS,
 } from '../../lib/dashboard';
 import { AutopatchStack } from '../../lib/stack';
-import { logicalIdOf, policyStatements, unacknowledgedNagFindings } from '../support/synth';
+import { logicalIdOf, policyStatements, testApp, unacknowledgedNagFindings } from '../support/synth';
 import { DEPLOYMENT_ARN, remediationRequest, STATE_MACHINE_ARN } from '../support/workflow-harness';
 
 type Json = Record<string, unknown>;
 
 /** The smallest deployment, synthesized like test/support/synth.ts (no bundling), with its dashboard. */
 const synthAutopatchWithDashboard = () => {
-  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+  const app = testApp();
   const stack = new AutopatchStack(app, 'AutopatchStack', { autopatch: {} });
   return { stack, dashboard: stack.autopatch.dashboard, template: Template.fromStack(stack) };
 };

@@ -1,12 +1,11 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import type { AutopatchProps } from '../../lib/autopatch';
 import { AutopatchStack } from '../../lib/stack';
 import { CODEBUILD_ARM_REGIONS, NO_ARM_BUILDER } from '../../lib/workflow';
 import { matchesPattern } from '../../simulation/model/eventbus';
-import { logicalIdOf, synthAutopatch, unacknowledgedNagFindings } from '../support/synth';
+import { logicalIdOf, synthAutopatch, testApp, unacknowledgedNagFindings } from '../support/synth';
 
 /**
  * What a first `cdk deploy` in a new or low-quota account needs, and what a redeploy after
@@ -99,7 +98,7 @@ describe('the intake rule accepts findings of the accounts Autopatch serves', ()
   });
 
   test('a concrete deploying account is not listed twice', () => {
-    const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const app = testApp();
     const pinned = new AutopatchStack(app, 'Pinned', {
       env: { account: '111122223333', region: 'eu-west-1' },
       autopatch: { findingAccounts: ['111122223333', '444455556666', '444455556666'] },
@@ -147,10 +146,17 @@ describe('the intake rule accepts findings of the accounts Autopatch serves', ()
 
 describe('arm64 CodeBuild projects only where CodeBuild offers ARM_CONTAINER', () => {
   /** A stack pinned to a Region (as `env: { region }` or CDK_DEFAULT_REGION would make it). */
+  const synthesized = new Map<string, { stack: AutopatchStack; template: Template }>();
+  /** Synthesized once per Region and props in this file: the tests only read the stack and template. */
   const inRegion = (region: string | undefined, autopatch: AutopatchProps = {}) => {
-    const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const key = JSON.stringify([region, autopatch]);
+    const known = synthesized.get(key);
+    if (known) return known;
+    const app = testApp();
     const built = new AutopatchStack(app, 'Regional', { ...(region ? { env: { region } } : {}), autopatch });
-    return { stack: built, template: Template.fromStack(built) };
+    const result = { stack: built, template: Template.fromStack(built) };
+    synthesized.set(key, result);
+    return result;
   };
   const environmentTypes = (t: Template): string[] =>
     resourcesOf(t, 'AWS::CodeBuild::Project')

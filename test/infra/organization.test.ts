@@ -17,13 +17,13 @@ import { AutopatchChecks } from '../../lib/nag';
 import * as organization from '../../lib/organization';
 import { type AutopatchSpokeProps, AutopatchSpokeStack } from '../../lib/spoke';
 import { AutopatchStack, type AutopatchStackProps } from '../../lib/stack';
+import { testApp } from '../support/synth';
 
 const HUB = '111111111111';
 const SPOKE = '222222222222';
 const OTHER = '333333333333';
 const ORG = 'o-exampleorg1';
 const HUB_REGION = 'eu-central-1';
-const CONTEXT = { 'aws:cdk:bundling-stacks': [] };
 
 type Json = Record<string, unknown>;
 
@@ -35,7 +35,7 @@ const violations = (scope: IConstruct): string[] =>
   );
 
 const spokeStack = (props: Partial<AutopatchSpokeProps> = {}, env?: { account: string; region: string }) => {
-  const app = new App({ context: CONTEXT });
+  const app = testApp();
   const stack = new AutopatchSpokeStack(app, 'AutopatchSpoke', {
     hubAccount: HUB,
     hubRegion: HUB_REGION,
@@ -47,7 +47,7 @@ const spokeStack = (props: Partial<AutopatchSpokeProps> = {}, env?: { account: s
 };
 
 const hubStack = (autopatch: AutopatchStackProps) => {
-  const app = new App({ context: CONTEXT });
+  const app = testApp();
   const stack = new AutopatchStack(app, 'AutopatchStack', autopatch);
   return { app, stack, template: Template.fromStack(stack) };
 };
@@ -509,18 +509,15 @@ describe('bin/organization.ts', () => {
     ).toThrow(/autopatch:organization is invalid/);
   });
 
-  const app = new App({
-    context: {
-      ...CONTEXT,
-      'autopatch:organization': {
-        hub: { account: HUB, region: HUB_REGION },
-        organizationId: ORG,
-        spokes: [
-          { account: SPOKE, regions: [HUB_REGION, 'us-east-1'], registry: true },
-          { account: HUB, regions: [HUB_REGION, 'us-east-1'] },
-          { account: OTHER, regions: [HUB_REGION], findings: true },
-        ],
-      },
+  const app = testApp({
+    'autopatch:organization': {
+      hub: { account: HUB, region: HUB_REGION },
+      organizationId: ORG,
+      spokes: [
+        { account: SPOKE, regions: [HUB_REGION, 'us-east-1'], registry: true },
+        { account: HUB, regions: [HUB_REGION, 'us-east-1'] },
+        { account: OTHER, regions: [HUB_REGION], findings: true },
+      ],
     },
   });
   buildOrganizationApp(app, organizationFromContext(app));

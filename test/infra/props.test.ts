@@ -13,11 +13,10 @@ import { DEFAULT_POLICY } from '../../lambdas/triage/policy';
 import { Autopatch, type AutopatchProps } from '../../lib/autopatch';
 import type { AutopatchStack } from '../../lib/stack';
 import { autopatchPropsFromContext } from '../../lib/stack';
-import { logicalIdOf, policyStatements, synthAutopatch } from '../support/synth';
+import { logicalIdOf, policyStatements, synthAutopatch, testApp } from '../support/synth';
 
 /** A stack to build the construct in, without synthesizing: validation runs in the constructor. */
-const newStack = (context: Record<string, unknown> = {}) =>
-  new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [], ...context } }), 'Test');
+const newStack = (context: Record<string, unknown> = {}) => new Stack(testApp(context), 'Test');
 
 /** The message of the ConfigurationError that building Autopatch with these props throws. */
 const problemsWith = (props: AutopatchProps): string => {

@@ -10,6 +10,11 @@ export interface SynthOptions {
   readonly props?: AutopatchProps;
   /** Extra CDK context (e.g. `autopatch`, `autopatchPolicyFile`). */
   readonly context?: Record<string, unknown>;
+  /**
+   * Run CloudFormation's template validation during synth, strictly: any finding fails the synth
+   * (see `validatingApp`). Off by default (see `testApp`).
+   */
+  readonly cfnValidation?: boolean;
 }
 
 export interface Synthesized {
@@ -18,13 +23,41 @@ export interface Synthesized {
   readonly template: Template;
 }
 
+/** No bundling: an empty `aws:cdk:bundling-stacks` makes NodejsFunction skip esbuild. */
+export const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] as string[] };
+
 /**
- * Build the AutopatchStack the way bin/autopatch.ts does, minus bundling: an empty
- * `aws:cdk:bundling-stacks` makes NodejsFunction skip esbuild, so a synth takes a second, needs no
- * Docker and does not depend on the Lambda sources compiling.
+ * An App for tests: no bundling (a synth needs no Docker and does not depend on the Lambda sources
+ * compiling), and no built-in CloudFormation template validation. That validation starts a WASM
+ * engine that costs about 10 s of CPU in every test file that synthesizes, and in a test synth it
+ * asserts nothing: without the `@aws-cdk/core:validateAgainstDefaultRules` flag its errors are
+ * downgraded to printed warnings and the synth succeeds. `validatingApp` runs it strictly instead,
+ * once per file, over the configurations test/infra/autopatch.test.ts names.
+ */
+export const testApp = (context: Record<string, unknown> = {}): App =>
+  new App({ context: { ...NO_BUNDLING, ...context }, builtinCloudFormationValidation: false });
+
+/**
+ * An App whose synth runs CloudFormation's template validation (as `cdk synth` does) and fails on
+ * any finding: errors are not downgraded to warnings, and warnings count as errors.
+ */
+export const validatingApp = (context: Record<string, unknown> = {}): App =>
+  new App({
+    context: {
+      ...NO_BUNDLING,
+      '@aws-cdk/core:validateAgainstDefaultRules': true,
+      '@aws-cdk/core:strictCfnValidateErrors': true,
+      ...context,
+    },
+    builtinCloudFormationValidation: true,
+  });
+
+/**
+ * Build the AutopatchStack the way bin/autopatch.ts does, in a `testApp` (or a `validatingApp` with
+ * `cfnValidation`), so a synth takes about a second.
  */
 export const synthAutopatch = (options: SynthOptions = {}): Synthesized => {
-  const app = new App({ context: { 'aws:cdk:bundling-stacks': [], ...options.context } });
+  const app = options.cfnValidation ? validatingApp(options.context) : testApp(options.context);
   const stack = new AutopatchStack(app, 'AutopatchStack', options.props ? { autopatch: options.props } : {});
   return { app, stack, template: Template.fromStack(stack) };
 };
