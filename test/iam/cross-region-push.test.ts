@@ -8,10 +8,9 @@
  *   role (which the build assumes for the login: statemachines/buildspecs/patch-os.ts ECR_LOGIN).
  */
 import { runSimulation } from '@cloud-copilot/iam-simulate';
-import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AutopatchSpokeStack } from '../../lib/spoke';
-import { synthAutopatch } from '../support/synth';
+import { synthAutopatch, testApp } from '../support/synth';
 
 const HUB = '111111111111';
 const REGISTRY = '222222222222';
@@ -129,7 +128,7 @@ describe('cross-Region and cross-account pushes of the image builds, evaluated',
     policies: policiesOfRole(template, /SourceX86ProjectRole/, HUB),
   };
   const spokeTemplate = Template.fromStack(
-    new AutopatchSpokeStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'AutopatchSpoke', {
+    new AutopatchSpokeStack(testApp(), 'AutopatchSpoke', {
       hubAccount: HUB,
       hubRegion: HUB_REGION,
       organizationId: ORG,

@@ -12,7 +12,13 @@ import type { CfnFunction } from 'aws-cdk-lib/aws-lambda';
 import { buildOrganizationApp, organizationFromContext } from '../../bin/organization';
 import { AutopatchChecks } from '../../lib/nag';
 import type { AutopatchStack } from '../../lib/stack';
-import { logicalIdOf, policyStatements, synthAutopatch, unacknowledgedNagFindings } from '../support/synth';
+import {
+  logicalIdOf,
+  policyStatements,
+  synthAutopatch,
+  testApp,
+  unacknowledgedNagFindings,
+} from '../support/synth';
 
 const ORG = 'o-exampleorg1';
 const SPOKE = '222222222222';
@@ -194,7 +200,7 @@ describe('bin/organization.ts: spokes by organizational unit', () => {
       callAs: 'DELEGATED_ADMIN',
     },
   };
-  const app = new App({ context: { 'aws:cdk:bundling-stacks': [], 'autopatch:organization': context } });
+  const app = testApp({ 'autopatch:organization': context });
   buildOrganizationApp(app, organizationFromContext(app));
   const find = <T>(path: string) => app.node.findAll().find((c) => c.node.path === path) as T;
 
