@@ -407,10 +407,17 @@ export class Autopatch extends Construct {
     // Inventory index (issue #13): ECS events and an hourly reconcile keep IMAGE#/INVENTORY# items in
     // the ledger current; triage reads them (its ledger grant covers them) and scans ECS until the
     // first reconcile has completed.
+    // The reconcile walks every listed spoke account in every served Region from the start, so a
+    // service that has not deployed since its spoke went in is indexed too (spokes forward ECS
+    // events, not the API calls that created the service).
+    const spokePlaces = (resolved.organization?.accounts ?? []).flatMap((account) =>
+      (resolved.organization?.regions ?? [Stack.of(this).region]).map((region) => ({ account, region })),
+    );
     this.inventory = new InventoryIndex(this, 'Inventory', {
       ledger: this.ledger,
       encryptionKey: this.encryptionKey,
       logRetention: resolved.logRetention,
+      ...(spokePlaces.length > 0 ? { places: spokePlaces } : {}),
     });
 
     // Where a resource lives: the hub's account is home (its own credentials), any other is a spoke.
