@@ -66,6 +66,19 @@ export interface PlaceModels {
   readonly handlers: Partial<Record<ServiceName, Readonly<Record<string, (input: never) => unknown>>>>;
 }
 
+/** One place's models, with the SDK operation handlers of each service. */
+export const placeModels = (place: Place, parts: Omit<PlaceModels, 'place' | 'handlers'>): PlaceModels => ({
+  place,
+  ...parts,
+  handlers: {
+    ecs: parts.ecs.handlers,
+    ecr: parts.ecr.handlers,
+    cloudwatch: parts.cloudwatch.handlers,
+    codedeploy: parts.codedeploy.handlers,
+    inspector2: parts.inspector.handlers,
+  },
+});
+
 /** Where a spoke is deployed and what it holds. */
 export interface SpokeSpec {
   readonly account: string;
@@ -211,23 +224,7 @@ export class Organization {
       codedeploy.alarmChanged(name, state);
     });
     const inspector = new InspectorModel(world, ecr, bus);
-    const models: PlaceModels = {
-      place,
-      world,
-      bus,
-      ecr,
-      ecs,
-      cloudwatch,
-      codedeploy,
-      inspector,
-      handlers: {
-        ecs: ecs.handlers,
-        ecr: ecr.handlers,
-        cloudwatch: cloudwatch.handlers,
-        codedeploy: codedeploy.handlers,
-        inspector2: inspector.handlers,
-      },
-    };
+    const models = placeModels(place, { world, bus, ecr, ecs, cloudwatch, codedeploy, inspector });
     this.places.set(id, models);
     return models;
   }

@@ -36,6 +36,7 @@ import {
   type OrganizationOptions,
   type PlaceModels,
   placeId,
+  placeModels,
   type SpokeSpec,
 } from './organization';
 import {
@@ -371,23 +372,10 @@ const simulate = async (
       ecs.alarmChanged(name, state);
       codedeploy.alarmChanged(name, state);
     });
-    const homeModels: PlaceModels = {
-      place: { account: accountId, region },
-      world,
-      bus,
-      ecr,
-      ecs,
-      cloudwatch,
-      codedeploy,
-      inspector,
-      handlers: {
-        ecs: ecs.handlers,
-        ecr: ecr.handlers,
-        cloudwatch: cloudwatch.handlers,
-        codedeploy: codedeploy.handlers,
-        inspector2: inspector.handlers,
-      },
-    };
+    const homeModels = placeModels(
+      { account: accountId, region },
+      { world, bus, ecr, ecs, cloudwatch, codedeploy, inspector },
+    );
     places.push(homeModels);
     if (organizationOptions) {
       org = await Organization.create(world, bus, organizationOptions, loaded);

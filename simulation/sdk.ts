@@ -35,7 +35,7 @@ import type { ResourceLookups } from './iam/requests';
 import { FAULTS, type ServiceName } from './model/catalog';
 import { notModelled, sdkError } from './model/errors';
 import type { World } from './model/world';
-import type { Organization, Place, Session } from './organization';
+import { lookupsOfHandlers, type Organization, type Place, type Session } from './organization';
 import type { FaultSpec } from './scenario';
 import type { IamStackOptions } from './stack';
 
@@ -168,47 +168,7 @@ const ACCESS_DENIED: Record<ServiceName, { name: string; status: number }> = {
 };
 
 /** What IAM conditions need to know about the account's resources, asked of the models themselves. */
-const lookupsOf = (router: Router): ResourceLookups => ({
-  serviceTags: (serviceArn) => {
-    const list = router.handlers.ecs.ListTagsForResource as
-      | ((input: { resourceArn: string }) => { tags?: Array<{ key?: string; value?: string }> })
-      | undefined;
-    try {
-      const tags = list?.({ resourceArn: serviceArn }).tags ?? [];
-      return Object.fromEntries(tags.map((t) => [t.key ?? '', t.value ?? '']));
-    } catch {
-      return undefined;
-    }
-  },
-  codeDeployGroupOf: (deploymentId) => {
-    const get = router.handlers.codedeploy.GetDeployment as
-      | ((input: { deploymentId: string }) => {
-          deploymentInfo?: { applicationName?: string; deploymentGroupName?: string };
-        })
-      | undefined;
-    try {
-      const info = get?.({ deploymentId }).deploymentInfo;
-      return info?.applicationName && info.deploymentGroupName
-        ? { application: info.applicationName, deploymentGroup: info.deploymentGroupName }
-        : undefined;
-    } catch {
-      return undefined;
-    }
-  },
-  codeDeployConfigOf: (application, deploymentGroup) => {
-    const get = router.handlers.codedeploy.GetDeploymentGroup as
-      | ((input: { applicationName: string; deploymentGroupName: string }) => {
-          deploymentGroupInfo?: { deploymentConfigName?: string };
-        })
-      | undefined;
-    try {
-      return get?.({ applicationName: application, deploymentGroupName: deploymentGroup }).deploymentGroupInfo
-        ?.deploymentConfigName;
-    } catch {
-      return undefined;
-    }
-  },
-});
+const lookupsOf = (router: Router): ResourceLookups => lookupsOfHandlers(router.handlers);
 
 /** Requests checked against the API models, per run: how many, and the ones rejected. */
 export interface ModelCheckSummary {
