@@ -66,18 +66,44 @@ export interface PlaceModels {
   readonly handlers: Partial<Record<ServiceName, Readonly<Record<string, (input: never) => unknown>>>>;
 }
 
-/** One place's models, with the SDK operation handlers of each service. */
-export const placeModels = (place: Place, parts: Omit<PlaceModels, 'place' | 'handlers'>): PlaceModels => ({
-  place,
-  ...parts,
-  handlers: {
-    ecs: parts.ecs.handlers,
-    ecr: parts.ecr.handlers,
-    cloudwatch: parts.cloudwatch.handlers,
-    codedeploy: parts.codedeploy.handlers,
-    inspector2: parts.inspector.handlers,
-  },
-});
+/**
+ * One account and Region's models, wired as the services are (alarms reach ECS's and CodeDeploy's
+ * deployments), with the SDK operation handlers of each service. `registries`: where its tasks pull
+ * images from (default: its own ECR; in an estate, whichever registry holds the image).
+ */
+export const placeModels = (
+  place: Place,
+  world: World,
+  bus: EventBus,
+  registries?: EcrModel,
+): PlaceModels => {
+  const ecr = new EcrModel(world);
+  const inspector = new InspectorModel(world, ecr, bus);
+  const ecs = new EcsModel(world, registries ?? ecr, bus);
+  const cloudwatch = new CloudWatchModel(world, bus);
+  const codedeploy = new CodeDeployModel(world, ecs, bus, (name) => cloudwatch.state(name));
+  cloudwatch.onChange((name, state) => {
+    ecs.alarmChanged(name, state);
+    codedeploy.alarmChanged(name, state);
+  });
+  return {
+    place,
+    world,
+    bus,
+    ecr,
+    ecs,
+    cloudwatch,
+    codedeploy,
+    inspector,
+    handlers: {
+      ecs: ecs.handlers,
+      ecr: ecr.handlers,
+      cloudwatch: cloudwatch.handlers,
+      codedeploy: codedeploy.handlers,
+      inspector2: inspector.handlers,
+    },
+  };
+};
 
 /** Where a spoke is deployed and what it holds. */
 export interface SpokeSpec {
@@ -211,20 +237,11 @@ export class Organization {
     const world = worldAt(this.world, place);
     const bus = new EventBus(world);
     this.forwardFrom(place, bus);
-    const ecr = new EcrModel(world);
     // Tasks pull from any registry of the estate (a central registry account).
     const registries = {
       resolveUri: (uri: string): Image | undefined => this.resolveImage(uri),
     } as unknown as EcrModel;
-    const ecs = new EcsModel(world, registries, bus);
-    const cloudwatch = new CloudWatchModel(world, bus);
-    const codedeploy = new CodeDeployModel(world, ecs, bus, (name) => cloudwatch.state(name));
-    cloudwatch.onChange((name, state) => {
-      ecs.alarmChanged(name, state);
-      codedeploy.alarmChanged(name, state);
-    });
-    const inspector = new InspectorModel(world, ecr, bus);
-    const models = placeModels(place, { world, bus, ecr, ecs, cloudwatch, codedeploy, inspector });
+    const models = placeModels(place, world, bus, registries);
     this.places.set(id, models);
     return models;
   }

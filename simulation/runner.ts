@@ -18,14 +18,12 @@ import { VirtualClock } from './clock';
 import { SIMULATED_ENVIRONMENT } from './environment';
 import { checkExpectations } from './expect';
 import { INVENTORY_ROLES, type LambdaHandler, loadHandlers } from './lambdas';
-import { CloudWatchModel } from './model/cloudwatch';
 import { type BuildPlan, CodeBuildModel } from './model/codebuild';
-import { CodeDeployModel } from './model/codedeploy';
-import { EcrModel, type Image, manifestOf, OCI_INDEX, OCI_MANIFEST } from './model/ecr';
-import { EcsModel } from './model/ecs';
+import { type EcrModel, type Image, manifestOf, OCI_INDEX, OCI_MANIFEST } from './model/ecr';
+import type { EcsModel } from './model/ecs';
 import { type BusEvent, type DeliveryFate, EventBus } from './model/eventbus';
 import { ScriptedFaults } from './model/faults';
-import { InspectorModel } from './model/inspector';
+import type { InspectorModel } from './model/inspector';
 import { EventBridgeModel, SnsModel, SsmModel } from './model/outputs';
 import { SqsModel } from './model/sqs';
 import { type Execution, StepFunctionsModel, taskStates } from './model/stepfunctions';
@@ -358,24 +356,15 @@ const simulate = async (
   try {
     // ------------------------------------------------------------------ the account
     bus = new EventBus(world);
-    const ecr = new EcrModel(world);
-    const inspector = new InspectorModel(world, ecr, bus);
-    inspectorModel = inspector;
     // With other accounts, tasks pull from whichever registry holds the image (a central registry).
-    const registries = multi
-      ? ({ resolveUri: (uri: string) => org?.resolveImage(uri) } as unknown as EcrModel)
-      : ecr;
-    const ecs = new EcsModel(world, registries, bus);
-    const cloudwatch = new CloudWatchModel(world, bus);
-    const codedeploy = new CodeDeployModel(world, ecs, bus, (name) => cloudwatch.state(name));
-    cloudwatch.onChange((name, state) => {
-      ecs.alarmChanged(name, state);
-      codedeploy.alarmChanged(name, state);
-    });
     const homeModels = placeModels(
       { account: accountId, region },
-      { world, bus, ecr, ecs, cloudwatch, codedeploy, inspector },
+      world,
+      bus,
+      multi ? ({ resolveUri: (uri: string) => org?.resolveImage(uri) } as unknown as EcrModel) : undefined,
     );
+    const { ecr, inspector, ecs, cloudwatch, codedeploy } = homeModels;
+    inspectorModel = inspector;
     places.push(homeModels);
     if (organizationOptions) {
       org = await Organization.create(world, bus, organizationOptions, loaded);
