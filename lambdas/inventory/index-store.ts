@@ -107,6 +107,18 @@ export interface ImageItem {
   readonly indexedAt: string;
 }
 
+/** What an index item says of the service a record describes (IMAGE# items and the whole record). */
+export const serviceFieldsOf = (place: Place, record: ServiceRecord, indexedAt: string) => ({
+  account: place.account,
+  region: place.region,
+  clusterArn: record.service.clusterArn,
+  serviceName: record.service.serviceName,
+  taskDefinitionArn: record.taskDefinitionArn,
+  tags: { ...record.tags },
+  deploymentController: record.deploymentController,
+  indexedAt,
+});
+
 /** The record's containers and running digests, split by the repository they reference. */
 export const imageItemsOf = (
   place: Place,
@@ -120,16 +132,9 @@ export const imageItemsOf = (
       item = {
         pk: imagePk(repository),
         sk: serviceSk(record.service.clusterArn, record.service.serviceName),
-        account: place.account,
-        region: place.region,
-        clusterArn: record.service.clusterArn,
-        serviceName: record.service.serviceName,
-        taskDefinitionArn: record.taskDefinitionArn,
-        tags: { ...record.tags },
-        deploymentController: record.deploymentController,
+        ...serviceFieldsOf(place, record, indexedAt),
         containers: [],
         running: [],
-        indexedAt,
       };
       items.set(repository, item);
     }

@@ -20,6 +20,7 @@ import {
   RECORDS_PK,
   recordSk,
   SERVICE_PREFIX,
+  serviceFieldsOf,
   serviceSk,
   WATERMARK_SK,
 } from './index-store';
@@ -250,16 +251,9 @@ export class InventoryIndexWriter {
                     ...recordKey,
                     kind: 'inventory-record',
                     version: version + 2,
-                    account: place.account,
-                    region: place.region,
-                    clusterArn: record.service.clusterArn,
-                    serviceName: record.service.serviceName,
-                    taskDefinitionArn: record.taskDefinitionArn,
-                    tags: { ...record.tags },
-                    deploymentController: record.deploymentController,
+                    ...serviceFieldsOf(place, record, indexedAt),
                     containers: record.containers.map((c) => ({ ...c })),
                     running: record.running.map((c) => ({ ...c })),
-                    indexedAt,
                   }
                 : {
                     ...recordKey,
