@@ -63,8 +63,9 @@ const kindOf = (data: unknown): string => {
   const key = d.Key ?? d.Item ?? {};
   const pk = (key.pk?.S ?? '?').split('#')[0];
   const sk = key.sk?.S ?? '?';
-  // Digest parts (`<scope>#<time>#<id>`) and old-layout digests (`<scope>`), whatever the scope.
-  if (pk === 'DIGEST') return sk.includes('#') ? 'DIGEST/part' : 'DIGEST/scope';
+  // Digest parts (`<scope>#<time>#<id>`), parts scopes share (`SHARED#…`) and old-layout digests (`<scope>`).
+  if (pk === 'DIGEST')
+    return sk.startsWith('SHARED#') ? 'DIGEST/shared' : sk.includes('#') ? 'DIGEST/part' : 'DIGEST/scope';
   return `${pk}/${sk.includes('#') ? `${sk.split('#')[0]}#` : /^[A-Z_]+$/.test(sk) ? sk : '*'}`;
 };
 

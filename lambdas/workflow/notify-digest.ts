@@ -27,7 +27,7 @@ export const notifyDigestMinutes = (value: string | undefined, fallback: number)
 };
 
 export interface DigestDeps {
-  readonly ledger: Pick<Ledger, 'pendingDigests' | 'clearDigest'>;
+  readonly ledger: Pick<Ledger, 'pendingDigests' | 'clearDigests'>;
   readonly sns: Pick<SNSClient, 'send'>;
   readonly events: Pick<EventBridgeClient, 'send'>;
   readonly topicArn: string;
@@ -122,9 +122,10 @@ export const digestMessage = (
 
 /**
  * Send every digest whose period is over: one SNS message and one `Autopatch Notify Digest` event
- * each, then take what was sent out of the ledger (notices recorded meanwhile wait for the next
- * period). Sent before cleared: a failure in between sends it again next minute rather than losing it.
- * A failed digest does not stop the others; the next sweep retries it.
+ * each, then take what was sent out of the ledger, all at once (a part many services share is one
+ * write; notices recorded meanwhile wait for the next period). Sent before cleared: a failure in
+ * between sends them again next minute rather than losing them. A failed digest does not stop the
+ * others; the next sweep retries it.
  */
 export const sendDigests = async (deps: DigestDeps, now: Date): Promise<DigestResult[]> => {
   const periodMs = deps.periodMinutes * 60_000;
@@ -132,6 +133,7 @@ export const sendDigests = async (deps: DigestDeps, now: Date): Promise<DigestRe
     (d) => !(Date.parse(d.since) + periodMs > now.getTime()),
   );
   const results: DigestResult[] = [];
+  const sent: Digest[] = [];
   for (const digest of due) {
     try {
       const severity = worst(digest);
@@ -165,15 +167,26 @@ export const sendDigests = async (deps: DigestDeps, now: Date): Promise<DigestRe
           region: place?.region,
         },
       });
-      await deps.ledger.clearDigest(digest);
-      results.push({ scope: digest.scope, action: 'sent', notices: noticeCount(digest) });
+      sent.push(digest);
     } catch (error) {
       results.push({
         scope: digest.scope,
         action: 'failed',
-        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+        error: describe(error),
       });
     }
   }
+  if (sent.length === 0) return results;
+  try {
+    await deps.ledger.clearDigests(sent);
+    results.push(...sent.map((d) => ({ scope: d.scope, action: 'sent' as const, notices: noticeCount(d) })));
+  } catch (error) {
+    // Sent, but still in the ledger: sent again at the next sweep.
+    const reason = `sent, but not cleared (sent again next sweep): ${describe(error)}`;
+    results.push(...sent.map((d) => ({ scope: d.scope, action: 'failed' as const, error: reason })));
+  }
   return results;
 };
+
+const describe = (error: unknown): string =>
+  error instanceof Error ? `${error.name}: ${error.message}` : String(error);

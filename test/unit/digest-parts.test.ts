@@ -6,7 +6,7 @@
 import { DynamoDBDocumentClient, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { meterWrites } from '../../bench/amplification';
 import { Ledger, type Notice } from '../../lambdas/shared/ledger';
-import { MAX_DIGEST_ENTRIES } from '../../lambdas/shared/ledger/digests';
+import { MAX_DIGEST_ENTRIES, MAX_SHARED_PART_BYTES } from '../../lambdas/shared/ledger/digests';
 import { noticeCount } from '../../lambdas/workflow/notify-digest';
 import { type LocalDynamo, startDynalite } from '../../local/dynalite';
 
@@ -106,6 +106,71 @@ describe('digest parts', () => {
     ]);
     expect(left[0]?.since).toBe(new Date(T0 + 60_000).toISOString());
     expect(await digestItems()).toHaveLength(1);
+  });
+});
+
+describe('a part many services share (one image in a central registry, run in hundreds of services)', () => {
+  const fleetKey = (i: number) => `2100000${String(i % 50).padStart(5, '0')}/eu-central-1/prod/checkout-${i}`;
+
+  it('is written once for every service that gets the same notices, billed by its size, and loses no notice', async () => {
+    // Prepare: 600 services run the image; 3 CVEs on it, plus one CVE only service 0 gets.
+    const notices = [
+      ...Array.from({ length: 600 }, (_, i) =>
+        ['CVE-2024-1', 'CVE-2024-2', 'CVE-2024-3'].map((cve) =>
+          notice(cve, { serviceKey: fleetKey(i), reason: 'rule medium-notify' }),
+        ),
+      ).flat(),
+      notice('CVE-2024-4', { serviceKey: fleetKey(0), reason: 'rule medium-notify' }),
+    ];
+    const meter = meterWrites();
+
+    // Act
+    try {
+      await ledger.recordNotices(notices);
+    } finally {
+      meter.stop();
+    }
+    const digests = await ledger.pendingDigests();
+
+    // Assess: shared parts of bounded size and one own part: tens of write units, not 600.
+    const items = await digestItems();
+    expect(items.filter((i) => String(i.sk).startsWith('SHARED#')).length).toBeGreaterThan(1);
+    expect(items.filter((i) => !String(i.sk).startsWith('SHARED#'))).toHaveLength(1);
+    expect(meter.maxItemBytes).toBeLessThanOrEqual(MAX_SHARED_PART_BYTES + 1024);
+    expect(meter.units).toBeLessThan(60);
+    expect(digests).toHaveLength(600);
+    expect(digests.reduce((n, d) => n + noticeCount(d), 0)).toBe(notices.length);
+    const first = digests.find((d) => d.scope === fleetKey(0));
+    expect(noticeCount(first as NonNullable<typeof first>)).toBe(4);
+    expect(noticeCount(digests.find((d) => d.scope === fleetKey(599)) as NonNullable<typeof first>)).toBe(3);
+  });
+
+  it('stays for the services that have not sent it, and goes with the last of them', async () => {
+    // Prepare: three services share a part; one of them also has an older part of its own.
+    now = T0 - 3_600_000;
+    await ledger.recordNotices([notice('CVE-2024-0', { serviceKey: fleetKey(1) })]);
+    now = T0;
+    await ledger.recordNotices([1, 2, 3].map((i) => notice('CVE-2024-1', { serviceKey: fleetKey(i) })));
+    const all = await ledger.pendingDigests();
+    const of = (i: number) => all.find((d) => d.scope === fleetKey(i)) as (typeof all)[number];
+
+    // Act 1: service 1 is due first (its older part) and sent alone.
+    await ledger.clearDigests([of(1)]);
+
+    // Assess 1: the others still get the shared notice; service 1 has nothing left.
+    const left = await ledger.pendingDigests();
+    expect(left.map((d) => [d.scope, d.entries.map((e) => e.cve)])).toEqual([
+      [fleetKey(2), ['CVE-2024-1']],
+      [fleetKey(3), ['CVE-2024-1']],
+    ]);
+
+    // Act 2: the other two are sent in one sweep, and the same sweep runs twice (a retry).
+    await ledger.clearDigests(left);
+    await ledger.clearDigests(left);
+
+    // Assess 2
+    expect(await ledger.pendingDigests()).toEqual([]);
+    expect(await digestItems()).toEqual([]);
   });
 });
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { SEVERITIES, type Severity } from '../contracts';
 import { TransientError } from '../errors';
 import { BATCH_CONCURRENCY, type LedgerTable, mapLimit, sleep } from './table';
@@ -15,6 +15,12 @@ import { BATCH_CONCURRENCY, type LedgerTable, mapLimit, sleep } from './table';
  *   the sweep deletes the parts it sent. A part holds at most MAX_PART_BYTES (one write unit): the
  *   invocation's notices folded (same CVE on the same image counted once), worst severity first, as
  *   many as fit; the others are counted (`omitted`), never lost.
+ * - `DIGEST` / `SHARED#<recordedAt>#<id>`: a part several scopes share, written instead of one part
+ *   per scope when one invocation records the very same notices for all of them (an image in a
+ *   central registry runs in hundreds of services: one part names them all, billed by its size, not
+ *   one write unit per service). Its `scopes` (a string set, at most MAX_SHARED_PART_BYTES of them per
+ *   part) are the scopes that have not sent it yet: the sweep takes out those it sent, and deletes
+ *   the part once none is left.
  * - `DIGEST` / `<scope>`: the layout before parts, one read-modify-write item per scope that grew with
  *   the burst (up to MAX_DIGEST_ENTRIES entries with their reasons, tens of KB, billed per KB at every
  *   write). No longer written; one a deployed table still holds is read, sent and cleared as before.
@@ -36,6 +42,13 @@ const DIGEST_PK = 'DIGEST';
  * size of the item): one write unit is 1 KB.
  */
 export const MAX_PART_BYTES = 1_000;
+/** Sort-key prefix of a part several scopes share (no scope starts with it: see ACCOUNT_SCOPE). */
+export const SHARED_PART_PREFIX = 'SHARED#';
+/**
+ * Largest shared part, in bytes as estimated here: the scopes of one group are split across as many
+ * parts as needed. No item grows with the burst or the fleet beyond it.
+ */
+export const MAX_SHARED_PART_BYTES = 16_000;
 /** Characters of a reason a part keeps (parts are small; the triage log has every reason in full). */
 export const MAX_PART_REASON = 160;
 const DIGEST_TTL_DAYS = 30;
@@ -84,6 +97,8 @@ export interface Digest {
   readonly source?: {
     /** Sort keys of the parts folded in. */
     readonly parts: readonly string[];
+    /** Of those, the parts several scopes share, with every scope that had not sent them when read. */
+    readonly shared?: ReadonlyArray<{ readonly sk: string; readonly scopes: readonly string[] }>;
     /** The old-layout item, as read, when there was one. */
     readonly item?: Digest;
   };
@@ -202,7 +217,7 @@ export const partOf = (
 export const mergeDigest = (
   scope: string,
   item: Digest | undefined,
-  parts: ReadonlyArray<{ readonly sk: string; readonly digest: Digest }>,
+  parts: ReadonlyArray<{ readonly sk: string; readonly digest: Digest; readonly scopes?: readonly string[] }>,
 ): Digest => {
   const entries = new Map<string, DigestEntry>();
   let omitted = 0;
@@ -231,7 +246,13 @@ export const mergeDigest = (
     entries: [...entries.values()],
     omitted,
     version: item?.version ?? 0,
-    source: { parts: parts.map((p) => p.sk), ...(item ? { item } : {}) },
+    source: {
+      parts: parts.map((p) => p.sk),
+      ...(parts.some((p) => p.scopes)
+        ? { shared: parts.flatMap((p) => (p.scopes ? [{ sk: p.sk, scopes: p.scopes }] : [])) }
+        : {}),
+      ...(item ? { item } : {}),
+    },
   };
 };
 
@@ -239,8 +260,9 @@ export class Digests {
   constructor(private readonly table: LedgerTable) {}
 
   /**
-   * Record notify decisions: one new part per scope (one PutItem of at most one write unit each, no
-   * read, no condition). Safe against concurrent writers: no two write the same item.
+   * Record notify decisions: one new part per scope, or one part for every scope that gets the very
+   * same notices (PutItems of new keys, no read, no condition). Safe against concurrent writers: no
+   * two write the same item.
    */
   async record(notices: readonly Notice[]): Promise<void> {
     const byScope = new Map<string, Notice[]>();
@@ -250,23 +272,40 @@ export class Digests {
     }
     const at = this.table.now().toISOString();
     const expiresAt = this.table.ttl(DIGEST_TTL_DAYS);
-    await mapLimit([...byScope], BATCH_CONCURRENCY, ([scope, list]) => {
-      const key = { pk: DIGEST_PK, sk: `${scope}#${at}#${randomUUID().slice(0, 8)}` };
-      return this.table.send('recordNotices', () =>
-        this.table.doc.send(
-          new PutCommand({
-            TableName: this.table.tableName,
-            Item: partOf(key, scope, list, at, expiresAt),
-          }),
-        ),
-      );
+    const key = (prefix: string) => ({ pk: DIGEST_PK, sk: `${prefix}#${at}#${randomUUID().slice(0, 8)}` });
+    // Scopes whose part would say the same (the same notices, folded and cut the same way) share one.
+    const groups = new Map<string, { readonly scopes: string[]; readonly notices: readonly Notice[] }>();
+    for (const [scope, list] of byScope) {
+      const { pk: _pk, sk: _sk, scope: _scope, ...content } = partOf({ pk: '', sk: '' }, '', list, at, 0);
+      const same = JSON.stringify(content);
+      const group = groups.get(same);
+      if (group) group.scopes.push(scope);
+      else groups.set(same, { scopes: [scope], notices: list });
+    }
+    const items = [...groups.values()].flatMap(({ scopes, notices: list }) => {
+      const [only] = scopes;
+      if (scopes.length === 1 && only !== undefined)
+        return [partOf(key(only), only, byScope.get(only) ?? list, at, expiresAt)];
+      const { scope: _scope, ...content } = partOf(key('SHARED'), '', list, at, expiresAt);
+      return chunkScopes(scopes, Buffer.byteLength(JSON.stringify(content), 'utf8')).map((chunk) => ({
+        ...content,
+        ...key('SHARED'),
+        kind: 'digest-shared',
+        scopes: new Set(chunk),
+      }));
     });
+    await mapLimit(items, BATCH_CONCURRENCY, (item) =>
+      this.table.send('recordNotices', () =>
+        this.table.doc.send(new PutCommand({ TableName: this.table.tableName, Item: item })),
+      ),
+    );
   }
 
   /** Every digest with something to send, oldest first. */
   async pending(): Promise<Digest[]> {
     const items = await this.table.query('pendingDigests', DIGEST_PK);
-    const byScope = new Map<string, { item?: Digest; parts: Array<{ sk: string; digest: Digest }> }>();
+    type Part = { sk: string; digest: Digest; scopes?: readonly string[] };
+    const byScope = new Map<string, { item?: Digest; parts: Part[] }>();
     const of = (scope: string) => {
       let found = byScope.get(scope);
       if (!found) {
@@ -277,6 +316,12 @@ export class Digests {
     };
     for (const item of items) {
       const sk = String(item.sk);
+      if (sk.startsWith(SHARED_PART_PREFIX)) {
+        const scopes = [...((item.scopes as Iterable<string> | undefined) ?? [])].map(String).sort();
+        for (const scope of scopes)
+          of(scope).parts.push({ sk, digest: toDigest({ ...item, scope }), scopes });
+        continue;
+      }
       const cut = sk.indexOf('#');
       // Scopes never hold '#' (service keys are names and '/', or ACCOUNT_SCOPE).
       if (cut < 0) of(sk).item = toDigest(item);
@@ -287,7 +332,8 @@ export class Digests {
         mergeDigest(
           scope,
           item,
-          parts.sort((a, b) => a.sk.localeCompare(b.sk)),
+          // Oldest first, whichever layout (a scope's own parts and shared ones sort apart by key).
+          parts.sort((a, b) => a.digest.since.localeCompare(b.digest.since) || a.sk.localeCompare(b.sk)),
         ),
       )
       .filter((d) => d.entries.length > 0 || d.omitted > 0)
@@ -296,18 +342,77 @@ export class Digests {
 
   /** Take what `sent` held out of the ledger; notices recorded since it was read stay. */
   async clear(sent: Digest): Promise<void> {
-    // A digest built by hand (no source): the old item of its scope, as before parts existed.
-    const source = sent.source ?? { parts: [], item: sent };
-    if (source.parts.length > 0)
-      await this.table.batchDelete(
-        'clearDigest',
-        source.parts.map((sk) => ({ pk: DIGEST_PK, sk })),
+    await this.clearAll([sent]);
+  }
+
+  /**
+   * Take what every digest of `sent` held out of the ledger at once: a part several of them share is
+   * deleted with one write when all of its scopes were sent, or loses the scopes sent (one write)
+   * and stays for the others.
+   */
+  async clearAll(sent: readonly Digest[]): Promise<void> {
+    const own: Array<{ pk: string; sk: string }> = [];
+    const shared = new Map<string, { readonly scopes: readonly string[]; readonly sent: Set<string> }>();
+    for (const digest of sent) {
+      // A digest built by hand (no source): the old item of its scope, as before parts existed.
+      const source = digest.source ?? { parts: [], item: digest };
+      const sharedScopes = new Map((source.shared ?? []).map((p) => [p.sk, p.scopes]));
+      for (const sk of source.parts) {
+        const scopes = sharedScopes.get(sk);
+        if (!scopes) {
+          own.push({ pk: DIGEST_PK, sk });
+          continue;
+        }
+        const part = shared.get(sk) ?? { scopes, sent: new Set<string>() };
+        part.sent.add(digest.scope);
+        shared.set(sk, part);
+      }
+    }
+    if (own.length > 0) await this.table.batchDelete('clearDigest', own);
+    await mapLimit([...shared], BATCH_CONCURRENCY, ([sk, part]) =>
+      part.scopes.every((s) => part.sent.has(s))
+        ? this.table.batchDelete('clearDigest', [{ pk: DIGEST_PK, sk }])
+        : this.unshare(sk, [...part.sent]),
+    );
+    for (const digest of sent) {
+      const item = (digest.source ?? { parts: [], item: digest }).item;
+      if (item)
+        await this.update('clearDigest', digest.scope, (current) =>
+          current ? withoutSent(current, item, this.table.now().toISOString()) : undefined,
+        );
+    }
+  }
+
+  /** Take `scopes` out of a shared part; the write that leaves none deletes it. */
+  private async unshare(sk: string, scopes: readonly string[]): Promise<void> {
+    const key = { pk: DIGEST_PK, sk };
+    let left: Record<string, unknown> | undefined;
+    const written = await this.table.conditional('clearDigest', async () => {
+      const out = await this.table.doc.send(
+        new UpdateCommand({
+          TableName: this.table.tableName,
+          Key: key,
+          UpdateExpression: 'DELETE #scopes :sent',
+          ConditionExpression: 'attribute_exists(#pk)',
+          ExpressionAttributeNames: { '#scopes': 'scopes', '#pk': 'pk' },
+          ExpressionAttributeValues: { ':sent': new Set(scopes) },
+          ReturnValues: 'ALL_NEW',
+        }),
       );
-    const item = source.item;
-    if (item)
-      await this.update('clearDigest', sent.scope, (current) =>
-        current ? withoutSent(current, item, this.table.now().toISOString()) : undefined,
-      );
+      left = out.Attributes;
+    });
+    // Gone already (another sweep sent the rest), or some scope has yet to send it.
+    if (!written || (left?.scopes as Set<string> | undefined)?.size) return;
+    await this.table.conditional('clearDigest', () =>
+      this.table.doc.send(
+        new DeleteCommand({
+          TableName: this.table.tableName,
+          Key: key,
+          ConditionExpression: 'attribute_not_exists(#scopes)',
+          ExpressionAttributeNames: { '#scopes': 'scopes' },
+        }),
+      ),
+    );
   }
 
   /** Read, change, write under the version read: a lost race reads again. */
@@ -351,3 +456,22 @@ export class Digests {
     );
   }
 }
+
+/** Scopes split so that each shared part (`base` bytes without them) stays within MAX_SHARED_PART_BYTES. */
+const chunkScopes = (scopes: readonly string[], base: number): string[][] => {
+  const chunks: string[][] = [];
+  let chunk: string[] = [];
+  let bytes = base;
+  for (const scope of [...scopes].sort()) {
+    const size = Buffer.byteLength(scope, 'utf8') + 3;
+    if (chunk.length > 0 && bytes + size > MAX_SHARED_PART_BYTES) {
+      chunks.push(chunk);
+      chunk = [];
+      bytes = base;
+    }
+    chunk.push(scope);
+    bytes += size;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+};
