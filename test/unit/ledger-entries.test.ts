@@ -1,8 +1,10 @@
 import { PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import { meterWrites } from '../../bench/amplification';
 import type { AffectedImage, RemediationRequest } from '../../lambdas/shared/contracts';
 import { coveredFindings } from '../../lambdas/shared/contracts';
 import { Ledger, MAX_REQUEST_BYTES } from '../../lambdas/shared/ledger';
+import { requestTextOf } from '../../lambdas/shared/ledger/contributions';
 import { executionName, remediationId } from '../../lambdas/shared/remediation';
 import { type LocalDynamo, startDynalite } from '../../local/dynalite';
 import { digest, image, remediationRequest } from '../support/workflow-harness';
@@ -177,7 +179,9 @@ describe('contribution items', () => {
         ConsistentRead: true,
       }),
     );
-    return Math.max(0, ...(out.Items ?? []).map((i) => JSON.stringify(unmarshall(i)).length));
+    // Binary attributes (a contribution's compressed request) count their bytes.
+    const bytes = (_: string, v: unknown) => (v instanceof Uint8Array ? 'x'.repeat(v.length) : v);
+    return Math.max(0, ...(out.Items ?? []).map((i) => JSON.stringify(unmarshall(i), bytes).length));
   };
   const items = async (svc: string, prefix: string) =>
     (
@@ -220,7 +224,7 @@ describe('contribution items', () => {
     const more = await ledger.getInFlight(svc);
     expect(JSON.stringify(sealed.request).length).toBeLessThanOrEqual(MAX_REQUEST_BYTES);
     const queuedLater = (await items(svc, 'QUEUE#')).flatMap((i) =>
-      coveredFindings((JSON.parse(i.request as string) as RemediationRequest).images),
+      coveredFindings((JSON.parse(requestTextOf(i.request) as string) as RemediationRequest).images),
     );
     for (const pair of queuedLater) found.add(pair);
     for (const r of burst) for (const pair of coveredFindings(r.images)) expect(found.has(pair)).toBe(true);
@@ -262,7 +266,7 @@ describe('contribution items', () => {
     await ledger.claim(overlapping);
 
     const [merge] = await items(svc, 'MERGE#');
-    const written = JSON.parse(merge?.request as string) as RemediationRequest;
+    const written = JSON.parse(requestTextOf(merge?.request) as string) as RemediationRequest;
     expect(coveredFindings(written.images)).toEqual(coveredFindings([many('63', 3, digest('a1'))]).slice(2));
     const sealed = await ledger.seal(svc, first.executionName);
     expect(new Set(coveredFindings(sealed.request.images))).toEqual(
@@ -305,6 +309,65 @@ describe('contribution items', () => {
     for (const r of requests)
       for (const pair of coveredFindings(r.images)) expect(later.has(pair)).toBe(true);
     expect(await items(svc, 'QUEUE#')).toEqual([]);
+  });
+});
+
+describe('contribution items as stored (compressed request)', () => {
+  it('bill one write unit for a one-finding merge that would cost two as JSON', async () => {
+    // Prepare: a run gathering, and a one-finding request of a service in another account.
+    const svc = `210000000037/eu-central-1/batch/backfill-${++serial}`;
+    await started(requestOf(svc, [image()]));
+    const request = requestOf(svc, [many('55', 1, digest('d4'))]);
+    expect(Buffer.byteLength(JSON.stringify(request), 'utf8')).toBeGreaterThan(1_024);
+    const meter = meterWrites();
+
+    // Act
+    try {
+      expect((await ledger.claim(request)).kind).toBe('merged');
+    } finally {
+      meter.stop();
+    }
+
+    // Assess
+    expect(meter.byKind['SERVICE/MERGE#']).toBe(1);
+  });
+
+  it('are read whether written compressed or as the JSON string of before; bytes that do not decompress are taken away', async () => {
+    // Prepare: a gathering run; one merge written the old way (JSON string), one corrupt, one new.
+    const svc = `prod/layouts-${++serial}`;
+    const first = requestOf(svc, [image()]);
+    await started(first);
+    const old = requestOf(svc, [many('61', 2, digest('e5'))]);
+    const put = (sk: string, request: unknown) =>
+      dynamo.client.send(
+        new PutItemCommand({
+          TableName: dynamo.tableName,
+          Item: marshall({ pk: `SERVICE#${svc}`, sk, id: sk.slice(-6), request, at: T0.toISOString() }),
+        }),
+      );
+    await put(`MERGE#${first.executionName}#old001`, JSON.stringify(old));
+    await put(`MERGE#${first.executionName}#bad001`, new Uint8Array([1, 2, 3, 4]));
+    const fresh = requestOf(svc, [many('62', 2, digest('f6'))]);
+    await ledger.claim(fresh);
+
+    // Act
+    const sealed = await ledger.seal(svc, first.executionName);
+
+    // Assess: both readable merges are in the run; the corrupt one is gone, reported as poisoned.
+    const taken = new Set(coveredFindings(sealed.request.images));
+    for (const pair of [...coveredFindings(old.images), ...coveredFindings(fresh.images)])
+      expect(taken.has(pair)).toBe(true);
+    const left = await dynamo.client.send(
+      new QueryCommand({
+        TableName: dynamo.tableName,
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: { ':pk': { S: `SERVICE#${svc}` } },
+        ConsistentRead: true,
+      }),
+    );
+    const sks = (left.Items ?? []).map((i) => unmarshall(i).sk as string);
+    expect(sks.filter((sk) => sk.startsWith('MERGE#'))).toEqual([]);
+    expect(sks.some((sk) => sk.startsWith('POISONED#'))).toBe(true);
   });
 });
 

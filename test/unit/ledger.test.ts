@@ -10,6 +10,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import type { AffectedImage, RemediationRequest } from '../../lambdas/shared/contracts';
 import { AutopatchError, TransientError } from '../../lambdas/shared/errors';
 import { Ledger, MAX_LOCK_BYTES, MAX_REQUEST_BYTES, type OutcomeRecord } from '../../lambdas/shared/ledger';
+import { requestTextOf } from '../../lambdas/shared/ledger/contributions';
 import { executionName, mergeImages, remediationId } from '../../lambdas/shared/remediation';
 import { type LocalDynamo, startDynalite } from '../../local/dynalite';
 
@@ -116,7 +117,7 @@ const queueOf = async (serviceKey: string): Promise<string[]> => {
   const items = (out.Items ?? []).map((i) => unmarshall(i)).filter((i) => !took.has(i.id as string));
   return [
     ...Object.values((lock?.queue ?? {}) as Record<string, string>),
-    ...items.map((i) => i.request as string),
+    ...items.map((i) => requestTextOf(i.request) as string),
   ];
 };
 

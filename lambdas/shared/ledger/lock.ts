@@ -9,8 +9,10 @@ import {
   contributionId,
   contributionItem,
   mergePrefix,
+  packRequest,
   QUEUE_PREFIX,
   readContribution,
+  requestTextOf,
   withoutCarried,
 } from './contributions';
 import { type Hold, type Holds, withoutHeld } from './holds';
@@ -808,7 +810,8 @@ export class ServiceLocks {
           Key: { pk: key.pk, sk },
           ConditionExpression: '#request = :request',
           ExpressionAttributeNames: { '#request': 'request' },
-          ExpressionAttributeValues: { ':request': JSON.stringify(request) },
+          // As putContribution wrote it (packRequest is deterministic).
+          ExpressionAttributeValues: { ':request': packRequest(request) },
         }),
       ),
     );
@@ -849,7 +852,7 @@ export class ServiceLocks {
     const items = await this.table.query(op, key.pk, { prefix });
     const out: Contribution[] = [];
     for (const item of items) {
-      const problem = requestProblem(item.request);
+      const problem = requestProblem(requestTextOf(item.request));
       if (!problem) {
         out.push(readContribution(item));
         continue;
